@@ -1,0 +1,461 @@
+//! The user store: who may log in, and the proof that they are who they say.
+//!
+//! Every backend starts from the same login: a name and a password checked against this store.
+//! It is consulted *only* at login and registration, never on the per-request hot path, so its cost
+//! (argon2id, deliberately slow) is measured apart from verification.
+//!
+//! # Layout
+//! - [`Username`], [`Password`]: input parsed at the edge; a value of these types is valid.
+//! - [`UserStore`]: sqlx over SQLite (a file, the default) or PostgreSQL (a `postgres://` URL),
+//!   with migrations for each dialect run at start-up.
+//! - Password hashing: argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane), run on
+//!   Tokio's blocking pool with at most one hash per core in flight, so logins cannot starve the
+//!   async workers that serve everybody else.
+//!
+//! A real deployment would add login throttling and a breached-password check; see the docs.
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::SaltString;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use authlab_core::Identity;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use tokio::sync::Semaphore;
+
+/// Longest accepted user name, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// Shortest accepted password, in characters (NIST SP 800-63B's minimum).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest accepted password, in characters: long enough for any passphrase, short enough that
+/// nobody can make us hash a megabyte.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// What can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum UserStoreError {
+    /// A field of the request breaks a rule (empty, too long, ...). The message says which.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The offending field's name as the client sent it.
+        field: &'static str,
+        /// What is wrong with it, for a human.
+        reason: String,
+    },
+    /// Registration with a name somebody already has.
+    #[error("the user name is already taken")]
+    UsernameTaken,
+    /// The database URL names neither SQLite nor PostgreSQL.
+    #[error("unsupported database URL (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    /// The database could not be reached or did not answer in time.
+    #[error("the user database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations failed at start-up.
+    #[error("could not migrate the user database")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("the user database failed")]
+    Database(#[source] sqlx::Error),
+    /// Hashing failed (argon2 rejected its inputs; does not happen with valid parameters).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl From<sqlx::Error> for UserStoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::UsernameTaken,
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            _ => Self::Database(err),
+        }
+    }
+}
+
+/// A user name that passed the rules: 1 to 64 characters, no control characters, no leading or
+/// trailing white space (so "alice" and "alice " cannot be two people).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Checks the rules.
+    pub fn parse(raw: String) -> Result<Self, UserStoreError> {
+        let invalid = |reason: &str| UserStoreError::InvalidField {
+            field: "username",
+            reason: reason.to_owned(),
+        };
+        if raw.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        if raw.chars().count() > MAX_USERNAME_CHARS {
+            return Err(invalid(&format!(
+                "must be at most {MAX_USERNAME_CHARS} characters"
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(invalid("must not contain control characters"));
+        }
+        if raw.trim() != raw {
+            return Err(invalid("must not start or end with white space"));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password that passed the length rules, kept secret (zeroed on drop, never printed).
+pub struct Password(SecretString);
+
+impl Password {
+    /// Checks the rules: 8 to 1024 characters, anything else allowed.
+    pub fn parse(raw: SecretString) -> Result<Self, UserStoreError> {
+        let chars = raw.expose_secret().chars().count();
+        let invalid = |reason: String| UserStoreError::InvalidField {
+            field: "password",
+            reason,
+        };
+        if chars == 0 {
+            return Err(invalid("must not be empty".to_owned()));
+        }
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(invalid(format!(
+                "must be at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(invalid(format!(
+                "must be at most {MAX_PASSWORD_CHARS} characters"
+            )));
+        }
+        Ok(Self(raw))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// argon2id with OWASP's recommended minimum: m = 19 MiB, t = 2, p = 1.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Password hashing off the async workers, at most one hash per core at a time.
+#[derive(Clone)]
+struct Hasher {
+    permits: Arc<Semaphore>,
+}
+
+impl Hasher {
+    fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            permits: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, UserStoreError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| UserStoreError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| UserStoreError::Hashing(e.to_string()))
+    }
+
+    async fn hash(&self, password: Password) -> Result<String, UserStoreError> {
+        self.run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2()
+                .hash_password(password.0.expose_secret().as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| UserStoreError::Hashing(e.to_string()))
+        })
+        .await?
+    }
+
+    async fn verify(&self, password: SecretString, hash: String) -> Result<bool, UserStoreError> {
+        self.run(move || {
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            argon2()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok()
+        })
+        .await
+    }
+}
+
+/// Users in SQL, with their argon2id hashes.
+#[derive(Clone)]
+pub struct UserStore {
+    pool: AnyPool,
+    hasher: Hasher,
+    /// The hash of a random password nobody knows. Logging in as a user that does not exist is
+    /// checked against it, so an unknown name costs the same time as a wrong password and the
+    /// response time does not reveal which names are registered.
+    dummy_hash: Arc<str>,
+}
+
+impl UserStore {
+    /// Connects to `url`, creating a SQLite file if it does not exist, and runs migrations.
+    ///
+    /// `sqlite://authlab.db` is a file in the working directory, `sqlite::memory:` a throwaway
+    /// database, `postgres://user@host/db` a PostgreSQL database.
+    pub async fn connect(url: &str) -> Result<Self, UserStoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, migrator) = if url.starts_with("sqlite:") {
+            (sqlite_url_creating_file(url), &SQLITE_MIGRATIONS)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), &POSTGRES_MIGRATIONS)
+        } else {
+            return Err(UserStoreError::UnsupportedUrl);
+        };
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = AnyPoolOptions::new()
+            // One in-memory SQLite database per connection would be several databases: keep one.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&url)
+            .await
+            .map_err(UserStoreError::Unavailable)?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(UserStoreError::Migration)?;
+        let hasher = Hasher::new();
+        let mut random = [0u8; 32];
+        argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut random);
+        let dummy_password = Password(SecretString::from(
+            random.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        ));
+        let dummy_hash = hasher.hash(dummy_password).await?.into();
+        Ok(Self {
+            pool,
+            hasher,
+            dummy_hash,
+        })
+    }
+
+    /// Creates a user. The password is hashed before anything touches the database.
+    pub async fn register(
+        &self,
+        username: Username,
+        password: Password,
+    ) -> Result<Identity, UserStoreError> {
+        let hash = self.hasher.hash(password).await?;
+        let created_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let user_id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(username.as_str())
+        .bind(hash)
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Identity::new(user_id, username.0))
+    }
+
+    /// Checks a name and password. `Ok(None)` means "no": an unknown name and a wrong password
+    /// are the same answer, reached in the same time.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Option<Identity>, UserStoreError> {
+        let row: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some((user_id, name, hash)) => {
+                let ok = self.hasher.verify(password, hash).await?;
+                Ok(ok.then(|| Identity::new(user_id, name)))
+            }
+            None => {
+                // Timing equalizer: do the same work as for a real user, then say no.
+                let _ = self
+                    .hasher
+                    .verify(password, self.dummy_hash.to_string())
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// `SELECT 1`: the readiness check.
+    pub async fn ping(&self) -> Result<(), UserStoreError> {
+        let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (tests drop their databases afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// sqlx opens SQLite files read-write but does not create them unless asked with `mode=rwc`.
+/// A user who names a file expects it to be created, so unless the URL says otherwise, ask.
+fn sqlite_url_creating_file(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    fn temp_sqlite() -> (String, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("authlab-users-{}.db", uuid::Uuid::new_v4()));
+        (format!("sqlite://{}", path.display()), path)
+    }
+
+    #[test]
+    fn username_rules() {
+        assert!(Username::parse("alice".into()).is_ok());
+        assert!(Username::parse("a".repeat(64)).is_ok());
+        for bad in ["", " alice", "alice ", "al\nice", &"a".repeat(65)] {
+            assert!(
+                matches!(
+                    Username::parse(bad.to_owned()),
+                    Err(UserStoreError::InvalidField {
+                        field: "username",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(Password::parse(secret("correct horse")).is_ok());
+        for bad in ["", "short", &"p".repeat(1025)] {
+            assert!(matches!(
+                Password::parse(secret(bad)),
+                Err(UserStoreError::InvalidField {
+                    field: "password",
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file_unless_told_otherwise() {
+        assert_eq!(
+            sqlite_url_creating_file("sqlite://a.db"),
+            "sqlite://a.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_creating_file("sqlite://a.db?cache=shared"),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_creating_file("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
+        assert_eq!(sqlite_url_creating_file("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[tokio::test]
+    async fn a_named_sqlite_file_is_created_and_stores_only_a_hash() {
+        let (url, path) = temp_sqlite();
+        let store = UserStore::connect(&url).await.unwrap();
+        assert!(path.exists());
+        let alice = store
+            .register(
+                Username::parse("alice".into()).unwrap(),
+                Password::parse(secret("correct horse")).unwrap(),
+            )
+            .await
+            .unwrap();
+        let stored: String = sqlx::query_scalar("SELECT password_hash FROM users")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(!stored.contains("correct horse"));
+
+        let ok = store
+            .authenticate("alice", secret("correct horse"))
+            .await
+            .unwrap();
+        assert_eq!(ok, Some(alice));
+        assert_eq!(
+            store.authenticate("alice", secret("wrong horse")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.authenticate("bob", secret("correct horse")).await.unwrap(),
+            None
+        );
+        store.close().await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn a_taken_name_is_refused() {
+        let store = UserStore::connect("sqlite::memory:").await.unwrap();
+        let name = || Username::parse("alice".into()).unwrap();
+        let pass = || Password::parse(secret("correct horse")).unwrap();
+        store.register(name(), pass()).await.unwrap();
+        assert!(matches!(
+            store.register(name(), pass()).await,
+            Err(UserStoreError::UsernameTaken)
+        ));
+    }
+
+    #[tokio::test]
+    async fn other_url_schemes_are_refused() {
+        assert!(matches!(
+            UserStore::connect("mysql://localhost/test").await,
+            Err(UserStoreError::UnsupportedUrl)
+        ));
+    }
+}
