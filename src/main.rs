@@ -1,1 +1,73 @@
-fn main() {}
+//! The `authlab` command.
+
+use std::process::ExitCode;
+
+use authlab::config::Settings;
+use authlab::error::CauseChain;
+use authlab::startup::Application;
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+const EXAMPLES: &str = "\
+Examples:
+  authlab serve                                   # SQLite file ./authlab.db, local Redis, random JWT secret
+  authlab serve --jwt-secret-file jwt.secret      # a stable secret (at least 32 bytes)
+  authlab serve --database-url postgres://postgres@127.0.0.1/test --jwt-denylist off
+
+The JWT secret can also come from the AUTHLAB_JWT_SECRET environment variable (never a flag,
+which would show it to everyone running `ps`).";
+
+/// Sessions vs opaque Redis tokens vs JWT: one service, three authentication backends.
+#[derive(Parser)]
+#[command(name = "authlab", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service with all three backends mounted (/session, /redis, /jwt).
+    #[command(after_help = EXAMPLES)]
+    Serve(Box<Settings>),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    authlab::telemetry::init();
+    match cli.command {
+        Command::Serve(settings) => {
+            let mut settings = *settings;
+            settings.jwt_secret = std::env::var("AUTHLAB_JWT_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from);
+            match actix_web::rt::System::new().block_on(serve(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {}", CauseChain(err.as_ref()));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    for (name, value) in settings.describe() {
+        tracing::info!("{name:>18} = {value}");
+    }
+    if settings.allow_query_token {
+        tracing::warn!(
+            "--allow-query-token is on: tokens in URLs leak through logs, Referer headers and browser history"
+        );
+    }
+    let bind = settings.bind.clone();
+    let app = Application::build(settings).await?;
+    let host = bind
+        .rsplit_once(':')
+        .map_or(bind.as_str(), |(host, _)| host);
+    tracing::info!("authlab listening on http://{host}:{}", app.port());
+    app.run_until_stopped().await?;
+    Ok(())
+}

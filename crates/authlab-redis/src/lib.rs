@@ -148,10 +148,7 @@ impl RedisConnection {
 
     /// Runs one command. A failure of the connection itself (I/O, timeout, dropped) discards the
     /// connection so that the next command reconnects; an error *reply* leaves it in place.
-    pub async fn query<T: FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, RedisBackendError> {
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisBackendError> {
         let mut conn = self.connection().await?;
         match cmd.query_async(&mut conn).await {
             Ok(value) => Ok(value),
@@ -320,7 +317,13 @@ impl Denylist for RedisDenylist {
         let seconds = ttl.as_secs().saturating_add(1);
         let _: String = self
             .conn
-            .query(redis::cmd("SET").arg(self.key(id)).arg(1).arg("EX").arg(seconds))
+            .query(
+                redis::cmd("SET")
+                    .arg(self.key(id))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(seconds),
+            )
             .await?;
         Ok(())
     }

@@ -259,7 +259,12 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_or_unknown_id_is_invalid() {
         let sessions = store(60);
-        for bad in ["", "short", "!!!!!!!!!!!!!!!!!!!!!!", "AAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            "",
+            "short",
+            "!!!!!!!!!!!!!!!!!!!!!!",
+            "AAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert!(matches!(
                 sessions.verify(bad).await,
                 Err(AuthError::Invalid)
@@ -287,7 +292,10 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(matches!(sessions.verify(id).await, Err(AuthError::Expired)));
-        assert!(sessions.is_empty(), "an expired session found on use is removed");
+        assert!(
+            sessions.is_empty(),
+            "an expired session found on use is removed"
+        );
     }
 
     #[tokio::test(start_paused = true)]

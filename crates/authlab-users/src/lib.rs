@@ -245,7 +245,11 @@ impl UserStore {
             } else {
                 Some(Duration::from_secs(600))
             })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
             .acquire_timeout(Duration::from_secs(3))
             .connect(&url)
             .await
@@ -258,7 +262,10 @@ impl UserStore {
         let mut random = [0u8; 32];
         argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut random);
         let dummy_password = Password(SecretString::from(
-            random.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
         ));
         let dummy_hash = hasher.hash(dummy_password).await?.into();
         Ok(Self {
@@ -400,7 +407,10 @@ mod tests {
             sqlite_url_creating_file("sqlite://a.db?mode=ro"),
             "sqlite://a.db?mode=ro"
         );
-        assert_eq!(sqlite_url_creating_file("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            sqlite_url_creating_file("sqlite::memory:"),
+            "sqlite::memory:"
+        );
     }
 
     #[tokio::test]
@@ -419,7 +429,10 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
         assert!(!stored.contains("correct horse"));
 
         let ok = store
@@ -428,11 +441,17 @@ mod tests {
             .unwrap();
         assert_eq!(ok, Some(alice));
         assert_eq!(
-            store.authenticate("alice", secret("wrong horse")).await.unwrap(),
+            store
+                .authenticate("alice", secret("wrong horse"))
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(
-            store.authenticate("bob", secret("correct horse")).await.unwrap(),
+            store
+                .authenticate("bob", secret("correct horse"))
+                .await
+                .unwrap(),
             None
         );
         store.close().await;

@@ -1,0 +1,239 @@
+//! Settings: one [`Settings`] type built at the edge, from flags over `AUTHLAB_*` environment
+//! variables over defaults (clap does the layering). Backends never read the environment; they get
+//! the typed pieces they need from here.
+//!
+//! Every setting, its variable and its default:
+//!
+//! | flag | environment | default |
+//! |---|---|---|
+//! | `--bind` | `AUTHLAB_BIND` | `127.0.0.1:8080` |
+//! | `--database-url` | `AUTHLAB_DATABASE_URL` | `sqlite://authlab.db` (created if missing) |
+//! | `--redis-url` | `AUTHLAB_REDIS_URL` | `redis://127.0.0.1:6379` |
+//! | `--redis-prefix` | `AUTHLAB_REDIS_PREFIX` | `authlab:` |
+//! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
+//! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
+//! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
+//! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
+//! | `--jwt-denylist` | `AUTHLAB_JWT_DENYLIST` | `on` |
+//! | `--access-ttl` | `AUTHLAB_ACCESS_TTL` | `15m` |
+//! | `--session-ttl` | `AUTHLAB_SESSION_TTL` | `30m` |
+//! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `60s` |
+//! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
+//! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
+//! | `--workers` | `AUTHLAB_WORKERS` | one per core |
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// `on` / `off`, for switches that are easier to read that way than as a bare flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// Everything `authlab serve` can be told.
+#[derive(Clone, clap::Args)]
+pub struct Settings {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "AUTHLAB_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// User store: `sqlite://FILE` (created if missing), `sqlite::memory:`, or `postgres://...`.
+    #[arg(
+        long,
+        env = "AUTHLAB_DATABASE_URL",
+        default_value = "sqlite://authlab.db"
+    )]
+    pub database_url: String,
+
+    /// Redis for the redis backend and the JWT denylist. The server starts even if it is down.
+    #[arg(
+        long,
+        env = "AUTHLAB_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key, so several runs or apps can share one Redis.
+    #[arg(long, env = "AUTHLAB_REDIS_PREFIX", default_value = "authlab:")]
+    pub redis_prefix: String,
+
+    /// Longest wait for Redis (connect, and each reply) before answering 503.
+    #[arg(long, env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// File holding the HS256 secret (at least 32 bytes; one trailing newline is ignored).
+    #[arg(long, env = "AUTHLAB_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// The secret itself, from `AUTHLAB_JWT_SECRET` only (a flag would show it in `ps`).
+    #[arg(skip)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// The `iss` claim written into and required of every JWT.
+    #[arg(long, env = "AUTHLAB_JWT_ISSUER", default_value = "authlab")]
+    pub jwt_issuer: String,
+
+    /// Check a Redis denylist on every JWT request so logout really revokes (`off`: pure
+    /// stateless JWT, no I/O per request, and a logged-out token stays valid until it expires).
+    #[arg(long, env = "AUTHLAB_JWT_DENYLIST", value_enum, default_value = "on")]
+    pub jwt_denylist: Switch,
+
+    /// Lifetime of redis and jwt access tokens (`900s`, `15m`, ...).
+    #[arg(long, env = "AUTHLAB_ACCESS_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_ttl: Duration,
+
+    /// Idle timeout of a session: unused this long, it expires; every use restarts the clock.
+    #[arg(long, env = "AUTHLAB_SESSION_TTL", default_value = "30m", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+
+    /// How often expired sessions are swept out of memory.
+    #[arg(long, env = "AUTHLAB_SESSION_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub session_sweep_interval: Duration,
+
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Turn on behind TLS.
+    #[arg(long, env = "AUTHLAB_COOKIE_SECURE")]
+    pub cookie_secure: bool,
+
+    /// UNSAFE: also accept `?token=` on redis and jwt routes. URLs end up in access logs, proxy
+    /// logs, browser history and `Referer` headers, and the token with them.
+    #[arg(long, env = "AUTHLAB_ALLOW_QUERY_TOKEN")]
+    pub allow_query_token: bool,
+
+    /// Number of HTTP worker threads (default: one per core).
+    #[arg(long, env = "AUTHLAB_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// The defaults, as `authlab serve` with no flags and no environment would have them (tests
+    /// start from these).
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Parsing an empty command line cannot fail: every field has a default or is optional.
+        match <Only as clap::Parser>::try_parse_from(["authlab"]) {
+            Ok(only) => only.settings,
+            Err(err) => unreachable!("defaults must parse: {err}"),
+        }
+    }
+
+    /// One line per setting, for the start-up log. Secrets are not shown, and passwords inside
+    /// URLs are masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let secret = match (&self.jwt_secret_file, &self.jwt_secret) {
+            (Some(path), _) => format!("from file {}", path.display()),
+            (None, Some(_)) => "from AUTHLAB_JWT_SECRET".to_owned(),
+            (None, None) => "generated at start-up".to_owned(),
+        };
+        vec![
+            ("bind", self.bind.clone()),
+            ("database_url", redact_url(&self.database_url)),
+            ("redis_url", redact_url(&self.redis_url)),
+            ("redis_prefix", self.redis_prefix.clone()),
+            (
+                "redis_timeout",
+                humantime::format_duration(self.redis_timeout).to_string(),
+            ),
+            ("jwt_secret", secret),
+            ("jwt_issuer", self.jwt_issuer.clone()),
+            (
+                "jwt_denylist",
+                format!("{:?}", self.jwt_denylist).to_lowercase(),
+            ),
+            (
+                "access_ttl",
+                humantime::format_duration(self.access_ttl).to_string(),
+            ),
+            (
+                "session_ttl",
+                humantime::format_duration(self.session_ttl).to_string(),
+            ),
+            ("cookie_secure", self.cookie_secure.to_string()),
+            ("allow_query_token", self.allow_query_token.to_string()),
+        ]
+    }
+}
+
+/// Parses `30s`, `15m`, `1h 30m`, `250ms` (humantime), refusing zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::defaults();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://authlab.db");
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(s.redis_prefix, "authlab:");
+        assert_eq!(s.access_ttl, Duration::from_secs(900));
+        assert_eq!(s.session_ttl, Duration::from_secs(1800));
+        assert_eq!(s.jwt_denylist, Switch::On);
+        assert!(!s.allow_query_token);
+        assert!(!s.cookie_secure);
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("900s"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/authlab"),
+            "postgres://app:***@db:5432/authlab"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379"),
+            "redis://:***@127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("sqlite://authlab.db"), "sqlite://authlab.db");
+    }
+}

@@ -1,0 +1,19 @@
+//! authlab: server-side sessions, opaque Redis tokens and JWTs behind one actix-web service.
+//!
+//! This crate is the *transport* half of authlab: it owns HTTP (routes, cookies, headers, status
+//! codes) and wires the backend crates together. The backends themselves live in `crates/` and
+//! know nothing of HTTP:
+//!
+//! - [`config`]: the one [`config::Settings`] type (flags over `AUTHLAB_*` variables over defaults);
+//! - [`startup`]: [`startup::Application`], which builds and runs the service (tests use it too);
+//! - [`routes`]: the handlers, written once and mounted under `/session`, `/redis` and `/jwt`;
+//! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
+//! - [`error`]: every error the API answers, mapped to a status code in exactly one place.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod transport;

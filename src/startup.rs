@@ -1,0 +1,289 @@
+//! Building and running the service: the same code path for `authlab serve` and for the tests'
+//! `spawn_app()`, so what the tests exercise is what users run.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use authlab_core::SystemClock;
+use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtError, JwtSecret};
+use authlab_redis::{
+    RedisBackendError, RedisConnection, RedisDenylist, RedisTimeouts, RedisTokenAuthenticator,
+    RedisTokenConfig,
+};
+use authlab_session::{SessionAuthenticator, SessionConfig};
+use authlab_users::{UserStore, UserStoreError};
+use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
+
+use crate::config::{Settings, Switch};
+use crate::error::ApiError;
+use crate::routes::{self, Backend, Shared};
+use crate::transport::Transport;
+
+/// Largest request body accepted (JSON bodies here are a few dozen bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why the service could not start. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The listening address is taken or invalid.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// What we tried to bind.
+        address: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The user store could not be opened or migrated.
+    #[error("cannot open the user store")]
+    UserStore(#[source] UserStoreError),
+    /// The Redis URL does not parse.
+    #[error("invalid --redis-url")]
+    RedisUrl(#[source] RedisBackendError),
+    /// The JWT secret file could not be read.
+    #[error("cannot read the JWT secret file {path}")]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Both a secret file and `AUTHLAB_JWT_SECRET` were given.
+    #[error("both --jwt-secret-file and AUTHLAB_JWT_SECRET are set; give one")]
+    ConflictingSecrets,
+    /// The secret is unusable (too short).
+    #[error("unusable JWT secret")]
+    JwtSecret(#[source] JwtError),
+}
+
+/// The JWT backend as authlab mounts it: HS256 with the Redis denylist (or none).
+pub type JwtBackend = JwtAuthenticator<RedisDenylist>;
+
+/// A built, listening service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    sweeper: JoinHandle<()>,
+    sessions: web::Data<Backend<SessionAuthenticator>>,
+}
+
+impl Application {
+    /// Opens the user store, prepares Redis (without needing it to be up), binds the listener and
+    /// builds the server. Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let secret = load_jwt_secret(&settings)?;
+        let users = UserStore::connect(&settings.database_url)
+            .await
+            .map_err(StartupError::UserStore)?;
+        let redis = Arc::new(
+            RedisConnection::new(
+                &settings.redis_url,
+                RedisTimeouts {
+                    connect: settings.redis_timeout,
+                    response: settings.redis_timeout,
+                    ..RedisTimeouts::default()
+                },
+            )
+            .map_err(StartupError::RedisUrl)?,
+        );
+
+        let sessions = web::Data::new(Backend {
+            auth: SessionAuthenticator::new(SessionConfig {
+                idle_ttl: settings.session_ttl,
+            }),
+            transport: Transport::Cookie {
+                secure: settings.cookie_secure,
+            },
+            name: "session",
+        });
+        let bearer = Transport::Bearer {
+            allow_query: settings.allow_query_token,
+        };
+        let opaque = web::Data::new(Backend {
+            auth: RedisTokenAuthenticator::new(
+                redis.clone(),
+                RedisTokenConfig {
+                    prefix: settings.redis_prefix.clone(),
+                    ttl: settings.access_ttl,
+                },
+            ),
+            transport: bearer,
+            name: "redis",
+        });
+        let jwt: web::Data<Backend<JwtBackend>> = web::Data::new(Backend {
+            auth: JwtAuthenticator::new(
+                JwtConfig {
+                    secret,
+                    issuer: settings.jwt_issuer.clone(),
+                    ttl: settings.access_ttl,
+                    denylist: (settings.jwt_denylist == Switch::On)
+                        .then(|| RedisDenylist::new(redis.clone(), &settings.redis_prefix)),
+                },
+                Arc::new(SystemClock),
+            ),
+            transport: bearer,
+            name: "jwt",
+        });
+        let shared = web::Data::new(Shared {
+            users,
+            redis: redis.clone(),
+        });
+
+        let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
+            address: settings.bind.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: settings.bind.clone(),
+                source,
+            })?
+            .port();
+
+        let app_sessions = sessions.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(access_log))
+                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_BODY_BYTES)
+                        .error_handler(|err, _req| ApiError::from(err).into()),
+                )
+                .configure(|cfg| {
+                    routes::configure(
+                        cfg,
+                        shared.clone(),
+                        app_sessions.clone(),
+                        opaque.clone(),
+                        jwt.clone(),
+                    )
+                })
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            address: settings.bind.clone(),
+            source,
+        })?;
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers.max(1));
+        }
+        let server = server.run();
+
+        let sweeper = spawn_session_sweeper(sessions.clone(), settings.session_sweep_interval);
+        Ok(Self {
+            port,
+            server,
+            sweeper,
+            sessions,
+        })
+    }
+
+    /// The port the server listens on (useful with `--bind 127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that can stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// How many sessions are in memory right now (live or awaiting the sweeper).
+    pub fn live_sessions(&self) -> usize {
+        self.sessions.auth.len()
+    }
+
+    /// Serves until the server is stopped (Ctrl-C, SIGTERM, or [`ServerHandle::stop`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.sweeper.abort();
+        result
+    }
+}
+
+/// Forgets expired sessions periodically, so memory tracks active sessions, not every login ever.
+fn spawn_session_sweeper(
+    sessions: web::Data<Backend<SessionAuthenticator>>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let removed = sessions.auth.sweep();
+            if removed > 0 {
+                tracing::debug!(
+                    removed,
+                    live = sessions.auth.len(),
+                    "swept expired sessions"
+                );
+            }
+        }
+    })
+}
+
+/// The HS256 key: from a file, from `AUTHLAB_JWT_SECRET`, or generated with a loud warning.
+fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
+    let bytes = match (&settings.jwt_secret_file, &settings.jwt_secret) {
+        (Some(_), Some(_)) => return Err(StartupError::ConflictingSecrets),
+        (Some(path), None) => read_secret_file(path)?,
+        (None, Some(secret)) => secret.expose_secret().as_bytes().to_vec(),
+        (None, None) => {
+            tracing::warn!(
+                "no JWT secret configured (--jwt-secret-file or AUTHLAB_JWT_SECRET): generated a random one. \
+                 JWTs issued now will not survive a restart and will not verify on another instance."
+            );
+            return JwtSecret::generate().map_err(StartupError::JwtSecret);
+        }
+    };
+    JwtSecret::new(bytes).map_err(StartupError::JwtSecret)
+}
+
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, StartupError> {
+    let mut bytes = std::fs::read(path).map_err(|source| StartupError::SecretFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Editors and `echo` add a newline; it is not part of the secret.
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    Ok(bytes)
+}
+
+/// One debug line per request: method, path (never the query string, which may hold a token when
+/// `--allow-query-token` is on), status and time taken.
+async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.call(req).await;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await?;
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(response)
+}
