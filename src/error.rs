@@ -233,10 +233,10 @@ impl ResponseError for ApiError {
         let message = self.message();
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CACHE_CONTROL, "no-store"));
-        if let Some(challenge) = self.bearer_challenge() {
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                response.insert_header((header::WWW_AUTHENTICATE, value));
-            }
+        if let Some(challenge) = self.bearer_challenge()
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
         }
         if matches!(self, Self::Unavailable { .. })
             || matches!(

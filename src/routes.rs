@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
-use authlab_core::{Authenticator, Identity};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use authlab_core::{AuthError, Authenticator, Identity};
 use authlab_redis::RedisConnection;
 use authlab_users::{Password, UserStore, Username};
 use secrecy::{ExposeSecret, SecretString};
@@ -118,7 +118,7 @@ pub fn configure<S, R, J>(
 /// A resource whose other methods get a JSON 405 with an `Allow` header, rather than a bare 404.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || async move {
-        let mut response = ApiError::MethodNotAllowed.into_response();
+        let mut response = ApiError::MethodNotAllowed.error_response();
         response
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
@@ -132,16 +132,6 @@ fn backend_scope<A: Authenticator>(backend: web::Data<Backend<A>>) -> actix_web:
         .service(resource("/login", "POST").route(web::post().to(login::<A>)))
         .service(resource("/me", "GET").route(web::get().to(me::<A>)))
         .service(resource("/logout", "POST").route(web::post().to(logout::<A>)))
-}
-
-trait IntoResponse {
-    fn into_response(self) -> HttpResponse;
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> HttpResponse {
-        actix_web::ResponseError::error_response(&self)
-    }
 }
 
 async fn register(
@@ -212,7 +202,7 @@ async fn me<A: Authenticator>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, identity) = backend.authenticate(&req).await?;
+    let identity = backend.authenticate(&req).await?;
     Ok(HttpResponse::Ok().json(Me {
         user_id: identity.user_id,
         username: &identity.username,
@@ -224,12 +214,15 @@ async fn logout<A: Authenticator>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
-    let refuse = |cause| ApiError::Unauthenticated {
-        cause,
-        challenge: backend.transport.challenge(),
-    };
-    let credential = backend.transport.credential(&req).map_err(refuse)?;
-    backend.auth.revoke(credential).await.map_err(refuse)?;
+    let credential = backend
+        .transport
+        .credential(&req)
+        .map_err(|c| backend.refuse(c))?;
+    backend
+        .auth
+        .revoke(credential)
+        .await
+        .map_err(|c| backend.refuse(c))?;
     let mut response = HttpResponse::NoContent();
     if let Transport::Cookie { .. } = backend.transport {
         response.cookie(backend.transport.expired_session_cookie());
@@ -278,5 +271,5 @@ async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
 
 /// The JSON answer for a route that does not exist.
 pub async fn not_found() -> HttpResponse {
-    ApiError::NotFound.into_response()
+    ApiError::NotFound.error_response()
 }

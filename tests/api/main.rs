@@ -1,1 +1,12 @@
+//! authlab's integration tests: one binary (so it links once), one module per concern.
+//! Each test starts the real app with `spawn_app()` and talks to it over HTTP, against the
+//! machine's Redis and PostgreSQL (see README for what the suite needs).
 
+mod binary;
+mod contract;
+mod faults;
+mod helpers;
+mod http_edges;
+mod jwt_forgery;
+mod postgres;
+mod users;

@@ -199,10 +199,10 @@ impl<D: Denylist> Authenticator for JwtAuthenticator<D> {
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let claims = self.decode(credential)?;
-        if let Some(denylist) = &self.denylist {
-            if denylist.is_denied(&claims.jti).await? {
-                return Err(AuthError::Revoked);
-            }
+        if let Some(denylist) = &self.denylist
+            && denylist.is_denied(&claims.jti).await?
+        {
+            return Err(AuthError::Revoked);
         }
         let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
         Ok(Identity::new(user_id, claims.username))

@@ -123,10 +123,10 @@ impl RedisConnection {
         if let Some(conn) = self.current.load_full() {
             return Ok((*conn).clone());
         }
-        if let Some(at) = *last_failure {
-            if at.elapsed() < self.retry_after {
-                return Err(RedisBackendError::BackingOff);
-            }
+        if let Some(at) = *last_failure
+            && at.elapsed() < self.retry_after
+        {
+            return Err(RedisBackendError::BackingOff);
         }
         match self
             .client

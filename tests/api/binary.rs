@@ -1,0 +1,258 @@
+//! The `authlab` binary as a user runs it: flags, environment, start-up errors and what it logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn authlab() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authlab"));
+    // Start from a clean slate: no AUTHLAB_* from the caller's environment leaks in.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTHLAB_") {
+            command.env_remove(key);
+        }
+    }
+    let db = std::env::temp_dir().join(format!("authlab-bin-{}.db", Uuid::new_v4()));
+    command
+        .env("AUTHLAB_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env(
+            "AUTHLAB_REDIS_PREFIX",
+            format!("authlab-test:{}:", Uuid::new_v4().simple()),
+        )
+        .env("AUTHLAB_BIND", "127.0.0.1:0")
+        .env("AUTHLAB_WORKERS", "1")
+        .env("NO_COLOR", "1")
+        .arg("serve");
+    command
+}
+
+/// A running `authlab serve`, with everything it writes to standard error collected.
+struct Served {
+    child: Child,
+    base: String,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Served {
+    fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        let base = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no 'listening on' line; log so far: {log:#?}"));
+            let found = line
+                .split("listening on ")
+                .nth(1)
+                .map(|rest| rest.trim().to_owned());
+            log.push(line);
+            if let Some(base) = found {
+                break base;
+            }
+        };
+        Self {
+            child,
+            base,
+            lines,
+            log,
+        }
+    }
+
+    /// Stops the server and returns all it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+}
+
+/// Runs the binary expecting it to fail at start-up; returns its standard error.
+fn failing_start(mut command: Command) -> String {
+    let output = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "start-up should have failed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_binary_serves_every_backend_and_logs_no_secret() {
+    let secret = format!("env-secret-{}", Uuid::new_v4().simple());
+    let mut command = authlab();
+    command
+        .env("AUTHLAB_JWT_SECRET", &secret)
+        .env("AUTHLAB_ALLOW_QUERY_TOKEN", "true")
+        .env("RUST_LOG", "debug");
+    let served = Served::start(command);
+    let client = reqwest::Client::new();
+    let password = format!("pw-{}", Uuid::new_v4().simple());
+    let username = format!("user-{}", Uuid::new_v4().simple());
+    let created = client
+        .post(format!("{}/users", served.base))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let mut credentials = Vec::new();
+    for backend in BACKENDS {
+        let login = client
+            .post(format!("{}/{backend}/login", served.base))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        let credential = credential_from_login(backend, login).await;
+        let me = match &credential {
+            Credential::Cookie(sid) => client
+                .get(format!("{}/session/me", served.base))
+                .header("cookie", format!("sid={sid}")),
+            // Through the query string, the riskiest transport, to prove it stays out of logs.
+            Credential::Bearer(token) => {
+                client.get(format!("{}/{backend}/me?token={token}", served.base))
+            }
+        };
+        let body: Value = me.send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["username"], username.as_str());
+        credentials.push(credential.value().to_owned());
+    }
+    let log = served.stop();
+
+    assert!(
+        log.contains("jwt_secret = from AUTHLAB_JWT_SECRET"),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#"path="/jwt/me""#),
+        "debug access lines are written: {log}"
+    );
+    for (what, secret_value) in [("JWT secret", &secret), ("password", &password)]
+        .into_iter()
+        .chain(credentials.iter().map(|c| ("credential", c)))
+    {
+        assert!(
+            !log.contains(secret_value.as_str()),
+            "the log shows a {what}:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_secret_one_is_generated_with_a_warning() {
+    let served = Served::start(authlab());
+    let log = served.stop();
+    assert!(log.contains("generated a random one"), "{log}");
+    assert!(log.contains("will not survive a restart"), "{log}");
+}
+
+#[tokio::test]
+async fn a_secret_file_is_read_and_its_trailing_newline_ignored() {
+    let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
+    std::fs::write(&file, format!("{}\n", "k".repeat(32))).unwrap();
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg(&file);
+    let served = Served::start(command);
+    let log = served.stop();
+    let _ = std::fs::remove_file(&file);
+    assert!(log.contains("jwt_secret = from file"), "{log}");
+}
+
+#[test]
+fn a_short_secret_stops_start_up_with_a_clear_message() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", "too-short");
+    let stderr = failing_start(command);
+    assert!(stderr.contains("9 bytes long"), "{stderr}");
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    assert!(
+        !stderr.contains("too-short"),
+        "the secret itself is never printed: {stderr}"
+    );
+
+    let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
+    std::fs::write(&file, "short\n").unwrap();
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg(&file);
+    let stderr = failing_start(command);
+    let _ = std::fs::remove_file(&file);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
+#[test]
+fn conflicting_or_missing_secret_sources_are_refused() {
+    let mut command = authlab();
+    command
+        .env("AUTHLAB_JWT_SECRET", "x".repeat(40))
+        .arg("--jwt-secret-file")
+        .arg("/nonexistent/secret");
+    assert!(failing_start(command).contains("give one"));
+
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg("/nonexistent/secret");
+    let stderr = failing_start(command);
+    assert!(
+        stderr.contains("cannot read the JWT secret file /nonexistent/secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_starts() {
+    let mut command = authlab();
+    command.env("AUTHLAB_ACCESS_TTL", "soon");
+    assert!(failing_start(command).contains("--access-ttl"));
+    let mut command = authlab();
+    command.env("AUTHLAB_DATABASE_URL", "mysql://localhost/x");
+    assert!(failing_start(command).contains("unsupported database URL"));
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_DENYLIST", "maybe");
+    assert!(failing_start(command).contains("--jwt-denylist"));
+}
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = authlab().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in [
+        "AUTHLAB_BIND",
+        "AUTHLAB_DATABASE_URL",
+        "AUTHLAB_REDIS_URL",
+        "AUTHLAB_REDIS_PREFIX",
+        "AUTHLAB_JWT_SECRET_FILE",
+        "AUTHLAB_JWT_SECRET",
+        "AUTHLAB_JWT_DENYLIST",
+        "AUTHLAB_ACCESS_TTL",
+        "AUTHLAB_SESSION_TTL",
+        "AUTHLAB_ALLOW_QUERY_TOKEN",
+        "AUTHLAB_COOKIE_SECURE",
+    ] {
+        assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
+    }
+}

@@ -1,0 +1,165 @@
+//! What happens when Redis goes away. Each test runs a private `redis-server` it can kill, pause
+//! and restart, never the machine's shared one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const RECOVERY: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all_recover() {
+    let mut redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| s.redis_url = url).await;
+    let user = app.register().await;
+    let sid = app.login("session", &user).await;
+    let opaque = app.login("redis", &user).await;
+    let jwt = app.login("jwt", &user).await;
+
+    redis.stop();
+
+    let response = app.me("redis", &opaque).await;
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    assert_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend_unavailable",
+    )
+    .await;
+    // The JWT is genuine, but with the denylist on it cannot be judged without Redis.
+    assert_error(
+        app.me("jwt", &jwt).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend_unavailable",
+    )
+    .await;
+    let login = app
+        .login_response("redis", &user.username, &user.password)
+        .await;
+    assert_error(
+        login,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend_unavailable",
+    )
+    .await;
+    // Sessions live in process memory and do not care.
+    assert_eq!(app.me("session", &sid).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/hello").await.status(), StatusCode::OK);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["redis"], "unavailable");
+    assert_eq!(body["checks"]["database"], "ok");
+
+    redis.restart();
+
+    assert!(
+        eventually(RECOVERY, || async {
+            app.get("/readyz").await.status() == StatusCode::OK
+        })
+        .await,
+        "readiness recovers by itself"
+    );
+    // This Redis keeps nothing on disk: the old opaque token died with it, a new login works.
+    assert_error(
+        app.me("redis", &opaque).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    let fresh = app.login("redis", &user).await;
+    assert_eq!(app.me("redis", &fresh).await.status(), StatusCode::OK);
+    // The JWT never depended on Redis's contents, only on reaching it.
+    assert_eq!(app.me("jwt", &jwt).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
+    let mut redis = PrivateRedis::not_started();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis_url = url;
+        s.jwt_denylist = authlab::config::Switch::Off;
+    })
+    .await;
+    let user = app.register().await;
+
+    let login = app
+        .login_response("redis", &user.username, &user.password)
+        .await;
+    assert_error(
+        login,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend_unavailable",
+    )
+    .await;
+    // Session and stateless JWT need no Redis at all.
+    let sid = app.login("session", &user).await;
+    assert_eq!(app.me("session", &sid).await.status(), StatusCode::OK);
+    let jwt = app.login("jwt", &user).await;
+    assert_eq!(app.me("jwt", &jwt).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.logout("jwt", &jwt).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    redis.restart();
+
+    assert!(
+        eventually(RECOVERY, || async {
+            app.login_response("redis", &user.username, &user.password)
+                .await
+                .status()
+                == StatusCode::OK
+        })
+        .await,
+        "the redis backend connects once Redis is up"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_hangs_gets_a_503_after_the_timeout_not_a_hung_request() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis_url = url;
+        s.redis_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let (_, opaque) = app.logged_in("redis").await;
+    let pid = redis.pid().expect("running");
+
+    // SIGSTOP: the socket stays open but nothing answers, like an overloaded or partitioned Redis.
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let response = app.me("redis", &opaque).await; // the client itself gives up after 10 s
+    let outcome = (response.status(), response.json::<Value>().await.unwrap());
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    assert_eq!(outcome.0, StatusCode::SERVICE_UNAVAILABLE, "{}", outcome.1);
+    assert_eq!(outcome.1["error"], "backend_unavailable");
+    assert!(
+        eventually(RECOVERY, || async {
+            app.me("redis", &opaque).await.status() == StatusCode::OK
+        })
+        .await,
+        "the backend recovers once Redis answers again"
+    );
+}

@@ -1,0 +1,344 @@
+//! `spawn_app()` and the test clients: every test talks to a real server over HTTP, backed by real
+//! Redis and a real SQL database, exactly as a user's client would.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use authlab::config::{Settings, Switch};
+use authlab::startup::Application;
+use reqwest::{Response, StatusCode, header};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The HS256 key every test app signs with, so tests can also forge tokens with it.
+pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The three backends, by scope name.
+pub const BACKENDS: [&str; 3] = ["session", "redis", "jwt"];
+
+/// PostgreSQL for the tests: `AUTHLAB_TEST_POSTGRES_URL`, or the machine's local server.
+pub fn postgres_admin_url() -> String {
+    std::env::var("AUTHLAB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A running authlab on a random port, with its own SQLite file and its own Redis key prefix.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+    sqlite_file: Option<PathBuf>,
+}
+
+/// How a client proves who it is after login.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The `sid` cookie of the session backend.
+    Cookie(String),
+    /// A bearer token of the redis or jwt backend.
+    Bearer(String),
+}
+
+impl Credential {
+    pub fn value(&self) -> &str {
+        match self {
+            Self::Cookie(v) | Self::Bearer(v) => v,
+        }
+    }
+
+    /// The same kind of credential carrying another value (for tampering).
+    pub fn with_value(&self, value: String) -> Self {
+        match self {
+            Self::Cookie(_) => Self::Cookie(value),
+            Self::Bearer(_) => Self::Bearer(value),
+        }
+    }
+
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
+            Self::Bearer(token) => request.bearer_auth(token),
+        }
+    }
+}
+
+/// Settings for a test app: a random port, a fresh SQLite file, a unique Redis prefix, a known
+/// JWT secret, one worker.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::defaults();
+    settings.bind = "127.0.0.1:0".to_owned();
+    let file = std::env::temp_dir().join(format!("authlab-test-{}.db", Uuid::new_v4()));
+    settings.database_url = format!("sqlite://{}", file.display());
+    settings.redis_prefix = format!("authlab-test:{}:", Uuid::new_v4().simple());
+    settings.jwt_secret = Some(SecretString::from(TEST_JWT_SECRET));
+    settings.jwt_denylist = Switch::On;
+    settings.workers = Some(1);
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the real application with `customise` applied to the test settings.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    customise(&mut settings);
+    let sqlite_file = settings
+        .database_url
+        .strip_prefix("sqlite://")
+        .map(PathBuf::from);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the test app builds");
+    let port = app.port();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a reqwest client"),
+        settings,
+        handle,
+        sqlite_file,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop serving; the SQLite file is ours alone, so remove it.
+        drop(self.handle.stop(false));
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
+}
+
+/// A user the test registered, with a name unique to this run.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub user_id: i64,
+    pub username: String,
+    pub password: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers a fresh user and returns it.
+    pub async fn register(&self) -> TestUser {
+        let username = format!("user-{}", Uuid::new_v4().simple());
+        let response = self
+            .post_json(
+                "/users",
+                &json!({ "username": username, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        TestUser {
+            user_id: body["user_id"].as_i64().expect("user_id"),
+            username,
+            password: PASSWORD.to_owned(),
+        }
+    }
+
+    pub async fn login_response(&self, backend: &str, username: &str, password: &str) -> Response {
+        self.post_json(
+            &format!("/{backend}/login"),
+            &json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    /// Logs `user` in on `backend` and returns the credential it was given.
+    pub async fn login(&self, backend: &str, user: &TestUser) -> Credential {
+        let response = self
+            .login_response(backend, &user.username, &user.password)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "login on {backend}");
+        credential_from_login(backend, response).await
+    }
+
+    /// Registers a user and logs in on `backend`.
+    pub async fn logged_in(&self, backend: &str) -> (TestUser, Credential) {
+        let user = self.register().await;
+        let credential = self.login(backend, &user).await;
+        (user, credential)
+    }
+
+    pub async fn me(&self, backend: &str, credential: &Credential) -> Response {
+        credential
+            .apply(self.client.get(self.url(&format!("/{backend}/me"))))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn logout(&self, backend: &str, credential: &Credential) -> Response {
+        credential
+            .apply(self.client.post(self.url(&format!("/{backend}/logout"))))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+/// Reads the credential out of a successful login response.
+pub async fn credential_from_login(backend: &str, response: Response) -> Credential {
+    if backend == "session" {
+        let cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .expect("a session login sets a cookie")
+            .to_owned();
+        let sid = cookie
+            .split(';')
+            .next()
+            .and_then(|pair| pair.strip_prefix("sid="))
+            .expect("the cookie is sid=...");
+        Credential::Cookie(sid.to_owned())
+    } else {
+        let body: Value = response.json().await.expect("json");
+        Credential::Bearer(
+            body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+        )
+    }
+}
+
+/// Asserts an error response: status, `error` code, and a non-empty human message.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let got = response.status();
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+    body
+}
+
+/// A `redis-server` of the test's own on a free port, so a test can stop and restart it without
+/// touching the machine's shared Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    /// A Redis that is not running (yet), on a free port.
+    pub fn not_started() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port, and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is on PATH (see README: the tests need it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("private redis-server on port {} did not start", self.port);
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `probe` until it returns true, for at most `limit`; used where recovery is asynchronous.
+pub async fn eventually<F, Fut>(limit: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if probe().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
