@@ -40,18 +40,21 @@ pub struct Backend<A> {
 }
 
 impl<A: Authenticator> Backend<A> {
-    /// The credential in `req` and the identity it stands for: the per-request hot path.
-    async fn authenticate<'r>(
-        &self,
-        req: &'r HttpRequest,
-    ) -> Result<(&'r str, Identity), ApiError> {
-        let refuse = |cause| ApiError::Unauthenticated {
+    /// The identity behind the credential in `req`: the per-request hot path.
+    async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
+        let credential = self.transport.credential(req).map_err(|c| self.refuse(c))?;
+        self.auth
+            .verify(credential)
+            .await
+            .map_err(|c| self.refuse(c))
+    }
+
+    /// The 401 (or 503) for a credential this backend did not accept.
+    fn refuse(&self, cause: AuthError) -> ApiError {
+        ApiError::Unauthenticated {
             cause,
             challenge: self.transport.challenge(),
-        };
-        let credential = self.transport.credential(req).map_err(refuse)?;
-        let identity = self.auth.verify(credential).await.map_err(refuse)?;
-        Ok((credential, identity))
+        }
     }
 }
 
