@@ -16,7 +16,11 @@
 //! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
 //! | `--jwt-denylist` | `AUTHLAB_JWT_DENYLIST` | `on` |
 //! | `--access-ttl` | `AUTHLAB_ACCESS_TTL` | `15m` |
+//! | `--refresh-ttl` | `AUTHLAB_REFRESH_TTL` | `14d` |
+//! | `--refresh-grace` | `AUTHLAB_REFRESH_GRACE` | `10s` |
+//! | `--jwt-refresh` | `AUTHLAB_JWT_REFRESH` | `stored` (or `stateless`) |
 //! | `--session-ttl` | `AUTHLAB_SESSION_TTL` | `30m` |
+//! | `--session-max-age` | `AUTHLAB_SESSION_MAX_AGE` | `8h` |
 //! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `60s` |
 //! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
@@ -34,6 +38,15 @@ pub enum Switch {
     On,
     /// Disabled.
     Off,
+}
+
+/// How the JWT backend's refresh tokens work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefreshKind {
+    /// Opaque, stored (hashed) in Redis, rotated on use, reuse detected, revocable.
+    Stored,
+    /// A long-lived signed refresh JWT: no server state, and no way to revoke it.
+    Stateless,
 }
 
 /// Everything `authlab serve` can be told.
@@ -88,9 +101,32 @@ pub struct Settings {
     #[arg(long, env = "AUTHLAB_ACCESS_TTL", default_value = "15m", value_parser = parse_duration)]
     pub access_ttl: Duration,
 
+    /// Lifetime of a refresh token (redis and jwt); every refresh starts a new one.
+    #[arg(long, env = "AUTHLAB_REFRESH_TTL", default_value = "14d", value_parser = parse_duration)]
+    pub refresh_ttl: Duration,
+
+    /// How long a spent refresh token may be exchanged again for the same successor (two tabs
+    /// refreshing at once), before a reuse counts as theft.
+    #[arg(long, env = "AUTHLAB_REFRESH_GRACE", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub refresh_grace: Duration,
+
+    /// JWT refresh tokens: `stored` (opaque, rotated, revocable, in Redis) or `stateless` (a
+    /// long-lived refresh JWT that nothing can revoke: the articles' design, for comparison).
+    #[arg(
+        long,
+        env = "AUTHLAB_JWT_REFRESH",
+        value_enum,
+        default_value = "stored"
+    )]
+    pub jwt_refresh: RefreshKind,
+
     /// Idle timeout of a session: unused this long, it expires; every use restarts the clock.
     #[arg(long, env = "AUTHLAB_SESSION_TTL", default_value = "30m", value_parser = parse_duration)]
     pub session_ttl: Duration,
+
+    /// Absolute lifetime of a session, however active (also the cookie's Max-Age).
+    #[arg(long, env = "AUTHLAB_SESSION_MAX_AGE", default_value = "8h", value_parser = parse_duration)]
+    pub session_max_age: Duration,
 
     /// How often expired sessions are swept out of memory.
     #[arg(long, env = "AUTHLAB_SESSION_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
@@ -134,15 +170,13 @@ impl Settings {
             (None, Some(_)) => "from AUTHLAB_JWT_SECRET".to_owned(),
             (None, None) => "generated at start-up".to_owned(),
         };
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
         vec![
             ("bind", self.bind.clone()),
             ("database_url", redact_url(&self.database_url)),
             ("redis_url", redact_url(&self.redis_url)),
             ("redis_prefix", self.redis_prefix.clone()),
-            (
-                "redis_timeout",
-                humantime::format_duration(self.redis_timeout).to_string(),
-            ),
+            ("redis_timeout", duration(self.redis_timeout)),
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
             (
@@ -150,15 +184,22 @@ impl Settings {
                 format!("{:?}", self.jwt_denylist).to_lowercase(),
             ),
             (
-                "access_ttl",
-                humantime::format_duration(self.access_ttl).to_string(),
+                "jwt_refresh",
+                format!("{:?}", self.jwt_refresh).to_lowercase(),
             ),
-            (
-                "session_ttl",
-                humantime::format_duration(self.session_ttl).to_string(),
-            ),
+            ("access_ttl", duration(self.access_ttl)),
+            ("refresh_ttl", duration(self.refresh_ttl)),
+            ("refresh_grace", duration(self.refresh_grace)),
+            ("session_ttl", duration(self.session_ttl)),
+            ("session_max_age", duration(self.session_max_age)),
+            ("session_sweep", duration(self.session_sweep_interval)),
             ("cookie_secure", self.cookie_secure.to_string()),
             ("allow_query_token", self.allow_query_token.to_string()),
+            (
+                "workers",
+                self.workers
+                    .map_or("one per core".to_owned(), |n| n.to_string()),
+            ),
         ]
     }
 }
@@ -170,6 +211,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".to_owned());
     }
     Ok(duration)
+}
+
+/// Like [`parse_duration`], but `0s` is allowed (no grace window at all).
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.

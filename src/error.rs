@@ -38,7 +38,7 @@ pub enum Challenge {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A protected route was called without an acceptable credential.
-    #[error("authentication failed: {cause}")]
+    #[error("authentication failed")]
     Unauthenticated {
         /// Why the credential was refused (or that the backend could not judge it).
         #[source]
@@ -66,12 +66,20 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the request body is too large")]
     PayloadTooLarge,
-    /// The body is not declared as `application/json`.
-    #[error("the request body must be application/json")]
+    /// The body is not of the declared type the route takes.
+    #[error(
+        "the request body must be application/json (application/x-www-form-urlencoded for /revoke and /introspect)"
+    )]
     UnsupportedMediaType,
+    /// A form body (RFC 7009 / 7662 endpoints) that does not parse.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// No such route.
     #[error("no such route")]
     NotFound,
+    /// `DELETE /{backend}/sessions/{id}` for a session the caller does not have.
+    #[error("no such session")]
+    SessionNotFound,
     /// The route exists, the method does not.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -97,6 +105,8 @@ impl ApiError {
                 AuthError::Missing => "missing_credentials",
                 AuthError::Expired => "token_expired",
                 AuthError::Revoked => "token_revoked",
+                AuthError::Reused => "refresh_token_reused",
+                AuthError::Unsupported => "unsupported",
                 AuthError::Unavailable(_) => "backend_unavailable",
                 _ => "invalid_token",
             },
@@ -106,7 +116,9 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidRequest(_) => "invalid_request",
             Self::NotFound => "not_found",
+            Self::SessionNotFound => "session_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unavailable { .. } => "backend_unavailable",
             Self::Internal(_) => "internal_error",
@@ -119,6 +131,13 @@ impl ApiError {
                 AuthError::Missing => "no credential was presented".into(),
                 AuthError::Expired => "the credential has expired".into(),
                 AuthError::Revoked => "the credential has been revoked".into(),
+                AuthError::Reused => "the refresh token was already used; every token of its \
+                                      login has been revoked"
+                    .into(),
+                AuthError::Unsupported => {
+                    "this backend does not support the operation in its current configuration"
+                        .into()
+                }
                 AuthError::Unavailable(_) => {
                     "the authentication backend is unavailable; try again shortly".into()
                 }
@@ -143,7 +162,7 @@ impl ApiError {
         Some(match cause {
             // RFC 6750 §3.1: no error attribute when the request had no token at all.
             AuthError::Missing => r#"Bearer realm="authlab""#.to_owned(),
-            AuthError::Unavailable(_) => return None,
+            AuthError::Unavailable(_) | AuthError::Unsupported => return None,
             _ => format!(
                 r#"Bearer realm="authlab", error="invalid_token", error_description="{}""#,
                 self.message()
@@ -189,6 +208,17 @@ impl From<JsonPayloadError> for ApiError {
     }
 }
 
+impl From<actix_web::error::UrlencodedError> for ApiError {
+    fn from(err: actix_web::error::UrlencodedError) -> Self {
+        use actix_web::error::UrlencodedError;
+        match err {
+            UrlencodedError::Overflow { .. } => Self::PayloadTooLarge,
+            UrlencodedError::ContentType => Self::UnsupportedMediaType,
+            other => Self::InvalidRequest(other.to_string()),
+        }
+    }
+}
+
 /// Writes an error and its whole `source()` chain on one line, for the log.
 pub struct CauseChain<'a>(pub &'a dyn StdError);
 
@@ -211,13 +241,18 @@ impl ResponseError for ApiError {
                 cause: AuthError::Unavailable(_),
                 ..
             } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated {
+                cause: AuthError::Unsupported,
+                ..
+            } => StatusCode::NOT_IMPLEMENTED,
             Self::Unauthenticated { .. } | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::UsernameTaken => StatusCode::CONFLICT,
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,17 +11,17 @@ use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use authlab_core::SystemClock;
-use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtError, JwtSecret};
+use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtError, JwtSecret, RefreshMode};
 use authlab_redis::{
-    RedisBackendError, RedisConnection, RedisDenylist, RedisTimeouts, RedisTokenAuthenticator,
-    RedisTokenConfig,
+    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisTimeouts,
+    RedisTokenAuthenticator, RedisTokenConfig,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use authlab_users::{UserStore, UserStoreError};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretSlice};
 use tokio::task::JoinHandle;
 
-use crate::config::{Settings, Switch};
+use crate::config::{RefreshKind, Settings, Switch};
 use crate::error::ApiError;
 use crate::routes::{self, Backend, Shared};
 use crate::transport::Transport;
@@ -65,7 +65,7 @@ pub enum StartupError {
 }
 
 /// The JWT backend as authlab mounts it: HS256 with the Redis denylist (or none).
-pub type JwtBackend = JwtAuthenticator<RedisDenylist>;
+pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 
 /// A built, listening service.
 pub struct Application {
@@ -98,18 +98,35 @@ impl Application {
         let sessions = web::Data::new(Backend {
             auth: SessionAuthenticator::new(SessionConfig {
                 idle_ttl: settings.session_ttl,
+                max_age: settings.session_max_age,
             }),
             transport: Transport::Cookie {
                 secure: settings.cookie_secure,
+                max_age: settings.session_max_age,
             },
             name: "session",
         });
         let bearer = Transport::Bearer {
             allow_query: settings.allow_query_token,
         };
+        // Refresh-token families of each token backend, in their own key space. Successor tokens
+        // are derived with a key derived from the server secret (see authlab-redis `families`).
+        let families = |scope| {
+            RedisFamilies::new(
+                redis.clone(),
+                FamilyConfig {
+                    prefix: settings.redis_prefix.clone(),
+                    scope,
+                    refresh_ttl: settings.refresh_ttl,
+                    grace: settings.refresh_grace,
+                    secret: SecretSlice::from(secret.expose_bytes().to_vec()),
+                },
+            )
+        };
         let opaque = web::Data::new(Backend {
             auth: RedisTokenAuthenticator::new(
                 redis.clone(),
+                families("redis"),
                 RedisTokenConfig {
                     prefix: settings.redis_prefix.clone(),
                     ttl: settings.access_ttl,
@@ -118,6 +135,12 @@ impl Application {
             transport: bearer,
             name: "redis",
         });
+        let refresh = match settings.jwt_refresh {
+            RefreshKind::Stored => RefreshMode::Stored(families("jwt")),
+            RefreshKind::Stateless => RefreshMode::Stateless {
+                ttl: settings.refresh_ttl,
+            },
+        };
         let jwt: web::Data<Backend<JwtBackend>> = web::Data::new(Backend {
             auth: JwtAuthenticator::new(
                 JwtConfig {
@@ -126,6 +149,7 @@ impl Application {
                     ttl: settings.access_ttl,
                     denylist: (settings.jwt_denylist == Switch::On)
                         .then(|| RedisDenylist::new(redis.clone(), &settings.redis_prefix)),
+                    refresh,
                 },
                 Arc::new(SystemClock),
             ),
@@ -135,6 +159,12 @@ impl Application {
         let shared = web::Data::new(Shared {
             users,
             redis: redis.clone(),
+            backends: vec![
+                sessions.clone().into_inner(),
+                opaque.clone().into_inner(),
+                jwt.clone().into_inner(),
+            ],
+            session_transport: sessions.transport,
         });
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
@@ -156,6 +186,11 @@ impl Application {
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .app_data(
                     web::JsonConfig::default()
+                        .limit(MAX_BODY_BYTES)
+                        .error_handler(|err, _req| ApiError::from(err).into()),
+                )
+                .app_data(
+                    web::FormConfig::default()
                         .limit(MAX_BODY_BYTES)
                         .error_handler(|err, _req| ApiError::from(err).into()),
                 )

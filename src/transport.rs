@@ -30,6 +30,9 @@ pub enum Transport {
     Cookie {
         /// Add the `Secure` attribute (send only over HTTPS). Turn on behind TLS.
         secure: bool,
+        /// The cookie's `Max-Age`: the session's absolute lifetime. (The idle timeout is enforced
+        /// by the server; a cookie that expired on idle time could not slide with use.)
+        max_age: std::time::Duration,
     },
     /// An `Authorization` header (`Bearer` or `JWT`), and the query string if explicitly allowed.
     Bearer {
@@ -63,8 +66,11 @@ impl Transport {
     }
 
     /// The cookie that hands a new session id to the browser.
-    pub fn session_cookie(self, id: &str, max_age: std::time::Duration) -> Cookie<'static> {
-        let secure = matches!(self, Self::Cookie { secure: true });
+    pub fn session_cookie(self, id: &str) -> Cookie<'static> {
+        let (secure, max_age) = match self {
+            Self::Cookie { secure, max_age } => (secure, max_age),
+            Self::Bearer { .. } => (true, std::time::Duration::ZERO),
+        };
         let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
         Cookie::build(SESSION_COOKIE, id.to_owned())
             // HttpOnly: page scripts (and so XSS) cannot read the id.
@@ -79,7 +85,7 @@ impl Transport {
 
     /// The cookie that tells the browser to forget the session id.
     pub fn expired_session_cookie(self) -> Cookie<'static> {
-        let mut cookie = self.session_cookie("", std::time::Duration::ZERO);
+        let mut cookie = self.session_cookie("");
         cookie.make_removal();
         cookie
     }
@@ -159,7 +165,10 @@ mod tests {
         let req = TestRequest::default()
             .insert_header((header::COOKIE, "theme=dark; sid=abc; other=1"))
             .to_http_request();
-        let cookie = Transport::Cookie { secure: false };
+        let cookie = Transport::Cookie {
+            secure: false,
+            max_age: std::time::Duration::from_secs(60),
+        };
         assert_eq!(cookie.credential(&req).ok(), Some("abc"));
         let none = TestRequest::default()
             .insert_header((header::COOKIE, "sidx=abc"))
@@ -179,9 +188,12 @@ mod tests {
 
     #[test]
     fn the_session_cookie_has_the_safe_attributes() {
-        let cookie = Transport::Cookie { secure: true }
-            .session_cookie("abc", std::time::Duration::from_secs(60))
-            .to_string();
+        let cookie = Transport::Cookie {
+            secure: true,
+            max_age: std::time::Duration::from_secs(60),
+        }
+        .session_cookie("abc")
+        .to_string();
         for part in [
             "sid=abc",
             "HttpOnly",
@@ -192,9 +204,12 @@ mod tests {
         ] {
             assert!(cookie.contains(part), "{cookie} lacks {part}");
         }
-        let insecure = Transport::Cookie { secure: false }
-            .session_cookie("abc", std::time::Duration::from_secs(60))
-            .to_string();
+        let insecure = Transport::Cookie {
+            secure: false,
+            max_age: std::time::Duration::from_secs(60),
+        }
+        .session_cookie("abc")
+        .to_string();
         assert!(!insecure.contains("Secure"), "{insecure}");
     }
 }

@@ -63,6 +63,15 @@ pub async fn login_answers_with_the_documented_shape(backend: &str) {
         assert_eq!(body["token_type"], "Bearer");
         assert_eq!(body["expires_in"], ttl);
         assert!(body["access_token"].as_str().is_some_and(|t| t.len() >= 36));
+        assert!(
+            body["refresh_token"]
+                .as_str()
+                .is_some_and(|t| t.len() >= 64)
+        );
+        assert_eq!(
+            body["refresh_expires_in"],
+            app.settings.refresh_ttl.as_secs()
+        );
     } else {
         let cookie = response.headers()[header::SET_COOKIE]
             .to_str()
@@ -72,7 +81,9 @@ pub async fn login_answers_with_the_documented_shape(backend: &str) {
             "HttpOnly",
             "SameSite=Lax",
             "Path=/",
-            &format!("Max-Age={ttl}"),
+            // The cookie lives as long as the session's absolute lifetime; the idle timeout is
+            // the server's to enforce (a cookie's Max-Age cannot slide with use).
+            &format!("Max-Age={}", app.settings.session_max_age.as_secs()),
         ] {
             assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
         }

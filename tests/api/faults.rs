@@ -85,7 +85,9 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis_url = url;
+        // The fully stateless JWT configuration: no denylist, refresh tokens that are JWTs too.
         s.jwt_denylist = authlab::config::Switch::Off;
+        s.jwt_refresh = authlab::config::RefreshKind::Stateless;
     })
     .await;
     let user = app.register().await;
@@ -99,7 +101,7 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
         "backend_unavailable",
     )
     .await;
-    // Session and stateless JWT need no Redis at all.
+    // Session and fully stateless JWT need no Redis at all.
     let sid = app.login("session", &user).await;
     assert_eq!(app.me("session", &sid).await.status(), StatusCode::OK);
     let jwt = app.login("jwt", &user).await;

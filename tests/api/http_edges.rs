@@ -253,7 +253,12 @@ async fn redis_tokens_live_under_the_configured_prefix_with_a_ttl() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(value, Some(format!("{}:{}", user.user_id, user.username)));
+    let value = value.expect("the token's key exists");
+    let (id, rest) = value.split_once(':').unwrap();
+    let (family, name) = rest.split_once(':').unwrap();
+    assert_eq!(id, user.user_id.to_string());
+    assert_eq!(name, user.username);
+    assert_eq!(family.len(), 32, "the token's family id: {value}");
     let ttl: i64 = redis::cmd("TTL")
         .arg(&key)
         .query_async(&mut conn)

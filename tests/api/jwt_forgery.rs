@@ -25,6 +25,7 @@ fn claims_for(user: &TestUser) -> Value {
         "iat": now(),
         "exp": now() + 600,
         "jti": Uuid::new_v4().to_string(),
+        "fam": Uuid::new_v4().simple().to_string(),
         "username": user.username,
     })
 }
@@ -164,6 +165,8 @@ async fn claims_that_break_the_rules_are_invalid() {
     no_sub.as_object_mut().unwrap().remove("sub");
     let mut not_yet = claims_for(&user);
     not_yet["nbf"] = json!(now() + 3600);
+    let mut no_family = claims_for(&user);
+    no_family.as_object_mut().unwrap().remove("fam");
     let mut with_audience = claims_for(&user);
     with_audience["aud"] = json!("another-service");
     for (why, claims) in [
@@ -172,6 +175,7 @@ async fn claims_that_break_the_rules_are_invalid() {
         ("no sub", no_sub),
         ("nbf in the future", not_yet),
         ("an audience we are not", with_audience),
+        ("no family", no_family),
     ] {
         assert_invalid(&app, &sign(Algorithm::HS256, secret, &claims), why).await;
     }

@@ -28,7 +28,7 @@ use secrecy::SecretString;
 
 /// Who a credential belongs to: the answer `verify` gives on every authenticated request.
 ///
-/// The user name is an `Arc<str>` because the session backend hands the same identity out on every
+/// The strings are `Arc<str>` because the session backend hands the same identity out on every
 /// request: cloning it is a reference-count increment, not an allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -36,25 +36,46 @@ pub struct Identity {
     pub user_id: i64,
     /// The user's login name, carried so that `/me` needs no second lookup.
     pub username: Arc<str>,
+    /// The public handle of the session or token family the credential belongs to (see
+    /// [`SessionInfo::id`]), so a user can tell which listed session is the current one.
+    pub session_id: Option<Arc<str>>,
 }
 
 impl Identity {
-    /// Builds an identity from an id and a name.
+    /// Builds an identity from an id and a name, not yet tied to a session.
     pub fn new(user_id: i64, username: impl Into<Arc<str>>) -> Self {
         Self {
             user_id,
             username: username.into(),
+            session_id: None,
         }
+    }
+
+    /// The same identity, tied to the session or family `id`.
+    pub fn in_session(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.session_id = Some(id.into());
+        self
     }
 }
 
-/// A credential freshly issued at login, for the transport to hand to the client.
+/// A credential freshly issued at login (or refresh), for the transport to hand to the client.
 ///
-/// The credential is a [`SecretString`] so that it cannot end up in a log by way of `Debug`.
+/// Values are [`SecretString`]s so that they cannot end up in a log by way of `Debug`.
 pub struct Issued {
     /// The value the client presents from now on (a session id, a UUID, a JWT).
     pub credential: SecretString,
     /// How long the credential stays valid if nothing else happens to it.
+    pub expires_in: Duration,
+    /// A refresh token, for backends whose access credentials are short-lived.
+    pub refresh: Option<IssuedRefresh>,
+}
+
+/// A refresh token: exchanged once at `/refresh` for a new access credential and a new refresh
+/// token, never sent on ordinary requests.
+pub struct IssuedRefresh {
+    /// The refresh token itself.
+    pub token: SecretString,
+    /// How long it can be exchanged.
     pub expires_in: Duration,
 }
 
@@ -63,8 +84,56 @@ impl std::fmt::Debug for Issued {
         f.debug_struct("Issued")
             .field("credential", &"[redacted]")
             .field("expires_in", &self.expires_in)
+            .field("refresh", &self.refresh.as_ref().map(|_| "[redacted]"))
             .finish()
     }
+}
+
+/// What the server knows about the client at login, kept with the session for the user to see
+/// in their list of sessions ("Firefox on Linux, last used 5 minutes ago").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The `User-Agent` header, truncated by the server.
+    pub user_agent: Option<String>,
+}
+
+/// One live session (session backend) or token family (redis, jwt) of a user, as listed at
+/// `GET /{backend}/sessions`. The id is a public handle, never the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Public handle, used by `DELETE /{backend}/sessions/{id}`.
+    pub id: String,
+    /// When it started (login), Unix seconds.
+    pub created_at: u64,
+    /// When it was last used, Unix seconds (sessions: any request; token families: the last
+    /// login or refresh, since access-token checks are reads that never write).
+    pub last_used_at: u64,
+    /// When it ends unless used or refreshed again, Unix seconds.
+    pub expires_at: u64,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+}
+
+/// Which kind of token an introspection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An access credential, presented on every request.
+    Access,
+    /// A refresh token, only ever exchanged at `/refresh`.
+    Refresh,
+}
+
+/// What introspection (RFC 7662) reports about a live token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Access or refresh.
+    pub kind: TokenKind,
+    /// Whose token it is.
+    pub identity: Identity,
+    /// Issued at, Unix seconds, where the backend knows it.
+    pub issued_at: Option<u64>,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
 }
 
 /// Why a credential was not accepted.
@@ -88,6 +157,13 @@ pub enum AuthError {
     /// The credential was genuine but has been revoked (logged out).
     #[error("the credential has been revoked")]
     Revoked,
+    /// A refresh token was presented after it had been exchanged: evidence that somebody else
+    /// has a copy. The whole family it belongs to has been revoked.
+    #[error("the refresh token was already used; its whole family has been revoked")]
+    Reused,
+    /// The backend has no such operation (a session has no refresh token).
+    #[error("this backend does not support the operation")]
+    Unsupported,
     /// The store the backend depends on could not answer; the credential was not judged at all.
     #[error("the authentication backend is unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync + 'static>),
@@ -115,15 +191,16 @@ impl AuthError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use authlab_core::{AuthError, Authenticator, Identity, Issued};
+/// use authlab_core::{AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo};
 ///
 /// struct TrustMe;
 ///
 /// impl Authenticator for TrustMe {
-///     async fn issue(&self, identity: &Identity) -> Result<Issued, AuthError> {
+///     async fn issue(&self, identity: &Identity, _: &ClientInfo) -> Result<Issued, AuthError> {
 ///         Ok(Issued {
 ///             credential: identity.user_id.to_string().into(),
 ///             expires_in: Duration::MAX,
+///             refresh: None,
 ///         })
 ///     }
 ///     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
@@ -132,6 +209,15 @@ impl AuthError {
 ///     }
 ///     async fn revoke(&self, _credential: &str) -> Result<(), AuthError> {
 ///         Err(AuthError::Invalid) // nothing to revoke: the credential is the claim itself
+///     }
+///     async fn sessions(&self, _user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+///         Ok(Vec::new()) // nothing is remembered, so nothing can be listed...
+///     }
+///     async fn revoke_session(&self, _: i64, _: &str) -> Result<bool, AuthError> {
+///         Ok(false) // ...or revoked
+///     }
+///     async fn revoke_all(&self, _user_id: i64) -> Result<usize, AuthError> {
+///         Ok(0)
 ///     }
 /// }
 ///
@@ -149,34 +235,180 @@ impl AuthError {
 /// # }
 /// ```
 pub trait Authenticator: Send + Sync + 'static {
+    /// Whether this backend hands out refresh tokens and bearer tokens that the RFC 7009
+    /// (revocation) and RFC 7662 (introspection) endpoints make sense for.
+    const ISSUES_TOKENS: bool = false;
+
     /// Creates a new credential for a user who has just proved who they are (at login).
     ///
     /// Every call mints a fresh credential: a backend never adopts a value the client chose.
-    fn issue(&self, identity: &Identity) -> impl Future<Output = Result<Issued, AuthError>> + Send;
+    fn issue(
+        &self,
+        identity: &Identity,
+        client: &ClientInfo,
+    ) -> impl Future<Output = Result<Issued, AuthError>> + Send;
 
     /// Turns a presented credential into the identity it stands for. This runs on every
     /// authenticated request, so implementations avoid every allocation and round trip they can.
     fn verify(&self, credential: &str) -> impl Future<Output = Result<Identity, AuthError>> + Send;
 
-    /// Ends a credential (logout): from the moment this returns `Ok`, `verify` rejects it.
+    /// Ends a credential (logout): from the moment this returns `Ok`, `verify` rejects it, and
+    /// so does `refresh` for any refresh token issued with it.
     ///
     /// A credential that is not currently valid cannot be revoked and gets the same error `verify`
     /// would give, so logout answers exactly like an authenticated request.
     fn revoke(&self, credential: &str) -> impl Future<Output = Result<(), AuthError>> + Send;
+
+    /// Exchanges a refresh token for a new credential *and* a new refresh token; the old refresh
+    /// token is spent. Presenting a spent one again is [`AuthError::Reused`].
+    fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> impl Future<Output = Result<Issued, AuthError>> + Send {
+        let _ = (refresh_token, client);
+        async { Err(AuthError::Unsupported) }
+    }
+
+    /// The user's live sessions or token families, newest first.
+    fn sessions(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, AuthError>> + Send;
+
+    /// Revokes one of the user's sessions by its public id. `Ok(false)`: no such live session
+    /// of this user (somebody else's id is "no such session" too).
+    fn revoke_session(
+        &self,
+        user_id: i64,
+        session_id: &str,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
+    /// Revokes every session or family of the user ("log out everywhere"); returns how many.
+    fn revoke_all(&self, user_id: i64) -> impl Future<Output = Result<usize, AuthError>> + Send;
+
+    /// RFC 7662: what a token is, if it is live (`Ok(None)` for anything that is not).
+    fn introspect(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<TokenInfo>, AuthError>> + Send {
+        let _ = token;
+        async { Ok(None) }
+    }
+
+    /// RFC 7009: revokes an access or refresh token; revoking a refresh token revokes its whole
+    /// family. Unknown or dead tokens are not an error (the RFC answers 200 for them too).
+    fn revoke_token(&self, token: &str) -> impl Future<Output = Result<(), AuthError>> + Send {
+        let _ = token;
+        async { Err(AuthError::Unsupported) }
+    }
 }
 
-/// A set of revoked credential ids (JWT `jti`s), each remembered only as long as the credential
-/// would have lived.
+/// Revoked JWTs, remembered only as long as the tokens they name would have lived.
 ///
 /// A stateless credential cannot be recalled; the only way to reject one before it expires is to
 /// look it up somewhere on every request. This trait names that lookup, so the JWT backend can
-/// offer it without knowing that the set lives in Redis.
+/// offer it without knowing that the set lives in Redis. Entries are per token (`jti`) or per
+/// token family (every access token issued from one login), and one check covers both.
 pub trait Denylist: Send + Sync + 'static {
-    /// Remembers `id` as revoked for `ttl`; after that the credential has expired anyway.
-    fn deny(&self, id: &str, ttl: Duration) -> impl Future<Output = Result<(), AuthError>> + Send;
+    /// Remembers a token (`jti`), or with `None` a whole family, as revoked for `ttl`.
+    fn deny(
+        &self,
+        family: &str,
+        jti: Option<&str>,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), AuthError>> + Send;
 
-    /// Answers whether `id` has been revoked.
-    fn is_denied(&self, id: &str) -> impl Future<Output = Result<bool, AuthError>> + Send;
+    /// Answers whether the token `jti` of `family`, or the family itself, has been revoked.
+    fn is_denied(
+        &self,
+        family: &str,
+        jti: &str,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+}
+
+/// A login's refresh-token family, just started.
+pub struct NewFamily {
+    /// The family's public id (also the session id users see in their list).
+    pub id: String,
+    /// The first refresh token of the family.
+    pub refresh_token: SecretString,
+    /// How long it can be exchanged.
+    pub refresh_ttl: Duration,
+}
+
+/// The result of a refresh-token exchange.
+pub struct Rotated {
+    /// Whose family it is (with [`Identity::session_id`] set to the family id).
+    pub identity: Identity,
+    /// The successor refresh token (the same one again for a retry within the grace window).
+    pub refresh_token: SecretString,
+    /// How long the successor can be exchanged.
+    pub refresh_ttl: Duration,
+}
+
+/// A family that was just revoked.
+pub struct RevokedFamily {
+    /// Whose it was.
+    pub user_id: i64,
+    /// The access-token ids that had been [attached](RefreshFamilies::attach) to it, for the
+    /// backend to revoke in turn.
+    pub attached: Vec<String>,
+}
+
+/// Server-side refresh-token families: rotation, reuse detection, and the per-user registry.
+///
+/// A login starts a family; every refresh spends the family's current refresh token and mints its
+/// successor. Presenting a spent token again means two parties hold it, so the family dies.
+/// Both token backends (opaque and JWT) keep their families in one of these, so they share the
+/// exact same lifecycle and differ only in their access credentials.
+pub trait RefreshFamilies: Send + Sync + 'static {
+    /// Starts a family at login.
+    fn start(
+        &self,
+        identity: &Identity,
+        client: &ClientInfo,
+    ) -> impl Future<Output = Result<NewFamily, AuthError>> + Send;
+
+    /// Spends `refresh_token` and returns its successor. A spent token presented again outside
+    /// the grace window is [`AuthError::Reused`], and the family is then already revoked.
+    fn rotate(
+        &self,
+        refresh_token: &str,
+    ) -> impl Future<Output = Result<Rotated, AuthError>> + Send;
+
+    /// Remembers that the access credential `access_id` (valid for `ttl`) came from `family`,
+    /// so that revoking the family can revoke it too.
+    fn attach(
+        &self,
+        family: &str,
+        access_id: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), AuthError>> + Send;
+
+    /// Revokes a family; `Ok(None)` if it was not live.
+    fn revoke(
+        &self,
+        family: &str,
+    ) -> impl Future<Output = Result<Option<RevokedFamily>, AuthError>> + Send;
+
+    /// The ids of the user's live families (expired ones are pruned on the way).
+    fn family_ids(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Vec<String>, AuthError>> + Send;
+
+    /// The user's live families, newest first (expired ones are pruned on the way).
+    fn list(
+        &self,
+        user_id: i64,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, AuthError>> + Send;
+
+    /// What a refresh token is, if it is the live one of its family.
+    fn inspect(
+        &self,
+        refresh_token: &str,
+    ) -> impl Future<Output = Result<Option<TokenInfo>, AuthError>> + Send;
 }
 
 /// The current time in whole seconds since the Unix epoch, as a dependency.
@@ -240,9 +472,13 @@ mod tests {
         let issued = Issued {
             credential: "super-secret-token".to_string().into(),
             expires_in: Duration::from_secs(1),
+            refresh: Some(IssuedRefresh {
+                token: "super-secret-refresh".to_string().into(),
+                expires_in: Duration::from_secs(2),
+            }),
         };
         let shown = format!("{issued:?}");
-        assert!(!shown.contains("super-secret-token"), "{shown}");
+        assert!(!shown.contains("super-secret"), "{shown}");
         assert!(shown.contains("[redacted]"));
     }
 

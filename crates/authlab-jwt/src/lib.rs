@@ -21,7 +21,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use authlab_core::{AuthError, Authenticator, Clock, Denylist, Identity, Issued};
+use authlab_core::{
+    AuthError, Authenticator, ClientInfo, Clock, Denylist, Identity, Issued, IssuedRefresh,
+    RefreshFamilies, SessionInfo, TokenInfo, TokenKind,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
@@ -76,19 +79,35 @@ impl JwtSecret {
     }
 }
 
+impl JwtSecret {
+    /// The key's bytes, for deriving other keys from it (with domain separation). Never log them.
+    pub fn expose_bytes(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+}
+
 impl std::fmt::Debug for JwtSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JwtSecret([redacted])")
     }
 }
 
-/// The claims authlab signs. Registered claims follow RFC 7519 §4.1; `username` is private.
+/// The `aud` of refresh JWTs (stateless refresh mode only), so that a refresh token can never be
+/// used as an access token or the other way round: access validation rejects any `aud`, refresh
+/// validation requires this one.
+pub const REFRESH_AUDIENCE: &str = "authlab-refresh";
+
+/// The claims authlab signs. Registered claims follow RFC 7519 §4.1; `fam` and `username` are
+/// private claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Issuer: who signed the token; verify rejects tokens from any other issuer.
     pub iss: String,
     /// Subject: the user id, as a string (RFC 7519 makes `sub` a string).
     pub sub: String,
+    /// Audience: absent on access tokens, [`REFRESH_AUDIENCE`] on stateless refresh tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     /// Issued at, Unix seconds.
     pub iat: u64,
     /// Expiry, Unix seconds: the token is rejected from this second on.
@@ -96,59 +115,89 @@ pub struct Claims {
     /// Not before, Unix seconds. authlab does not set it, but honours it when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
-    /// Token id (a UUID): what the denylist remembers when the token is revoked.
+    /// Token id (a UUID): what the denylist remembers when this one token is revoked.
     pub jti: String,
+    /// The token family (the login it descends from): what the denylist remembers when a whole
+    /// login is revoked (logout, logout everywhere, refresh-token theft).
+    pub fam: String,
     /// The user name, so `/me` needs no lookup.
     pub username: String,
 }
 
+/// How refresh tokens work for the JWT backend.
+pub enum RefreshMode<F> {
+    /// Opaque refresh tokens in a server-side family store, with rotation, reuse detection and
+    /// the registry behind "log out everywhere" (the default).
+    Stored(F),
+    /// The articles' design: the refresh token is itself a long-lived JWT (with
+    /// `aud` = [`REFRESH_AUDIENCE`]) that the server never stores. What it gives up: a refresh
+    /// token cannot be revoked (logout, logout everywhere and a password change all leave it
+    /// working until its `exp`), a stolen one cannot be detected (there is no record of which were
+    /// spent), and the server cannot list a user's sessions.
+    Stateless {
+        /// Lifetime of a refresh JWT.
+        ttl: Duration,
+    },
+}
+
 /// Settings for [`JwtAuthenticator`].
-pub struct JwtConfig<D> {
+pub struct JwtConfig<D, F> {
     /// The HS256 key.
     pub secret: JwtSecret,
     /// The `iss` we write and require.
     pub issuer: String,
     /// Lifetime of an access token (`exp - iat`).
     pub ttl: Duration,
-    /// Where revoked `jti`s are remembered. `None` is the pure stateless design: verify does no
-    /// I/O, and logout cannot stop a token before its `exp` (the client just forgets it).
+    /// Where revoked tokens and families are remembered. `None` is the pure stateless design:
+    /// verify does no I/O, and nothing can stop an access token before its `exp`.
     pub denylist: Option<D>,
+    /// How refresh tokens work.
+    pub refresh: RefreshMode<F>,
 }
 
 /// JSON Web Tokens signed with HS256.
-pub struct JwtAuthenticator<D> {
+pub struct JwtAuthenticator<D, F> {
     encoding_key: EncodingKey,
     decoding_key: DecodingKey,
     header: Header,
-    validation: Validation,
+    access_validation: Validation,
+    refresh_validation: Validation,
     issuer: String,
     ttl: Duration,
     denylist: Option<D>,
+    refresh: RefreshMode<F>,
     clock: Arc<dyn Clock>,
 }
 
-impl<D: Denylist> JwtAuthenticator<D> {
+impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
     /// The backend, reading time from `clock`.
-    pub fn new(config: JwtConfig<D>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(config: JwtConfig<D, F>, clock: Arc<dyn Clock>) -> Self {
         let key = config.secret.0.expose_secret();
         // Only HS256 is accepted. A token whose header names another algorithm (`none`, HS512,
         // RS256 with our secret as a "public key") is rejected before any signature check.
-        let mut validation = Validation::new(Algorithm::HS256);
+        let mut access_validation = Validation::new(Algorithm::HS256);
         // Expiry and not-before are checked below against the injected clock, to the second
         // (no leeway: client clocks do not matter, only ours does, both when signing and checking).
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.set_issuer(&[config.issuer.as_str()]);
+        access_validation.validate_exp = false;
+        access_validation.validate_nbf = false;
+        access_validation.leeway = 0;
+        access_validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        access_validation.set_issuer(&[config.issuer.as_str()]);
+        // Access tokens carry no `aud`; one that does (a refresh JWT, a token meant for another
+        // service) is rejected by the library's audience rule.
+        let mut refresh_validation = access_validation.clone();
+        refresh_validation.set_audience(&[REFRESH_AUDIENCE]);
+        refresh_validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         Self {
             encoding_key: EncodingKey::from_secret(key),
             decoding_key: DecodingKey::from_secret(key),
             header: Header::new(Algorithm::HS256),
-            validation,
+            access_validation,
+            refresh_validation,
             issuer: config.issuer,
             ttl: config.ttl,
             denylist: config.denylist,
+            refresh: config.refresh,
             clock,
         }
     }
@@ -158,9 +207,14 @@ impl<D: Denylist> JwtAuthenticator<D> {
         self.denylist.is_some()
     }
 
-    /// Checks signature, algorithm, issuer and lifetime; does not consult the denylist.
+    /// Checks signature, algorithm, issuer and lifetime of an access token; does not consult the
+    /// denylist.
     pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
+        self.decode_with(token, &self.access_validation)
+    }
+
+    fn decode_with(&self, token: &str, validation: &Validation) -> Result<Claims, AuthError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, validation)
             .map_err(|_| AuthError::Invalid)?
             .claims;
         let now = self.clock.now_unix();
@@ -177,52 +231,240 @@ impl<D: Denylist> JwtAuthenticator<D> {
     pub fn sign(&self, claims: &Claims) -> Result<String, JwtError> {
         jsonwebtoken::encode(&self.header, claims, &self.encoding_key).map_err(JwtError::Signing)
     }
-}
 
-impl<D: Denylist> Authenticator for JwtAuthenticator<D> {
-    async fn issue(&self, identity: &Identity) -> Result<Issued, AuthError> {
+    fn claims(
+        &self,
+        identity: &Identity,
+        family: &str,
+        ttl: Duration,
+        aud: Option<&str>,
+    ) -> Claims {
         let iat = self.clock.now_unix();
-        let claims = Claims {
+        Claims {
             iss: self.issuer.clone(),
             sub: identity.user_id.to_string(),
+            aud: aud.map(str::to_owned),
             iat,
-            exp: iat.saturating_add(self.ttl.as_secs()),
+            exp: iat.saturating_add(ttl.as_secs()),
             nbf: None,
             jti: Uuid::new_v4().to_string(),
+            fam: family.to_owned(),
             username: identity.username.to_string(),
-        };
+        }
+    }
+
+    /// A new access token and refresh token for `identity` in `family`.
+    fn mint(
+        &self,
+        identity: &Identity,
+        family: &str,
+        refresh: IssuedRefresh,
+    ) -> Result<Issued, AuthError> {
+        let access = self.sign(&self.claims(identity, family, self.ttl, None))?;
         Ok(Issued {
-            credential: self.sign(&claims)?.into(),
+            credential: access.into(),
             expires_in: self.ttl,
+            refresh: Some(refresh),
         })
+    }
+
+    fn stateless_refresh(
+        &self,
+        identity: &Identity,
+        family: &str,
+        ttl: Duration,
+    ) -> Result<IssuedRefresh, AuthError> {
+        let token = self.sign(&self.claims(identity, family, ttl, Some(REFRESH_AUDIENCE)))?;
+        Ok(IssuedRefresh {
+            token: token.into(),
+            expires_in: ttl,
+        })
+    }
+
+    /// Ends a whole family: its refresh token (if stored) and, with a denylist, every access
+    /// token issued from it (each lives at most `ttl` longer, so the entry does too).
+    async fn end_family(&self, family: &str) -> Result<bool, AuthError> {
+        let ended = match &self.refresh {
+            RefreshMode::Stored(families) => families.revoke(family).await?.is_some(),
+            RefreshMode::Stateless { .. } => false,
+        };
+        if let Some(denylist) = &self.denylist {
+            denylist.deny(family, None, self.ttl).await?;
+        }
+        Ok(ended)
+    }
+
+    fn families(&self) -> Result<&F, AuthError> {
+        match &self.refresh {
+            RefreshMode::Stored(families) => Ok(families),
+            RefreshMode::Stateless { .. } => Err(AuthError::Unsupported),
+        }
+    }
+}
+
+impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
+    const ISSUES_TOKENS: bool = true;
+
+    async fn issue(&self, identity: &Identity, client: &ClientInfo) -> Result<Issued, AuthError> {
+        match &self.refresh {
+            RefreshMode::Stored(families) => {
+                let family = families.start(identity, client).await?;
+                self.mint(
+                    identity,
+                    &family.id,
+                    IssuedRefresh {
+                        token: family.refresh_token,
+                        expires_in: family.refresh_ttl,
+                    },
+                )
+            }
+            RefreshMode::Stateless { ttl } => {
+                let family = Uuid::new_v4().simple().to_string();
+                let refresh = self.stateless_refresh(identity, &family, *ttl)?;
+                self.mint(identity, &family, refresh)
+            }
+        }
     }
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let claims = self.decode(credential)?;
         if let Some(denylist) = &self.denylist
-            && denylist.is_denied(&claims.jti).await?
+            && denylist.is_denied(&claims.fam, &claims.jti).await?
         {
             return Err(AuthError::Revoked);
         }
         let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
-        Ok(Identity::new(user_id, claims.username))
+        Ok(Identity::new(user_id, claims.username).in_session(claims.fam))
     }
 
+    /// Logout ends the login: the refresh token is revoked and, with a denylist, every access
+    /// token of the family. Without a denylist the access token stays valid until `exp`: nothing
+    /// on the server can end it early, the client just forgets it.
     async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
-        let claims = self.decode(credential)?;
-        let Some(denylist) = &self.denylist else {
-            // Pure stateless JWT: nothing on the server can end the token early. Logout "works"
-            // only in the sense that the client throws the token away; a copy stays valid until
-            // `exp`. This is the trade-off the denylist exists to fix.
-            return Ok(());
-        };
-        if denylist.is_denied(&claims.jti).await? {
-            return Err(AuthError::Revoked);
+        let identity = self.verify(credential).await?;
+        let family = identity.session_id.as_deref().unwrap_or_default();
+        self.end_family(family).await?;
+        Ok(())
+    }
+
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        _client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
+        match &self.refresh {
+            RefreshMode::Stored(families) => {
+                let rotated = match families.rotate(refresh_token).await {
+                    Err(AuthError::Reused) => {
+                        // The store revoked the family; its access tokens go with it.
+                        if let Some((family, _)) = refresh_token.split_once('.')
+                            && let Some(denylist) = &self.denylist
+                        {
+                            denylist.deny(family, None, self.ttl).await?;
+                        }
+                        return Err(AuthError::Reused);
+                    }
+                    other => other?,
+                };
+                let family = rotated.identity.session_id.clone().unwrap_or_default();
+                self.mint(
+                    &rotated.identity,
+                    &family,
+                    IssuedRefresh {
+                        token: rotated.refresh_token,
+                        expires_in: rotated.refresh_ttl,
+                    },
+                )
+            }
+            RefreshMode::Stateless { ttl } => {
+                let claims = self.decode_with(refresh_token, &self.refresh_validation)?;
+                let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
+                let identity = Identity::new(user_id, claims.username);
+                let refresh = self.stateless_refresh(&identity, &claims.fam, *ttl)?;
+                self.mint(&identity, &claims.fam, refresh)
+            }
         }
-        let remaining = claims.exp.saturating_sub(self.clock.now_unix());
-        denylist
-            .deny(&claims.jti, Duration::from_secs(remaining))
-            .await
+    }
+
+    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+        self.families()?.list(user_id).await
+    }
+
+    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
+        let families = self.families()?;
+        if !families
+            .family_ids(user_id)
+            .await?
+            .iter()
+            .any(|f| f == session_id)
+        {
+            return Ok(false);
+        }
+        self.end_family(session_id).await
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
+        let families = self.families()?;
+        let mut revoked = 0;
+        for family in families.family_ids(user_id).await? {
+            if self.end_family(&family).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn introspect(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
+        let info = |kind, claims: Claims| -> Option<TokenInfo> {
+            let user_id = claims.sub.parse().ok()?;
+            Some(TokenInfo {
+                kind,
+                identity: Identity::new(user_id, claims.username).in_session(claims.fam),
+                issued_at: Some(claims.iat),
+                expires_at: claims.exp,
+            })
+        };
+        if let Ok(claims) = self.decode(token) {
+            if let Some(denylist) = &self.denylist
+                && denylist.is_denied(&claims.fam, &claims.jti).await?
+            {
+                return Ok(None);
+            }
+            return Ok(info(TokenKind::Access, claims));
+        }
+        match &self.refresh {
+            RefreshMode::Stored(families) => families.inspect(token).await,
+            RefreshMode::Stateless { .. } => Ok(self
+                .decode_with(token, &self.refresh_validation)
+                .ok()
+                .and_then(|claims| info(TokenKind::Refresh, claims))),
+        }
+    }
+
+    async fn revoke_token(&self, token: &str) -> Result<(), AuthError> {
+        if let Ok(claims) = self.decode(token) {
+            // One access token: only a denylist can end it before `exp`.
+            if let Some(denylist) = &self.denylist {
+                let remaining = claims.exp.saturating_sub(self.clock.now_unix());
+                denylist
+                    .deny(
+                        &claims.fam,
+                        Some(&claims.jti),
+                        Duration::from_secs(remaining),
+                    )
+                    .await?;
+            }
+            return Ok(());
+        }
+        if let RefreshMode::Stored(families) = &self.refresh
+            && let Some(info) = families.inspect(token).await?
+            && let Some(family) = info.identity.session_id
+        {
+            // RFC 7009 §2.1: revoking a refresh token also revokes what was issued with it.
+            self.end_family(&family).await?;
+        }
+        // A stateless refresh JWT cannot be revoked; RFC 7009 still answers 200.
+        Ok(())
     }
 }
 
@@ -240,19 +482,61 @@ mod tests {
     struct MemoryDenylist(Mutex<HashMap<String, Duration>>);
 
     impl Denylist for MemoryDenylist {
-        async fn deny(&self, id: &str, ttl: Duration) -> Result<(), AuthError> {
-            self.0.lock().unwrap().insert(id.to_owned(), ttl);
+        async fn deny(
+            &self,
+            family: &str,
+            jti: Option<&str>,
+            ttl: Duration,
+        ) -> Result<(), AuthError> {
+            let key = format!("{family}/{}", jti.unwrap_or("*"));
+            self.0.lock().unwrap().insert(key, ttl);
             Ok(())
         }
-        async fn is_denied(&self, id: &str) -> Result<bool, AuthError> {
-            Ok(self.0.lock().unwrap().contains_key(id))
+        async fn is_denied(&self, family: &str, jti: &str) -> Result<bool, AuthError> {
+            let map = self.0.lock().unwrap();
+            Ok(map.contains_key(&format!("{family}/{jti}"))
+                || map.contains_key(&format!("{family}/*")))
         }
     }
+
+    /// Stands in for the family store in the stateless-refresh tests (the stored mode is tested
+    /// end to end against Redis in the server's tests).
+    struct NoFamilies;
+
+    impl RefreshFamilies for NoFamilies {
+        async fn start(
+            &self,
+            _: &Identity,
+            _: &ClientInfo,
+        ) -> Result<authlab_core::NewFamily, AuthError> {
+            Err(AuthError::Unsupported)
+        }
+        async fn rotate(&self, _: &str) -> Result<authlab_core::Rotated, AuthError> {
+            Err(AuthError::Unsupported)
+        }
+        async fn attach(&self, _: &str, _: &str, _: Duration) -> Result<(), AuthError> {
+            Err(AuthError::Unsupported)
+        }
+        async fn revoke(&self, _: &str) -> Result<Option<authlab_core::RevokedFamily>, AuthError> {
+            Err(AuthError::Unsupported)
+        }
+        async fn family_ids(&self, _: i64) -> Result<Vec<String>, AuthError> {
+            Err(AuthError::Unsupported)
+        }
+        async fn list(&self, _: i64) -> Result<Vec<SessionInfo>, AuthError> {
+            Err(AuthError::Unsupported)
+        }
+        async fn inspect(&self, _: &str) -> Result<Option<TokenInfo>, AuthError> {
+            Err(AuthError::Unsupported)
+        }
+    }
+
+    type TestJwt = JwtAuthenticator<MemoryDenylist, NoFamilies>;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const START: u64 = 1_700_000_000;
 
-    fn backend(denylist: bool) -> (JwtAuthenticator<MemoryDenylist>, ManualClock) {
+    fn backend(denylist: bool) -> (TestJwt, ManualClock) {
         let clock = ManualClock::new(START);
         let auth = JwtAuthenticator::new(
             JwtConfig {
@@ -260,14 +544,20 @@ mod tests {
                 issuer: "authlab".into(),
                 ttl: Duration::from_secs(900),
                 denylist: denylist.then(MemoryDenylist::default),
+                refresh: RefreshMode::Stateless {
+                    ttl: Duration::from_secs(3600),
+                },
             },
             Arc::new(clock.clone()),
         );
         (auth, clock)
     }
 
-    async fn login(auth: &JwtAuthenticator<MemoryDenylist>) -> String {
-        let issued = auth.issue(&Identity::new(7, "alice")).await.unwrap();
+    async fn login(auth: &TestJwt) -> String {
+        let issued = auth
+            .issue(&Identity::new(7, "alice"), &ClientInfo::default())
+            .await
+            .unwrap();
         issued.credential.expose_secret().to_owned()
     }
 
@@ -306,9 +596,14 @@ mod tests {
         assert_eq!(claims["iat"], START);
         assert_eq!(claims["exp"], START + 900);
         assert!(Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+        assert!(
+            claims.get("aud").is_none(),
+            "access tokens carry no audience"
+        );
+        let fam = claims["fam"].as_str().unwrap().to_owned();
         assert_eq!(
             auth.verify(&token).await.unwrap(),
-            Identity::new(7, "alice")
+            Identity::new(7, "alice").in_session(fam)
         );
     }
 
@@ -331,6 +626,8 @@ mod tests {
             iat: START,
             exp: START + 900,
             nbf: Some(START + 60),
+            aud: None,
+            fam: "f".into(),
             jti: Uuid::new_v4().to_string(),
             username: "alice".into(),
         };
@@ -347,6 +644,8 @@ mod tests {
             iat: START,
             exp: START + 900,
             nbf: None,
+            aud: None,
+            fam: "f".into(),
             jti: Uuid::new_v4().to_string(),
             username: "alice".into(),
         };
@@ -365,7 +664,7 @@ mod tests {
         assert_eq!(
             remembered.values().copied().collect::<Vec<_>>(),
             vec![Duration::from_secs(900)],
-            "the denylist entry lives exactly as long as the token would have"
+            "the family's denylist entry lives as long as its newest access token could"
         );
 
         let (stateless, _) = backend(false);
@@ -375,6 +674,47 @@ mod tests {
             stateless.verify(&token).await.is_ok(),
             "a stateless JWT outlives its logout"
         );
+    }
+
+    #[tokio::test]
+    async fn stateless_refresh_tokens_are_not_access_tokens_and_vice_versa() {
+        let (auth, clock) = backend(true);
+        let issued = auth
+            .issue(&Identity::new(7, "alice"), &ClientInfo::default())
+            .await
+            .unwrap();
+        let access = issued.credential.expose_secret().to_owned();
+        let refresh = issued.refresh.unwrap().token.expose_secret().to_owned();
+        assert_eq!(part(&refresh, 1)["aud"], REFRESH_AUDIENCE);
+        assert!(matches!(
+            auth.verify(&refresh).await,
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            auth.refresh(&access, &ClientInfo::default()).await,
+            Err(AuthError::Invalid)
+        ));
+
+        clock.advance(Duration::from_secs(1000));
+        assert!(matches!(
+            auth.verify(&access).await,
+            Err(AuthError::Expired)
+        ));
+        let renewed = auth
+            .refresh(&refresh, &ClientInfo::default())
+            .await
+            .unwrap();
+        assert!(
+            auth.verify(renewed.credential.expose_secret())
+                .await
+                .is_ok()
+        );
+        // What the stateless design gives up: the old refresh token still works after use.
+        assert!(auth.refresh(&refresh, &ClientInfo::default()).await.is_ok());
+        assert!(matches!(
+            auth.sessions(7).await,
+            Err(AuthError::Unsupported)
+        ));
     }
 
     /// RFC 7515 appendix A.1 signs with HS256; its key and signing input give a known MAC. Our

@@ -9,7 +9,11 @@
 //! # Layout
 //! - [`RedisConnection`]: one multiplexed connection to Redis, shared by all requests, reconnecting
 //!   by itself after a failure, with short timeouts so an outage answers "unavailable" quickly.
-//! - [`RedisTokenAuthenticator`]: the backend itself.
+//! - [`RedisTokenAuthenticator`]: the backend itself. A login starts a refresh-token family
+//!   ([`RedisFamilies`]); each access token is attached to its family, so logout (or a detected
+//!   refresh-token theft) revokes the access tokens and the refresh token together.
+//! - [`RedisFamilies`]: refresh-token rotation with reuse detection, and the per-user registry
+//!   behind "log out everywhere". The JWT backend keeps its families here too.
 //! - [`RedisDenylist`]: the revoked-JWT set that the JWT backend can consult, kept here so that the
 //!   JWT crate never needs to know where the set lives.
 //!
@@ -20,183 +24,47 @@
 #![deny(missing_docs)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
-use authlab_core::{AuthError, Authenticator, Denylist, Identity, Issued};
-use redis::aio::MultiplexedConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use authlab_core::{
+    AuthError, Authenticator, ClientInfo, Denylist, Identity, Issued, IssuedRefresh,
+    RefreshFamilies, SessionInfo, TokenInfo, TokenKind,
+};
 use uuid::Uuid;
 
-/// What can go wrong in this crate.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisBackendError {
-    /// The configured URL is not a Redis URL.
-    #[error("invalid Redis URL")]
-    InvalidUrl(#[source] redis::RedisError),
-    /// Redis could not be reached, or did not answer in time.
-    #[error("Redis is unreachable")]
-    Unreachable(#[source] redis::RedisError),
-    /// A recent attempt to connect failed; we are waiting before trying again.
-    #[error("Redis was unreachable moments ago; not retrying yet")]
-    BackingOff,
-    /// Redis answered with an error (wrong type, out of memory, ...).
-    #[error("Redis answered with an error")]
-    Command(#[source] redis::RedisError),
-}
+mod connection;
+mod families;
 
-impl From<RedisBackendError> for AuthError {
-    fn from(err: RedisBackendError) -> Self {
-        AuthError::unavailable(err)
-    }
-}
-
-/// Timeouts for talking to Redis. Short on purpose: a request waiting on a dead Redis should hear
-/// "unavailable" in well under a second, not hang until the client gives up.
-#[derive(Debug, Clone)]
-pub struct RedisTimeouts {
-    /// How long to wait for a TCP connection and the handshake.
-    pub connect: Duration,
-    /// How long to wait for the answer to one command.
-    pub response: Duration,
-    /// After a failed connection attempt, requests fail at once for this long instead of each
-    /// trying again (so an outage does not turn every request into a connection attempt).
-    pub retry_after: Duration,
-}
-
-impl Default for RedisTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_millis(500),
-            response: Duration::from_millis(500),
-            retry_after: Duration::from_millis(200),
-        }
-    }
-}
-
-/// One multiplexed Redis connection shared by every request, re-established after a failure.
-///
-/// Nothing connects at construction: the server starts even when Redis is down, and the first
-/// command connects. A command that fails because the connection broke drops it, and the next
-/// command connects again; so the service recovers by itself when Redis comes back.
-pub struct RedisConnection {
-    client: Client,
-    config: AsyncConnectionConfig,
-    retry_after: Duration,
-    /// The live connection, read without locking on the hot path.
-    current: ArcSwapOption<MultiplexedConnection>,
-    /// Held while connecting, so a burst of requests makes one attempt, not one each. Holds the
-    /// time of the last failed attempt.
-    connecting: Mutex<Option<Instant>>,
-}
-
-impl RedisConnection {
-    /// Prepares a connection to `url` (for example `redis://127.0.0.1:6379`) without connecting.
-    pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
-        let info = url
-            .into_connection_info()
-            .map_err(RedisBackendError::InvalidUrl)?
-            // Small request/response pairs: Nagle's algorithm would only add latency.
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = Client::open(info).map_err(RedisBackendError::InvalidUrl)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeouts.connect))
-            .set_response_timeout(Some(timeouts.response));
-        Ok(Self {
-            client,
-            config,
-            retry_after: timeouts.retry_after,
-            current: ArcSwapOption::empty(),
-            connecting: Mutex::new(None),
-        })
-    }
-
-    async fn connection(&self) -> Result<MultiplexedConnection, RedisBackendError> {
-        if let Some(conn) = self.current.load_full() {
-            return Ok((*conn).clone());
-        }
-        let mut last_failure = self.connecting.lock().await;
-        // Somebody else may have connected while we waited for the lock.
-        if let Some(conn) = self.current.load_full() {
-            return Ok((*conn).clone());
-        }
-        if let Some(at) = *last_failure
-            && at.elapsed() < self.retry_after
-        {
-            return Err(RedisBackendError::BackingOff);
-        }
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
-            Ok(conn) => {
-                tracing::info!("connected to Redis");
-                *last_failure = None;
-                self.current.store(Some(Arc::new(conn.clone())));
-                Ok(conn)
-            }
-            Err(err) => {
-                *last_failure = Some(Instant::now());
-                Err(RedisBackendError::Unreachable(err))
-            }
-        }
-    }
-
-    /// Runs one command. A failure of the connection itself (I/O, timeout, dropped) discards the
-    /// connection so that the next command reconnects; an error *reply* leaves it in place.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisBackendError> {
-        let mut conn = self.connection().await?;
-        match cmd.query_async(&mut conn).await {
-            Ok(value) => Ok(value),
-            Err(err) if is_connection_failure(&err) => {
-                if self.current.swap(None).is_some() {
-                    tracing::warn!(error = %err, "lost the Redis connection");
-                }
-                Err(RedisBackendError::Unreachable(err))
-            }
-            Err(err) => Err(RedisBackendError::Command(err)),
-        }
-    }
-
-    /// Asks Redis for `PONG`: the readiness check.
-    pub async fn ping(&self) -> Result<(), RedisBackendError> {
-        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
-    }
-}
-
-fn is_connection_failure(err: &redis::RedisError) -> bool {
-    err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_unrecoverable_error()
-}
+pub use connection::{RedisBackendError, RedisConnection, RedisTimeouts};
+pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
 pub struct RedisTokenConfig {
     /// Put in front of every key, so several runs (or apps) can share one Redis. Default `authlab:`.
     pub prefix: String,
-    /// How long a token lives; it becomes the key's `EX`, so Redis itself forgets it.
+    /// How long an access token lives; it becomes the key's `EX`, so Redis itself forgets it.
     pub ttl: Duration,
 }
 
 /// Opaque random tokens whose meaning is stored in Redis.
 pub struct RedisTokenAuthenticator {
     conn: Arc<RedisConnection>,
+    families: RedisFamilies,
     token_prefix: String,
     ttl: Duration,
 }
 
 impl RedisTokenAuthenticator {
-    /// The backend, over a (possibly shared) connection.
-    pub fn new(conn: Arc<RedisConnection>, config: RedisTokenConfig) -> Self {
+    /// The backend, over a (possibly shared) connection, with its refresh-token families.
+    pub fn new(
+        conn: Arc<RedisConnection>,
+        families: RedisFamilies,
+        config: RedisTokenConfig,
+    ) -> Self {
         Self {
             conn,
+            families,
             token_prefix: format!("{}tok:", config.prefix),
             ttl: config.ttl,
         }
@@ -220,22 +88,10 @@ impl RedisTokenAuthenticator {
         }
         Ok(uuid)
     }
-}
 
-/// The stored value is `"<user id>:<user name>"`: one string, so verify is a plain `GET`. The id
-/// is digits, so the first `:` separates the two even when the name contains one.
-fn encode_identity(identity: &Identity) -> String {
-    format!("{}:{}", identity.user_id, identity.username)
-}
-
-fn decode_identity(value: &str) -> Option<Identity> {
-    let (id, name) = value.split_once(':')?;
-    Some(Identity::new(id.parse().ok()?, name))
-}
-
-impl Authenticator for RedisTokenAuthenticator {
-    async fn issue(&self, identity: &Identity) -> Result<Issued, AuthError> {
-        let value = encode_identity(identity);
+    /// Mints an access token for a family: `SET NX EX`, then attach it to the family.
+    async fn mint(&self, identity: &Identity, family: &str) -> Result<String, AuthError> {
+        let value = encode_identity(identity, family);
         loop {
             // UUID v4: 122 random bits from the OS generator (the `getrandom` crate).
             let token = Uuid::new_v4();
@@ -253,42 +109,196 @@ impl Authenticator for RedisTokenAuthenticator {
                 )
                 .await?;
             if stored.is_some() {
-                return Ok(Issued {
-                    credential: token.hyphenated().to_string().into(),
-                    expires_in: self.ttl,
-                });
+                let token = token.hyphenated().to_string();
+                self.families.attach(family, &token, self.ttl).await?;
+                return Ok(token);
             }
         }
     }
 
-    async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
+    /// Revokes a family and every access token attached to it.
+    async fn end_family(&self, family: &str) -> Result<bool, AuthError> {
+        let Some(revoked) = self.families.revoke(family).await? else {
+            return Ok(false);
+        };
+        if !revoked.attached.is_empty() {
+            let keys: Vec<String> = revoked
+                .attached
+                .iter()
+                .filter_map(|t| Uuid::try_parse(t).ok())
+                .map(|t| self.key(&t))
+                .collect();
+            let _: i64 = self.conn.query(redis::cmd("DEL").arg(keys)).await?;
+        }
+        Ok(true)
+    }
+
+    async fn lookup(&self, credential: &str) -> Result<(Uuid, Identity), AuthError> {
         let token = Self::parse(credential)?;
         let value: Option<String> = self
             .conn
             .query(redis::cmd("GET").arg(self.key(&token)))
             .await?;
         // An expired token is simply gone: Redis cannot tell "expired" from "never existed".
-        value
+        let identity = value
             .as_deref()
             .and_then(decode_identity)
-            .ok_or(AuthError::Invalid)
-    }
-
-    async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
-        let token = Self::parse(credential)?;
-        let deleted: i64 = self
-            .conn
-            .query(redis::cmd("DEL").arg(self.key(&token)))
-            .await?;
-        if deleted == 1 {
-            Ok(())
-        } else {
-            Err(AuthError::Invalid)
-        }
+            .ok_or(AuthError::Invalid)?;
+        Ok((token, identity))
     }
 }
 
-/// Revoked JWT ids, as Redis keys `<prefix>deny:<jti>` that expire when the token would have.
+/// The stored value is `"<user id>:<family>:<user name>"`: one string, so verify is a plain `GET`.
+/// The id is digits and the family hex, so the first two `:` split it even when the name has one.
+fn encode_identity(identity: &Identity, family: &str) -> String {
+    format!("{}:{family}:{}", identity.user_id, identity.username)
+}
+
+fn decode_identity(value: &str) -> Option<Identity> {
+    let (id, rest) = value.split_once(':')?;
+    let (family, name) = rest.split_once(':')?;
+    Some(Identity::new(id.parse().ok()?, name).in_session(family))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Authenticator for RedisTokenAuthenticator {
+    const ISSUES_TOKENS: bool = true;
+
+    async fn issue(&self, identity: &Identity, client: &ClientInfo) -> Result<Issued, AuthError> {
+        let family = self.families.start(identity, client).await?;
+        let access = self.mint(identity, &family.id).await?;
+        Ok(Issued {
+            credential: access.into(),
+            expires_in: self.ttl,
+            refresh: Some(IssuedRefresh {
+                token: family.refresh_token,
+                expires_in: family.refresh_ttl,
+            }),
+        })
+    }
+
+    async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
+        self.lookup(credential).await.map(|(_, identity)| identity)
+    }
+
+    /// Logout ends the whole login: every access token of the family and its refresh token.
+    async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
+        let (token, identity) = self.lookup(credential).await?;
+        let family = identity.session_id.as_deref().unwrap_or_default();
+        if !self.end_family(family).await? {
+            // The family had already gone (expired); the token itself still goes.
+            let _: i64 = self
+                .conn
+                .query(redis::cmd("DEL").arg(self.key(&token)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        _client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
+        let rotated = match self.families.rotate(refresh_token).await {
+            Err(AuthError::Reused) => {
+                // The family is gone; its access tokens must go with it.
+                return Err(AuthError::Reused);
+            }
+            other => other?,
+        };
+        let family = rotated.identity.session_id.clone().unwrap_or_default();
+        let access = self.mint(&rotated.identity, &family).await?;
+        Ok(Issued {
+            credential: access.into(),
+            expires_in: self.ttl,
+            refresh: Some(IssuedRefresh {
+                token: rotated.refresh_token,
+                expires_in: rotated.refresh_ttl,
+            }),
+        })
+    }
+
+    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+        self.families.list(user_id).await
+    }
+
+    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
+        if !self
+            .families
+            .family_ids(user_id)
+            .await?
+            .iter()
+            .any(|f| f == session_id)
+        {
+            return Ok(false);
+        }
+        self.end_family(session_id).await
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
+        let mut revoked = 0;
+        for family in self.families.family_ids(user_id).await? {
+            if self.end_family(&family).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn introspect(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
+        if looks_like_refresh_token(token) {
+            return self.families.inspect(token).await;
+        }
+        let Ok(uuid) = Self::parse(token) else {
+            return Ok(None);
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(self.key(&uuid))
+            .cmd("TTL")
+            .arg(self.key(&uuid));
+        let (value, ttl): (Option<String>, i64) = self.conn.pipeline(&pipe).await?;
+        Ok(value
+            .as_deref()
+            .and_then(decode_identity)
+            .filter(|_| ttl > 0)
+            .map(|identity| TokenInfo {
+                kind: TokenKind::Access,
+                identity,
+                issued_at: None,
+                expires_at: now_unix() + ttl.unsigned_abs(),
+            }))
+    }
+
+    async fn revoke_token(&self, token: &str) -> Result<(), AuthError> {
+        if looks_like_refresh_token(token) {
+            // RFC 7009 §2.1: revoking a refresh token also revokes what was issued with it.
+            if let Some(info) = self.families.inspect(token).await?
+                && let Some(family) = info.identity.session_id
+            {
+                self.end_family(&family).await?;
+            }
+            return Ok(());
+        }
+        if let Ok(uuid) = Self::parse(token) {
+            let _: i64 = self
+                .conn
+                .query(redis::cmd("DEL").arg(self.key(&uuid)))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Revoked JWTs as Redis keys that expire when the tokens would have:
+/// `<prefix>deny:{<family>}` for a whole family, `<prefix>deny:{<family>}:<jti>` for one token.
+/// The shared hash tag puts both in one Cluster slot, so one `EXISTS` checks both.
 pub struct RedisDenylist {
     conn: Arc<RedisConnection>,
     deny_prefix: String,
@@ -303,37 +313,48 @@ impl RedisDenylist {
         }
     }
 
-    fn key(&self, id: &str) -> String {
-        let mut key = String::with_capacity(self.deny_prefix.len() + id.len());
+    fn family_key(&self, family: &str) -> String {
+        let mut key = String::with_capacity(self.deny_prefix.len() + family.len() + 2);
         key.push_str(&self.deny_prefix);
-        key.push_str(id);
+        key.push('{');
+        key.push_str(family);
+        key.push('}');
+        key
+    }
+
+    fn token_key(&self, family: &str, jti: &str) -> String {
+        let mut key = self.family_key(family);
+        key.push(':');
+        key.push_str(jti);
         key
     }
 }
 
 impl Denylist for RedisDenylist {
-    async fn deny(&self, id: &str, ttl: Duration) -> Result<(), AuthError> {
+    async fn deny(&self, family: &str, jti: Option<&str>, ttl: Duration) -> Result<(), AuthError> {
+        let key = match jti {
+            Some(jti) => self.token_key(family, jti),
+            None => self.family_key(family),
+        };
         // The entry only has to outlive the token; one second more covers rounding down.
         let seconds = ttl.as_secs().saturating_add(1);
         let _: String = self
             .conn
-            .query(
-                redis::cmd("SET")
-                    .arg(self.key(id))
-                    .arg(1)
-                    .arg("EX")
-                    .arg(seconds),
-            )
+            .query(redis::cmd("SET").arg(key).arg(1).arg("EX").arg(seconds))
             .await?;
         Ok(())
     }
 
-    async fn is_denied(&self, id: &str) -> Result<bool, AuthError> {
+    async fn is_denied(&self, family: &str, jti: &str) -> Result<bool, AuthError> {
         let found: i64 = self
             .conn
-            .query(redis::cmd("EXISTS").arg(self.key(id)))
+            .query(
+                redis::cmd("EXISTS")
+                    .arg(self.token_key(family, jti))
+                    .arg(self.family_key(family)),
+            )
             .await?;
-        Ok(found == 1)
+        Ok(found > 0)
     }
 }
 
@@ -366,10 +387,10 @@ mod tests {
 
     #[test]
     fn identity_round_trips_through_the_stored_value_even_with_colons() {
-        let who = Identity::new(42, "a:b:c");
-        assert_eq!(decode_identity(&encode_identity(&who)), Some(who));
+        let who = Identity::new(42, "a:b:c").in_session("f00d");
+        assert_eq!(decode_identity(&encode_identity(&who, "f00d")), Some(who));
         assert_eq!(decode_identity("no-colon"), None);
-        assert_eq!(decode_identity("x:name"), None);
+        assert_eq!(decode_identity("x:fam:name"), None);
     }
 
     #[test]

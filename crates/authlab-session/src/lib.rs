@@ -18,9 +18,9 @@
 #![deny(missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use authlab_core::{AuthError, Authenticator, Identity, Issued};
+use authlab_core::{AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
@@ -94,10 +94,18 @@ impl From<SessionError> for AuthError {
 
 /// One live session.
 struct Session {
+    /// Who it belongs to; `session_id` holds the session's public handle (not its id).
     identity: Identity,
-    /// Milliseconds since the authenticator's epoch after which the session is dead. Atomic so
-    /// that sliding it forward on use needs only the shard's read lock.
+    /// Milliseconds since the authenticator's epoch after which the session is dead: the idle
+    /// deadline, never beyond `absolute_ms`. Atomic so that sliding it forward on use needs only
+    /// the shard's read lock.
     expires_at_ms: AtomicU64,
+    /// The absolute deadline: however busy the session, it ends here (`--session-max-age`).
+    absolute_ms: u64,
+    /// When the session started (login), milliseconds since the epoch.
+    created_ms: u64,
+    /// The client's `User-Agent` at login, for the user's list of sessions.
+    user_agent: Option<Box<str>>,
 }
 
 /// Settings for [`SessionAuthenticator`].
@@ -106,37 +114,143 @@ pub struct SessionConfig {
     /// Idle timeout: a session unused for this long expires. Every successful verify pushes the
     /// deadline forward again (a sliding window).
     pub idle_ttl: Duration,
+    /// Absolute lifetime: a session ends this long after login however active it is, so a stolen
+    /// id cannot be kept alive forever by using it. OWASP suggests a few hours.
+    pub max_age: Duration,
 }
 
 /// Sessions held in a concurrent map in this process.
 ///
 /// The map is a [`DashMap`]: sharded, so requests on different sessions rarely wait on one another,
 /// and a hit needs only a shard's read lock (the expiry is updated atomically inside the entry).
+/// A second map indexes sessions by user, for "list my sessions" and "log out everywhere"; the
+/// sweeper prunes it together with the sessions, so no index entry outlives its session.
 pub struct SessionAuthenticator {
     sessions: DashMap<SessionId, Session>,
+    by_user: DashMap<i64, Vec<SessionId>>,
     idle_ttl: Duration,
-    /// Times are kept as milliseconds since this instant: 8 bytes per session instead of 16, and
+    max_age: Duration,
+    /// Times are kept as milliseconds since this instant: 8 bytes per time instead of 16, and
     /// `tokio::time` so tests can pause and advance the clock.
     epoch: Instant,
+    /// The wall-clock time of `epoch`, to report times as Unix seconds.
+    epoch_unix_ms: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl SessionAuthenticator {
     /// An empty session store.
     pub fn new(config: SessionConfig) -> Self {
+        let epoch_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, millis);
         Self {
             sessions: DashMap::new(),
+            by_user: DashMap::new(),
             idle_ttl: config.idle_ttl,
+            max_age: config.max_age,
             epoch: Instant::now(),
+            epoch_unix_ms,
         }
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis(self.epoch.elapsed())
     }
 
-    fn deadline_from(&self, now_ms: u64) -> u64 {
-        let ttl_ms = u64::try_from(self.idle_ttl.as_millis()).unwrap_or(u64::MAX);
-        now_ms.saturating_add(ttl_ms)
+    fn unix_seconds(&self, ms: u64) -> u64 {
+        self.epoch_unix_ms.saturating_add(ms) / 1000
+    }
+
+    /// The idle deadline from `now_ms`, capped by the absolute one.
+    fn deadline_from(&self, now_ms: u64, absolute_ms: u64) -> u64 {
+        now_ms
+            .saturating_add(millis(self.idle_ttl))
+            .min(absolute_ms)
+    }
+
+    /// Puts `session` in the map under a fresh id and indexes it under its user.
+    fn insert(&self, session: Session) -> Result<SessionId, AuthError> {
+        let user_id = session.identity.user_id;
+        // A fresh id every time, never one the client sent: that is what defeats session
+        // fixation. A collision of 128 random bits will not happen, but if it did we would draw
+        // again rather than hand one user another user's session.
+        let id = loop {
+            let id = SessionId::generate()?;
+            match self.sessions.entry(id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(session);
+                    break id;
+                }
+                Entry::Occupied(_) => continue,
+            }
+        };
+        self.by_user.entry(user_id).or_default().push(id);
+        Ok(id)
+    }
+
+    fn unindex(&self, user_id: i64, id: &SessionId) {
+        if let Entry::Occupied(mut ids) = self.by_user.entry(user_id) {
+            ids.get_mut().retain(|other| other != id);
+            if ids.get().is_empty() {
+                ids.remove();
+            }
+        }
+    }
+
+    /// Removes a session if it belongs to `user_id` and is identified by `pick`.
+    fn remove_where(
+        &self,
+        user_id: i64,
+        mut pick: impl FnMut(&SessionId, &Session) -> bool,
+    ) -> usize {
+        let ids = self
+            .by_user
+            .get(&user_id)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        let mut removed = 0;
+        for id in ids {
+            if self
+                .sessions
+                .remove_if(&id, |id, session| {
+                    session.identity.user_id == user_id && pick(id, session)
+                })
+                .is_some()
+            {
+                self.unindex(user_id, &id);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Gives the session behind `credential` a new id and returns it; the old id stops working at
+    /// once. Call it whenever the session's privileges change (OWASP: "renew the session ID after
+    /// any privilege level change"), so an id planted or seen before the change is worthless
+    /// after it. Creation time, absolute deadline and public handle carry over.
+    pub async fn rotate(&self, credential: &str) -> Result<Issued, AuthError> {
+        let old = SessionId::parse(credential)?;
+        let now = self.now_ms();
+        let (_, session) = self.sessions.remove(&old).ok_or(AuthError::Invalid)?;
+        let user_id = session.identity.user_id;
+        self.unindex(user_id, &old);
+        if session.expires_at_ms.load(Ordering::Relaxed) <= now {
+            return Err(AuthError::Expired);
+        }
+        session.expires_at_ms.store(
+            self.deadline_from(now, session.absolute_ms),
+            Ordering::Relaxed,
+        );
+        let id = self.insert(session)?;
+        Ok(Issued {
+            credential: id.encode().into(),
+            expires_in: self.idle_ttl,
+            refresh: None,
+        })
     }
 
     /// Forgets every expired session and returns how many went. Without it, sessions that are
@@ -146,6 +260,12 @@ impl SessionAuthenticator {
         let before = self.sessions.len();
         self.sessions
             .retain(|_, session| session.expires_at_ms.load(Ordering::Relaxed) > now);
+        // Prune the index too. (Lock order: an index shard, then a session shard; nothing else
+        // ever holds a session shard while taking an index shard, so this cannot deadlock.)
+        self.by_user.retain(|_, ids| {
+            ids.retain(|id| self.sessions.contains_key(id));
+            !ids.is_empty()
+        });
         before.saturating_sub(self.sessions.len())
     }
 
@@ -158,30 +278,33 @@ impl SessionAuthenticator {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+
+    /// How many users have sessions in the index (live or awaiting the sweeper).
+    pub fn indexed_users(&self) -> usize {
+        self.by_user.len()
+    }
 }
 
 impl Authenticator for SessionAuthenticator {
-    async fn issue(&self, identity: &Identity) -> Result<Issued, AuthError> {
-        let expires_at_ms = AtomicU64::new(self.deadline_from(self.now_ms()));
-        let mut session = Some(Session {
-            identity: identity.clone(),
-            expires_at_ms,
-        });
-        // A fresh id at every login, never one the client sent: that is what defeats session
-        // fixation. A collision of 128 random bits will not happen, but if it did we would draw
-        // again rather than hand one user another user's session.
-        loop {
-            let id = SessionId::generate()?;
-            if let Entry::Vacant(slot) = self.sessions.entry(id) {
-                if let Some(session) = session.take() {
-                    slot.insert(session);
-                }
-                return Ok(Issued {
-                    credential: id.encode().into(),
-                    expires_in: self.idle_ttl,
-                });
-            }
-        }
+    async fn issue(&self, identity: &Identity, client: &ClientInfo) -> Result<Issued, AuthError> {
+        let now = self.now_ms();
+        let absolute_ms = now.saturating_add(millis(self.max_age));
+        let mut handle = [0u8; 12];
+        getrandom::fill(&mut handle).map_err(|e| SessionError::Randomness(e.to_string()))?;
+        let session = Session {
+            identity: Identity::new(identity.user_id, identity.username.clone())
+                .in_session(URL_SAFE_NO_PAD.encode(handle)),
+            expires_at_ms: AtomicU64::new(self.deadline_from(now, absolute_ms)),
+            absolute_ms,
+            created_ms: now,
+            user_agent: client.user_agent.as_deref().map(Box::from),
+        };
+        let id = self.insert(session)?;
+        Ok(Issued {
+            credential: id.encode().into(),
+            expires_in: self.idle_ttl,
+            refresh: None,
+        })
     }
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
@@ -190,26 +313,77 @@ impl Authenticator for SessionAuthenticator {
         {
             let session = self.sessions.get(&id).ok_or(AuthError::Invalid)?;
             if session.expires_at_ms.load(Ordering::Relaxed) > now {
-                // Sliding idle timeout: every use buys another `idle_ttl`.
-                session
-                    .expires_at_ms
-                    .store(self.deadline_from(now), Ordering::Relaxed);
+                // Sliding idle timeout: every use buys another `idle_ttl`, up to the absolute end.
+                session.expires_at_ms.store(
+                    self.deadline_from(now, session.absolute_ms),
+                    Ordering::Relaxed,
+                );
                 return Ok(session.identity.clone());
             }
         } // the read guard must be gone before we take the write lock below
-        self.sessions
-            .remove_if(&id, |_, s| s.expires_at_ms.load(Ordering::Relaxed) <= now);
+        if let Some((_, session)) = self
+            .sessions
+            .remove_if(&id, |_, s| s.expires_at_ms.load(Ordering::Relaxed) <= now)
+        {
+            self.unindex(session.identity.user_id, &id);
+        }
         Err(AuthError::Expired)
     }
 
     async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
         let id = SessionId::parse(credential)?;
         let now = self.now_ms();
-        match self.sessions.remove(&id) {
-            Some((_, session)) if session.expires_at_ms.load(Ordering::Relaxed) > now => Ok(()),
-            Some(_) => Err(AuthError::Expired),
-            None => Err(AuthError::Invalid),
+        let (_, session) = self.sessions.remove(&id).ok_or(AuthError::Invalid)?;
+        self.unindex(session.identity.user_id, &id);
+        if session.expires_at_ms.load(Ordering::Relaxed) > now {
+            Ok(())
+        } else {
+            Err(AuthError::Expired)
         }
+    }
+
+    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+        let now = self.now_ms();
+        let ids = self
+            .by_user
+            .get(&user_id)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        let idle = millis(self.idle_ttl);
+        let mut list: Vec<SessionInfo> = ids
+            .iter()
+            .filter_map(|id| {
+                let session = self.sessions.get(id)?;
+                let expires = session.expires_at_ms.load(Ordering::Relaxed);
+                (expires > now).then(|| SessionInfo {
+                    id: session
+                        .identity
+                        .session_id
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    created_at: self.unix_seconds(session.created_ms),
+                    // The idle deadline is always "last use + idle TTL" (or the absolute end).
+                    last_used_at: self
+                        .unix_seconds(expires.saturating_sub(idle).max(session.created_ms)),
+                    expires_at: self.unix_seconds(expires),
+                    user_agent: session.user_agent.as_deref().map(str::to_owned),
+                })
+            })
+            .collect();
+        list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(list)
+    }
+
+    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
+        let removed = self.remove_where(user_id, |_, session| {
+            session.identity.session_id.as_deref() == Some(session_id)
+        });
+        Ok(removed > 0)
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
+        Ok(self.remove_where(user_id, |_, _| true))
     }
 }
 
@@ -219,9 +393,20 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn store(idle: u64) -> SessionAuthenticator {
+        store_with_max_age(idle, 3600)
+    }
+
+    fn store_with_max_age(idle: u64, max_age: u64) -> SessionAuthenticator {
         SessionAuthenticator::new(SessionConfig {
             idle_ttl: Duration::from_secs(idle),
+            max_age: Duration::from_secs(max_age),
         })
+    }
+
+    fn browser() -> ClientInfo {
+        ClientInfo {
+            user_agent: Some("Firefox".into()),
+        }
     }
 
     fn alice() -> Identity {
@@ -231,12 +416,17 @@ mod tests {
     #[tokio::test]
     async fn an_issued_session_verifies_to_its_user() {
         let sessions = store(60);
-        let issued = sessions.issue(&alice()).await.unwrap();
+        let issued = sessions.issue(&alice(), &browser()).await.unwrap();
         let who = sessions
             .verify(issued.credential.expose_secret())
             .await
             .unwrap();
-        assert_eq!(who, alice());
+        assert_eq!(who.user_id, alice().user_id);
+        assert_eq!(who.username, alice().username);
+        assert!(
+            who.session_id.is_some(),
+            "the identity names its session's public handle"
+        );
         assert_eq!(issued.expires_in, Duration::from_secs(60));
     }
 
@@ -245,7 +435,7 @@ mod tests {
         let sessions = store(60);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1_000 {
-            let issued = sessions.issue(&alice()).await.unwrap();
+            let issued = sessions.issue(&alice(), &browser()).await.unwrap();
             let id = issued.credential.expose_secret().to_owned();
             assert_eq!(id.len(), 22);
             assert!(
@@ -280,7 +470,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_session_expires_and_use_slides_the_deadline() {
         let sessions = store(10);
-        let issued = sessions.issue(&alice()).await.unwrap();
+        let issued = sessions.issue(&alice(), &browser()).await.unwrap();
         let id = issued.credential.expose_secret();
 
         tokio::time::advance(Duration::from_secs(8)).await;
@@ -302,10 +492,10 @@ mod tests {
     async fn sweep_forgets_expired_sessions_and_keeps_live_ones() {
         let sessions = store(10);
         for _ in 0..100 {
-            sessions.issue(&alice()).await.unwrap();
+            sessions.issue(&alice(), &browser()).await.unwrap();
         }
         tokio::time::advance(Duration::from_secs(5)).await;
-        let fresh = sessions.issue(&alice()).await.unwrap();
+        let fresh = sessions.issue(&alice(), &browser()).await.unwrap();
         tokio::time::advance(Duration::from_secs(6)).await;
 
         assert_eq!(sessions.sweep(), 100);
@@ -321,11 +511,117 @@ mod tests {
     #[tokio::test]
     async fn revoke_ends_the_session_once() {
         let sessions = store(60);
-        let issued = sessions.issue(&alice()).await.unwrap();
+        let issued = sessions.issue(&alice(), &browser()).await.unwrap();
         let id = issued.credential.expose_secret();
         sessions.revoke(id).await.unwrap();
         assert!(matches!(sessions.verify(id).await, Err(AuthError::Invalid)));
         assert!(matches!(sessions.revoke(id).await, Err(AuthError::Invalid)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_absolute_lifetime_ends_even_a_busy_session() {
+        let sessions = store_with_max_age(10, 25);
+        let issued = sessions.issue(&alice(), &browser()).await.unwrap();
+        let id = issued.credential.expose_secret();
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(6)).await;
+            assert!(sessions.verify(id).await.is_ok(), "busy and within max age");
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(sessions.verify(id).await, Err(AuthError::Expired)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rotation_gives_a_new_id_and_kills_the_old_one_but_keeps_the_session() {
+        let sessions = store_with_max_age(10, 25);
+        let issued = sessions.issue(&alice(), &browser()).await.unwrap();
+        let old = issued.credential.expose_secret().to_owned();
+        let before = sessions.verify(&old).await.unwrap();
+        tokio::time::advance(Duration::from_secs(8)).await;
+        let _ = sessions.verify(&old).await.unwrap();
+        tokio::time::advance(Duration::from_secs(8)).await;
+
+        let rotated = sessions.rotate(&old).await.unwrap();
+        let new = rotated.credential.expose_secret();
+        assert_ne!(new, &old);
+        assert!(matches!(
+            sessions.verify(&old).await,
+            Err(AuthError::Invalid)
+        ));
+        let after = sessions.verify(new).await.unwrap();
+        assert_eq!(after.session_id, before.session_id, "same session, new id");
+        assert_eq!(sessions.sessions(7).await.unwrap().len(), 1);
+        for _ in 0..2 {
+            tokio::time::advance(Duration::from_secs(4)).await;
+            assert!(sessions.verify(new).await.is_ok());
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            matches!(sessions.verify(new).await, Err(AuthError::Expired)),
+            "rotation does not extend the absolute lifetime"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_registry_lists_revokes_one_and_revokes_all() {
+        let sessions = store(60);
+        let bob = Identity::new(8, "bob");
+        let a = sessions.issue(&alice(), &browser()).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let b = sessions
+            .issue(&alice(), &ClientInfo::default())
+            .await
+            .unwrap();
+        let bobs = sessions.issue(&bob, &browser()).await.unwrap();
+
+        let listed = sessions.sessions(7).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].user_agent, None, "newest first");
+        assert_eq!(listed[1].user_agent.as_deref(), Some("Firefox"));
+        assert!(listed[0].expires_at > listed[0].created_at);
+
+        // Another user's session handle is "no such session" for alice.
+        let bob_handle = sessions.sessions(8).await.unwrap()[0].id.clone();
+        assert!(!sessions.revoke_session(7, &bob_handle).await.unwrap());
+        assert!(sessions.revoke_session(7, &listed[1].id).await.unwrap());
+        assert!(matches!(
+            sessions.verify(a.credential.expose_secret()).await,
+            Err(AuthError::Invalid)
+        ));
+        assert!(sessions.verify(b.credential.expose_secret()).await.is_ok());
+
+        assert_eq!(sessions.revoke_all(7).await.unwrap(), 1);
+        assert!(sessions.sessions(7).await.unwrap().is_empty());
+        assert!(
+            sessions
+                .verify(bobs.credential.expose_secret())
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            sessions.indexed_users(),
+            1,
+            "alice left no index entry behind"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweeping_also_prunes_the_per_user_index() {
+        let sessions = store(10);
+        for user in 0..50 {
+            sessions
+                .issue(&Identity::new(user, "u"), &browser())
+                .await
+                .unwrap();
+        }
+        assert_eq!(sessions.indexed_users(), 50);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(sessions.sweep(), 50);
+        assert_eq!(
+            sessions.indexed_users(),
+            0,
+            "no index entry outlives its session"
+        );
     }
 
     #[test]

@@ -324,6 +324,35 @@ impl UserStore {
         }
     }
 
+    /// Changes a user's password after checking the old one. `Ok(false)`: the old password is
+    /// wrong (or the user is gone) and nothing changed. Revoking the user's credentials is the
+    /// caller's job: the store knows nothing of sessions or tokens.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        old: SecretString,
+        new: Password,
+    ) -> Result<bool, UserStoreError> {
+        let hash: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(hash) = hash else {
+            return Ok(false);
+        };
+        if !self.hasher.verify(old, hash).await? {
+            return Ok(false);
+        }
+        let new_hash = self.hasher.hash(new).await?;
+        let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(new_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     /// `SELECT 1`: the readiness check.
     pub async fn ping(&self) -> Result<(), UserStoreError> {
         let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
@@ -456,6 +485,45 @@ mod tests {
         );
         store.close().await;
         let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn a_password_changes_only_with_the_old_one() {
+        let store = UserStore::connect("sqlite::memory:").await.unwrap();
+        let alice = store
+            .register(
+                Username::parse("alice".into()).unwrap(),
+                Password::parse(secret("correct horse")).unwrap(),
+            )
+            .await
+            .unwrap();
+        let new = || Password::parse(secret("battery staple")).unwrap();
+        assert!(
+            !store
+                .change_password(alice.user_id, secret("wrong"), new())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .change_password(alice.user_id, secret("correct horse"), new())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .authenticate("alice", secret("correct horse"))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            store
+                .authenticate("alice", secret("battery staple"))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,182 @@
+//! One multiplexed Redis connection, shared by every request and re-established after a failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use authlab_core::AuthError;
+use redis::aio::MultiplexedConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// What can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisBackendError {
+    /// The configured URL is not a Redis URL.
+    #[error("invalid Redis URL")]
+    InvalidUrl(#[source] redis::RedisError),
+    /// Redis could not be reached, or did not answer in time.
+    #[error("Redis is unreachable")]
+    Unreachable(#[source] redis::RedisError),
+    /// A recent attempt to connect failed; we are waiting before trying again.
+    #[error("Redis was unreachable moments ago; not retrying yet")]
+    BackingOff,
+    /// Redis answered with an error (wrong type, out of memory, ...).
+    #[error("Redis answered with an error")]
+    Command(#[source] redis::RedisError),
+}
+
+impl From<RedisBackendError> for AuthError {
+    fn from(err: RedisBackendError) -> Self {
+        AuthError::unavailable(err)
+    }
+}
+
+/// Timeouts for talking to Redis. Short on purpose: a request waiting on a dead Redis should hear
+/// "unavailable" in well under a second, not hang until the client gives up.
+#[derive(Debug, Clone)]
+pub struct RedisTimeouts {
+    /// How long to wait for a TCP connection and the handshake.
+    pub connect: Duration,
+    /// How long to wait for the answer to one command.
+    pub response: Duration,
+    /// After a failed connection attempt, requests fail at once for this long instead of each
+    /// trying again (so an outage does not turn every request into a connection attempt).
+    pub retry_after: Duration,
+}
+
+impl Default for RedisTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_millis(500),
+            response: Duration::from_millis(500),
+            retry_after: Duration::from_millis(200),
+        }
+    }
+}
+
+/// One multiplexed Redis connection shared by every request, re-established after a failure.
+///
+/// Nothing connects at construction: the server starts even when Redis is down, and the first
+/// command connects. A command that fails because the connection broke drops it, and the next
+/// command connects again; so the service recovers by itself when Redis comes back.
+pub struct RedisConnection {
+    client: Client,
+    config: AsyncConnectionConfig,
+    retry_after: Duration,
+    /// The live connection, read without locking on the hot path.
+    current: ArcSwapOption<MultiplexedConnection>,
+    /// Held while connecting, so a burst of requests makes one attempt, not one each. Holds the
+    /// time of the last failed attempt.
+    connecting: Mutex<Option<Instant>>,
+}
+
+impl RedisConnection {
+    /// Prepares a connection to `url` (for example `redis://127.0.0.1:6379`) without connecting.
+    pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
+        let info = url
+            .into_connection_info()
+            .map_err(RedisBackendError::InvalidUrl)?
+            // Small request/response pairs: Nagle's algorithm would only add latency.
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = Client::open(info).map_err(RedisBackendError::InvalidUrl)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.response));
+        Ok(Self {
+            client,
+            config,
+            retry_after: timeouts.retry_after,
+            current: ArcSwapOption::empty(),
+            connecting: Mutex::new(None),
+        })
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisBackendError> {
+        if let Some(conn) = self.current.load_full() {
+            return Ok((*conn).clone());
+        }
+        let mut last_failure = self.connecting.lock().await;
+        // Somebody else may have connected while we waited for the lock.
+        if let Some(conn) = self.current.load_full() {
+            return Ok((*conn).clone());
+        }
+        if let Some(at) = *last_failure
+            && at.elapsed() < self.retry_after
+        {
+            return Err(RedisBackendError::BackingOff);
+        }
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            Ok(conn) => {
+                tracing::info!("connected to Redis");
+                *last_failure = None;
+                self.current.store(Some(Arc::new(conn.clone())));
+                Ok(conn)
+            }
+            Err(err) => {
+                *last_failure = Some(Instant::now());
+                Err(RedisBackendError::Unreachable(err))
+            }
+        }
+    }
+
+    /// Runs one command. A failure of the connection itself (I/O, timeout, dropped) discards the
+    /// connection so that the next command reconnects; an error *reply* leaves it in place.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisBackendError> {
+        let mut conn = self.connection().await?;
+        let result = cmd.query_async(&mut conn).await;
+        self.classify(result)
+    }
+
+    /// Runs a pipeline (several commands, one round trip), with the same failure handling.
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, RedisBackendError> {
+        let mut conn = self.connection().await?;
+        let result = pipe.query_async(&mut conn).await;
+        self.classify(result)
+    }
+
+    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisBackendError> {
+        let mut conn = self.connection().await?;
+        let result = script.invoke_async(&mut conn).await;
+        self.classify(result)
+    }
+
+    fn classify<T>(&self, result: redis::RedisResult<T>) -> Result<T, RedisBackendError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if is_connection_failure(&err) => {
+                if self.current.swap(None).is_some() {
+                    tracing::warn!(error = %err, "lost the Redis connection");
+                }
+                Err(RedisBackendError::Unreachable(err))
+            }
+            Err(err) => Err(RedisBackendError::Command(err)),
+        }
+    }
+
+    /// Asks Redis for `PONG`: the readiness check.
+    pub async fn ping(&self) -> Result<(), RedisBackendError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+fn is_connection_failure(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_unrecoverable_error()
+}

@@ -1,0 +1,526 @@
+//! Refresh-token families in Redis: rotation, reuse detection, a grace window, and the per-user
+//! registry that "log out everywhere" walks.
+//!
+//! # The model
+//! A login starts a *family* `F`. The family holds exactly one live refresh token; exchanging it
+//! (`/refresh`) spends it and mints its successor. Presenting a spent token again means two
+//! parties hold copies of it (the client and a thief, and the server cannot tell which is which),
+//! so the whole family is revoked: the RFC 6819 §5.2.2.3 / OAuth 2.1 "refresh token rotation".
+//!
+//! Two browser tabs refreshing at the same moment would look exactly like theft. So for a short
+//! *grace window* (`--refresh-grace`) after a token is spent, presenting it again returns *the same
+//! successor* instead of raising the alarm. The successor is derived, not stored:
+//! `successor = F "." base64url(HMAC-SHA256(key, spent token))`, so Redis only ever holds hashes.
+//!
+//! # Keys (all under the prefix and a scope such as `redis:` or `jwt:`; every key has a TTL)
+//! - `fam:{F}`: hash `uid name created used exp ua refresh prev prev_until`, where `refresh` and
+//!   `prev` are SHA-256 hashes of tokens, never tokens;
+//! - `fam:{F}:spent`: set of spent token hashes (reuse detection beyond the last one);
+//! - `fam:{F}:acc`: sorted set of access-token ids issued from the family, scored by expiry;
+//! - `user:{U}:fams`: sorted set of the user's families, scored by expiry: the registry.
+//!
+//! The three `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
+//! one Lua script can touch them atomically. The refresh token carries `F` in clear, so the server
+//! finds that slot without a lookup.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use authlab_core::{
+    AuthError, ClientInfo, Identity, NewFamily, RefreshFamilies, RevokedFamily, Rotated,
+    SessionInfo, TokenInfo, TokenKind,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use redis::Value;
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::{RedisBackendError, RedisConnection};
+
+/// Length of a family id (a UUID v4 without hyphens).
+const FAMILY_LEN: usize = 32;
+/// Length of the secret half of a refresh token: 32 bytes as unpadded base64url.
+const SECRET_LEN: usize = 43;
+
+/// The exchange, atomically: rotate, answer a retry within the grace window, or report reuse.
+/// KEYS: fam, spent. ARGV: presented hash, successor hash, now, grace, ttl.
+const ROTATE: &str = r#"
+local fam, spent = KEYS[1], KEYS[2]
+local now, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local f = redis.call('HMGET', fam, 'uid', 'name', 'refresh', 'prev', 'prev_until')
+if not f[1] then return {'unknown'} end
+if ARGV[1] == f[3] then
+  redis.call('SADD', spent, f[3])
+  redis.call('HSET', fam, 'refresh', ARGV[2], 'prev', f[3], 'prev_until', now + grace,
+             'used', now, 'exp', now + ttl)
+  redis.call('EXPIRE', fam, ttl)
+  redis.call('EXPIRE', spent, ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  return {'rotated', f[1], f[2]}
+end
+if ARGV[1] == f[4] and now < tonumber(f[5]) and ARGV[2] == f[3] then
+  return {'grace', f[1], f[2]}
+end
+if redis.call('SISMEMBER', spent, ARGV[1]) == 1 then return {'reused', f[1], f[2]} end
+return {'unknown'}
+"#;
+
+/// Deletes a family's keys and returns its user id and the access ids attached to it.
+/// KEYS: fam, spent, acc.
+const REVOKE: &str = r#"
+local uid = redis.call('HGET', KEYS[1], 'uid')
+if not uid then return {} end
+local acc = redis.call('ZRANGE', KEYS[3], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+table.insert(acc, 1, uid)
+return acc
+"#;
+
+/// Settings for [`RedisFamilies`].
+pub struct FamilyConfig {
+    /// The key prefix (`authlab:`), shared with the rest of authlab's keys.
+    pub prefix: String,
+    /// Which backend's families these are (`redis`, `jwt`), so the two never mix.
+    pub scope: &'static str,
+    /// How long a refresh token can be exchanged (each exchange starts a new period).
+    pub refresh_ttl: Duration,
+    /// How long a spent refresh token may be presented again for the same successor.
+    pub grace: Duration,
+    /// The server secret the successor key is derived from (at least 32 bytes).
+    pub secret: SecretSlice<u8>,
+}
+
+/// Refresh-token families stored in Redis.
+pub struct RedisFamilies {
+    conn: Arc<RedisConnection>,
+    keys: String,
+    refresh_ttl: Duration,
+    grace: Duration,
+    successor_key: Hmac<Sha256>,
+    rotate: redis::Script,
+    revoke: redis::Script,
+}
+
+/// A refresh token split into its family id and the token as a whole.
+struct RefreshToken<'a> {
+    family: &'a str,
+    whole: &'a str,
+}
+
+impl<'a> RefreshToken<'a> {
+    /// `F.secret`: 32 hex characters, a dot, 43 base64url characters. Anything else is rejected
+    /// before Redis is asked.
+    fn parse(token: &'a str) -> Option<Self> {
+        let (family, secret) = token.split_once('.')?;
+        let family_ok = family.len() == FAMILY_LEN
+            && family
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let secret_ok = secret.len() == SECRET_LEN
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (family_ok && secret_ok).then_some(Self {
+            family,
+            whole: token,
+        })
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// SHA-256 of a token, hex. Refresh tokens carry 256 random bits, so a fast hash is enough: there
+/// is nothing to brute-force (unlike passwords, which get argon2id).
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn field_str(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_u64(value: &Value) -> Option<u64> {
+    field_str(value)?.parse().ok()
+}
+
+impl RedisFamilies {
+    /// Families under `<prefix><scope>:`.
+    pub fn new(conn: Arc<RedisConnection>, config: FamilyConfig) -> Self {
+        // Domain separation: the successor key is derived from, but never equal to, the server
+        // secret (which may also be the JWT signing key).
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(config.secret.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        derive.update(b"authlab refresh-token successor v1");
+        let key = derive.finalize().into_bytes();
+        let successor_key = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        Self {
+            conn,
+            keys: format!("{}{}:", config.prefix, config.scope),
+            refresh_ttl: config.refresh_ttl,
+            grace: config.grace,
+            successor_key,
+            rotate: redis::Script::new(ROTATE),
+            revoke: redis::Script::new(REVOKE),
+        }
+    }
+
+    fn family_key(&self, family: &str) -> String {
+        format!("{}fam:{{{family}}}", self.keys)
+    }
+
+    fn spent_key(&self, family: &str) -> String {
+        format!("{}fam:{{{family}}}:spent", self.keys)
+    }
+
+    fn access_key(&self, family: &str) -> String {
+        format!("{}fam:{{{family}}}:acc", self.keys)
+    }
+
+    fn user_key(&self, user_id: i64) -> String {
+        format!("{}user:{{{user_id}}}:fams", self.keys)
+    }
+
+    /// The successor of `token`: same family, secret = HMAC(successor key, token).
+    fn successor(&self, token: &RefreshToken<'_>) -> String {
+        let mut mac = self.successor_key.clone();
+        mac.update(token.whole.as_bytes());
+        let secret = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{}.{secret}", token.family)
+    }
+
+    async fn run_script(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, RedisBackendError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        self.conn.invoke(&invocation).await
+    }
+}
+
+impl RefreshFamilies for RedisFamilies {
+    async fn start(
+        &self,
+        identity: &Identity,
+        client: &ClientInfo,
+    ) -> Result<NewFamily, AuthError> {
+        let family = Uuid::new_v4().simple().to_string();
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| AuthError::unavailable(std::io::Error::other(e.to_string())))?;
+        let token = format!("{family}.{}", URL_SAFE_NO_PAD.encode(secret));
+        let now = now_unix();
+        let ttl = self.refresh_ttl.as_secs().max(1);
+        let user_key = self.user_key(identity.user_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.family_key(&family))
+            .arg("uid")
+            .arg(identity.user_id)
+            .arg("name")
+            .arg(&*identity.username)
+            .arg("created")
+            .arg(now)
+            .arg("used")
+            .arg(now)
+            .arg("exp")
+            .arg(now + ttl)
+            .arg("ua")
+            .arg(client.user_agent.as_deref().unwrap_or(""))
+            .arg("refresh")
+            .arg(token_hash(&token))
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(self.family_key(&family))
+            .arg(ttl)
+            .ignore()
+            // The registry: score = expiry, so entries are pruned by score as they are read.
+            .cmd("ZADD")
+            .arg(&user_key)
+            .arg(now + ttl)
+            .arg(&family)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(ttl)
+            .arg("GT")
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(ttl)
+            .arg("NX")
+            .ignore();
+        let () = self.conn.pipeline(&pipe).await?;
+        Ok(NewFamily {
+            id: family,
+            refresh_token: SecretString::from(token),
+            refresh_ttl: self.refresh_ttl,
+        })
+    }
+
+    async fn rotate(&self, refresh_token: &str) -> Result<Rotated, AuthError> {
+        let token = RefreshToken::parse(refresh_token).ok_or(AuthError::Invalid)?;
+        let successor = self.successor(&token);
+        let now = now_unix();
+        let ttl = self.refresh_ttl.as_secs().max(1);
+        let reply = self
+            .run_script(
+                &self.rotate,
+                &[
+                    self.family_key(token.family),
+                    self.spent_key(token.family),
+                    self.access_key(token.family),
+                ],
+                &[
+                    token_hash(token.whole),
+                    token_hash(&successor),
+                    now.to_string(),
+                    self.grace.as_secs().to_string(),
+                    ttl.to_string(),
+                ],
+            )
+            .await?;
+        let Value::Array(parts) = reply else {
+            return Err(AuthError::Invalid);
+        };
+        let outcome = parts.first().and_then(field_str).unwrap_or_default();
+        let user_id: Option<i64> = parts
+            .get(1)
+            .and_then(field_str)
+            .and_then(|s| s.parse().ok());
+        let username = parts.get(2).and_then(field_str);
+        match (outcome.as_str(), user_id, username) {
+            ("rotated" | "grace", Some(user_id), Some(username)) => {
+                if outcome == "rotated" {
+                    let _: i64 = self
+                        .conn
+                        .query(
+                            redis::cmd("ZADD")
+                                .arg(self.user_key(user_id))
+                                .arg("XX")
+                                .arg(now + ttl)
+                                .arg(token.family),
+                        )
+                        .await?;
+                    let _: i64 = self
+                        .conn
+                        .query(redis::cmd("EXPIRE").arg(self.user_key(user_id)).arg(ttl))
+                        .await?;
+                }
+                Ok(Rotated {
+                    identity: Identity::new(user_id, username).in_session(token.family),
+                    refresh_token: SecretString::from(successor),
+                    refresh_ttl: self.refresh_ttl,
+                })
+            }
+            ("reused", _, _) => {
+                // Theft evidence: end the family before answering.
+                self.revoke(token.family).await?;
+                Err(AuthError::Reused)
+            }
+            _ => Err(AuthError::Invalid),
+        }
+    }
+
+    async fn family_ids(&self, user_id: i64) -> Result<Vec<String>, AuthError> {
+        let user_key = self.user_key(user_id);
+        let _: i64 = self
+            .conn
+            .query(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(&user_key)
+                    .arg("-inf")
+                    .arg(now_unix()),
+            )
+            .await?;
+        Ok(self
+            .conn
+            .query(redis::cmd("ZREVRANGE").arg(&user_key).arg(0).arg(-1))
+            .await?)
+    }
+
+    async fn attach(&self, family: &str, access_id: &str, ttl: Duration) -> Result<(), AuthError> {
+        let now = now_unix();
+        let key = self.access_key(family);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now + ttl.as_secs().max(1))
+            .arg(access_id)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.refresh_ttl.as_secs().max(1))
+            .ignore();
+        let () = self.conn.pipeline(&pipe).await?;
+        Ok(())
+    }
+
+    async fn revoke(&self, family: &str) -> Result<Option<RevokedFamily>, AuthError> {
+        let reply = self
+            .run_script(
+                &self.revoke,
+                &[
+                    self.family_key(family),
+                    self.spent_key(family),
+                    self.access_key(family),
+                ],
+                &[],
+            )
+            .await?;
+        let Value::Array(parts) = reply else {
+            return Ok(None);
+        };
+        let mut parts = parts.iter().filter_map(field_str);
+        let Some(user_id) = parts.next().and_then(|s| s.parse::<i64>().ok()) else {
+            return Ok(None);
+        };
+        let attached = parts.collect();
+        let _: i64 = self
+            .conn
+            .query(redis::cmd("ZREM").arg(self.user_key(user_id)).arg(family))
+            .await?;
+        Ok(Some(RevokedFamily { user_id, attached }))
+    }
+
+    async fn list(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+        let ids = self.family_ids(user_id).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.family_key(id))
+                .arg("created")
+                .arg("used")
+                .arg("exp")
+                .arg("ua");
+        }
+        let rows: Vec<Vec<Value>> = self.conn.pipeline(&pipe).await?;
+        let mut live = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for (id, row) in ids.into_iter().zip(rows) {
+            match row.as_slice() {
+                [created, used, exp, ua] if field_u64(created).is_some() => {
+                    live.push(SessionInfo {
+                        id,
+                        created_at: field_u64(created).unwrap_or(0),
+                        last_used_at: field_u64(used).unwrap_or(0),
+                        expires_at: field_u64(exp).unwrap_or(0),
+                        user_agent: field_str(ua).filter(|s| !s.is_empty()),
+                    })
+                }
+                // The family's keys expired (or were revoked) before its registry entry: prune.
+                _ => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = self
+                .conn
+                .query(redis::cmd("ZREM").arg(self.user_key(user_id)).arg(&gone))
+                .await?;
+        }
+        live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(live)
+    }
+
+    async fn inspect(&self, refresh_token: &str) -> Result<Option<TokenInfo>, AuthError> {
+        let Some(token) = RefreshToken::parse(refresh_token) else {
+            return Ok(None);
+        };
+        let row: Vec<Option<String>> = self
+            .conn
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.family_key(token.family))
+                    .arg("refresh")
+                    .arg("uid")
+                    .arg("name")
+                    .arg("used")
+                    .arg("exp"),
+            )
+            .await?;
+        let [Some(current), Some(uid), Some(name), Some(used), Some(exp)] = row.as_slice() else {
+            return Ok(None);
+        };
+        let presented = token_hash(token.whole);
+        if !bool::from(presented.as_bytes().ct_eq(current.as_bytes())) {
+            return Ok(None);
+        }
+        let (Ok(user_id), Ok(expires_at)) = (uid.parse(), exp.parse()) else {
+            return Ok(None);
+        };
+        Ok(Some(TokenInfo {
+            kind: TokenKind::Refresh,
+            identity: Identity::new(user_id, name.as_str()).in_session(token.family),
+            issued_at: used.parse().ok(),
+            expires_at,
+        }))
+    }
+}
+
+/// Whether `token` has the shape of a refresh token (family id, dot, secret).
+pub fn looks_like_refresh_token(token: &str) -> bool {
+    RefreshToken::parse(token).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_parse_strictly() {
+        let family = Uuid::new_v4().simple().to_string();
+        let good = format!("{family}.{}", "A".repeat(43));
+        assert!(looks_like_refresh_token(&good));
+        for bad in [
+            String::new(),
+            family.clone(),
+            format!("{family}."),
+            format!("{}.{}", family.to_uppercase(), "A".repeat(43)),
+            format!("{family}.{}", "A".repeat(42)),
+            format!("{family}.{}=", "A".repeat(42)),
+            format!("{family}x.{}", "A".repeat(43)),
+        ] {
+            assert!(!looks_like_refresh_token(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashes_are_hex_sha256() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Registration, login, `/me`, logout and refresh: the core every backend shares.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use authlab_core::{AuthError, Authenticator, Issued};
+use authlab_users::{Password, Username};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{Backend, Shared, client_info, refresh_refused};
+use crate::error::ApiError;
+use crate::transport::Transport;
+
+/// Body of `POST /users` and `POST /{backend}/login`.
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: SecretString,
+}
+
+/// Body of `POST /{backend}/refresh`.
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    refresh_token: SecretString,
+}
+
+/// Body of `/me` (and of `/hello`, which has the same shape on purpose).
+#[derive(Serialize)]
+pub(super) struct Me<'a> {
+    pub(super) user_id: i64,
+    pub(super) username: &'a str,
+    pub(super) backend: &'a str,
+}
+
+/// Body of a bearer login or refresh (RFC 6749 §5.1's field names, which clients already know).
+#[derive(Serialize)]
+struct BearerLogin<'a> {
+    access_token: &'a str,
+    token_type: &'a str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_expires_in: Option<u64>,
+}
+
+/// Body of a cookie login: the id itself travels only in the `HttpOnly` cookie.
+#[derive(Serialize)]
+pub(super) struct CookieLogin {
+    pub(super) token_type: &'static str,
+    pub(super) expires_in: u64,
+}
+
+/// `POST /users`: registers a user (201), hashing the password before it touches the database.
+pub async fn register(
+    shared: web::Data<Shared>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    let Credentials { username, password } = body.into_inner();
+    let username = Username::parse(username)?;
+    let password = Password::parse(password)?;
+    let user = shared.users.register(username, password).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "user_id": user.user_id,
+        "username": &*user.username,
+    })))
+}
+
+/// The response that hands a freshly issued credential to the client.
+pub(super) fn issued_response<A>(backend: &Backend<A>, issued: &Issued) -> HttpResponse {
+    let credential = issued.credential.expose_secret();
+    let expires_in = issued.expires_in.as_secs();
+    let mut response = HttpResponse::Ok();
+    // Credentials must never be cached (RFC 6749 §5.1).
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    match backend.transport {
+        Transport::Cookie { .. } => response
+            .cookie(backend.transport.session_cookie(credential))
+            .json(CookieLogin {
+                token_type: "cookie",
+                expires_in,
+            }),
+        Transport::Bearer { .. } => response.json(BearerLogin {
+            access_token: credential,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: issued.refresh.as_ref().map(|r| r.token.expose_secret()),
+            refresh_expires_in: issued.refresh.as_ref().map(|r| r.expires_in.as_secs()),
+        }),
+    }
+}
+
+/// `POST /{backend}/login`: checks name and password, then issues this backend's credential.
+pub async fn login<A: Authenticator>(
+    req: HttpRequest,
+    shared: web::Data<Shared>,
+    backend: web::Data<Backend<A>>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    let Credentials { username, password } = body.into_inner();
+    // Over-long input cannot belong to anybody; answer like any other failed login.
+    if username.len() > 4 * authlab_users::MAX_USERNAME_CHARS
+        || password.expose_secret().len() > 4 * authlab_users::MAX_PASSWORD_CHARS
+    {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let identity = shared
+        .users
+        .authenticate(&username, password)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
+    let issued = backend
+        .auth
+        .issue(&identity, &client_info(&req))
+        .await
+        .map_err(|c| backend.refuse(c))?;
+    Ok(issued_response(&backend, &issued))
+}
+
+/// `GET /{backend}/me`: who the credential belongs to. The hot path every load test measures.
+pub async fn me<A: Authenticator>(
+    req: HttpRequest,
+    backend: web::Data<Backend<A>>,
+) -> Result<HttpResponse, ApiError> {
+    let identity = backend.authenticate(&req).await?;
+    Ok(HttpResponse::Ok().json(Me {
+        user_id: identity.user_id,
+        username: &identity.username,
+        backend: backend.name,
+    }))
+}
+
+/// `POST /{backend}/logout`: revokes the presented credential (204).
+pub async fn logout<A: Authenticator>(
+    req: HttpRequest,
+    backend: web::Data<Backend<A>>,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = match backend.transport.credential(&req) {
+        Ok(credential) => backend.auth.revoke(credential).await,
+        Err(missing) => Err(missing),
+    };
+    match (outcome, backend.transport) {
+        (Ok(()), Transport::Cookie { .. }) => Ok(HttpResponse::NoContent()
+            .cookie(backend.transport.expired_session_cookie())
+            .finish()),
+        (Ok(()), Transport::Bearer { .. }) => Ok(HttpResponse::NoContent().finish()),
+        // A dead session id in the browser is useless: tell the browser to drop it even though
+        // the logout itself is refused.
+        (Err(cause @ (AuthError::Invalid | AuthError::Expired)), Transport::Cookie { .. }) => {
+            let mut response = backend.refuse(cause).error_response();
+            let _ = response.add_cookie(&backend.transport.expired_session_cookie());
+            Ok(response)
+        }
+        (Err(cause), _) => Err(backend.refuse(cause)),
+    }
+}
+
+/// `POST /{backend}/refresh`: spends a refresh token for a new access token and refresh token.
+pub async fn refresh<A: Authenticator>(
+    req: HttpRequest,
+    backend: web::Data<Backend<A>>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let token = body.into_inner().refresh_token;
+    let issued = backend
+        .auth
+        .refresh(token.expose_secret(), &client_info(&req))
+        .await
+        .map_err(refresh_refused)?;
+    Ok(issued_response(&backend, &issued))
+}

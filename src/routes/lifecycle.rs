@@ -1,0 +1,180 @@
+//! The credential lifecycle beyond login and logout: each user's registry of live sessions
+//! (list, revoke one, revoke all), password change (which revokes everything, everywhere), and
+//! rotating a session id after a privilege change.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use authlab_core::{AuthError, Authenticator, Identity};
+use authlab_session::SessionAuthenticator;
+use authlab_users::Password;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::auth::issued_response;
+use super::{Backend, Shared};
+use crate::error::{ApiError, Challenge};
+use crate::transport::Transport;
+
+/// One entry of `GET /{backend}/sessions`.
+#[derive(Serialize)]
+struct SessionEntry<'a> {
+    id: &'a str,
+    created_at: u64,
+    last_used_at: u64,
+    expires_at: u64,
+    user_agent: Option<&'a str>,
+    /// Whether this is the session the request itself came with.
+    current: bool,
+}
+
+/// Body of `POST /users/me/password`.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    old_password: SecretString,
+    new_password: SecretString,
+}
+
+/// A logout-all or password change also clears the caller's session cookie, if it had one.
+fn finish(response: &mut actix_web::HttpResponseBuilder, transport: Transport) {
+    if let Transport::Cookie { .. } = transport {
+        response.cookie(transport.expired_session_cookie());
+    }
+}
+
+/// `GET /{backend}/sessions`: the caller's live sessions (or token families), newest first.
+pub async fn list<A: Authenticator>(
+    req: HttpRequest,
+    backend: web::Data<Backend<A>>,
+) -> Result<HttpResponse, ApiError> {
+    let identity = backend.authenticate(&req).await?;
+    let sessions = backend
+        .auth
+        .sessions(identity.user_id)
+        .await
+        .map_err(|c| backend.refuse(c))?;
+    let entries: Vec<SessionEntry<'_>> = sessions
+        .iter()
+        .map(|s| SessionEntry {
+            id: &s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            user_agent: s.user_agent.as_deref(),
+            current: identity.session_id.as_deref() == Some(s.id.as_str()),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sessions": entries })))
+}
+
+/// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
+pub async fn revoke_one<A: Authenticator>(
+    req: HttpRequest,
+    backend: web::Data<Backend<A>>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let identity = backend.authenticate(&req).await?;
+    let revoked = backend
+        .auth
+        .revoke_session(identity.user_id, &id)
+        .await
+        .map_err(|c| backend.refuse(c))?;
+    if !revoked {
+        // Another user's session id gets the same answer as one that never existed.
+        return Err(ApiError::SessionNotFound);
+    }
+    let mut response = HttpResponse::NoContent();
+    if identity.session_id.as_deref() == Some(id.as_str()) {
+        finish(&mut response, backend.transport);
+    }
+    Ok(response.finish())
+}
+
+/// `POST /{backend}/logout-all`: revokes every session of the caller on this backend.
+pub async fn logout_all<A: Authenticator>(
+    req: HttpRequest,
+    backend: web::Data<Backend<A>>,
+) -> Result<HttpResponse, ApiError> {
+    let identity = backend.authenticate(&req).await?;
+    let revoked = backend
+        .auth
+        .revoke_all(identity.user_id)
+        .await
+        .map_err(|c| backend.refuse(c))?;
+    let mut response = HttpResponse::Ok();
+    finish(&mut response, backend.transport);
+    Ok(response.json(serde_json::json!({ "revoked": revoked })))
+}
+
+/// Whoever the request's credential (of any backend) says the caller is.
+async fn identify_any(shared: &Shared, req: &HttpRequest) -> Result<Identity, ApiError> {
+    let mut refusal = AuthError::Missing;
+    for backend in &shared.backends {
+        match backend.identify(req).await {
+            Some(Ok(identity)) => return Ok(identity),
+            // A bearer token is offered to both token backends; only one can accept it.
+            Some(Err(cause)) => {
+                if matches!(refusal, AuthError::Missing | AuthError::Invalid) {
+                    refusal = cause;
+                }
+            }
+            None => {}
+        }
+    }
+    Err(ApiError::Unauthenticated {
+        cause: refusal,
+        challenge: Challenge::Bearer,
+    })
+}
+
+/// `POST /users/me/password`: the old password proves it is really the user (a stolen session
+/// alone is not enough), and afterwards every credential of the user, on every backend, is dead:
+/// whoever had the old password may have logged in with it.
+pub async fn change_password(
+    req: HttpRequest,
+    shared: web::Data<Shared>,
+    body: web::Json<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    let identity = identify_any(&shared, &req).await?;
+    let PasswordChange {
+        old_password,
+        new_password,
+    } = body.into_inner();
+    let new_password = Password::parse(new_password)?;
+    if !shared
+        .users
+        .change_password(identity.user_id, old_password, new_password)
+        .await?
+    {
+        return Err(ApiError::InvalidCredentials);
+    }
+    for backend in &shared.backends {
+        backend
+            .revoke_all(identity.user_id)
+            .await
+            .map_err(|cause| ApiError::Unauthenticated {
+                cause,
+                challenge: Challenge::None,
+            })?;
+    }
+    let mut response = HttpResponse::NoContent();
+    finish(&mut response, shared.session_transport);
+    Ok(response.finish())
+}
+
+/// `POST /session/rotate`: a new id for the caller's session, the old one dead at once. This is
+/// what an application calls when the session's privileges change (a role granted, a "sudo"
+/// re-authentication), so that an id seen or planted before the change is worthless after it.
+pub async fn rotate(
+    req: HttpRequest,
+    backend: web::Data<Backend<SessionAuthenticator>>,
+) -> Result<HttpResponse, ApiError> {
+    let credential = backend
+        .transport
+        .credential(&req)
+        .map_err(|c| backend.refuse(c))?;
+    let issued = backend
+        .auth
+        .rotate(credential)
+        .await
+        .map_err(|c| backend.refuse(c))?;
+    Ok(issued_response(&backend, &issued))
+}

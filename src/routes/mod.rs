@@ -1,0 +1,212 @@
+//! The HTTP API. Each backend is mounted under its own scope (`/session`, `/redis`, `/jwt`) with the
+//! *same* handlers, written once and made generic over [`Authenticator`]: whatever differs between
+//! the three scopes' numbers comes from the backend, not from the code around it.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /users` | register: 201 `{"user_id","username"}` |
+//! | `POST /users/me/password` | change password (any backend's credential); revokes everything |
+//! | `POST /{backend}/login` | a new credential (cookie, or bearer + refresh token) |
+//! | `GET /{backend}/me` | who the credential belongs to |
+//! | `POST /{backend}/logout` | 204; the credential (and its refresh token) is dead |
+//! | `POST /{backend}/logout-all` | every session of the user on this backend is dead |
+//! | `GET /{backend}/sessions`, `DELETE /{backend}/sessions/{id}` | list / revoke one |
+//! | `POST /{redis,jwt}/refresh` | rotate: new access token and new refresh token |
+//! | `POST /{redis,jwt}/revoke`, `POST /{redis,jwt}/introspect` | RFC 7009 / RFC 7662 |
+//! | `POST /session/rotate` | a new session id for the same session (after a privilege change) |
+//! | `GET /hello` | the unauthenticated baseline for load tests, shaped like `/me` |
+//! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
+//!
+//! # Layout
+//! - [`auth`]: login, `/me`, logout and refresh: the per-backend core;
+//! - [`lifecycle`]: the registry (list, revoke one, revoke all), password change, session rotation;
+//! - [`oauth`]: RFC 7009 revocation and RFC 7662 introspection;
+//! - [`health`]: `/hello`, `/healthz`, `/readyz`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use authlab_core::{AuthError, Authenticator, ClientInfo, Identity};
+use authlab_redis::RedisConnection;
+use authlab_session::SessionAuthenticator;
+use authlab_users::UserStore;
+
+use crate::error::{ApiError, Challenge};
+use crate::transport::Transport;
+
+pub mod auth;
+pub mod health;
+pub mod lifecycle;
+pub mod oauth;
+
+/// Longest `User-Agent` kept with a session, in bytes.
+const MAX_USER_AGENT: usize = 256;
+
+/// One mounted backend: the authenticator, how its credential travels, and its scope's name.
+pub struct Backend<A> {
+    /// The authenticator itself.
+    pub auth: A,
+    /// Cookie or bearer.
+    pub transport: Transport,
+    /// The scope (`session`, `redis`, `jwt`), also reported by `/me`.
+    pub name: &'static str,
+}
+
+impl<A: Authenticator> Backend<A> {
+    /// The identity behind the credential in `req`: the per-request hot path.
+    async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
+        let credential = self.transport.credential(req).map_err(|c| self.refuse(c))?;
+        self.auth
+            .verify(credential)
+            .await
+            .map_err(|c| self.refuse(c))
+    }
+
+    /// The 401 (or 503) for a credential this backend did not accept.
+    fn refuse(&self, cause: AuthError) -> ApiError {
+        ApiError::Unauthenticated {
+            cause,
+            challenge: self.transport.challenge(),
+        }
+    }
+}
+
+/// A future that borrows from its caller, for the object-safe [`AnyBackend`].
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// What the routes that span all backends (password change) need from each one, behind `dyn`
+/// (the [`Authenticator`] trait itself uses `async fn` and so is not object-safe).
+pub trait AnyBackend: Send + Sync {
+    /// `None` if the request carries no credential of this backend's kind; otherwise what
+    /// verifying it gave.
+    fn identify<'a>(
+        &'a self,
+        req: &'a HttpRequest,
+    ) -> Boxed<'a, Option<Result<Identity, AuthError>>>;
+    /// Revokes every credential of the user on this backend.
+    fn revoke_all(&self, user_id: i64) -> Boxed<'_, Result<usize, AuthError>>;
+}
+
+impl<A: Authenticator> AnyBackend for Backend<A> {
+    fn identify<'a>(
+        &'a self,
+        req: &'a HttpRequest,
+    ) -> Boxed<'a, Option<Result<Identity, AuthError>>> {
+        Box::pin(async move {
+            match self.transport.credential(req) {
+                Err(AuthError::Missing) => None,
+                Err(other) => Some(Err(other)),
+                Ok(credential) => Some(self.auth.verify(credential).await),
+            }
+        })
+    }
+
+    fn revoke_all(&self, user_id: i64) -> Boxed<'_, Result<usize, AuthError>> {
+        Box::pin(self.auth.revoke_all(user_id))
+    }
+}
+
+/// What the rest of the app shares with the handlers.
+pub struct Shared {
+    /// The user store, for registration and login.
+    pub users: UserStore,
+    /// The Redis connection, for the readiness check.
+    pub redis: Arc<RedisConnection>,
+    /// Every mounted backend, for what spans them all.
+    pub backends: Vec<Arc<dyn AnyBackend>>,
+    /// How the session cookie is set, so routes outside `/session` can clear it.
+    pub session_transport: Transport,
+}
+
+/// The client details kept with a new session.
+fn client_info(req: &HttpRequest) -> ClientInfo {
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| {
+            let mut end = ua.len().min(MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_owned()
+        });
+    ClientInfo { user_agent }
+}
+
+/// Mounts every route on an app.
+pub fn configure<R, J>(
+    cfg: &mut web::ServiceConfig,
+    shared: web::Data<Shared>,
+    session: web::Data<Backend<SessionAuthenticator>>,
+    redis: web::Data<Backend<R>>,
+    jwt: web::Data<Backend<J>>,
+) where
+    R: Authenticator,
+    J: Authenticator,
+{
+    cfg.app_data(shared)
+        .service(resource("/users", "POST").route(web::post().to(auth::register)))
+        .service(
+            resource("/users/me/password", "POST")
+                .route(web::post().to(lifecycle::change_password)),
+        )
+        .service(resource("/hello", "GET").route(web::get().to(health::hello)))
+        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+        .service(
+            backend_scope(session)
+                .service(resource("/rotate", "POST").route(web::post().to(lifecycle::rotate))),
+        )
+        .service(backend_scope(redis))
+        .service(backend_scope(jwt));
+}
+
+/// A resource whose other methods get a JSON 405 with an `Allow` header, rather than a bare 404.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut response = ApiError::MethodNotAllowed.error_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        response
+    }))
+}
+
+fn backend_scope<A: Authenticator>(backend: web::Data<Backend<A>>) -> actix_web::Scope {
+    let mut scope = web::scope(&format!("/{}", backend.name))
+        .app_data(backend)
+        .service(resource("/login", "POST").route(web::post().to(auth::login::<A>)))
+        .service(resource("/me", "GET").route(web::get().to(auth::me::<A>)))
+        .service(resource("/logout", "POST").route(web::post().to(auth::logout::<A>)))
+        .service(resource("/logout-all", "POST").route(web::post().to(lifecycle::logout_all::<A>)))
+        .service(resource("/sessions", "GET").route(web::get().to(lifecycle::list::<A>)))
+        .service(
+            resource("/sessions/{id}", "DELETE")
+                .route(web::delete().to(lifecycle::revoke_one::<A>)),
+        );
+    if A::ISSUES_TOKENS {
+        scope = scope
+            .service(resource("/refresh", "POST").route(web::post().to(auth::refresh::<A>)))
+            .service(resource("/revoke", "POST").route(web::post().to(oauth::revoke::<A>)))
+            .service(resource("/introspect", "POST").route(web::post().to(oauth::introspect::<A>)));
+    }
+    scope
+}
+
+/// The JSON answer for a route that does not exist.
+pub async fn not_found() -> HttpResponse {
+    ApiError::NotFound.error_response()
+}
+
+/// A refresh-token failure: a 401 without a Bearer challenge (the refresh endpoint is not a
+/// protected resource; the token travels in the body).
+fn refresh_refused(cause: AuthError) -> ApiError {
+    ApiError::Unauthenticated {
+        cause,
+        challenge: Challenge::None,
+    }
+}
