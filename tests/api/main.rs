@@ -8,5 +8,6 @@ mod faults;
 mod helpers;
 mod http_edges;
 mod jwt_forgery;
+mod lifecycle;
 mod postgres;
 mod users;

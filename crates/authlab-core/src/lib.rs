@@ -371,7 +371,9 @@ pub trait RefreshFamilies: Send + Sync + 'static {
     ) -> impl Future<Output = Result<NewFamily, AuthError>> + Send;
 
     /// Spends `refresh_token` and returns its successor. A spent token presented again outside
-    /// the grace window is [`AuthError::Reused`], and the family is then already revoked.
+    /// the grace window is [`AuthError::Reused`]: the caller must then revoke the family (the
+    /// family id is the part of the token before the first `.`), together with whatever access
+    /// credentials it issued from it.
     fn rotate(
         &self,
         refresh_token: &str,

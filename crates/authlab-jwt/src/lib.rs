@@ -356,11 +356,9 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
             RefreshMode::Stored(families) => {
                 let rotated = match families.rotate(refresh_token).await {
                     Err(AuthError::Reused) => {
-                        // The store revoked the family; its access tokens go with it.
-                        if let Some((family, _)) = refresh_token.split_once('.')
-                            && let Some(denylist) = &self.denylist
-                        {
-                            denylist.deny(family, None, self.ttl).await?;
+                        // Theft evidence: the whole login goes, access tokens included.
+                        if let Some((family, _)) = refresh_token.split_once('.') {
+                            self.end_family(family).await?;
                         }
                         return Err(AuthError::Reused);
                     }

@@ -337,11 +337,8 @@ impl RefreshFamilies for RedisFamilies {
                     refresh_ttl: self.refresh_ttl,
                 })
             }
-            ("reused", _, _) => {
-                // Theft evidence: end the family before answering.
-                self.revoke(token.family).await?;
-                Err(AuthError::Reused)
-            }
+            // Theft evidence. The caller revokes the family: it knows what else hangs on it.
+            ("reused", _, _) => Err(AuthError::Reused),
             _ => Err(AuthError::Invalid),
         }
     }

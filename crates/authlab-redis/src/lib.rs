@@ -207,7 +207,10 @@ impl Authenticator for RedisTokenAuthenticator {
     ) -> Result<Issued, AuthError> {
         let rotated = match self.families.rotate(refresh_token).await {
             Err(AuthError::Reused) => {
-                // The family is gone; its access tokens must go with it.
+                // Theft evidence: the whole login goes, access tokens included.
+                if let Some((family, _)) = refresh_token.split_once('.') {
+                    self.end_family(family).await?;
+                }
                 return Err(AuthError::Reused);
             }
             other => other?,
