@@ -11,6 +11,7 @@
 //! - [`error`]: every error the API answers, mapped to a status code in exactly one place.
 #![deny(missing_docs)]
 
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod routes;

@@ -30,6 +30,9 @@ enum Command {
     /// Run the HTTP service with all three backends mounted (/session, /redis, /jwt).
     #[command(after_help = EXAMPLES)]
     Serve(Box<Settings>),
+    /// Measure the backends side by side: throughput, latency, Redis round trips, memory,
+    /// login cost and scale-out, in one run; writes report.json, report.md and SVG charts.
+    Compare(Box<authlab::compare::CompareArgs>),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Compare(args) => authlab::compare::main(&args),
     }
 }
 

@@ -1,0 +1,347 @@
+//! Measurements taken beside HTTP: process memory, Redis's own counters, the session population.
+//!
+//! - **RSS per live session.** A [`SessionAuthenticator`] is filled in this process with
+//!   `issue` (one distinct user per session, as in life), and `VmRSS` from `/proc/self/status` is
+//!   read before and after. RSS counts pages the allocator has touched, so it includes the map's
+//!   spare capacity and allocator overhead: the honest "what does the process cost" figure, not a
+//!   `size_of` sum. Populations grow cumulatively (10k, then 100k, then 1M), and this runs before
+//!   any server starts, so no freed memory from earlier work is being reused.
+//! - **Verify time at that population**: `verify` on ids spread over the whole map, timed in a
+//!   loop (a rough in-process figure; `cargo bench` has the careful one).
+//! - **Redis commands per request**: `INFO commandstats` before and after a route, so the count is
+//!   what Redis executed, not what the code is believed to send. Other clients of the same Redis
+//!   would add to it: run the comparison on a quiet Redis.
+//! - **Redis memory per login**: `INFO memory` `used_memory` before and after N logins through
+//!   [`RedisTokenAuthenticator::issue`] (each one an access-token key plus a refresh-token family
+//!   and its entry in the user's index; every login a distinct user, the worst case for the index)
+//!   under a throw-away prefix, removed afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authlab_core::{Authenticator, ClientInfo, Identity};
+use authlab_redis::{
+    FamilyConfig, RedisConnection, RedisFamilies, RedisTimeouts, RedisTokenAuthenticator,
+    RedisTokenConfig,
+};
+use authlab_session::{SessionAuthenticator, SessionConfig};
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::Serialize;
+
+/// Ids kept for the verify loop, spread evenly over the population.
+const VERIFY_SAMPLE: usize = 16_384;
+/// Verify calls timed at each population.
+const VERIFY_CALLS: usize = 400_000;
+
+/// Memory and verify time at one live-session population.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionPopulation {
+    /// Live sessions in the map.
+    pub sessions: usize,
+    /// Growth of the process's resident set since the map was empty, in bytes.
+    pub rss_delta_bytes: u64,
+    /// `rss_delta_bytes / sessions`.
+    pub bytes_per_session: f64,
+    /// Mean time of one `verify` of a live session, in nanoseconds (in-process loop).
+    pub verify_ns: f64,
+}
+
+/// The resident set size of this process, in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Issues one session for user `n` (each session its own user, as in a real population).
+async fn issue_session(store: &SessionAuthenticator, n: usize) -> Option<String> {
+    let identity = Identity::new(n as i64, format!("user{n:07}"));
+    let issued = store.issue(&identity, &ClientInfo::default()).await.ok()?;
+    Some(issued.credential.expose_secret().to_owned())
+}
+
+/// Fills a session map to each of `sizes` in turn and measures RSS and verify time.
+pub async fn session_population(sizes: &[usize]) -> Vec<SessionPopulation> {
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    let largest = sizes.last().copied().unwrap_or(0);
+    // The sample of ids lives in a buffer allocated (and touched) before the baseline, so it is
+    // not counted as session memory.
+    let stride = (largest / VERIFY_SAMPLE).max(1);
+    let mut sample: Vec<[u8; 22]> = vec![[0u8; 22]; VERIFY_SAMPLE];
+    let mut sampled = 0usize;
+    let store = SessionAuthenticator::new(SessionConfig {
+        idle_ttl: Duration::from_secs(3600),
+        max_age: Duration::from_secs(8 * 3600),
+    });
+    let baseline = rss_bytes();
+    let mut results = Vec::new();
+    let mut issued = 0usize;
+    for size in sizes {
+        while issued < size {
+            let Some(id) = issue_session(&store, issued).await else {
+                break;
+            };
+            if issued.is_multiple_of(stride) && sampled < VERIFY_SAMPLE && id.len() == 22 {
+                sample[sampled].copy_from_slice(id.as_bytes());
+                sampled += 1;
+            }
+            issued += 1;
+        }
+        let rss_delta_bytes = rss_bytes().saturating_sub(baseline);
+        let ids: Vec<&str> = sample[..sampled]
+            .iter()
+            .filter_map(|raw| std::str::from_utf8(raw).ok())
+            .collect();
+        let verify_ns = time_verify(&store, &ids).await;
+        drop(ids);
+        results.push(SessionPopulation {
+            sessions: issued,
+            rss_delta_bytes,
+            bytes_per_session: rss_delta_bytes as f64 / issued.max(1) as f64,
+            verify_ns,
+        });
+        eprintln!(
+            "{:>12} sessions: {:>7.1} B/session (RSS), verify {:>6.1} ns",
+            issued,
+            rss_delta_bytes as f64 / issued.max(1) as f64,
+            verify_ns
+        );
+    }
+    results
+}
+
+async fn time_verify(store: &SessionAuthenticator, ids: &[&str]) -> f64 {
+    if ids.is_empty() {
+        return 0.0;
+    }
+    let started = Instant::now();
+    for i in 0..VERIFY_CALLS {
+        let id = ids[i % ids.len()];
+        let _ = std::hint::black_box(store.verify(std::hint::black_box(id)).await);
+    }
+    started.elapsed().as_nanos() as f64 / VERIFY_CALLS as f64
+}
+
+async fn redis(url: &str) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await
+}
+
+async fn info(url: &str, section: &str) -> Result<String, redis::RedisError> {
+    let mut conn = redis(url).await?;
+    redis::cmd("INFO").arg(section).query_async(&mut conn).await
+}
+
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| {
+        line.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// The server's version, from `INFO server`.
+pub async fn redis_version(url: &str) -> Result<String, redis::RedisError> {
+    let info = info(url, "server").await?;
+    Ok(info_field(&info, "redis_version").unwrap_or("?").to_owned())
+}
+
+/// Calls per command, as `INFO commandstats` reports them.
+pub type CommandStats = BTreeMap<String, u64>;
+
+/// Reads `INFO commandstats` (`cmdstat_get:calls=12,...` lines).
+pub async fn command_stats(url: &str) -> Result<CommandStats, redis::RedisError> {
+    let info = info(url, "commandstats").await?;
+    Ok(info
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Redis commands per HTTP request for one route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisPerRequest {
+    /// All commands (except our own `INFO`) divided by the requests sent, warm-up included.
+    pub commands_per_request: f64,
+    /// The same, per command name (only those that ran).
+    pub by_command: BTreeMap<String, f64>,
+}
+
+/// The commands Redis ran between two snapshots, per request sent.
+pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -> RedisPerRequest {
+    let requests = requests.max(1) as f64;
+    let mut by_command = BTreeMap::new();
+    let mut total = 0u64;
+    for (name, &calls) in after {
+        // Our own probes (INFO, and the HELLO/CLIENT of connecting to read it) are not the route's.
+        if matches!(
+            name.as_str(),
+            "info" | "hello" | "client|setinfo" | "client"
+        ) {
+            continue;
+        }
+        let delta = calls.saturating_sub(before.get(name).copied().unwrap_or(0));
+        if delta > 0 {
+            total += delta;
+            by_command.insert(name.clone(), delta as f64 / requests);
+        }
+    }
+    RedisPerRequest {
+        commands_per_request: total as f64 / requests,
+        by_command,
+    }
+}
+
+/// What `used_memory` grew by per opaque token.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisTokenMemory {
+    /// Tokens issued.
+    pub tokens: usize,
+    /// `used_memory` growth, in bytes.
+    pub used_memory_delta_bytes: i64,
+    /// Per token.
+    pub bytes_per_token: f64,
+}
+
+/// Issues `tokens` opaque tokens under a throw-away prefix and reads Redis's memory growth.
+pub async fn redis_token_memory(
+    url: &str,
+    tokens: usize,
+) -> Result<RedisTokenMemory, redis::RedisError> {
+    let prefix = format!("authlab-compare-mem:{}:", uuid::Uuid::new_v4().simple());
+    let connection = RedisConnection::new(url, RedisTimeouts::default()).map_err(|_| {
+        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "invalid Redis URL"))
+    })?;
+    let connection = Arc::new(connection);
+    // As the server builds it: every login is an access token plus a refresh-token family.
+    let families = RedisFamilies::new(
+        connection.clone(),
+        FamilyConfig {
+            prefix: prefix.clone(),
+            scope: "redis",
+            refresh_ttl: Duration::from_secs(600),
+            grace: Duration::from_secs(10),
+            secret: SecretSlice::from(uuid::Uuid::new_v4().as_bytes().repeat(2)),
+        },
+    );
+    let auth = Arc::new(RedisTokenAuthenticator::new(
+        connection,
+        families,
+        RedisTokenConfig {
+            prefix: prefix.clone(),
+            ttl: Duration::from_secs(600),
+        },
+    ));
+    let used = |info: String| -> i64 {
+        info_field(&info, "used_memory")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = used(info(url, "memory").await?);
+    // 64 issuers in flight, pipelined over the one multiplexed connection.
+    let mut tasks = tokio::task::JoinSet::new();
+    let lanes = 64usize;
+    for lane in 0..lanes {
+        let auth = auth.clone();
+        let count = tokens / lanes + usize::from(lane < tokens % lanes);
+        tasks.spawn(async move {
+            let mut ok = 0usize;
+            for n in 0..count {
+                let identity = Identity::new((lane * 1_000_000 + n) as i64, format!("user{n:07}"));
+                if auth.issue(&identity, &ClientInfo::default()).await.is_ok() {
+                    ok += 1;
+                }
+            }
+            ok
+        });
+    }
+    let mut issued = 0usize;
+    while let Some(done) = tasks.join_next().await {
+        issued += done.unwrap_or(0);
+    }
+    let after = used(info(url, "memory").await?);
+    remove_prefix(url, &prefix).await?;
+    let delta = after - before;
+    Ok(RedisTokenMemory {
+        tokens: issued,
+        used_memory_delta_bytes: delta,
+        bytes_per_token: delta as f64 / issued.max(1) as f64,
+    })
+}
+
+/// Deletes every key under `prefix` (SCAN + UNLINK; cleanup only, never on a request path).
+pub async fn remove_prefix(url: &str, prefix: &str) -> Result<(), redis::RedisError> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let mut conn = redis(url).await?;
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_request_counts_only_the_commands_that_ran_and_not_our_probes() {
+        let before = CommandStats::from([("get".into(), 10), ("info".into(), 3)]);
+        let after = CommandStats::from([
+            ("get".into(), 210),
+            ("info".into(), 5),
+            ("exists".into(), 100),
+        ]);
+        let per = per_request(&before, &after, 200);
+        assert_eq!(per.commands_per_request, 1.5);
+        assert_eq!(per.by_command.get("get"), Some(&1.0));
+        assert_eq!(per.by_command.get("exists"), Some(&0.5));
+        assert!(!per.by_command.contains_key("info"));
+    }
+
+    #[test]
+    fn info_fields_are_read_by_exact_name() {
+        let info = "# Memory\r\nused_memory:1024\r\nused_memory_rss:4096\r\n";
+        assert_eq!(info_field(info, "used_memory"), Some("1024"));
+        assert_eq!(info_field(info, "used_memory_rss"), Some("4096"));
+        assert_eq!(info_field(info, "nope"), None);
+    }
+}

@@ -1,0 +1,375 @@
+//! Getting a run ready: the in-process instances, one user, a credential per backend, and the
+//! scale-out/revocation checks. Everything here goes through HTTP, as a client would, except the
+//! instances' construction, which is [`Application::build`] itself.
+//!
+//! Logins hash a password with argon2id (about 20-30 ms each, on purpose), so setup registers
+//! exactly one user and logs it in once per backend; the load that follows reuses those
+//! credentials on every request.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use authlab_loadgen::{FetchedResponse, RequestSpec, fetch, header};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use super::{CompareArgs, CompareError};
+use crate::config::{Settings, Switch};
+use crate::startup::Application;
+
+/// The one user every backend logs in.
+const USERNAME: &str = "compare-user";
+/// Its password (the run's database is a temporary file, deleted at the end).
+const PASSWORD: &str = "compare-password-0123456789";
+
+/// A credential as the route's transport carries it, ready to be sent as a header.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The whole `Cookie` header value, `sid=<id>`.
+    Cookie(header::HeaderValue),
+    /// The whole `Authorization` header value, `Bearer <token>`.
+    Bearer(header::HeaderValue),
+}
+
+impl Credential {
+    /// Bytes of the credential itself (the id or token, without `sid=` or `Bearer `).
+    pub fn credential_bytes(&self) -> usize {
+        match self {
+            Self::Cookie(v) => v.len() - "sid=".len(),
+            Self::Bearer(v) => v.len() - "Bearer ".len(),
+        }
+    }
+
+    /// Bytes the credential adds to each request: the header line, `Name: value\r\n`.
+    pub fn header_bytes(&self) -> usize {
+        match self {
+            Self::Cookie(v) => "Cookie: ".len() + v.len() + 2,
+            Self::Bearer(v) => "Authorization: ".len() + v.len() + 2,
+        }
+    }
+}
+
+/// The servers a run talks to. In-process: A (JWT denylist off) and B (on), sharing Redis, the
+/// JWT secret and the user database. External: one address for both.
+pub struct Instances {
+    /// Instance A (or the target).
+    pub a: SocketAddr,
+    /// Instance B (or the target again).
+    pub b: SocketAddr,
+    /// The Redis key prefix both instances use (removed at the end of an in-process run).
+    pub redis_prefix: String,
+    handles: Vec<ServerHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    database: Option<PathBuf>,
+}
+
+impl Instances {
+    /// A server that is already running.
+    pub fn external(addr: SocketAddr) -> Self {
+        Self {
+            a: addr,
+            b: addr,
+            redis_prefix: String::new(),
+            handles: Vec::new(),
+            thread: None,
+            database: None,
+        }
+    }
+
+    /// Whether the instances were started here (and so A and B differ).
+    pub fn in_process(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Starts A and B in this process, on an actix system thread of their own.
+    pub fn start(args: &CompareArgs) -> Result<Self, CompareError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let database = std::env::temp_dir().join(format!("authlab-compare-{run}.db"));
+        let redis_prefix = format!("authlab-compare:{run}:");
+        let mut base = Settings::defaults();
+        base.bind = "127.0.0.1:0".to_owned();
+        base.database_url = format!("sqlite://{}", database.display());
+        base.redis_url = args.redis_url.clone();
+        base.redis_prefix = redis_prefix.clone();
+        base.workers = Some(args.workers.max(1));
+        // One random secret for both instances (two v4 UUIDs: 244 random bits, 64 characters).
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        base.jwt_secret = Some(SecretString::from(secret));
+        let mut settings_a = base.clone();
+        settings_a.jwt_denylist = Switch::Off;
+        let mut settings_b = base;
+        settings_b.jwt_denylist = Switch::On;
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("compare-servers".to_owned())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let a = match Application::build(settings_a).await {
+                        Ok(app) => app,
+                        Err(err) => return drop(tx.send(Err(err))),
+                    };
+                    let b = match Application::build(settings_b).await {
+                        Ok(app) => app,
+                        Err(err) => return drop(tx.send(Err(err))),
+                    };
+                    let ready = (a.port(), a.handle(), b.port(), b.handle());
+                    if tx.send(Ok(ready)).is_err() {
+                        return;
+                    }
+                    let _ = tokio::join!(a.run_until_stopped(), b.run_until_stopped());
+                });
+            })
+            .map_err(CompareError::Io)?;
+        let (port_a, handle_a, port_b, handle_b) = rx
+            .recv()
+            .map_err(|_| CompareError::ServerThread)?
+            .map_err(CompareError::Startup)?;
+        Ok(Self {
+            a: SocketAddr::from(([127, 0, 0, 1], port_a)),
+            b: SocketAddr::from(([127, 0, 0, 1], port_b)),
+            redis_prefix,
+            handles: vec![handle_a, handle_b],
+            thread: Some(thread),
+            database: Some(database),
+        })
+    }
+
+    /// Stops the in-process servers and removes the temporary database.
+    pub async fn stop(&self) {
+        for handle in &self.handles {
+            handle.stop(false).await;
+        }
+        if let Some(database) = &self.database {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = database.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads `http://host:port` into an address.
+pub fn parse_target(url: &str) -> Result<SocketAddr, CompareError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or(CompareError::BadTarget("only http:// is supported"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|_| CompareError::BadTarget("the host does not resolve"))?
+        .next()
+        .ok_or(CompareError::BadTarget("the host does not resolve"))
+}
+
+/// The body of a login (and of registration).
+fn credentials_json() -> String {
+    format!(r#"{{"username":"{USERNAME}","password":"{PASSWORD}"}}"#)
+}
+
+/// `POST /<backend>/login` for the compare user.
+pub fn login_request(addr: SocketAddr, backend: &str) -> RequestSpec {
+    RequestSpec::post_json(addr, format!("/{backend}/login"), credentials_json())
+}
+
+/// One credential per backend: session, redis and JWT from A, and a JWT from B.
+pub struct Logins {
+    /// The `sid` cookie (from A).
+    pub session: Credential,
+    /// An opaque Redis token (from A).
+    pub redis: Credential,
+    /// A JWT issued by A.
+    pub jwt_a: Credential,
+    /// A JWT issued by B.
+    pub jwt_b: Credential,
+}
+
+async fn send(
+    request: &RequestSpec,
+    timeout: Duration,
+    step: &'static str,
+) -> Result<FetchedResponse, CompareError> {
+    fetch(request, timeout)
+        .await
+        .map_err(CompareError::Load)
+        .and_then(|answer| {
+            if (200..300).contains(&answer.status) {
+                Ok(answer)
+            } else {
+                Err(CompareError::Setup {
+                    step,
+                    status: answer.status,
+                })
+            }
+        })
+}
+
+/// Registers the compare user (once; "taken" is fine against a long-running target).
+async fn register(addr: SocketAddr, timeout: Duration) -> Result<(), CompareError> {
+    let request = RequestSpec::post_json(addr, "/users", credentials_json());
+    let answer = fetch(&request, timeout).await.map_err(CompareError::Load)?;
+    match answer.status {
+        201 | 409 => Ok(()),
+        status => Err(CompareError::Setup {
+            step: "register the compare user",
+            status,
+        }),
+    }
+}
+
+/// Logs in on `backend` at `addr` and returns the credential as its transport carries it.
+async fn log_in(
+    addr: SocketAddr,
+    backend: &'static str,
+    timeout: Duration,
+    step: &'static str,
+) -> Result<Credential, CompareError> {
+    let answer = send(&login_request(addr, backend), timeout, step).await?;
+    if backend == "session" {
+        let sid = answer
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|cookie| {
+                let pair = cookie.split(';').next()?;
+                pair.strip_prefix("sid=").filter(|v| !v.is_empty())
+            })
+            .ok_or(CompareError::NoCredential { step })?;
+        let value = header::HeaderValue::from_str(&format!("sid={sid}"))
+            .map_err(|_| CompareError::NoCredential { step })?;
+        return Ok(Credential::Cookie(value));
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(&answer.body).map_err(|_| CompareError::NoCredential { step })?;
+    let token = body["access_token"]
+        .as_str()
+        .ok_or(CompareError::NoCredential { step })?;
+    let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| CompareError::NoCredential { step })?;
+    Ok(Credential::Bearer(value))
+}
+
+/// Registers the user and logs it in on every backend.
+pub async fn log_in_everywhere(
+    instances: &Instances,
+    timeout: Duration,
+) -> Result<Logins, CompareError> {
+    register(instances.a, timeout).await?;
+    Ok(Logins {
+        session: log_in(instances.a, "session", timeout, "log in (session)").await?,
+        redis: log_in(instances.a, "redis", timeout, "log in (redis)").await?,
+        jwt_a: log_in(instances.a, "jwt", timeout, "log in (jwt, instance A)").await?,
+        jwt_b: log_in(instances.b, "jwt", timeout, "log in (jwt, instance B)").await?,
+    })
+}
+
+/// What one backend did when its credential met the other instance, and a logout.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleOutCheck {
+    /// Which backend, and where the credential was issued.
+    pub backend: String,
+    /// Status of `/me` on the issuing instance before logout.
+    pub issuer_before: u16,
+    /// Status of `/me` on the other instance before logout (200: the credential travels).
+    pub other_before: u16,
+    /// Status of the logout on the issuing instance.
+    pub logout: u16,
+    /// Status of `/me` on the issuing instance right after logout (401: revoked).
+    pub issuer_after: u16,
+    /// Status of `/me` on the other instance right after logout.
+    pub other_after: u16,
+    /// Microseconds from sending the logout to the first rejected `/me` on the issuing
+    /// instance (polled for up to a second); `None` if it was never rejected.
+    pub revocation_us: Option<u64>,
+}
+
+fn me(addr: SocketAddr, backend: &str, credential: &Credential) -> RequestSpec {
+    let (name, value) = match credential {
+        Credential::Cookie(v) => (header::COOKIE, v.clone()),
+        Credential::Bearer(v) => (header::AUTHORIZATION, v.clone()),
+    };
+    RequestSpec::get(addr, format!("/{backend}/me")).header(name, value)
+}
+
+async fn status(request: &RequestSpec, timeout: Duration) -> Result<u16, CompareError> {
+    Ok(fetch(request, timeout)
+        .await
+        .map_err(CompareError::Load)?
+        .status)
+}
+
+/// Logs in on one instance, presents the credential to both, logs out, presents it again.
+async fn check(
+    backend: &'static str,
+    label: &str,
+    issuer: SocketAddr,
+    other: SocketAddr,
+    timeout: Duration,
+) -> Result<ScaleOutCheck, CompareError> {
+    let credential = log_in(issuer, backend, timeout, "log in (scale-out check)").await?;
+    let issuer_before = status(&me(issuer, backend, &credential), timeout).await?;
+    let other_before = status(&me(other, backend, &credential), timeout).await?;
+    let logout_request = {
+        let mut r = me(issuer, backend, &credential);
+        r.method = authlab_loadgen::Method::POST;
+        r.path = format!("/{backend}/logout");
+        r
+    };
+    let started = Instant::now();
+    let logout = status(&logout_request, timeout).await?;
+    let mut revocation_us = None;
+    let mut issuer_after = 200;
+    while started.elapsed() < Duration::from_secs(1) {
+        issuer_after = status(&me(issuer, backend, &credential), timeout).await?;
+        if issuer_after != 200 {
+            revocation_us = Some(started.elapsed().as_micros() as u64);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other_after = status(&me(other, backend, &credential), timeout).await?;
+    Ok(ScaleOutCheck {
+        backend: label.to_owned(),
+        issuer_before,
+        other_before,
+        logout,
+        issuer_after,
+        other_after,
+        revocation_us,
+    })
+}
+
+/// The scale-out and revocation checks for every backend (in-process runs only).
+pub async fn scale_out(
+    instances: &Instances,
+    timeout: Duration,
+) -> Result<Vec<ScaleOutCheck>, CompareError> {
+    let (a, b) = (instances.a, instances.b);
+    Ok(vec![
+        check("session", "session (issued by A)", a, b, timeout).await?,
+        check("redis", "redis (issued by A)", a, b, timeout).await?,
+        check("jwt", "jwt (issued by A, denylist off)", a, b, timeout).await?,
+        check("jwt", "jwt (issued by B, denylist on)", b, a, timeout).await?,
+    ])
+}
