@@ -30,6 +30,19 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod verify;
+
+use verify::{AccessVerifier, Refusal};
+
+impl From<Refusal> for AuthError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid => AuthError::Invalid,
+            Refusal::Expired => AuthError::Expired,
+        }
+    }
+}
+
 /// The shortest HMAC key we accept: 32 bytes, the output size of SHA-256 (RFC 7518 §3.2).
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -160,7 +173,7 @@ pub struct JwtAuthenticator<D, F> {
     encoding_key: EncodingKey,
     decoding_key: DecodingKey,
     header: Header,
-    access_validation: Validation,
+    access: AccessVerifier,
     refresh_validation: Validation,
     issuer: String,
     ttl: Duration,
@@ -192,7 +205,7 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             encoding_key: EncodingKey::from_secret(key),
             decoding_key: DecodingKey::from_secret(key),
             header: Header::new(Algorithm::HS256),
-            access_validation,
+            access: AccessVerifier::new(key, &config.issuer),
             refresh_validation,
             issuer: config.issuer,
             ttl: config.ttl,
@@ -207,10 +220,13 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         self.denylist.is_some()
     }
 
-    /// Checks signature, algorithm, issuer and lifetime of an access token; does not consult the
-    /// denylist.
+    /// Checks signature, algorithm, issuer and lifetime of an access token (see [`verify`]);
+    /// does not consult the denylist.
     pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {
-        self.decode_with(token, &self.access_validation)
+        let now = self.clock.now_unix();
+        Ok(self
+            .access
+            .verify(token, now, |c| Ok(c.to_owned_claims()))?)
     }
 
     fn decode_with(&self, token: &str, validation: &Validation) -> Result<Claims, AuthError> {
@@ -327,14 +343,21 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
     }
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
-        let claims = self.decode(credential)?;
-        if let Some(denylist) = &self.denylist
-            && denylist.is_denied(&claims.fam, &claims.jti).await?
+        let now = self.clock.now_unix();
+        let (identity, jti) = self.access.verify(credential, now, |claims| {
+            let identity =
+                Identity::new(claims.user_id()?, &*claims.username).in_session(&*claims.fam);
+            // The token id is copied out only when a denylist will ask about it.
+            let jti = self.denylist.as_ref().map(|_| claims.jti.to_string());
+            Ok((identity, jti))
+        })?;
+        if let (Some(denylist), Some(jti), Some(family)) =
+            (&self.denylist, jti, identity.session_id.as_deref())
+            && denylist.is_denied(family, &jti).await?
         {
             return Err(AuthError::Revoked);
         }
-        let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
-        Ok(Identity::new(user_id, claims.username).in_session(claims.fam))
+        Ok(identity)
     }
 
     /// Logout ends the login: the refresh token is revoked and, with a denylist, every access
