@@ -7,8 +7,9 @@
 //!   moves to Redis, which every request now depends on: when it is down, nobody is authenticated.
 //!
 //! # Layout
-//! - [`RedisConnection`]: one multiplexed connection to Redis, shared by all requests, reconnecting
-//!   by itself after a failure, with short timeouts so an outage answers "unavailable" quickly.
+//! - [`RedisConnection`]: a multiplexed connection to Redis per worker thread, shared by all of
+//!   that worker's requests, reconnecting by itself after a failure, with short timeouts so an
+//!   outage answers "unavailable" quickly.
 //! - [`RedisTokenAuthenticator`]: the backend itself. A login starts a refresh-token family
 //!   ([`RedisFamilies`]); each access token is attached to its family, so logout (or a detected
 //!   refresh-token theft) revokes the access tokens and the refresh token together.
