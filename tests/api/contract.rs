@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -100,14 +100,9 @@ pub async fn every_login_mints_a_new_credential(backend: &str) {
     let app = spawn_app().await;
     let (user, first) = app.logged_in(backend).await;
     // Log in again while presenting the first credential: the server must not adopt it.
-    let mut request = app
-        .client
-        .post(app.url(&format!("/{backend}/login")))
+    let request = app
+        .authed(Method::POST, &format!("/{backend}/login"), &first)
         .json(&json!({ "username": user.username, "password": user.password }));
-    request = match &first {
-        Credential::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
-        Credential::Bearer(token) => request.bearer_auth(token),
-    };
     let second = credential_from_login(backend, request.send().await.unwrap()).await;
     assert_ne!(first.value(), second.value());
     for credential in [&first, &second] {

@@ -61,7 +61,8 @@ impl Credential {
         }
     }
 
-    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// Attaches the credential the way its backend expects it (cookie or `Authorization`).
+    pub fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
             Self::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
             Self::Bearer(token) => request.bearer_auth(token),
@@ -198,17 +199,27 @@ impl TestApp {
         (user, credential)
     }
 
+    /// A request to `path` carrying `credential`, ready for a body and `send()`.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        credential: &Credential,
+    ) -> reqwest::RequestBuilder {
+        credential.apply(self.client.request(method, self.url(path)))
+    }
+
     pub async fn me(&self, backend: &str, credential: &Credential) -> Response {
-        credential
-            .apply(self.client.get(self.url(&format!("/{backend}/me"))))
+        let path = format!("/{backend}/me");
+        self.authed(reqwest::Method::GET, &path, credential)
             .send()
             .await
             .expect("request sent")
     }
 
     pub async fn logout(&self, backend: &str, credential: &Credential) -> Response {
-        credential
-            .apply(self.client.post(self.url(&format!("/{backend}/logout"))))
+        let path = format!("/{backend}/logout");
+        self.authed(reqwest::Method::POST, &path, credential)
             .send()
             .await
             .expect("request sent")

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -137,6 +137,33 @@ async fn within_the_grace_window_a_retry_gets_the_same_successor() {
     }
 }
 
+/// Sends `n` refreshes of the same token at once, truly in parallel (separate tasks on a
+/// multi-threaded runtime, separate connections), and collects every answer.
+async fn race_refreshes(
+    app: &TestApp,
+    backend: &str,
+    token: &str,
+    n: usize,
+) -> Vec<(StatusCode, Value)> {
+    let racers: Vec<_> = (0..n)
+        .map(|_| {
+            let request = app
+                .client
+                .post(app.url(&format!("/{backend}/refresh")))
+                .json(&json!({ "refresh_token": token }));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for racer in racers {
+        answers.push(racer.await.unwrap());
+    }
+    answers
+}
+
 /// Two tabs (here eight) refreshing the same token at the same instant, many times over: with the
 /// grace window none of them is taken for a thief, and they all agree on one successor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -146,26 +173,8 @@ async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_succe
     for backend in TOKEN_BACKENDS {
         for round in 0..20 {
             let start = login_tokens(&app, backend, &user).await;
-            let racers: Vec<_> = (0..8)
-                .map(|_| {
-                    let client = app.client.clone();
-                    let url = app.url(&format!("/{backend}/refresh"));
-                    let token = start.refresh.clone();
-                    tokio::spawn(async move {
-                        client
-                            .post(url)
-                            .json(&json!({ "refresh_token": token }))
-                            .send()
-                            .await
-                            .unwrap()
-                    })
-                })
-                .collect();
             let mut successors = std::collections::HashSet::new();
-            for racer in racers {
-                let response = racer.await.unwrap();
-                let status = response.status();
-                let body: Value = response.json().await.unwrap();
+            for (status, body) in race_refreshes(&app, backend, &start.refresh, 8).await {
                 assert_eq!(status, StatusCode::OK, "{backend} round {round}: {body}");
                 successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
             }
@@ -197,25 +206,8 @@ async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_ala
     for backend in TOKEN_BACKENDS {
         for round in 0..10 {
             let start = login_tokens(&app, backend, &user).await;
-            let racers: Vec<_> = (0..6)
-                .map(|_| {
-                    let client = app.client.clone();
-                    let url = app.url(&format!("/{backend}/refresh"));
-                    let token = start.refresh.clone();
-                    tokio::spawn(async move {
-                        let response = client
-                            .post(url)
-                            .json(&json!({ "refresh_token": token }))
-                            .send()
-                            .await
-                            .unwrap();
-                        (response.status(), response.json::<Value>().await.unwrap())
-                    })
-                })
-                .collect();
             let mut winners = Vec::new();
-            for racer in racers {
-                let (status, body) = racer.await.unwrap();
+            for (status, body) in race_refreshes(&app, backend, &start.refresh, 6).await {
                 match status {
                     StatusCode::OK => winners.push(body),
                     StatusCode::UNAUTHORIZED => assert!(
@@ -278,19 +270,11 @@ async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400() {
 }
 
 async fn sessions_of(app: &TestApp, backend: &str, credential: &Credential) -> Vec<Value> {
-    let response = match credential {
-        Credential::Cookie(sid) => app
-            .client
-            .get(app.url(&format!("/{backend}/sessions")))
-            .header(header::COOKIE, format!("sid={sid}")),
-        Credential::Bearer(token) => app
-            .client
-            .get(app.url(&format!("/{backend}/sessions")))
-            .bearer_auth(token),
-    }
-    .send()
-    .await
-    .unwrap();
+    let response = app
+        .authed(Method::GET, &format!("/{backend}/sessions"), credential)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     body["sessions"].as_array().unwrap().clone()
@@ -344,13 +328,11 @@ async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
             .unwrap()
             .to_owned();
         let delete = |credential: &Credential, id: &str| {
-            let request = app
-                .client
-                .delete(app.url(&format!("/{backend}/sessions/{id}")));
-            match credential {
-                Credential::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
-                Credential::Bearer(token) => request.bearer_auth(token),
-            }
+            app.authed(
+                Method::DELETE,
+                &format!("/{backend}/sessions/{id}"),
+                credential,
+            )
             .send()
         };
         assert_eq!(
@@ -376,14 +358,11 @@ async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
         assert_eq!(app.me(backend, &laptop).await.status(), StatusCode::OK);
 
         // Log out everywhere: the laptop's own credential and the tablet's die at once.
-        let request = app.client.post(app.url(&format!("/{backend}/logout-all")));
-        let response = match &laptop {
-            Credential::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
-            Credential::Bearer(token) => request.bearer_auth(token),
-        }
-        .send()
-        .await
-        .unwrap();
+        let response = app
+            .authed(Method::POST, &format!("/{backend}/logout-all"), &laptop)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["revoked"], 2, "{backend}");
@@ -417,11 +396,7 @@ async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_withou
         (&stateless, "jwt", false),
     ] {
         let (_, credential) = app.logged_in(backend).await;
-        let request = app.client.post(app.url(&format!("/{backend}/logout-all")));
-        let request = match &credential {
-            Credential::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
-            Credential::Bearer(token) => request.bearer_auth(token),
-        };
+        let request = app.authed(Method::POST, &format!("/{backend}/logout-all"), &credential);
         assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
         let started = Instant::now();
         let status = app.me(backend, &credential).await.status();
@@ -449,15 +424,9 @@ async fn changing_the_password_revokes_every_credential_on_every_backend() {
     let opaque = login_tokens(&app, "redis", &user).await;
     let jwt = login_tokens(&app, "jwt", &user).await;
     let change = |credential: &Credential, old: &str, new: &str| {
-        let request = app
-            .client
-            .post(app.url("/users/me/password"))
-            .json(&json!({ "old_password": old, "new_password": new }));
-        match credential {
-            Credential::Cookie(sid) => request.header(header::COOKIE, format!("sid={sid}")),
-            Credential::Bearer(token) => request.bearer_auth(token),
-        }
-        .send()
+        app.authed(Method::POST, "/users/me/password", credential)
+            .json(&json!({ "old_password": old, "new_password": new }))
+            .send()
     };
 
     // A wrong old password changes nothing and revokes nothing.
