@@ -92,6 +92,9 @@ impl From<SessionError> for AuthError {
     }
 }
 
+/// The idle deadline moves in steps of this many milliseconds at least (see `verify`).
+const SLIDE_RESOLUTION_MS: u64 = 1000;
+
 /// One live session.
 struct Session {
     /// Who it belongs to; `session_id` holds the session's public handle (not its id).
@@ -312,12 +315,15 @@ impl Authenticator for SessionAuthenticator {
         let now = self.now_ms();
         {
             let session = self.sessions.get(&id).ok_or(AuthError::Invalid)?;
-            if session.expires_at_ms.load(Ordering::Relaxed) > now {
+            let expires = session.expires_at_ms.load(Ordering::Relaxed);
+            if expires > now {
                 // Sliding idle timeout: every use buys another `idle_ttl`, up to the absolute end.
-                session.expires_at_ms.store(
-                    self.deadline_from(now, session.absolute_ms),
-                    Ordering::Relaxed,
-                );
+                // Written at most once a second: a busy session would otherwise have every core
+                // writing the same cache line on every request, for no visible difference.
+                let deadline = self.deadline_from(now, session.absolute_ms);
+                if deadline >= expires.saturating_add(SLIDE_RESOLUTION_MS) {
+                    session.expires_at_ms.store(deadline, Ordering::Relaxed);
+                }
                 return Ok(session.identity.clone());
             }
         } // the read guard must be gone before we take the write lock below
