@@ -1,0 +1,363 @@
+//! The backends' operations in isolation: issue, verify (valid, invalid, expired), revoke, each
+//! backend given the same identity, so the figures differ only by mechanism.
+//!
+//! Run with `cargo bench --bench backends` (about two minutes; needs Redis at
+//! `AUTHLAB_REDIS_URL` or `redis://127.0.0.1:6379`, and skips the Redis groups if it is down).
+//! Filter with criterion's usual argument: `cargo bench --bench backends -- session/verify`.
+//!
+//! What each group tells:
+//! - `session/verify_live/{1k,100k,1M}`: a map lookup as the live population grows (the target is
+//!   <= 150 ns at 1M). Ids are verified round-robin over a 16k sample spread across the map, so
+//!   the lookups are not all served from a hot cache line.
+//! - `jwt/verify_valid` beside `jwt/floor_hmac_sha256`: the floor is a bare HMAC-SHA256 (aws-lc-rs,
+//!   the same library jsonwebtoken uses) over the very same signing input, measured in the same
+//!   run; the target is verify <= 2 us and within 4x of the floor. `jwt/jsonwebtoken_decode` is the
+//!   library's own `decode` with equivalent validation, for reference.
+//! - `redis/*`: one round trip to the local Redis per operation (loopback), under a unique prefix
+//!   that is deleted at the end.
+//!
+//! Session and stateless-JWT futures never wait on I/O, so they are polled to completion directly
+//! (no runtime in the measurement); Redis operations run on a current-thread Tokio runtime.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use authlab_core::{Authenticator, ClientInfo, Clock, Identity, ManualClock, SystemClock};
+use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
+use authlab_redis::{
+    FamilyConfig, RedisConnection, RedisDenylist, RedisFamilies, RedisTimeouts,
+    RedisTokenAuthenticator, RedisTokenConfig,
+};
+use authlab_session::{SessionAuthenticator, SessionConfig};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use secrecy::{ExposeSecret, SecretSlice};
+
+const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef";
+const TTL: Duration = Duration::from_secs(900);
+
+type Jwt = JwtAuthenticator<RedisDenylist, RedisFamilies>;
+
+/// Drives a future that never waits on I/O to completion, without a runtime.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
+fn alice() -> Identity {
+    Identity::new(7, "alice")
+}
+
+fn client() -> ClientInfo {
+    ClientInfo::default()
+}
+
+fn issue_str<A: Authenticator>(auth: &A, who: &Identity) -> String {
+    match ready(auth.issue(who, &client())) {
+        Ok(issued) => issued.credential.expose_secret().to_owned(),
+        Err(err) => panic!("issue failed: {err}"),
+    }
+}
+
+fn session_store() -> SessionAuthenticator {
+    SessionAuthenticator::new(SessionConfig {
+        idle_ttl: Duration::from_secs(3600),
+        max_age: Duration::from_secs(8 * 3600),
+    })
+}
+
+fn session(c: &mut Criterion) {
+    let mut group = c.benchmark_group("session");
+    // Distinct users, prepared once: a login is one user's session, and the per-user index
+    // should look like life (a few sessions per user), not one user with millions.
+    let users: Vec<Identity> = (0..4096)
+        .map(|n| Identity::new(n, format!("user{n:07}")))
+        .collect();
+    let mut turn = 0usize;
+    let mut next_user = move || {
+        turn = (turn + 1) % users.len();
+        users[turn].clone()
+    };
+    let store = session_store();
+    group.bench_function("issue", |b| {
+        // Each iteration adds a session; the map grows by a few million at most during a run.
+        b.iter_batched(
+            &mut next_user,
+            |who| black_box(ready(store.issue(&who, &client())).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    drop(store);
+    let store = session_store();
+    group.bench_function("verify_invalid", |b| {
+        // Well-formed but unknown: a full lookup that misses.
+        let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+        b.iter(|| black_box(ready(store.verify(black_box(unknown))).is_err()))
+    });
+    group.bench_function("verify_malformed", |b| {
+        b.iter(|| black_box(ready(store.verify(black_box("not-a-session-id"))).is_err()))
+    });
+    group.bench_function("revoke", |b| {
+        b.iter_batched(
+            || issue_str(&store, &next_user()),
+            |id| black_box(ready(store.revoke(&id)).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    drop(store);
+
+    // Verify as the live population grows. One store, filled cumulatively; every session is a
+    // distinct user, as in life.
+    let store = session_store();
+    let mut sample: Vec<String> = Vec::new();
+    let mut live = 0usize;
+    for (label, size) in [("1k", 1_000usize), ("100k", 100_000), ("1M", 1_000_000)] {
+        let stride = (size / 16_384).max(1);
+        sample.clear();
+        while live < size {
+            let id = issue_str(
+                &store,
+                &Identity::new(live as i64, format!("user{live:07}")),
+            );
+            live += 1;
+            if live.is_multiple_of(stride) || size <= 16_384 {
+                sample.push(id);
+            }
+        }
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::new("verify_live", label), &size, |b, _| {
+            b.iter(|| {
+                next = (next + 1) % sample.len();
+                black_box(ready(store.verify(black_box(&sample[next]))).is_ok())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn jwt_backend(clock: Arc<dyn Clock>, denylist: Option<RedisDenylist>) -> Jwt {
+    let secret = match JwtSecret::new(SECRET.to_vec()) {
+        Ok(secret) => secret,
+        Err(err) => panic!("bench secret: {err}"),
+    };
+    JwtAuthenticator::new(
+        JwtConfig {
+            secret,
+            issuer: "authlab".into(),
+            ttl: TTL,
+            denylist,
+            // Stateless refresh: issue does no I/O, so the JWT group measures signing alone.
+            refresh: RefreshMode::Stateless {
+                ttl: Duration::from_secs(14 * 24 * 3600),
+            },
+        },
+        clock,
+    )
+}
+
+fn jwt(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jwt");
+    let auth = jwt_backend(Arc::new(SystemClock), None);
+    let token = issue_str(&auth, &alice());
+    // The same user's token, issued by a clock two lifetimes ago: expired now.
+    let past = SystemClock.now_unix() - 2 * TTL.as_secs();
+    let expired = issue_str(
+        &jwt_backend(Arc::new(ManualClock::new(past)), None),
+        &alice(),
+    );
+    // One flipped character in the signature.
+    let mut tampered = token.clone().into_bytes();
+    if let Some(last) = tampered.last_mut() {
+        *last = if *last == b'A' { b'B' } else { b'A' };
+    }
+    let tampered = String::from_utf8(tampered).unwrap_or_default();
+
+    group.bench_function("issue", |b| {
+        b.iter(|| black_box(ready(auth.issue(black_box(&alice()), &client())).is_ok()))
+    });
+    group.bench_function("verify_valid", |b| {
+        b.iter(|| black_box(ready(auth.verify(black_box(&token))).is_ok()))
+    });
+    group.bench_function("verify_invalid_signature", |b| {
+        b.iter(|| black_box(ready(auth.verify(black_box(&tampered))).is_err()))
+    });
+    group.bench_function("verify_expired", |b| {
+        b.iter(|| black_box(ready(auth.verify(black_box(&expired))).is_err()))
+    });
+    group.bench_function("revoke_without_denylist", |b| {
+        b.iter(|| black_box(ready(auth.revoke(black_box(&token))).is_ok()))
+    });
+
+    // The floor: HMAC-SHA256 over the same signing input, with a key prepared once.
+    let signing_input = token.rsplit_once('.').map_or("", |(input, _)| input);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+    group.bench_function("floor_hmac_sha256", |b| {
+        b.iter(|| {
+            black_box(aws_lc_rs::hmac::sign(
+                &key,
+                black_box(signing_input.as_bytes()),
+            ))
+        })
+    });
+    // The library's own decode with equivalent checks, for reference.
+    let decoding = jsonwebtoken::DecodingKey::from_secret(SECRET);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&["authlab"]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    group.bench_function("jsonwebtoken_decode", |b| {
+        b.iter(|| {
+            black_box(
+                jsonwebtoken::decode::<authlab_jwt::Claims>(
+                    black_box(&token),
+                    &decoding,
+                    &validation,
+                )
+                .is_ok(),
+            )
+        })
+    });
+    group.finish();
+    eprintln!(
+        "jwt: token {} bytes, signing input {} bytes",
+        token.len(),
+        signing_input.len()
+    );
+}
+
+fn redis_url() -> String {
+    std::env::var("AUTHLAB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Deletes the bench's keys (SCAN + UNLINK under its own prefix).
+async fn cleanup(url: &str, prefix: &str) -> Result<(), redis::RedisError> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+fn redis_backends(c: &mut Criterion) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => panic!("tokio runtime: {err}"),
+    };
+    let url = redis_url();
+    let prefix = format!("authlab-bench:{}:", uuid::Uuid::new_v4().simple());
+    let conn = match RedisConnection::new(&url, RedisTimeouts::default()) {
+        Ok(conn) => Arc::new(conn),
+        Err(err) => panic!("Redis URL: {err}"),
+    };
+    if rt.block_on(conn.ping()).is_err() {
+        eprintln!("redis: no Redis at {url}; skipping the Redis groups");
+        return;
+    }
+    let families = RedisFamilies::new(
+        conn.clone(),
+        FamilyConfig {
+            prefix: prefix.clone(),
+            scope: "redis",
+            refresh_ttl: Duration::from_secs(600),
+            grace: Duration::from_secs(10),
+            secret: SecretSlice::from(SECRET.to_vec()),
+        },
+    );
+    let auth = RedisTokenAuthenticator::new(
+        conn.clone(),
+        families,
+        RedisTokenConfig {
+            prefix: prefix.clone(),
+            ttl: Duration::from_secs(600),
+        },
+    );
+    let issue = |auth: &RedisTokenAuthenticator| -> String {
+        match rt.block_on(auth.issue(&alice(), &client())) {
+            Ok(issued) => issued.credential.expose_secret().to_owned(),
+            Err(err) => panic!("issue failed: {err}"),
+        }
+    };
+    let token = issue(&auth);
+
+    let mut group = c.benchmark_group("redis");
+    group.bench_function("issue", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(auth.issue(&alice(), &client()).await.is_ok()) })
+    });
+    group.bench_function("verify_valid", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(auth.verify(black_box(&token)).await.is_ok()) })
+    });
+    group.bench_function("verify_invalid", |b| {
+        // Well-formed but unknown: the GET still goes to Redis and misses.
+        let unknown = "00000000-0000-4000-8000-000000000000";
+        b.to_async(&rt)
+            .iter(|| async { black_box(auth.verify(black_box(unknown)).await.is_err()) })
+    });
+    group.bench_function("revoke", |b| {
+        b.iter_batched(
+            || issue(&auth),
+            |token| black_box(rt.block_on(auth.revoke(&token)).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let with_denylist = jwt_backend(
+        Arc::new(SystemClock),
+        Some(RedisDenylist::new(conn.clone(), &prefix)),
+    );
+    let jwt_token = issue_str(&with_denylist, &alice());
+    group.bench_function("jwt_verify_with_denylist", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(with_denylist.verify(black_box(&jwt_token)).await.is_ok()) })
+    });
+    group.finish();
+
+    if let Err(err) = rt.block_on(cleanup(&url, &prefix)) {
+        eprintln!("redis: could not delete the bench keys under {prefix}: {err}");
+    }
+}
+
+fn config() -> Criterion {
+    // Small samples keep a full `cargo bench` to a couple of minutes on two cores; the
+    // confidence intervals criterion prints say how much that costs in precision.
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = session, jwt, redis_backends
+}
+criterion_main!(benches);
