@@ -2,6 +2,7 @@
 //! (list, revoke one, revoke all), password change (which revokes everything, everywhere), and
 //! rotating a session id after a privilege change.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use authlab_core::{AuthError, Authenticator, Identity};
 use authlab_session::SessionAuthenticator;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::issued_response;
 use super::{Backend, Shared};
-use crate::error::{ApiError, Challenge};
+use crate::error::{ApiError, CauseChain, Challenge};
 use crate::transport::Transport;
 
 /// One entry of `GET /{backend}/sessions`.
@@ -62,7 +63,9 @@ pub async fn list<A: Authenticator>(
             current: identity.session_id.as_deref() == Some(s.id.as_str()),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "sessions": entries })))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "sessions": entries })))
 }
 
 /// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
@@ -100,6 +103,7 @@ pub async fn logout_all<A: Authenticator>(
         .await
         .map_err(|c| backend.refuse(c))?;
     let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
     finish(&mut response, backend.transport);
     Ok(response.json(serde_json::json!({ "revoked": revoked })))
 }
@@ -125,9 +129,33 @@ async fn identify_any(shared: &Shared, req: &HttpRequest) -> Result<Identity, Ap
     })
 }
 
+/// Revokes every credential of the user on every backend. A backend that keeps no list of
+/// credentials (stateless JWT refresh tokens) has nothing it *can* revoke and is skipped.
+async fn revoke_everywhere(shared: &Shared, user_id: i64) -> Result<usize, ApiError> {
+    let mut revoked = 0;
+    for backend in &shared.backends {
+        match backend.revoke_all(user_id).await {
+            Ok(n) => revoked += n,
+            Err(AuthError::Unsupported) => {}
+            Err(cause) => {
+                return Err(ApiError::Unauthenticated {
+                    cause,
+                    challenge: Challenge::None,
+                });
+            }
+        }
+    }
+    Ok(revoked)
+}
+
 /// `POST /users/me/password`: the old password proves it is really the user (a stolen session
 /// alone is not enough), and afterwards every credential of the user, on every backend, is dead:
 /// whoever had the old password may have logged in with it.
+///
+/// Order matters. Everything is revoked *before* the password changes, so if a store is down the
+/// answer is 503 and the password is unchanged (some credentials may already be revoked, which
+/// errs on the safe side; the client logs in again and retries); and everything is revoked once
+/// more afterwards, for a login that slipped in with the old password in between.
 pub async fn change_password(
     req: HttpRequest,
     shared: web::Data<Shared>,
@@ -141,19 +169,18 @@ pub async fn change_password(
     let new_password = Password::parse(new_password)?;
     if !shared
         .users
-        .change_password(identity.user_id, old_password, new_password)
+        .verify_password(identity.user_id, old_password)
         .await?
     {
         return Err(ApiError::InvalidCredentials);
     }
-    for backend in &shared.backends {
-        backend
-            .revoke_all(identity.user_id)
-            .await
-            .map_err(|cause| ApiError::Unauthenticated {
-                cause,
-                challenge: Challenge::None,
-            })?;
+    revoke_everywhere(&shared, identity.user_id).await?;
+    shared
+        .users
+        .set_password(identity.user_id, new_password)
+        .await?;
+    if let Err(err) = revoke_everywhere(&shared, identity.user_id).await {
+        tracing::warn!(error.cause_chain = %CauseChain(&err), "second revocation after a password change failed");
     }
     let mut response = HttpResponse::NoContent();
     finish(&mut response, shared.session_transport);

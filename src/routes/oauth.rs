@@ -54,18 +54,24 @@ pub async fn introspect<A: Authenticator>(
         .await
         .map_err(refresh_refused)?;
     let body = match info {
-        Some(info) => serde_json::json!({
-            "active": true,
-            "token_type": match info.kind {
-                TokenKind::Access => "access_token",
-                TokenKind::Refresh => "refresh_token",
-            },
-            "sub": info.identity.user_id.to_string(),
-            "username": &*info.identity.username,
-            "exp": info.expires_at,
-            "iat": info.issued_at,
-            "session_id": info.identity.session_id.as_deref(),
-        }),
+        Some(info) => {
+            let mut body = serde_json::json!({
+                "active": true,
+                "token_type": match info.kind {
+                    TokenKind::Access => "access_token",
+                    TokenKind::Refresh => "refresh_token",
+                },
+                "sub": info.identity.user_id.to_string(),
+                "username": &*info.identity.username,
+                "exp": info.expires_at,
+                "session_id": info.identity.session_id.as_deref(),
+            });
+            // RFC 7662 §2.2: optional members are left out, not null, when unknown.
+            if let Some(iat) = info.issued_at {
+                body["iat"] = iat.into();
+            }
+            body
+        }
         None => serde_json::json!({ "active": false }),
     };
     Ok(HttpResponse::Ok()

@@ -380,7 +380,9 @@ pub trait RefreshFamilies: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Rotated, AuthError>> + Send;
 
     /// Remembers that the access credential `access_id` (valid for `ttl`) came from `family`,
-    /// so that revoking the family can revoke it too.
+    /// so that revoking the family can revoke it too. [`AuthError::Invalid`] if the family is no
+    /// longer live (revoked while the credential was being minted): the caller must then discard
+    /// the credential.
     fn attach(
         &self,
         family: &str,

@@ -69,6 +69,17 @@ if redis.call('SISMEMBER', spent, ARGV[1]) == 1 then return {'reused', f[1], f[2
 return {'unknown'}
 "#;
 
+/// Records an access id in a live family; refuses (0) if the family is gone, so a token minted
+/// while the family was being revoked cannot outlive it. KEYS: fam, acc. ARGV: now, expiry, id,
+/// family ttl.
+const ATTACH: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"#;
+
 /// Deletes a family's keys and returns its user id and the access ids attached to it.
 /// KEYS: fam, spent, acc.
 const REVOKE: &str = r#"
@@ -103,6 +114,7 @@ pub struct RedisFamilies {
     successor_key: Hmac<Sha256>,
     rotate: redis::Script,
     revoke: redis::Script,
+    attach: redis::Script,
 }
 
 /// A refresh token split into its family id and the token as a whole.
@@ -178,6 +190,7 @@ impl RedisFamilies {
             successor_key,
             rotate: redis::Script::new(ROTATE),
             revoke: redis::Script::new(REVOKE),
+            attach: redis::Script::new(ATTACH),
         }
     }
 
@@ -362,24 +375,23 @@ impl RefreshFamilies for RedisFamilies {
 
     async fn attach(&self, family: &str, access_id: &str, ttl: Duration) -> Result<(), AuthError> {
         let now = now_unix();
-        let key = self.access_key(family);
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now)
-            .ignore()
-            .cmd("ZADD")
-            .arg(&key)
-            .arg(now + ttl.as_secs().max(1))
-            .arg(access_id)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(self.refresh_ttl.as_secs().max(1))
-            .ignore();
-        let () = self.conn.pipeline(&pipe).await?;
-        Ok(())
+        let reply = self
+            .run_script(
+                &self.attach,
+                &[self.family_key(family), self.access_key(family)],
+                &[
+                    now.to_string(),
+                    (now + ttl.as_secs().max(1)).to_string(),
+                    access_id.to_owned(),
+                    self.refresh_ttl.as_secs().max(1).to_string(),
+                ],
+            )
+            .await?;
+        match reply {
+            Value::Int(1) => Ok(()),
+            // Revoked (or expired) between the exchange and now: the new token must not live.
+            _ => Err(AuthError::Invalid),
+        }
     }
 
     async fn revoke(&self, family: &str) -> Result<Option<RevokedFamily>, AuthError> {

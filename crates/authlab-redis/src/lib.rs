@@ -110,9 +110,16 @@ impl RedisTokenAuthenticator {
                 )
                 .await?;
             if stored.is_some() {
-                let token = token.hyphenated().to_string();
-                self.families.attach(family, &token, self.ttl).await?;
-                return Ok(token);
+                let token_text = token.hyphenated().to_string();
+                if let Err(refused) = self.families.attach(family, &token_text, self.ttl).await {
+                    // The family died while we minted: so does the token.
+                    let _: i64 = self
+                        .conn
+                        .query(redis::cmd("DEL").arg(self.key(&token)))
+                        .await?;
+                    return Err(refused);
+                }
+                return Ok(token_text);
             }
         }
     }
@@ -123,13 +130,17 @@ impl RedisTokenAuthenticator {
             return Ok(false);
         };
         if !revoked.attached.is_empty() {
-            let keys: Vec<String> = revoked
+            // One DEL per key, pipelined: the tokens live in different Cluster slots, so a single
+            // multi-key DEL would be refused there.
+            let mut pipe = redis::pipe();
+            for token in revoked
                 .attached
                 .iter()
                 .filter_map(|t| Uuid::try_parse(t).ok())
-                .map(|t| self.key(&t))
-                .collect();
-            let _: i64 = self.conn.query(redis::cmd("DEL").arg(keys)).await?;
+            {
+                pipe.cmd("DEL").arg(self.key(&token)).ignore();
+            }
+            let () = self.conn.pipeline(&pipe).await?;
         }
         Ok(true)
     }

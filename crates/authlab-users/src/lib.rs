@@ -324,26 +324,27 @@ impl UserStore {
         }
     }
 
-    /// Changes a user's password after checking the old one. `Ok(false)`: the old password is
-    /// wrong (or the user is gone) and nothing changed. Revoking the user's credentials is the
-    /// caller's job: the store knows nothing of sessions or tokens.
-    pub async fn change_password(
+    /// Checks a user's current password (before a sensitive change such as a new password).
+    pub async fn verify_password(
         &self,
         user_id: i64,
-        old: SecretString,
-        new: Password,
+        password: SecretString,
     ) -> Result<bool, UserStoreError> {
         let hash: Option<String> =
             sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(hash) = hash else {
-            return Ok(false);
-        };
-        if !self.hasher.verify(old, hash).await? {
-            return Ok(false);
+        match hash {
+            Some(hash) => self.hasher.verify(password, hash).await,
+            None => Ok(false),
         }
+    }
+
+    /// Replaces a user's password hash. Check the old password first ([`Self::verify_password`]);
+    /// revoking the user's credentials is the caller's job: the store knows nothing of sessions
+    /// or tokens.
+    pub async fn set_password(&self, user_id: i64, new: Password) -> Result<bool, UserStoreError> {
         let new_hash = self.hasher.hash(new).await?;
         let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(new_hash)
@@ -488,7 +489,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_password_changes_only_with_the_old_one() {
+    async fn a_password_is_checked_and_replaced() {
         let store = UserStore::connect("sqlite::memory:").await.unwrap();
         let alice = store
             .register(
@@ -497,19 +498,12 @@ mod tests {
             )
             .await
             .unwrap();
-        let new = || Password::parse(secret("battery staple")).unwrap();
-        assert!(
-            !store
-                .change_password(alice.user_id, secret("wrong"), new())
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .change_password(alice.user_id, secret("correct horse"), new())
-                .await
-                .unwrap()
-        );
+        let check = |password: &str, user_id: i64| store.verify_password(user_id, secret(password));
+        assert!(!check("wrong", alice.user_id).await.unwrap());
+        assert!(check("correct horse", alice.user_id).await.unwrap());
+        assert!(!check("correct horse", alice.user_id + 1).await.unwrap());
+        let new = Password::parse(secret("battery staple")).unwrap();
+        assert!(store.set_password(alice.user_id, new).await.unwrap());
         assert_eq!(
             store
                 .authenticate("alice", secret("correct horse"))
