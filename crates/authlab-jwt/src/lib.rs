@@ -32,6 +32,9 @@ use uuid::Uuid;
 
 mod verify;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use verify::{AccessVerifier, Refusal};
 
 impl From<Refusal> for AuthError {
@@ -201,11 +204,16 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         let mut refresh_validation = access_validation.clone();
         refresh_validation.set_audience(&[REFRESH_AUDIENCE]);
         refresh_validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        let header = Header::new(Algorithm::HS256);
+        // What `jsonwebtoken::encode` writes as the first part of every token we sign.
+        let canonical_header = serde_json::to_vec(&header)
+            .map(|json| URL_SAFE_NO_PAD.encode(json))
+            .unwrap_or_default();
         Self {
             encoding_key: EncodingKey::from_secret(key),
             decoding_key: DecodingKey::from_secret(key),
-            header: Header::new(Algorithm::HS256),
-            access: AccessVerifier::new(key, &config.issuer),
+            header,
+            access: AccessVerifier::new(key, &config.issuer, canonical_header),
             refresh_validation,
             issuer: config.issuer,
             ttl: config.ttl,
@@ -493,8 +501,6 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
 mod tests {
     use super::*;
     use authlab_core::ManualClock;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -626,6 +632,18 @@ mod tests {
             auth.verify(&token).await.unwrap(),
             Identity::new(7, "alice").in_session(fam)
         );
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_take_the_verifiers_canonical_header_fast_path() {
+        let (auth, _) = backend(false);
+        let token = login(&auth).await;
+        let header = token.split('.').next().unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(header).unwrap(),
+            br#"{"typ":"JWT","alg":"HS256"}"#
+        );
+        assert!(auth.access.is_canonical_header(header));
     }
 
     #[tokio::test]
