@@ -5,9 +5,12 @@
 //!
 //! 1. **Throughput and latency.** The same closed-loop load ([`authlab_loadgen`]: N keep-alive
 //!    connections, a warm-up, then a measured window) is driven at `/hello` (no authentication:
-//!    the baseline), `/session/me`, `/redis/me`, and `/jwt/me` with the Redis denylist off and on.
-//!    Each route's requests/s is divided by the baseline's, so what the table shows is the cost of
-//!    authentication alone, not of HTTP or JSON. Every non-2xx answer is counted and shown.
+//!    the baseline), `/session/me`, `/redis/me`, `/jwt/me` with the Redis denylist off and on,
+//!    and `/hello` again. Each route's requests/s is divided by the baseline's, so what the table
+//!    shows is the cost of authentication alone, not of HTTP or JSON. The whole sequence runs
+//!    `--rounds` times and each ratio is the median over rounds of (route / that round's
+//!    baseline): on a shared two-core machine a single pass can be off by tens of percent.
+//!    Every non-2xx answer is counted and shown.
 //! 2. **Round trips**, as Redis itself counts them: `INFO commandstats` before and after each route,
 //!    divided by the requests sent.
 //! 3. **Login cost**, apart from verify: logins/s at `POST /jwt/login` (argon2id dominates).
@@ -70,9 +73,14 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
 
-    /// Measured time per route.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Measured time per route and round.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+
+    /// Rounds: every route runs once per round, in the same order, and the ratios are medians
+    /// over the rounds (robust to a machine that changes speed during the run).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 
     /// Unrecorded warm-up before each route's measurement.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -275,43 +283,64 @@ fn run_against(
         target_ratio: None,
     });
 
-    for route in &routes {
-        let mut request = RequestSpec::get(route.addr, route.path);
-        if let Some(credential) = &route.credential {
-            let (name, value) = credential.header();
-            request = request.header(name, value);
+    // Every route once per round, in the same order; `/hello` opens and closes each round.
+    let rounds = args.rounds.max(1);
+    let mut loads: Vec<Vec<authlab_loadgen::LoadReport>> = vec![Vec::new(); routes.len()];
+    let mut commands: Vec<(probes::CommandStats, u64, bool)> =
+        vec![(probes::CommandStats::new(), 0, true); routes.len()];
+    for round in 1..=rounds {
+        if rounds > 1 {
+            eprintln!("round {round} of {rounds}");
         }
-        let before = rt.block_on(probes::command_stats(&args.redis_url)).ok();
-        let spec = LoadSpec {
-            request,
-            connections: args.connections,
-            threads: args.threads,
-            warmup: args.warmup,
-            duration: args.duration,
-            timeout: args.timeout,
-            progress: Some(route.name.to_owned()),
-        };
-        let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
-        let after = rt.block_on(probes::command_stats(&args.redis_url)).ok();
-        let redis = match (before, after) {
-            (Some(before), Some(after)) => {
-                Some(probes::per_request(&before, &after, load.total_requests()))
+        for (i, route) in routes.iter().enumerate() {
+            let mut request = RequestSpec::get(route.addr, route.path);
+            if let Some(credential) = &route.credential {
+                let (name, value) = credential.header();
+                request = request.header(name, value);
             }
-            _ => None,
-        };
-        eprintln!(
-            "{:>24}: {:>9.0} req/s, p99 {} us, {} errors",
-            route.name,
-            load.requests_per_sec,
-            load.latency.p99_us,
-            load.errors()
-        );
+            let before = rt.block_on(probes::command_stats(&args.redis_url)).ok();
+            let spec = LoadSpec {
+                request,
+                connections: args.connections,
+                threads: args.threads,
+                warmup: args.warmup,
+                duration: args.duration,
+                timeout: args.timeout,
+                progress: Some(route.name.to_owned()),
+            };
+            let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
+            let after = rt.block_on(probes::command_stats(&args.redis_url)).ok();
+            // Redis's counters, summed over the rounds: (delta per command, requests, complete).
+            let tally = &mut commands[i];
+            match (before, after) {
+                (Some(before), Some(after)) => {
+                    for (name, calls) in after {
+                        let delta = calls.saturating_sub(before.get(&name).copied().unwrap_or(0));
+                        *tally.0.entry(name).or_default() += delta;
+                    }
+                    tally.1 += load.total_requests();
+                }
+                _ => tally.2 = false,
+            }
+            eprintln!(
+                "{:>24}: {:>9.0} req/s, p99 {} us, {} errors",
+                route.name,
+                load.requests_per_sec,
+                load.latency.p99_us,
+                load.errors()
+            );
+            loads[i].push(load);
+        }
+    }
+    for ((route, rounds), (delta, requests, complete)) in routes.iter().zip(loads).zip(commands) {
+        let redis =
+            complete.then(|| probes::per_request(&probes::CommandStats::new(), &delta, requests));
         report.routes.push(RouteResult::new(
             route.name,
             route.path,
             route.credential.as_ref(),
             route.target_ratio,
-            load,
+            rounds,
             redis,
         ));
     }

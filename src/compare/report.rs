@@ -2,6 +2,7 @@
 //! units: `p99_us`, `bytes_per_session`), a terminal table, and `report.md` with two SVG charts
 //! (`throughput.svg`, `latency.svg`) drawn with plotters' SVG backend (no font libraries needed).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -52,9 +53,11 @@ pub struct RunSettings {
     pub warmup_s: f64,
     /// Measured time per route, seconds.
     pub duration_s: f64,
+    /// Rounds: every route is run once per round, in the same order.
+    pub rounds: usize,
 }
 
-/// One route's row.
+/// One route's row, over every round of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteResult {
     /// Row label.
@@ -65,37 +68,82 @@ pub struct RouteResult {
     pub credential_bytes: usize,
     /// Bytes the credential's header line adds to every request.
     pub credential_header_bytes: usize,
-    /// Requests/s divided by `/hello`'s (filled in by [`Report::finish`]).
+    /// Median over the rounds.
+    pub requests_per_sec: f64,
+    /// Median over the rounds of (this route's requests/s / that round's `/hello` baseline).
     pub ratio_to_hello: Option<f64>,
+    /// The per-round ratios the median is taken from.
+    pub ratio_per_round: Vec<f64>,
     /// The ratio issue #4 asks for.
     pub target_ratio: Option<f64>,
-    /// Whether the ratio meets the target.
+    /// Whether the median ratio meets the target (and no request failed).
     pub target_met: Option<bool>,
-    /// What the generator measured.
+    /// Requests without a 2xx answer, summed over every round (warm-ups included).
+    pub errors: u64,
+    /// Every status code seen, summed over every round.
+    pub status_counts: BTreeMap<u16, u64>,
+    /// Transport failures, summed over every round.
+    pub transport_errors: u64,
+    /// The round with the median requests/s (its latencies are the ones shown).
     pub load: LoadReport,
-    /// Redis commands per request, if Redis statistics could be read.
+    /// Every round, in order.
+    pub rounds: Vec<LoadReport>,
+    /// Redis commands per request (all rounds), if Redis statistics could be read.
     pub redis: Option<RedisPerRequest>,
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 impl RouteResult {
-    /// A row, before the ratio is known.
+    /// A row from its rounds (at least one), before the ratios are known.
     pub fn new(
         name: &str,
         path: &str,
         credential: Option<&Credential>,
         target_ratio: Option<f64>,
-        load: LoadReport,
+        rounds: Vec<LoadReport>,
         redis: Option<RedisPerRequest>,
     ) -> Self {
+        let rps: Vec<f64> = rounds.iter().map(|r| r.requests_per_sec).collect();
+        let requests_per_sec = median(&rps);
+        let load = rounds
+            .iter()
+            .min_by(|a, b| {
+                (a.requests_per_sec - requests_per_sec)
+                    .abs()
+                    .total_cmp(&(b.requests_per_sec - requests_per_sec).abs())
+            })
+            .cloned()
+            .unwrap_or_else(|| unreachable!("a route has at least one round"));
+        let mut status_counts = BTreeMap::new();
+        for round in &rounds {
+            for (status, count) in &round.status_counts {
+                *status_counts.entry(*status).or_default() += count;
+            }
+        }
         Self {
             name: name.to_owned(),
             path: path.to_owned(),
             credential_bytes: credential.map_or(0, Credential::credential_bytes),
             credential_header_bytes: credential.map_or(0, Credential::header_bytes),
+            requests_per_sec,
             ratio_to_hello: None,
+            ratio_per_round: Vec::new(),
             target_ratio,
             target_met: None,
+            errors: rounds.iter().map(LoadReport::errors).sum(),
+            status_counts,
+            transport_errors: rounds.iter().map(|r| r.transport_errors).sum(),
             load,
+            rounds,
             redis,
         }
     }
@@ -170,6 +218,7 @@ impl Report {
                 workers: args.workers,
                 warmup_s: args.warmup.as_secs_f64(),
                 duration_s: args.duration.as_secs_f64(),
+                rounds: args.rounds.max(1),
             },
             redis_version: None,
             routes: Vec::new(),
@@ -182,31 +231,49 @@ impl Report {
     }
 
     /// Fills in the ratios to `/hello` and whether each target is met.
+    ///
+    /// `/hello` runs first and last in every round; a round's baseline is the mean of its two
+    /// `/hello` runs, each route's ratio in a round divides by that round's baseline, and the
+    /// reported ratio is the median over the rounds. A machine that speeds up or slows down
+    /// during the run (frequency, a busy neighbour) so shifts the ratios as little as it can.
     pub fn finish(&mut self) {
-        // `/hello` runs first and last; the baseline is their mean, so a machine that speeds up or
-        // slows down during the run (frequency, a neighbour) shifts every ratio less.
-        let hellos: Vec<f64> = self
+        let rounds = self
             .routes
             .iter()
-            .filter(|r| r.path == "/hello")
-            .map(|r| r.load.requests_per_sec)
+            .map(|r| r.rounds.len())
+            .min()
+            .unwrap_or(0);
+        let baselines: Vec<f64> = (0..rounds)
+            .map(|round| {
+                let hellos: Vec<f64> = self
+                    .routes
+                    .iter()
+                    .filter(|r| r.path == "/hello")
+                    .map(|r| r.rounds[round].requests_per_sec)
+                    .collect();
+                hellos.iter().sum::<f64>() / hellos.len().max(1) as f64
+            })
             .collect();
-        let baseline = (!hellos.is_empty())
-            .then(|| hellos.iter().sum::<f64>() / hellos.len() as f64)
-            .filter(|rps| *rps > 0.0);
-        self.baseline_requests_per_sec = baseline;
+        self.baseline_requests_per_sec = Some(median(&baselines)).filter(|b| *b > 0.0);
         for route in &mut self.routes {
-            route.ratio_to_hello = baseline.map(|b| route.load.requests_per_sec / b);
+            route.ratio_per_round = baselines
+                .iter()
+                .zip(&route.rounds)
+                .filter(|(base, _)| **base > 0.0)
+                .map(|(base, round)| round.requests_per_sec / base)
+                .collect();
+            route.ratio_to_hello =
+                (!route.ratio_per_round.is_empty()).then(|| median(&route.ratio_per_round));
             route.target_met = route
                 .target_ratio
                 .zip(route.ratio_to_hello)
-                .map(|(target, ratio)| ratio >= target && route.load.errors() == 0);
+                .map(|(target, ratio)| ratio >= target && route.errors == 0);
         }
     }
 
-    /// Requests without a 2xx answer, over every route.
+    /// Requests without a 2xx answer, over every route and round.
     pub fn total_errors(&self) -> u64 {
-        self.routes.iter().map(|r| r.load.errors()).sum()
+        self.routes.iter().map(|r| r.errors).sum()
     }
 }
 
@@ -227,22 +294,22 @@ fn redis_cell(redis: Option<&RedisPerRequest>) -> String {
     }
 }
 
-fn errors_cell(load: &LoadReport) -> String {
-    if load.errors() == 0 {
+fn errors_cell(route: &RouteResult) -> String {
+    if route.errors == 0 {
         return "0".to_owned();
     }
-    let statuses: Vec<String> = load
+    let statuses: Vec<String> = route
         .status_counts
         .iter()
         .filter(|(s, _)| !(200..300).contains(*s))
         .map(|(s, n)| format!("{n}x{s}"))
         .collect();
-    let mut cell = format!("{}", load.errors());
+    let mut cell = format!("{}", route.errors);
     if !statuses.is_empty() {
         let _ = write!(cell, " ({})", statuses.join(", "));
     }
-    if load.transport_errors > 0 {
-        let _ = write!(cell, " ({} transport)", load.transport_errors);
+    if route.transport_errors > 0 {
+        let _ = write!(cell, " ({} transport)", route.transport_errors);
     }
     cell
 }
@@ -251,6 +318,16 @@ fn ratio_cell(route: &RouteResult) -> String {
     let ratio = route
         .ratio_to_hello
         .map_or("n/a".to_owned(), |r| format!("{r:.2}x"));
+    // The spread over rounds, so a reader sees how much the machine moved.
+    let spread = route.ratio_per_round.iter().copied();
+    let ratio = match (
+        spread.clone().reduce(f64::min),
+        spread.reduce(f64::max),
+        route.ratio_per_round.len(),
+    ) {
+        (Some(lo), Some(hi), n) if n > 1 => format!("{ratio} [{lo:.2}-{hi:.2}]"),
+        _ => ratio,
+    };
     match (route.target_ratio, route.target_met) {
         (Some(target), Some(true)) => format!("{ratio} (>= {target:.2}: met)"),
         (Some(target), Some(false)) => format!("{ratio} (>= {target:.2}: MISSED)"),
@@ -275,12 +352,12 @@ pub fn table(report: &Report) -> Table {
     for route in &report.routes {
         table.add_row(vec![
             route.name.clone(),
-            format!("{:.0}", route.load.requests_per_sec),
+            format!("{:.0}", route.requests_per_sec),
             ratio_cell(route),
             route.load.latency.p50_us.to_string(),
             route.load.latency.p99_us.to_string(),
             route.load.latency.p999_us.to_string(),
-            errors_cell(&route.load),
+            errors_cell(route),
             route.credential_bytes.to_string(),
             redis_cell(route.redis.as_ref()),
         ]);
@@ -312,19 +389,20 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "Load: {} keep-alive connections, {} generator thread(s), {} server worker(s), {:.0} s warm-up + {:.0} s measured per route; target: {}; 1-minute load average at start: {}.\n",
+        "Load: {} keep-alive connections, {} generator thread(s), {} server worker(s), {:.0} s warm-up + {:.0} s measured per route and round, {} round(s); target: {}; 1-minute load average at start: {}.\n",
         s.connections,
         s.threads,
         s.workers,
         s.warmup_s,
         s.duration_s,
+        s.rounds,
         s.target,
         m.load_average_1m
             .map_or("unknown".to_owned(), |l| format!("{l:.2}"))
     );
     let _ = writeln!(
         md,
-        "Ratios divide by the mean of the two `/hello` runs (first and last): {}.\n",
+        "Each round runs every route in this order; a round's baseline is the mean of its first and last `/hello`, each ratio is the median over rounds of the route's requests/s over its round's baseline, [min-max] over rounds beside it. req/s is the median over rounds, latencies are from the median round, errors are summed over all rounds. Median baseline: {}.\n",
         report
             .baseline_requests_per_sec
             .map_or("n/a".to_owned(), |b| format!("{b:.0} req/s"))
@@ -339,12 +417,12 @@ pub fn markdown(report: &Report) -> String {
             md,
             "| `{}` | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
-            r.load.requests_per_sec,
+            r.requests_per_sec,
             ratio_cell(r),
             r.load.latency.p50_us,
             r.load.latency.p99_us,
             r.load.latency.p999_us,
-            errors_cell(&r.load),
+            errors_cell(r),
             r.credential_bytes,
             redis_cell(r.redis.as_ref())
         );
@@ -433,13 +511,13 @@ fn chart_err(chart: &'static str) -> impl Fn(Box<dyn std::error::Error + '_>) ->
 /// Requests per second per route, as bars.
 fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
     let err = chart_err("throughput.svg");
-    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(Box::new(e)))?;
     let n = report.routes.len();
     let top = report
         .routes
         .iter()
-        .map(|r| r.load.requests_per_sec)
+        .map(|r| r.requests_per_sec)
         .fold(1.0, f64::max)
         * 1.15;
     let mut chart = ChartBuilder::on(&root)
@@ -466,7 +544,7 @@ fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
             let mut bar = Rectangle::new(
                 [
                     (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), r.load.requests_per_sec),
+                    (SegmentValue::Exact(i + 1), r.requests_per_sec),
                 ],
                 Palette99::pick(i).filled(),
             );
@@ -477,12 +555,12 @@ fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
     chart
         .draw_series(report.routes.iter().enumerate().map(|(i, r)| {
             let label = match r.ratio_to_hello {
-                Some(ratio) => format!("{:.0} ({ratio:.2}x)", r.load.requests_per_sec),
-                None => format!("{:.0}", r.load.requests_per_sec),
+                Some(ratio) => format!("{:.0} ({ratio:.2}x)", r.requests_per_sec),
+                None => format!("{:.0}", r.requests_per_sec),
             };
             Text::new(
                 label,
-                (SegmentValue::Exact(i), r.load.requests_per_sec + top * 0.02),
+                (SegmentValue::Exact(i), r.requests_per_sec + top * 0.02),
                 ("sans-serif", 13),
             )
         }))
