@@ -6,7 +6,7 @@
 #   benches/wrk/run.sh                      # starts two instances (A: JWT denylist off, B: on)
 #   TARGET=http://127.0.0.1:8080 benches/wrk/run.sh   # a running server (one instance)
 #
-# Settings (environment): CONNECTIONS=32 THREADS=1 DURATION=10s WARMUP=2s WORKERS=1
+# Settings (environment): CONNECTIONS=32 THREADS=1 DURATION=5s WARMUP=2s ROUNDS=3 WORKERS=1
 #   AUTHLAB_BIN (default: $CARGO_TARGET_DIR or ./target, /release/authlab; built if missing)
 #   REDIS_URL=redis://127.0.0.1:6379
 # Needs: wrk, curl, jq; redis-cli to delete the run's keys afterwards.
@@ -18,7 +18,8 @@ export AUTHLAB_WRK_DIR="$here"
 
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s}
 WORKERS=${WORKERS:-1}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -99,36 +100,57 @@ run_route() { # NAME URL SCRIPT [VAR=VALUE]
     env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$here/$script" "$url" >/dev/null
     local line
     line=$(env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$here/$script" "$url" | grep '^AUTHLAB ')
-    results+=("$name|$line")
-    echo "$name: ${line#AUTHLAB }" >&2
+    results+=("$round|$name|$line")
+    echo "round $round $name: ${line#AUTHLAB }" >&2
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) against $a and $b" >&2
-run_route "/hello" "$a/hello" hello.lua
-run_route "/session/me" "$a/session/me" cookie.lua AUTHLAB_SID="$sid"
-run_route "/redis/me" "$a/redis/me" bearer.lua AUTHLAB_TOKEN="$redis_token"
-if [ "$a" != "$b" ]; then
-    run_route "/jwt/me (denylist off)" "$a/jwt/me" bearer.lua AUTHLAB_TOKEN="$jwt_a"
-    run_route "/jwt/me (denylist on)" "$b/jwt/me" bearer.lua AUTHLAB_TOKEN="$jwt_b"
-else
-    run_route "/jwt/me (as served)" "$a/jwt/me" bearer.lua AUTHLAB_TOKEN="$jwt_a"
-fi
-run_route "/hello (again)" "$a/hello" hello.lua
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS round(s), against $a and $b" >&2
+for round in $(seq "$ROUNDS"); do
+    run_route "/hello" "$a/hello" hello.lua
+    run_route "/session/me" "$a/session/me" cookie.lua AUTHLAB_SID="$sid"
+    run_route "/redis/me" "$a/redis/me" bearer.lua AUTHLAB_TOKEN="$redis_token"
+    if [ "$a" != "$b" ]; then
+        run_route "/jwt/me (denylist off)" "$a/jwt/me" bearer.lua AUTHLAB_TOKEN="$jwt_a"
+        run_route "/jwt/me (denylist on)" "$b/jwt/me" bearer.lua AUTHLAB_TOKEN="$jwt_b"
+    else
+        run_route "/jwt/me (as served)" "$a/jwt/me" bearer.lua AUTHLAB_TOKEN="$jwt_a"
+    fi
+    run_route "/hello (again)" "$a/hello" hello.lua
+done
 
-# The table: ratios divide by the mean of the two /hello runs, as `authlab compare` does.
+# The table, computed as `authlab compare` does: a round's baseline is the mean of its two /hello
+# runs; a route's ratio is the median over rounds of (its req/s / its round's baseline), with the
+# [min-max] over rounds; req/s and latencies are medians over rounds; errors are summed.
 printf '%s\n' "${results[@]}" | awk -F'|' '
-    function field(line, key,   n, i, kv) {
+    function field(line, key,   n, i, kv, parts) {
         n = split(line, parts, " ")
         for (i = 1; i <= n; i++) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
         return ""
     }
-    { name[NR] = $1; line[NR] = $2; rps[NR] = field($2, "rps")
-      if ($1 ~ /^\/hello/) { base += rps[NR]; nbase++ } }
+    function median(list,   n, a, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    {
+        r = $1; name = $2; line = $3
+        if (!(name in seen)) { seen[name] = 1; order[++names] = name }
+        rps[r, name] = field(line, "rps")
+        p50[name] = p50[name] " " field(line, "p50_us"); p99[name] = p99[name] " " field(line, "p99_us")
+        p999[name] = p999[name] " " field(line, "p999_us")
+        non2xx[name] += field(line, "non2xx"); sock[name] += field(line, "socket_errors")
+        if (name ~ /^\/hello/) { base[r] += rps[r, name]; nbase[r]++ }
+        if (r > rounds) rounds = r
+    }
     END {
-        base = base / nbase
-        printf "%-24s %10s %8s %8s %8s %9s %8s %8s\n", "route", "req/s", "ratio", "p50 us", "p99 us", "p99.9 us", "non-2xx", "socket"
-        for (i = 1; i <= NR; i++)
-            printf "%-24s %10.0f %7.2fx %8s %8s %9s %8s %8s\n", name[i], rps[i], rps[i] / base,
-                field(line[i], "p50_us"), field(line[i], "p99_us"), field(line[i], "p999_us"),
-                field(line[i], "non2xx"), field(line[i], "socket_errors")
+        printf "%-24s %9s %20s %8s %8s %9s %8s %7s\n", "route", "req/s", "ratio [min-max]", "p50 us", "p99 us", "p99.9 us", "non-2xx", "socket"
+        for (k = 1; k <= names; k++) {
+            name = order[k]; ratios = ""; rates = ""; lo = 1e9; hi = 0
+            for (r = 1; r <= rounds; r++) {
+                q = rps[r, name] / (base[r] / nbase[r]); ratios = ratios " " q; rates = rates " " rps[r, name]
+                if (q < lo) lo = q; if (q > hi) hi = q
+            }
+            printf "%-24s %9.0f %7.2fx [%.2f-%.2f] %8.0f %8.0f %9.0f %8d %7d\n", name, median(rates), median(ratios), lo, hi,
+                median(p50[name]), median(p99[name]), median(p999[name]), non2xx[name], sock[name]
+        }
     }'
