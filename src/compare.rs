@@ -103,7 +103,8 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub sessions: Vec<usize>,
 
-    /// Opaque tokens issued into Redis to measure `used_memory` per token (0 skips it).
+    /// Logins (opaque token + refresh family) issued into Redis to measure `used_memory` per
+    /// login (0 skips it).
     #[arg(long, default_value_t = 20_000)]
     pub redis_tokens: usize,
 
@@ -358,7 +359,7 @@ fn run_against(
     report.login = Some(authlab_loadgen::run_blocking(&login).map_err(CompareError::Load)?);
 
     if !args.skip_memory && args.redis_tokens > 0 {
-        eprintln!("memory: {} opaque tokens in Redis", args.redis_tokens);
+        eprintln!("memory: {} logins into Redis", args.redis_tokens);
         report.redis_memory = rt
             .block_on(probes::redis_token_memory(
                 &args.redis_url,

@@ -211,10 +211,10 @@ pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -
     }
 }
 
-/// What `used_memory` grew by per opaque token.
+/// What `used_memory` grew by per login (access token + refresh family + user index entry).
 #[derive(Debug, Clone, Serialize)]
 pub struct RedisTokenMemory {
-    /// Tokens issued.
+    /// Logins (opaque access tokens issued, each with its refresh family).
     pub tokens: usize,
     /// `used_memory` growth, in bytes.
     pub used_memory_delta_bytes: i64,

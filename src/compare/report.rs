@@ -460,7 +460,7 @@ pub fn markdown(report: &Report) -> String {
     if let Some(r) = &report.redis_memory {
         let _ = writeln!(
             md,
-            "## Memory per opaque token (Redis)\n\n{} tokens: `used_memory` grew by {:.1} MiB, **{:.0} bytes per token**.\n",
+            "## Redis memory per login (redis backend)\n\n{} logins, each an opaque access-token key plus a refresh-token family and its entry in the user's index (every login a distinct user): `used_memory` grew by {:.1} MiB, **{:.0} bytes per login**.\n",
             r.tokens,
             r.used_memory_delta_bytes as f64 / (1024.0 * 1024.0),
             r.bytes_per_token
