@@ -10,6 +10,7 @@ use authlab_loadgen::LoadReport;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use super::probes::{RedisPerRequest, RedisTokenMemory, SessionPopulation};
@@ -525,13 +526,14 @@ fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+        // An integer range is inclusive as a discrete axis: `0..n - 1` is n segments.
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0.0..top)
         .map_err(|e| err(Box::new(e)))?;
     let names: Vec<String> = report.routes.iter().map(|r| r.name.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n)
+        .x_labels(n + 1)
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
@@ -540,18 +542,26 @@ fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
         .draw()
         .map_err(|e| err(Box::new(e)))?;
     chart
-        .draw_series(report.routes.iter().enumerate().map(|(i, r)| {
-            let mut bar = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), r.requests_per_sec),
-                ],
-                Palette99::pick(i).filled(),
-            );
-            bar.set_margin(0, 0, 12, 12);
-            bar
-        }))
+        .draw_series(
+            Histogram::vertical(&chart)
+                .margin(14)
+                .style_func(|x, _| match x {
+                    SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                        Palette99::pick(*i).filled()
+                    }
+                    SegmentValue::Last => BLACK.filled(),
+                })
+                .data(
+                    report
+                        .routes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| (i, r.requests_per_sec)),
+                ),
+        )
         .map_err(|e| err(Box::new(e)))?;
+    let label_style = TextStyle::from(("sans-serif", 13).into_font())
+        .pos(Pos::new(HPos::Center, VPos::Bottom));
     chart
         .draw_series(report.routes.iter().enumerate().map(|(i, r)| {
             let label = match r.ratio_to_hello {
@@ -560,8 +570,8 @@ fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
             };
             Text::new(
                 label,
-                (SegmentValue::Exact(i), r.requests_per_sec + top * 0.02),
-                ("sans-serif", 13),
+                (SegmentValue::CenterOf(i), r.requests_per_sec + top * 0.01),
+                label_style.clone(),
             )
         }))
         .map_err(|e| err(Box::new(e)))?;
@@ -643,4 +653,79 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<(), CompareError> {
     throughput_chart(report, &dir.join("throughput.svg"))?;
     latency_chart(report, &dir.join("latency.svg"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authlab_loadgen::{Latency, PERCENTILE_CURVE};
+
+    fn load(rps: f64, p50: u64) -> LoadReport {
+        LoadReport {
+            requests: (rps * 5.0) as u64,
+            warmup_requests: 0,
+            duration_s: 5.0,
+            requests_per_sec: rps,
+            latency: Latency {
+                mean_us: p50 as f64,
+                p50_us: p50,
+                p90_us: p50 * 2,
+                p99_us: p50 * 3,
+                p999_us: p50 * 5,
+                max_us: p50 * 9,
+            },
+            status_counts: BTreeMap::from([(200, (rps * 5.0) as u64)]),
+            non_2xx: 0,
+            transport_errors: 0,
+            body_bytes: 0,
+            curve: PERCENTILE_CURVE
+                .iter()
+                .map(|p| (*p, p50 + (*p as u64) * 3))
+                .collect(),
+        }
+    }
+
+    fn report() -> Report {
+        let args = <CompareArgs as clap::FromArgMatches>::from_arg_matches(
+            &<CompareArgs as clap::Args>::augment_args(clap::Command::new("compare"))
+                .get_matches_from(["compare"]),
+        )
+        .unwrap();
+        let mut report = Report::new(&args);
+        for (name, path, rounds) in [
+            ("/hello", "/hello", [100.0, 110.0, 90.0]),
+            ("/session/me", "/session/me", [95.0, 100.0, 99.0]),
+            ("/hello (again)", "/hello", [100.0, 90.0, 110.0]),
+        ] {
+            let loads = rounds.iter().map(|rps| load(*rps, 250)).collect();
+            report
+                .routes
+                .push(RouteResult::new(name, path, None, Some(0.95), loads, None));
+        }
+        report.finish();
+        report
+    }
+
+    #[test]
+    fn ratios_are_medians_of_per_round_ratios_to_that_rounds_baseline() {
+        let report = report();
+        let session = &report.routes[1];
+        // Baselines per round: 100, 100, 100 -> ratios 0.95, 1.00, 0.99 -> median 0.99.
+        assert_eq!(session.ratio_per_round, vec![0.95, 1.0, 0.99]);
+        assert_eq!(session.ratio_to_hello, Some(0.99));
+        assert_eq!(session.requests_per_sec, 99.0);
+        assert_eq!(session.target_met, Some(true));
+        assert_eq!(report.baseline_requests_per_sec, Some(100.0));
+    }
+
+    #[test]
+    fn the_report_is_written_as_json_markdown_and_two_svg_charts() {
+        let dir = std::env::temp_dir().join(format!("authlab-report-{}", uuid::Uuid::new_v4()));
+        write_all(&report(), &dir).unwrap();
+        for file in ["report.json", "report.md", "throughput.svg", "latency.svg"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert!(text.contains("/session/me"), "{file} names the routes");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
