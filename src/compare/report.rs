@@ -560,8 +560,8 @@ fn throughput_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
                 ),
         )
         .map_err(|e| err(Box::new(e)))?;
-    let label_style = TextStyle::from(("sans-serif", 13).into_font())
-        .pos(Pos::new(HPos::Center, VPos::Bottom));
+    let label_style =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     chart
         .draw_series(report.routes.iter().enumerate().map(|(i, r)| {
             let label = match r.ratio_to_hello {
