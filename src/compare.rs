@@ -377,7 +377,7 @@ pub fn main(args: &CompareArgs) -> std::process::ExitCode {
         Ok(report) => {
             println!("{}", report::table(&report));
             println!(
-                "\nwrote {}/report.json, report.md, throughput.svg and latency.svg",
+                "\nwrote {}/report.json, report.schema.json, report.md, throughput.svg and latency.svg",
                 args.out.display()
             );
             if report.total_errors() > 0 {

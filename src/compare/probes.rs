@@ -35,7 +35,7 @@ const VERIFY_SAMPLE: usize = 16_384;
 const VERIFY_CALLS: usize = 400_000;
 
 /// Memory and verify time at one live-session population.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SessionPopulation {
     /// Live sessions in the map.
     pub sessions: usize,
@@ -178,7 +178,7 @@ pub async fn command_stats(url: &str) -> Result<CommandStats, redis::RedisError>
 }
 
 /// Redis commands per HTTP request for one route.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RedisPerRequest {
     /// All commands (except our own `INFO`) divided by the requests sent, warm-up included.
     pub commands_per_request: f64,
@@ -212,7 +212,7 @@ pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -
 }
 
 /// What `used_memory` grew by per login (access token + refresh family + user index entry).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RedisTokenMemory {
     /// Logins (opaque access tokens issued, each with its refresh family).
     pub tokens: usize,

@@ -1,5 +1,6 @@
 //! What a comparison found, in three shapes: `report.json` (every number, keys carrying their
-//! units: `p99_us`, `bytes_per_session`), a terminal table, and `report.md` with two SVG charts
+//! units: `p99_us`, `bytes_per_session`; its `$schema` key names `report.schema.json`, generated
+//! from these types with schemars), a terminal table, and `report.md` with two SVG charts
 //! (`throughput.svg`, `latency.svg`) drawn with plotters' SVG backend (no font libraries needed).
 
 use std::collections::BTreeMap;
@@ -17,8 +18,11 @@ use super::probes::{RedisPerRequest, RedisTokenMemory, SessionPopulation};
 use super::setup::{Credential, ScaleOutCheck};
 use super::{CompareArgs, CompareError};
 
+/// The name of the JSON Schema file written beside `report.json`.
+pub const SCHEMA_FILE: &str = "report.schema.json";
+
 /// Where and how the run happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Machine {
     /// Logical CPUs.
     pub cpus: usize,
@@ -38,7 +42,7 @@ pub struct Machine {
 }
 
 /// The run's settings, so a reader can reproduce it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunSettings {
     /// The command line.
     pub command: String,
@@ -59,7 +63,7 @@ pub struct RunSettings {
 }
 
 /// One route's row, over every round of the run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RouteResult {
     /// Row label.
     pub name: String,
@@ -151,8 +155,11 @@ impl RouteResult {
 }
 
 /// Everything `authlab compare` measured (`report.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
+    /// The JSON Schema this document follows (`report.schema.json`, written beside it).
+    #[serde(rename = "$schema")]
+    pub schema: String,
     /// Where.
     pub machine: Machine,
     /// How.
@@ -192,6 +199,7 @@ impl Report {
             .filter(|out| out.status.success())
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
         Self {
+            schema: SCHEMA_FILE.to_owned(),
             machine: Machine {
                 cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
                 cpu_model: first_line("/proc/cpuinfo", "model name")
@@ -643,12 +651,16 @@ fn latency_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
     Ok(())
 }
 
-/// Writes `report.json`, `report.md`, `throughput.svg` and `latency.svg` under `dir`.
+/// Writes `report.json` (and its `report.schema.json`, JSON Schema draft 2020-12), `report.md`,
+/// `throughput.svg` and `latency.svg` under `dir`.
 pub fn write_all(report: &Report, dir: &Path) -> Result<(), CompareError> {
     std::fs::create_dir_all(dir).map_err(CompareError::Io)?;
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| CompareError::Io(std::io::Error::other(e)))?;
     std::fs::write(dir.join("report.json"), json).map_err(CompareError::Io)?;
+    let schema = serde_json::to_string_pretty(&schemars::schema_for!(Report))
+        .map_err(|e| CompareError::Io(std::io::Error::other(e)))?;
+    std::fs::write(dir.join(SCHEMA_FILE), schema).map_err(CompareError::Io)?;
     std::fs::write(dir.join("report.md"), markdown(report)).map_err(CompareError::Io)?;
     throughput_chart(report, &dir.join("throughput.svg"))?;
     latency_chart(report, &dir.join("latency.svg"))?;
@@ -722,6 +734,10 @@ mod tests {
     fn the_report_is_written_as_json_markdown_and_two_svg_charts() {
         let dir = std::env::temp_dir().join(format!("authlab-report-{}", uuid::Uuid::new_v4()));
         write_all(&report(), &dir).unwrap();
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(SCHEMA_FILE)).unwrap()).unwrap();
+        assert_eq!(schema["title"], "Report");
+        assert!(schema["properties"]["routes"].is_object());
         for file in ["report.json", "report.md", "throughput.svg", "latency.svg"] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             assert!(text.contains("/session/me"), "{file} names the routes");

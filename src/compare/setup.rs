@@ -285,7 +285,7 @@ pub async fn log_in_everywhere(
 }
 
 /// What one backend did when its credential met the other instance, and a logout.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ScaleOutCheck {
     /// Which backend, and where the credential was issued.
     pub backend: String,

@@ -170,7 +170,7 @@ pub struct LoadSpec {
 }
 
 /// Latency percentiles of one run, in microseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Latency {
     /// Mean.
     pub mean_us: f64,
@@ -187,7 +187,7 @@ pub struct Latency {
 }
 
 /// What a run found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LoadReport {
     /// Requests that started and completed inside the measured window (any status).
     pub requests: u64,
