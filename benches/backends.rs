@@ -235,34 +235,6 @@ fn redis_url() -> String {
     std::env::var("AUTHLAB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// Deletes the bench's keys (SCAN + UNLINK under its own prefix).
-async fn cleanup(url: &str, prefix: &str) -> Result<(), redis::RedisError> {
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
 fn redis_backends(c: &mut Criterion) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -341,7 +313,7 @@ fn redis_backends(c: &mut Criterion) {
     });
     group.finish();
 
-    if let Err(err) = rt.block_on(cleanup(&url, &prefix)) {
+    if let Err(err) = rt.block_on(authlab::compare::probes::remove_prefix(&url, &prefix)) {
         eprintln!("redis: could not delete the bench keys under {prefix}: {err}");
     }
 }

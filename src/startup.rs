@@ -72,7 +72,6 @@ pub struct Application {
     port: u16,
     server: Server,
     sweeper: JoinHandle<()>,
-    sessions: web::Data<Backend<SessionAuthenticator>>,
 }
 
 impl Application {
@@ -215,12 +214,11 @@ impl Application {
         }
         let server = server.run();
 
-        let sweeper = spawn_session_sweeper(sessions.clone(), settings.session_sweep_interval);
+        let sweeper = spawn_session_sweeper(sessions, settings.session_sweep_interval);
         Ok(Self {
             port,
             server,
             sweeper,
-            sessions,
         })
     }
 
@@ -232,11 +230,6 @@ impl Application {
     /// A handle that can stop the server gracefully.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
-    }
-
-    /// How many sessions are in memory right now (live or awaiting the sweeper).
-    pub fn live_sessions(&self) -> usize {
-        self.sessions.auth.len()
     }
 
     /// Serves until the server is stopped (Ctrl-C, SIGTERM, or [`ServerHandle::stop`]).

@@ -402,6 +402,15 @@ pub trait RefreshFamilies: Send + Sync + 'static {
         user_id: i64,
     ) -> impl Future<Output = Result<Vec<String>, AuthError>> + Send;
 
+    /// Whether `family` is one of the user's live families (somebody else's is "no").
+    fn owns(
+        &self,
+        user_id: i64,
+        family: &str,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send {
+        async move { Ok(self.family_ids(user_id).await?.iter().any(|f| f == family)) }
+    }
+
     /// The user's live families, newest first (expired ones are pruned on the way).
     fn list(
         &self,

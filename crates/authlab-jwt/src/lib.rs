@@ -189,19 +189,15 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
     /// The backend, reading time from `clock`.
     pub fn new(config: JwtConfig<D, F>, clock: Arc<dyn Clock>) -> Self {
         let key = config.secret.0.expose_secret();
-        // Only HS256 is accepted. A token whose header names another algorithm (`none`, HS512,
-        // RS256 with our secret as a "public key") is rejected before any signature check.
-        let mut access_validation = Validation::new(Algorithm::HS256);
-        // Expiry and not-before are checked below against the injected clock, to the second
-        // (no leeway: client clocks do not matter, only ours does, both when signing and checking).
-        access_validation.validate_exp = false;
-        access_validation.validate_nbf = false;
-        access_validation.leeway = 0;
-        access_validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        access_validation.set_issuer(&[config.issuer.as_str()]);
-        // Access tokens carry no `aud`; one that does (a refresh JWT, a token meant for another
-        // service) is rejected by the library's audience rule.
-        let mut refresh_validation = access_validation.clone();
+        // Access tokens are checked by `verify::AccessVerifier` (HS256 pinned, our `iss`, no `aud`).
+        // `jsonwebtoken` checks only the stateless refresh JWTs: HS256 pinned, our `iss`, and the
+        // refresh audience required; expiry and not-before against the injected clock, to the
+        // second (no leeway: only our clock matters, both when signing and when checking).
+        let mut refresh_validation = Validation::new(Algorithm::HS256);
+        refresh_validation.validate_exp = false;
+        refresh_validation.validate_nbf = false;
+        refresh_validation.leeway = 0;
+        refresh_validation.set_issuer(&[config.issuer.as_str()]);
         refresh_validation.set_audience(&[REFRESH_AUDIENCE]);
         refresh_validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         let header = Header::new(Algorithm::HS256);
@@ -221,11 +217,6 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             refresh: config.refresh,
             clock,
         }
-    }
-
-    /// Whether revocation is backed by a denylist (and so whether verify does I/O).
-    pub fn has_denylist(&self) -> bool {
-        self.denylist.is_some()
     }
 
     /// Checks signature, algorithm, issuer and lifetime of an access token (see [`verify`]);
@@ -421,12 +412,7 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
 
     async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
         let families = self.families()?;
-        if !families
-            .family_ids(user_id)
-            .await?
-            .iter()
-            .any(|f| f == session_id)
-        {
+        if !families.owns(user_id, session_id).await? {
             return Ok(false);
         }
         self.end_family(session_id).await

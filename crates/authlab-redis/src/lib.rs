@@ -244,13 +244,7 @@ impl Authenticator for RedisTokenAuthenticator {
     }
 
     async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
-        if !self
-            .families
-            .family_ids(user_id)
-            .await?
-            .iter()
-            .any(|f| f == session_id)
-        {
+        if !self.families.owns(user_id, session_id).await? {
             return Ok(false);
         }
         self.end_family(session_id).await
