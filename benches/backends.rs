@@ -25,20 +25,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use authlab::backends::{self, JwtBackend};
+use authlab::config::{RefreshKind, Settings, Switch};
 use authlab_core::{Authenticator, ClientInfo, Clock, Identity, ManualClock, SystemClock};
-use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
-use authlab_redis::{
-    FamilyConfig, RedisConnection, RedisDenylist, RedisFamilies, RedisTimeouts,
-    RedisTokenAuthenticator, RedisTokenConfig,
-};
-use authlab_session::{SessionAuthenticator, SessionConfig};
+use authlab_jwt::JwtSecret;
+use authlab_redis::{RedisConnection, RedisTokenAuthenticator};
+use authlab_session::SessionAuthenticator;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::ExposeSecret;
 
 const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef";
 const TTL: Duration = Duration::from_secs(900);
-
-type Jwt = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 
 /// Drives a future that never waits on I/O to completion, without a runtime.
 fn ready<F: Future>(future: F) -> F::Output {
@@ -66,11 +63,34 @@ fn issue_str<A: Authenticator>(auth: &A, who: &Identity) -> String {
     }
 }
 
+/// The settings every backend here is built from (by the server's own builders, so what is
+/// measured is what the server runs): an hour of idle time, 15-minute access tokens, and the
+/// Redis at `AUTHLAB_REDIS_URL` under a unique prefix.
+fn settings() -> Settings {
+    let mut settings = Settings::defaults();
+    settings.session_ttl = Duration::from_secs(3600);
+    settings.access_ttl = TTL;
+    settings.redis.url = redis_url();
+    settings.redis_prefix = format!("authlab-bench:{}:", uuid::Uuid::new_v4().simple());
+    settings
+}
+
+fn secret() -> JwtSecret {
+    match JwtSecret::new(SECRET.to_vec()) {
+        Ok(secret) => secret,
+        Err(err) => panic!("bench secret: {err}"),
+    }
+}
+
+fn redis_connection(settings: &Settings) -> Arc<RedisConnection> {
+    match backends::redis_connection(&settings.redis) {
+        Ok(conn) => conn,
+        Err(err) => panic!("Redis URL: {err}"),
+    }
+}
+
 fn session_store() -> SessionAuthenticator {
-    SessionAuthenticator::new(SessionConfig {
-        idle_ttl: Duration::from_secs(3600),
-        max_age: Duration::from_secs(8 * 3600),
-    })
+    backends::session_backend(&settings())
 }
 
 fn session(c: &mut Criterion) {
@@ -142,34 +162,24 @@ fn session(c: &mut Criterion) {
     group.finish();
 }
 
-fn jwt_backend(clock: Arc<dyn Clock>, denylist: Option<RedisDenylist>) -> Jwt {
-    let secret = match JwtSecret::new(SECRET.to_vec()) {
-        Ok(secret) => secret,
-        Err(err) => panic!("bench secret: {err}"),
-    };
-    JwtAuthenticator::new(
-        JwtConfig {
-            secret,
-            issuer: "authlab".into(),
-            ttl: TTL,
-            denylist,
-            // Stateless refresh: issue does no I/O, so the JWT group measures signing alone.
-            refresh: RefreshMode::Stateless {
-                ttl: Duration::from_secs(14 * 24 * 3600),
-            },
-        },
-        clock,
-    )
+/// The JWT backend with stateless refresh tokens (issue does no I/O, so the JWT group measures
+/// signing alone), with or without the Redis denylist.
+fn jwt_backend(settings: &Settings, clock: Arc<dyn Clock>, denylist: Switch) -> JwtBackend {
+    let mut settings = settings.clone();
+    settings.jwt_refresh = RefreshKind::Stateless;
+    settings.jwt_denylist = denylist;
+    backends::jwt_backend(&settings, &redis_connection(&settings), secret(), clock)
 }
 
 fn jwt(c: &mut Criterion) {
     let mut group = c.benchmark_group("jwt");
-    let auth = jwt_backend(Arc::new(SystemClock), None);
+    let settings = settings();
+    let auth = jwt_backend(&settings, Arc::new(SystemClock), Switch::Off);
     let token = issue_str(&auth, &alice());
     // The same user's token, issued by a clock two lifetimes ago: expired now.
     let past = SystemClock.now_unix() - 2 * TTL.as_secs();
     let expired = issue_str(
-        &jwt_backend(Arc::new(ManualClock::new(past)), None),
+        &jwt_backend(&settings, Arc::new(ManualClock::new(past)), Switch::Off),
         &alice(),
     );
     // One flipped character in the signature.
@@ -243,34 +253,15 @@ fn redis_backends(c: &mut Criterion) {
         Ok(rt) => rt,
         Err(err) => panic!("tokio runtime: {err}"),
     };
-    let url = redis_url();
-    let prefix = format!("authlab-bench:{}:", uuid::Uuid::new_v4().simple());
-    let conn = match RedisConnection::new(&url, RedisTimeouts::default()) {
-        Ok(conn) => Arc::new(conn),
-        Err(err) => panic!("Redis URL: {err}"),
-    };
+    let settings = settings();
+    let url = &settings.redis.url;
+    let prefix = &settings.redis_prefix;
+    let conn = redis_connection(&settings);
     if rt.block_on(conn.ping()).is_err() {
         eprintln!("redis: no Redis at {url}; skipping the Redis groups");
         return;
     }
-    let families = RedisFamilies::new(
-        conn.clone(),
-        FamilyConfig {
-            prefix: prefix.clone(),
-            scope: "redis",
-            refresh_ttl: Duration::from_secs(600),
-            grace: Duration::from_secs(10),
-            secret: SecretSlice::from(SECRET.to_vec()),
-        },
-    );
-    let auth = RedisTokenAuthenticator::new(
-        conn.clone(),
-        families,
-        RedisTokenConfig {
-            prefix: prefix.clone(),
-            ttl: Duration::from_secs(600),
-        },
-    );
+    let auth = backends::redis_backend(&settings, &conn, &secret());
     let issue = |auth: &RedisTokenAuthenticator| -> String {
         match rt.block_on(auth.issue(&alice(), &client())) {
             Ok(issued) => issued.credential.expose_secret().to_owned(),
@@ -302,10 +293,7 @@ fn redis_backends(c: &mut Criterion) {
         )
     });
 
-    let with_denylist = jwt_backend(
-        Arc::new(SystemClock),
-        Some(RedisDenylist::new(conn.clone(), &prefix)),
-    );
+    let with_denylist = jwt_backend(&settings, Arc::new(SystemClock), Switch::On);
     let jwt_token = issue_str(&with_denylist, &alice());
     group.bench_function("jwt_verify_with_denylist", |b| {
         b.to_async(&rt)
@@ -313,7 +301,7 @@ fn redis_backends(c: &mut Criterion) {
     });
     group.finish();
 
-    if let Err(err) = rt.block_on(authlab::compare::probes::remove_prefix(&url, &prefix)) {
+    if let Err(err) = rt.block_on(conn.delete_prefix(prefix)) {
         eprintln!("redis: could not delete the bench keys under {prefix}: {err}");
     }
 }

@@ -49,6 +49,24 @@ pub enum RefreshKind {
     Stateless,
 }
 
+/// How to reach Redis: declared once, and shared by `authlab serve` and `authlab compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisSettings {
+    /// Redis for the redis backend, refresh tokens and the JWT denylist. The server starts even
+    /// if it is down.
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "AUTHLAB_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub url: String,
+
+    /// Longest wait for Redis (connect, and each reply) before answering 503.
+    #[arg(id = "redis_timeout", long = "redis-timeout", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
 /// Everything `authlab serve` can be told.
 #[derive(Clone, clap::Args)]
 pub struct Settings {
@@ -64,21 +82,13 @@ pub struct Settings {
     )]
     pub database_url: String,
 
-    /// Redis for the redis backend and the JWT denylist. The server starts even if it is down.
-    #[arg(
-        long,
-        env = "AUTHLAB_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
+    /// Where Redis is and how long to wait for it.
+    #[command(flatten)]
+    pub redis: RedisSettings,
 
     /// Prefix of every Redis key, so several runs or apps can share one Redis.
     #[arg(long, env = "AUTHLAB_REDIS_PREFIX", default_value = "authlab:")]
     pub redis_prefix: String,
-
-    /// Longest wait for Redis (connect, and each reply) before answering 503.
-    #[arg(long, env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
-    pub redis_timeout: Duration,
 
     /// File holding the HS256 secret (at least 32 bytes; one trailing newline is ignored).
     #[arg(long, env = "AUTHLAB_JWT_SECRET_FILE")]
@@ -174,9 +184,9 @@ impl Settings {
         vec![
             ("bind", self.bind.clone()),
             ("database_url", redact_url(&self.database_url)),
-            ("redis_url", redact_url(&self.redis_url)),
+            ("redis_url", redact_url(&self.redis.url)),
             ("redis_prefix", self.redis_prefix.clone()),
-            ("redis_timeout", duration(self.redis_timeout)),
+            ("redis_timeout", duration(self.redis.timeout)),
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
             (
@@ -248,7 +258,7 @@ mod tests {
         let s = Settings::defaults();
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.database_url, "sqlite://authlab.db");
-        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
         assert_eq!(s.redis_prefix, "authlab:");
         assert_eq!(s.access_ttl, Duration::from_secs(900));
         assert_eq!(s.session_ttl, Duration::from_secs(1800));

@@ -23,6 +23,39 @@ pub struct ErrorBody<'a> {
     pub error: &'a str,
     /// A sentence for humans.
     pub message: &'a str,
+    /// Each dependency's state, on `/readyz` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<&'a Readiness>,
+}
+
+/// What `/readyz` found: each dependency, `ok` or `unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// Redis (the redis backend, refresh tokens, the JWT denylist).
+    pub redis: DependencyState,
+    /// The user store.
+    pub database: DependencyState,
+}
+
+/// One dependency's answer to a readiness probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyState {
+    /// It answered in time.
+    Ok,
+    /// It did not answer, or not in time.
+    Unavailable,
+}
+
+impl Readiness {
+    /// The names of the dependencies that are down, in a fixed order.
+    pub fn failing(&self) -> Vec<&'static str> {
+        [("redis", self.redis), ("database", self.database)]
+            .into_iter()
+            .filter(|(_, state)| *state != DependencyState::Ok)
+            .map(|(name, _)| name)
+            .collect()
+    }
 }
 
 /// Whether a 401 should carry an RFC 6750 `WWW-Authenticate: Bearer` challenge.
@@ -92,6 +125,9 @@ pub enum ApiError {
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// `/readyz`: a dependency is down, so this instance should get no traffic for now.
+    #[error("unavailable: {}", .0.failing().join(", "))]
+    NotReady(Readiness),
     /// A bug or an unexpected failure. The client learns nothing more.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -121,6 +157,7 @@ impl ApiError {
             Self::SessionNotFound => "session_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unavailable { .. } => "backend_unavailable",
+            Self::NotReady(_) => "not_ready",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -254,14 +291,16 @@ impl ResponseError for ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        // A failing readiness probe is an answer, not a failure: a load balancer asks every
+        // second, and the log would say the same thing every second.
+        if status.is_server_error() && !matches!(self, Self::NotReady(_)) {
             // The cause chain goes to the log, never to the client.
             tracing::warn!(code = self.code(), error.cause_chain = %CauseChain(self), "request failed");
         }
@@ -273,7 +312,7 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::WWW_AUTHENTICATE, value));
         }
-        if matches!(self, Self::Unavailable { .. })
+        if matches!(self, Self::Unavailable { .. } | Self::NotReady(_))
             || matches!(
                 self,
                 Self::Unauthenticated {
@@ -287,6 +326,10 @@ impl ResponseError for ApiError {
         response.json(ErrorBody {
             error: self.code(),
             message: &message,
+            checks: match self {
+                Self::NotReady(readiness) => Some(readiness),
+                _ => None,
+            },
         })
     }
 }

@@ -6,12 +6,14 @@
 //!
 //! - [`config`]: the one [`config::Settings`] type (flags over `AUTHLAB_*` variables over defaults);
 //! - [`startup`]: [`startup::Application`], which builds and runs the service (tests use it too);
+//! - [`backends`]: the one place each backend is built from the settings (startup, `authlab
+//!   compare` and the benches all build them here);
 //! - [`routes`]: the handlers, written once and mounted under `/session`, `/redis` and `/jwt`;
 //! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
 //! - [`error`]: every error the API answers, mapped to a status code in exactly one place.
 #![deny(missing_docs)]
 
-pub mod compare;
+pub mod backends;
 pub mod config;
 pub mod error;
 pub mod routes;

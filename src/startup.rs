@@ -11,17 +11,15 @@ use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use authlab_core::SystemClock;
-use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtError, JwtSecret, RefreshMode};
-use authlab_redis::{
-    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisTimeouts,
-    RedisTokenAuthenticator, RedisTokenConfig,
-};
-use authlab_session::{SessionAuthenticator, SessionConfig};
+use authlab_jwt::{JwtError, JwtSecret};
+use authlab_redis::RedisBackendError;
+use authlab_session::SessionAuthenticator;
 use authlab_users::{UserStore, UserStoreError};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
-use crate::config::{RefreshKind, Settings, Switch};
+use crate::backends;
+use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes::{self, Backend, Shared};
 use crate::transport::Transport;
@@ -64,9 +62,6 @@ pub enum StartupError {
     JwtSecret(#[source] JwtError),
 }
 
-/// The JWT backend as authlab mounts it: HS256 with the Redis denylist (or none).
-pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
-
 /// A built, listening service.
 pub struct Application {
     port: u16,
@@ -75,30 +70,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the user store, prepares Redis (without needing it to be up), binds the listener and
-    /// builds the server. Nothing is served until [`Application::run_until_stopped`].
+    /// Opens the user store, prepares Redis (without needing it to be up), builds the backends
+    /// ([`crate::backends`]), binds the listener and builds the server. Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let secret = load_jwt_secret(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
             .map_err(StartupError::UserStore)?;
-        let redis = Arc::new(
-            RedisConnection::new(
-                &settings.redis_url,
-                RedisTimeouts {
-                    connect: settings.redis_timeout,
-                    response: settings.redis_timeout,
-                    ..RedisTimeouts::default()
-                },
-            )
-            .map_err(StartupError::RedisUrl)?,
-        );
+        let redis = backends::redis_connection(&settings.redis).map_err(StartupError::RedisUrl)?;
 
-        let sessions = web::Data::new(Backend {
-            auth: SessionAuthenticator::new(SessionConfig {
-                idle_ttl: settings.session_ttl,
-                max_age: settings.session_max_age,
-            }),
+        let session = web::Data::new(Backend {
+            auth: backends::session_backend(&settings),
             transport: Transport::Cookie {
                 secure: settings.cookie_secure,
                 max_age: settings.session_max_age,
@@ -108,63 +90,32 @@ impl Application {
         let bearer = Transport::Bearer {
             allow_query: settings.allow_query_token,
         };
-        // Refresh-token families of each token backend, in their own key space. Successor tokens
-        // are derived with a key derived from the server secret (see authlab-redis `families`).
-        let families = |scope| {
-            RedisFamilies::new(
-                redis.clone(),
-                FamilyConfig {
-                    prefix: settings.redis_prefix.clone(),
-                    scope,
-                    refresh_ttl: settings.refresh_ttl,
-                    grace: settings.refresh_grace,
-                    secret: SecretSlice::from(secret.expose_bytes().to_vec()),
-                },
-            )
-        };
         let opaque = web::Data::new(Backend {
-            auth: RedisTokenAuthenticator::new(
-                redis.clone(),
-                families("redis"),
-                RedisTokenConfig {
-                    prefix: settings.redis_prefix.clone(),
-                    ttl: settings.access_ttl,
-                },
-            ),
+            auth: backends::redis_backend(&settings, &redis, &secret),
             transport: bearer,
             name: "redis",
         });
-        let refresh = match settings.jwt_refresh {
-            RefreshKind::Stored => RefreshMode::Stored(families("jwt")),
-            RefreshKind::Stateless => RefreshMode::Stateless {
-                ttl: settings.refresh_ttl,
-            },
-        };
-        let jwt: web::Data<Backend<JwtBackend>> = web::Data::new(Backend {
-            auth: JwtAuthenticator::new(
-                JwtConfig {
-                    secret,
-                    issuer: settings.jwt_issuer.clone(),
-                    ttl: settings.access_ttl,
-                    denylist: (settings.jwt_denylist == Switch::On)
-                        .then(|| RedisDenylist::new(redis.clone(), &settings.redis_prefix)),
-                    refresh,
-                },
-                Arc::new(SystemClock),
-            ),
+        let jwt = web::Data::new(Backend {
+            auth: backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock)),
             transport: bearer,
             name: "jwt",
         });
         let shared = web::Data::new(Shared {
             users,
-            redis: redis.clone(),
+            redis,
             backends: vec![
-                sessions.clone().into_inner(),
+                session.clone().into_inner(),
                 opaque.clone().into_inner(),
                 jwt.clone().into_inner(),
             ],
-            session_transport: sessions.transport,
+            session_transport: session.transport,
         });
+        let mounted = routes::Mounted {
+            shared,
+            session,
+            redis: opaque,
+            jwt,
+        };
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.clone(),
@@ -178,7 +129,7 @@ impl Application {
             })?
             .port();
 
-        let app_sessions = sessions.clone();
+        let sweep_sessions = mounted.session.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(access_log))
@@ -193,15 +144,7 @@ impl Application {
                         .limit(MAX_BODY_BYTES)
                         .error_handler(|err, _req| ApiError::from(err).into()),
                 )
-                .configure(|cfg| {
-                    routes::configure(
-                        cfg,
-                        shared.clone(),
-                        app_sessions.clone(),
-                        opaque.clone(),
-                        jwt.clone(),
-                    )
-                })
+                .configure(|cfg| routes::configure(cfg, &mounted))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)
@@ -214,7 +157,7 @@ impl Application {
         }
         let server = server.run();
 
-        let sweeper = spawn_session_sweeper(sessions, settings.session_sweep_interval);
+        let sweeper = spawn_session_sweeper(sweep_sessions, settings.session_sweep_interval);
         Ok(Self {
             port,
             server,

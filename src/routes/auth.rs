@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use authlab_core::{AuthError, Authenticator, Issued};
+use authlab_core::{AuthError, Authenticator, Issued, TokenEndpoints};
 use authlab_users::{Password, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use crate::transport::Transport;
 
 /// Body of `POST /users` and `POST /{backend}/login`.
 #[derive(Deserialize)]
-pub struct Credentials {
+pub struct UsernamePassword {
     username: String,
     password: SecretString,
 }
@@ -54,9 +54,9 @@ pub(super) struct CookieLogin {
 /// `POST /users`: registers a user (201), hashing the password before it touches the database.
 pub async fn register(
     shared: web::Data<Shared>,
-    body: web::Json<Credentials>,
+    body: web::Json<UsernamePassword>,
 ) -> Result<HttpResponse, ApiError> {
-    let Credentials { username, password } = body.into_inner();
+    let UsernamePassword { username, password } = body.into_inner();
     let username = Username::parse(username)?;
     let password = Password::parse(password)?;
     let user = shared.users.register(username, password).await?;
@@ -95,9 +95,9 @@ pub async fn login<A: Authenticator>(
     req: HttpRequest,
     shared: web::Data<Shared>,
     backend: web::Data<Backend<A>>,
-    body: web::Json<Credentials>,
+    body: web::Json<UsernamePassword>,
 ) -> Result<HttpResponse, ApiError> {
-    let Credentials { username, password } = body.into_inner();
+    let UsernamePassword { username, password } = body.into_inner();
     // Over-long input cannot belong to anybody; answer like any other failed login.
     if username.len() > 4 * authlab_users::MAX_USERNAME_CHARS
         || password.expose_secret().len() > 4 * authlab_users::MAX_PASSWORD_CHARS
@@ -156,7 +156,7 @@ pub async fn logout<A: Authenticator>(
 }
 
 /// `POST /{backend}/refresh`: spends a refresh token for a new access token and refresh token.
-pub async fn refresh<A: Authenticator>(
+pub async fn refresh<A: TokenEndpoints>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
     body: web::Json<RefreshRequest>,

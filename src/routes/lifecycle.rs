@@ -4,7 +4,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use authlab_core::{AuthError, Authenticator, Identity};
+use authlab_core::{AuthError, Authenticator, Identity, SessionRegistry};
 use authlab_session::SessionAuthenticator;
 use authlab_users::Password;
 use secrecy::SecretString;
@@ -42,7 +42,7 @@ fn finish(response: &mut actix_web::HttpResponseBuilder, transport: Transport) {
 }
 
 /// `GET /{backend}/sessions`: the caller's live sessions (or token families), newest first.
-pub async fn list<A: Authenticator>(
+pub async fn list<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -69,7 +69,7 @@ pub async fn list<A: Authenticator>(
 }
 
 /// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
-pub async fn revoke_one<A: Authenticator>(
+pub async fn revoke_one<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
     id: web::Path<String>,
@@ -92,7 +92,7 @@ pub async fn revoke_one<A: Authenticator>(
 }
 
 /// `POST /{backend}/logout-all`: revokes every session of the caller on this backend.
-pub async fn logout_all<A: Authenticator>(
+pub async fn logout_all<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -190,7 +190,7 @@ pub async fn change_password(
 /// `POST /session/rotate`: a new id for the caller's session, the old one dead at once. This is
 /// what an application calls when the session's privileges change (a role granted, a "sudo"
 /// re-authentication), so that an id seen or planted before the change is worthless after it.
-pub async fn rotate(
+pub async fn renew_session_id(
     req: HttpRequest,
     backend: web::Data<Backend<SessionAuthenticator>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -200,7 +200,7 @@ pub async fn rotate(
         .map_err(|c| backend.refuse(c))?;
     let issued = backend
         .auth
-        .rotate(credential)
+        .renew_id(credential)
         .await
         .map_err(|c| backend.refuse(c))?;
     Ok(issued_response(&backend, &issued))

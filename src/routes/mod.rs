@@ -2,6 +2,11 @@
 //! *same* handlers, written once and made generic over [`Authenticator`]: whatever differs between
 //! the three scopes' numbers comes from the backend, not from the code around it.
 //!
+//! Which routes a scope gets follows from the backend's type: every backend gets login, `/me` and
+//! logout ([`Authenticator`]); a backend that implements [`SessionRegistry`] gets the session
+//! list and logout-all; one that implements [`TokenEndpoints`] gets refresh and the two OAuth
+//! endpoints. The session backend has no refresh tokens, so `/session/refresh` is never mounted.
+//!
 //! | route | answer |
 //! |---|---|
 //! | `POST /users` | register: 201 `{"user_id","username"}` |
@@ -17,6 +22,12 @@
 //! | `GET /hello` | the unauthenticated baseline for load tests, shaped like `/me` |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
 //!
+//! # Where a request goes
+//! `startup` builds the app with [`configure`]; a request under `/{backend}` reaches a generic
+//! handler here, which finds the credential with [`crate::transport`], asks the backend
+//! (`Backend::authenticate` is the hot path), and turns any failure into JSON through the one
+//! mapping in [`crate::error`].
+//!
 //! # Layout
 //! - [`auth`]: login, `/me`, logout and refresh: the per-backend core;
 //! - [`lifecycle`]: the registry (list, revoke one, revoke all), password change, session rotation;
@@ -29,10 +40,14 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use authlab_core::{AuthError, Authenticator, ClientInfo, Identity};
-use authlab_redis::RedisConnection;
+use authlab_core::{
+    AuthError, Authenticator, ClientInfo, Identity, SessionRegistry, TokenEndpoints,
+};
+use authlab_redis::{RedisConnection, RedisTokenAuthenticator};
 use authlab_session::SessionAuthenticator;
 use authlab_users::UserStore;
+
+use crate::backends::JwtBackend;
 
 use crate::error::{ApiError, Challenge};
 use crate::transport::Transport;
@@ -78,7 +93,7 @@ impl<A: Authenticator> Backend<A> {
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// What the routes that span all backends (password change) need from each one, behind `dyn`
-/// (the [`Authenticator`] trait itself uses `async fn` and so is not object-safe).
+/// (the capability traits use `async fn` and so are not object-safe).
 pub trait AnyBackend: Send + Sync {
     /// `None` if the request carries no credential of this backend's kind; otherwise what
     /// verifying it gave.
@@ -90,7 +105,7 @@ pub trait AnyBackend: Send + Sync {
     fn revoke_all(&self, user_id: i64) -> Boxed<'_, Result<usize, AuthError>>;
 }
 
-impl<A: Authenticator> AnyBackend for Backend<A> {
+impl<A: Authenticator + SessionRegistry> AnyBackend for Backend<A> {
     fn identify<'a>(
         &'a self,
         req: &'a HttpRequest,
@@ -137,18 +152,23 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
     ClientInfo { user_agent }
 }
 
-/// Mounts every route on an app.
-pub fn configure<R, J>(
-    cfg: &mut web::ServiceConfig,
-    shared: web::Data<Shared>,
-    session: web::Data<Backend<SessionAuthenticator>>,
-    redis: web::Data<Backend<R>>,
-    jwt: web::Data<Backend<J>>,
-) where
-    R: Authenticator,
-    J: Authenticator,
-{
-    cfg.app_data(shared)
+/// The three mounted backends and what their handlers share, as `startup` builds them.
+#[derive(Clone)]
+pub struct Mounted {
+    /// The user store, Redis and the backends as `dyn`, for the routes outside the scopes.
+    pub shared: web::Data<Shared>,
+    /// `/session`.
+    pub session: web::Data<Backend<SessionAuthenticator>>,
+    /// `/redis`.
+    pub redis: web::Data<Backend<RedisTokenAuthenticator>>,
+    /// `/jwt`.
+    pub jwt: web::Data<Backend<JwtBackend>>,
+}
+
+/// Mounts every route on an app: the shared routes, then each backend's scope with the routes of
+/// the capabilities its type has.
+pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
+    cfg.app_data(mounted.shared.clone())
         .service(resource("/users", "POST").route(web::post().to(auth::register)))
         .service(
             resource("/users/me/password", "POST")
@@ -158,11 +178,19 @@ pub fn configure<R, J>(
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
         .service(
-            backend_scope(session)
-                .service(resource("/rotate", "POST").route(web::post().to(lifecycle::rotate))),
+            registry_routes::<SessionAuthenticator>(backend_scope(mounted.session.clone()))
+                .service(
+                    resource("/rotate", "POST").route(web::post().to(lifecycle::renew_session_id)),
+                ),
         )
-        .service(backend_scope(redis))
-        .service(backend_scope(jwt));
+        .service(token_routes::<RedisTokenAuthenticator>(registry_routes::<
+            RedisTokenAuthenticator,
+        >(
+            backend_scope(mounted.redis.clone()),
+        )))
+        .service(token_routes::<JwtBackend>(registry_routes::<JwtBackend>(
+            backend_scope(mounted.jwt.clone()),
+        )));
 }
 
 /// A resource whose other methods get a JSON 405 with an `Allow` header, rather than a bare 404.
@@ -176,25 +204,34 @@ fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
+/// `/{backend}` with what every backend has ([`Authenticator`]): login, `/me`, logout.
 fn backend_scope<A: Authenticator>(backend: web::Data<Backend<A>>) -> actix_web::Scope {
-    let mut scope = web::scope(&format!("/{}", backend.name))
+    web::scope(&format!("/{}", backend.name))
         .app_data(backend)
         .service(resource("/login", "POST").route(web::post().to(auth::login::<A>)))
         .service(resource("/me", "GET").route(web::get().to(auth::me::<A>)))
         .service(resource("/logout", "POST").route(web::post().to(auth::logout::<A>)))
+}
+
+/// The session registry's routes ([`SessionRegistry`]): list, revoke one, revoke all.
+fn registry_routes<A: Authenticator + SessionRegistry>(
+    scope: actix_web::Scope,
+) -> actix_web::Scope {
+    scope
         .service(resource("/logout-all", "POST").route(web::post().to(lifecycle::logout_all::<A>)))
         .service(resource("/sessions", "GET").route(web::get().to(lifecycle::list::<A>)))
         .service(
             resource("/sessions/{id}", "DELETE")
                 .route(web::delete().to(lifecycle::revoke_one::<A>)),
-        );
-    if A::ISSUES_TOKENS {
-        scope = scope
-            .service(resource("/refresh", "POST").route(web::post().to(auth::refresh::<A>)))
-            .service(resource("/revoke", "POST").route(web::post().to(oauth::revoke::<A>)))
-            .service(resource("/introspect", "POST").route(web::post().to(oauth::introspect::<A>)));
-    }
+        )
+}
+
+/// A token server's routes ([`TokenEndpoints`]): refresh, RFC 7009 revoke, RFC 7662 introspect.
+fn token_routes<A: TokenEndpoints>(scope: actix_web::Scope) -> actix_web::Scope {
     scope
+        .service(resource("/refresh", "POST").route(web::post().to(auth::refresh::<A>)))
+        .service(resource("/revoke", "POST").route(web::post().to(oauth::revoke::<A>)))
+        .service(resource("/introspect", "POST").route(web::post().to(oauth::introspect::<A>)))
 }
 
 /// The JSON answer for a route that does not exist.

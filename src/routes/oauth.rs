@@ -12,7 +12,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use authlab_core::{Authenticator, TokenKind};
+use authlab_core::{TokenEndpoints, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -29,7 +29,7 @@ pub struct TokenForm {
 }
 
 /// `POST /{backend}/revoke` (RFC 7009): always 200 once the token, if it was live, is dead.
-pub async fn revoke<A: Authenticator>(
+pub async fn revoke<A: TokenEndpoints>(
     backend: web::Data<Backend<A>>,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
@@ -44,7 +44,7 @@ pub async fn revoke<A: Authenticator>(
 }
 
 /// `POST /{backend}/introspect` (RFC 7662): what a live token is, or `{"active": false}`.
-pub async fn introspect<A: Authenticator>(
+pub async fn introspect<A: TokenEndpoints>(
     backend: web::Data<Backend<A>>,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {

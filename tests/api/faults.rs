@@ -15,7 +15,7 @@ const RECOVERY: Duration = Duration::from_secs(10);
 async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all_recover() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
-    let app = spawn_app_with(|s| s.redis_url = url).await;
+    let app = spawn_app_with(|s| s.redis.url = url).await;
     let user = app.register().await;
     let sid = app.login("session", &user).await;
     let opaque = app.login("redis", &user).await;
@@ -84,7 +84,7 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
     let mut redis = PrivateRedis::not_started();
     let url = redis.url();
     let app = spawn_app_with(|s| {
-        s.redis_url = url;
+        s.redis.url = url;
         // The fully stateless JWT configuration: no denylist, refresh tokens that are JWTs too.
         s.jwt_denylist = authlab::config::Switch::Off;
         s.jwt_refresh = authlab::config::RefreshKind::Stateless;
@@ -130,8 +130,8 @@ async fn a_redis_that_hangs_gets_a_503_after_the_timeout_not_a_hung_request() {
     let redis = PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app_with(|s| {
-        s.redis_url = url;
-        s.redis_timeout = Duration::from_millis(300);
+        s.redis.url = url;
+        s.redis.timeout = Duration::from_millis(300);
     })
     .await;
     let (_, opaque) = app.logged_in("redis").await;

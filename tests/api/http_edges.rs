@@ -245,7 +245,7 @@ async fn the_cookie_is_secure_when_configured() {
 async fn redis_tokens_live_under_the_configured_prefix_with_a_ttl() {
     let app = spawn_app().await;
     let (user, credential) = app.logged_in("redis").await;
-    let client = redis::Client::open(app.settings.redis_url.as_str()).unwrap();
+    let client = redis::Client::open(app.settings.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}tok:{}", app.settings.redis_prefix, credential.value());
     let value: Option<String> = redis::cmd("GET")

@@ -644,7 +644,7 @@ async fn rotating_a_session_id_keeps_the_session_and_kills_the_old_id() {
 #[tokio::test]
 async fn registry_entries_go_when_their_families_expire() {
     let app = spawn_app_with(|s| s.refresh_ttl = Duration::from_secs(1)).await;
-    let client = redis::Client::open(app.settings.redis_url.as_str()).unwrap();
+    let client = redis::Client::open(app.settings.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for backend in TOKEN_BACKENDS {
         let user = app.register().await;
@@ -748,7 +748,7 @@ async fn a_password_change_with_stateless_jwt_refresh_still_succeeds() {
 async fn a_password_change_that_cannot_revoke_everything_leaves_the_password_unchanged() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
-    let app = spawn_app_with(|s| s.redis_url = url).await;
+    let app = spawn_app_with(|s| s.redis.url = url).await;
     let (user, sid) = app.logged_in("session").await;
     redis.stop();
     let response = app

@@ -2,27 +2,42 @@
 //!
 //! authlab compares three ways of answering it (server-side sessions, opaque tokens in Redis and
 //! signed JWTs). So that the differences we measure come from the backends alone, everything they
-//! share lives here, in a crate that knows nothing of HTTP, Redis, SQL or any one backend:
-//!
-//! - [`Authenticator`]: issue a credential at login, verify one on every request (the hot path),
-//!   revoke one at logout;
-//! - [`Identity`]: what a verified credential tells the application;
-//! - [`AuthError`]: why a credential was not accepted, kept apart from "the backend is down";
-//! - [`Denylist`]: the small store a stateless backend needs once it wants revocation;
-//! - [`Clock`]: time as a dependency, so expiry is tested without sleeping.
+//! share lives here, in a crate that knows nothing of HTTP, Redis, SQL or any one backend.
 //!
 //! # Layout
+//! - this file: the data that crosses the trait boundary: [`Identity`] (what a verified credential
+//!   tells the application), [`Issued`] (a fresh credential), [`SessionInfo`], [`TokenInfo`], and
+//!   [`AuthError`] (why a credential was not accepted, kept apart from "the backend is down");
+//! - [`capabilities`]: [`Authenticator`] (issue at login, verify on every request, revoke at
+//!   logout: what every backend does), and the traits only some backends implement:
+//!   [`SessionRegistry`] (list and end a user's sessions) and [`TokenEndpoints`] (refresh,
+//!   RFC 7009, RFC 7662);
+//! - [`families`]: refresh-token families ([`RefreshFamilies`], the store; [`FamilyAccess`], what
+//!   dies with a family; [`FamilyLifecycle`], the logic both token backends share);
+//! - [`denylist`]: [`Denylist`], the small store a stateless backend needs once it wants revocation;
+//! - [`clock`]: [`Clock`], time as a dependency, so expiry is tested without sleeping.
+//!
 //! Dependencies point one way: the server crate depends on the backends, the backends on this crate.
 //! A backend never imports another backend, and none of them sees a request or a status code: the
-//! server decides how a credential travels (cookie or `Authorization` header) and maps
-//! [`AuthError`] to HTTP in exactly one place.
+//! server decides how a credential travels (cookie or `Authorization` header), mounts routes by
+//! the capability traits a backend implements, and maps [`AuthError`] to HTTP in exactly one place.
 #![deny(missing_docs)]
 
+pub mod capabilities;
+pub mod clock;
+pub mod denylist;
+pub mod families;
+
+pub use capabilities::{Authenticator, SessionRegistry, TokenEndpoints};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use denylist::Denylist;
+pub use families::{
+    Exchange, FamilyAccess, FamilyLifecycle, NewFamily, RefreshFamilies, RevokedFamily, Rotated,
+};
+
 use std::error::Error as StdError;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use secrecy::SecretString;
 
@@ -161,7 +176,9 @@ pub enum AuthError {
     /// has a copy. The whole family it belongs to has been revoked.
     #[error("the refresh token was already used; its whole family has been revoked")]
     Reused,
-    /// The backend has no such operation (a session has no refresh token).
+    /// The backend, as configured at run time, cannot do this (a JWT backend with stateless
+    /// refresh tokens keeps no list of sessions). What a backend can never do is not an error but
+    /// a missing trait: see [`capabilities`].
     #[error("this backend does not support the operation")]
     Unsupported,
     /// The store the backend depends on could not answer; the credential was not judged at all.
@@ -176,309 +193,9 @@ impl AuthError {
     }
 }
 
-/// One way of turning a login into a credential and a credential back into an [`Identity`].
-///
-/// The server is generic over this trait, so one set of handlers serves every backend and the
-/// compiler dispatches `verify` statically on the hot path. The futures are `Send` so a backend can
-/// be driven from any runtime.
-///
-/// A backend decides what its credential looks like and where its state lives; it never decides how
-/// the credential travels (cookie or header): that is the server's job.
-///
-/// # Example
-/// The smallest honest implementation: credentials are user ids written in decimal, accepted forever
-/// and never revocable. (It is a lesson in what *not* to deploy: anyone can claim any id.)
-///
-/// ```
-/// use std::time::Duration;
-/// use authlab_core::{AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo};
-///
-/// struct TrustMe;
-///
-/// impl Authenticator for TrustMe {
-///     async fn issue(&self, identity: &Identity, _: &ClientInfo) -> Result<Issued, AuthError> {
-///         Ok(Issued {
-///             credential: identity.user_id.to_string().into(),
-///             expires_in: Duration::MAX,
-///             refresh: None,
-///         })
-///     }
-///     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
-///         let user_id = credential.parse().map_err(|_| AuthError::Invalid)?;
-///         Ok(Identity::new(user_id, "somebody"))
-///     }
-///     async fn revoke(&self, _credential: &str) -> Result<(), AuthError> {
-///         Err(AuthError::Invalid) // nothing to revoke: the credential is the claim itself
-///     }
-///     async fn sessions(&self, _user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
-///         Ok(Vec::new()) // nothing is remembered, so nothing can be listed...
-///     }
-///     async fn revoke_session(&self, _: i64, _: &str) -> Result<bool, AuthError> {
-///         Ok(false) // ...or revoked
-///     }
-///     async fn revoke_all(&self, _user_id: i64) -> Result<usize, AuthError> {
-///         Ok(0)
-///     }
-/// }
-///
-/// # tokio_test_block_on(async {
-/// let who = TrustMe.verify("42").await.unwrap();
-/// assert_eq!(who.user_id, 42);
-/// assert!(matches!(TrustMe.verify("not a number").await, Err(AuthError::Invalid)));
-/// # });
-/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     // a tiny executor, so the example needs no runtime crate
-/// #     let waker = std::task::Waker::noop();
-/// #     let mut cx = std::task::Context::from_waker(&waker);
-/// #     let mut f = std::pin::pin!(f);
-/// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-/// # }
-/// ```
-pub trait Authenticator: Send + Sync + 'static {
-    /// Whether this backend hands out refresh tokens and bearer tokens that the RFC 7009
-    /// (revocation) and RFC 7662 (introspection) endpoints make sense for.
-    const ISSUES_TOKENS: bool = false;
-
-    /// Creates a new credential for a user who has just proved who they are (at login).
-    ///
-    /// Every call mints a fresh credential: a backend never adopts a value the client chose.
-    fn issue(
-        &self,
-        identity: &Identity,
-        client: &ClientInfo,
-    ) -> impl Future<Output = Result<Issued, AuthError>> + Send;
-
-    /// Turns a presented credential into the identity it stands for. This runs on every
-    /// authenticated request, so implementations avoid every allocation and round trip they can.
-    fn verify(&self, credential: &str) -> impl Future<Output = Result<Identity, AuthError>> + Send;
-
-    /// Ends a credential (logout): from the moment this returns `Ok`, `verify` rejects it, and
-    /// so does `refresh` for any refresh token issued with it.
-    ///
-    /// A credential that is not currently valid cannot be revoked and gets the same error `verify`
-    /// would give, so logout answers exactly like an authenticated request.
-    fn revoke(&self, credential: &str) -> impl Future<Output = Result<(), AuthError>> + Send;
-
-    /// Exchanges a refresh token for a new credential *and* a new refresh token; the old refresh
-    /// token is spent. Presenting a spent one again is [`AuthError::Reused`].
-    fn refresh(
-        &self,
-        refresh_token: &str,
-        client: &ClientInfo,
-    ) -> impl Future<Output = Result<Issued, AuthError>> + Send {
-        let _ = (refresh_token, client);
-        async { Err(AuthError::Unsupported) }
-    }
-
-    /// The user's live sessions or token families, newest first.
-    fn sessions(
-        &self,
-        user_id: i64,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, AuthError>> + Send;
-
-    /// Revokes one of the user's sessions by its public id. `Ok(false)`: no such live session
-    /// of this user (somebody else's id is "no such session" too).
-    fn revoke_session(
-        &self,
-        user_id: i64,
-        session_id: &str,
-    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
-
-    /// Revokes every session or family of the user ("log out everywhere"); returns how many.
-    fn revoke_all(&self, user_id: i64) -> impl Future<Output = Result<usize, AuthError>> + Send;
-
-    /// RFC 7662: what a token is, if it is live (`Ok(None)` for anything that is not).
-    fn introspect(
-        &self,
-        token: &str,
-    ) -> impl Future<Output = Result<Option<TokenInfo>, AuthError>> + Send {
-        let _ = token;
-        async { Ok(None) }
-    }
-
-    /// RFC 7009: revokes an access or refresh token; revoking a refresh token revokes its whole
-    /// family. Unknown or dead tokens are not an error (the RFC answers 200 for them too).
-    fn revoke_token(&self, token: &str) -> impl Future<Output = Result<(), AuthError>> + Send {
-        let _ = token;
-        async { Err(AuthError::Unsupported) }
-    }
-}
-
-/// Revoked JWTs, remembered only as long as the tokens they name would have lived.
-///
-/// A stateless credential cannot be recalled; the only way to reject one before it expires is to
-/// look it up somewhere on every request. This trait names that lookup, so the JWT backend can
-/// offer it without knowing that the set lives in Redis. Entries are per token (`jti`) or per
-/// token family (every access token issued from one login), and one check covers both.
-pub trait Denylist: Send + Sync + 'static {
-    /// Remembers a token (`jti`), or with `None` a whole family, as revoked for `ttl`.
-    fn deny(
-        &self,
-        family: &str,
-        jti: Option<&str>,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), AuthError>> + Send;
-
-    /// Answers whether the token `jti` of `family`, or the family itself, has been revoked.
-    fn is_denied(
-        &self,
-        family: &str,
-        jti: &str,
-    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
-}
-
-/// A login's refresh-token family, just started.
-pub struct NewFamily {
-    /// The family's public id (also the session id users see in their list).
-    pub id: String,
-    /// The first refresh token of the family.
-    pub refresh_token: SecretString,
-    /// How long it can be exchanged.
-    pub refresh_ttl: Duration,
-}
-
-/// The result of a refresh-token exchange.
-pub struct Rotated {
-    /// Whose family it is (with [`Identity::session_id`] set to the family id).
-    pub identity: Identity,
-    /// The successor refresh token (the same one again for a retry within the grace window).
-    pub refresh_token: SecretString,
-    /// How long the successor can be exchanged.
-    pub refresh_ttl: Duration,
-}
-
-/// A family that was just revoked.
-pub struct RevokedFamily {
-    /// Whose it was.
-    pub user_id: i64,
-    /// The access-token ids that had been [attached](RefreshFamilies::attach) to it, for the
-    /// backend to revoke in turn.
-    pub attached: Vec<String>,
-}
-
-/// Server-side refresh-token families: rotation, reuse detection, and the per-user registry.
-///
-/// A login starts a family; every refresh spends the family's current refresh token and mints its
-/// successor. Presenting a spent token again means two parties hold it, so the family dies.
-/// Both token backends (opaque and JWT) keep their families in one of these, so they share the
-/// exact same lifecycle and differ only in their access credentials.
-pub trait RefreshFamilies: Send + Sync + 'static {
-    /// Starts a family at login.
-    fn start(
-        &self,
-        identity: &Identity,
-        client: &ClientInfo,
-    ) -> impl Future<Output = Result<NewFamily, AuthError>> + Send;
-
-    /// Spends `refresh_token` and returns its successor. A spent token presented again outside
-    /// the grace window is [`AuthError::Reused`]: the caller must then revoke the family (the
-    /// family id is the part of the token before the first `.`), together with whatever access
-    /// credentials it issued from it.
-    fn rotate(
-        &self,
-        refresh_token: &str,
-    ) -> impl Future<Output = Result<Rotated, AuthError>> + Send;
-
-    /// Remembers that the access credential `access_id` (valid for `ttl`) came from `family`,
-    /// so that revoking the family can revoke it too. [`AuthError::Invalid`] if the family is no
-    /// longer live (revoked while the credential was being minted): the caller must then discard
-    /// the credential.
-    fn attach(
-        &self,
-        family: &str,
-        access_id: &str,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), AuthError>> + Send;
-
-    /// Revokes a family; `Ok(None)` if it was not live.
-    fn revoke(
-        &self,
-        family: &str,
-    ) -> impl Future<Output = Result<Option<RevokedFamily>, AuthError>> + Send;
-
-    /// The ids of the user's live families (expired ones are pruned on the way).
-    fn family_ids(
-        &self,
-        user_id: i64,
-    ) -> impl Future<Output = Result<Vec<String>, AuthError>> + Send;
-
-    /// Whether `family` is one of the user's live families (somebody else's is "no").
-    fn owns(
-        &self,
-        user_id: i64,
-        family: &str,
-    ) -> impl Future<Output = Result<bool, AuthError>> + Send {
-        async move { Ok(self.family_ids(user_id).await?.iter().any(|f| f == family)) }
-    }
-
-    /// The user's live families, newest first (expired ones are pruned on the way).
-    fn list(
-        &self,
-        user_id: i64,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, AuthError>> + Send;
-
-    /// What a refresh token is, if it is the live one of its family.
-    fn inspect(
-        &self,
-        refresh_token: &str,
-    ) -> impl Future<Output = Result<Option<TokenInfo>, AuthError>> + Send;
-}
-
-/// The current time in whole seconds since the Unix epoch, as a dependency.
-///
-/// JWT claims (`iat`, `exp`) are Unix seconds, so that is the unit. Injecting the clock lets a test
-/// move time forward and check expiry to the second without sleeping.
-pub trait Clock: Send + Sync + 'static {
-    /// Seconds since 1970-01-01T00:00:00Z.
-    fn now_unix(&self) -> u64;
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_unix(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-}
-
-/// A clock that only moves when told to, for tests. Clones share the same time.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicU64>);
-
-impl ManualClock {
-    /// A clock stopped at `now_unix`.
-    pub fn new(now_unix: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(now_unix)))
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_unix(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manual_clock_clones_share_one_time() {
-        let clock = ManualClock::new(1_000);
-        let other = clock.clone();
-        clock.advance(Duration::from_secs(15));
-        assert_eq!(other.now_unix(), 1_015);
-    }
 
     #[test]
     fn issued_debug_never_shows_the_credential() {

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authlab_core::{
-    AuthError, Authenticator, ClientInfo, Clock, Denylist, Identity, Issued, IssuedRefresh,
-    RefreshFamilies, SessionInfo, TokenInfo, TokenKind,
+    AuthError, Authenticator, ClientInfo, Clock, Denylist, FamilyAccess, FamilyLifecycle, Identity,
+    Issued, IssuedRefresh, RefreshFamilies, RevokedFamily, SessionInfo, SessionRegistry,
+    TokenEndpoints, TokenInfo, TokenKind,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretSlice};
@@ -296,30 +297,53 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         })
     }
 
+    /// The family logic shared with the opaque backend, with this backend's access side; `None`
+    /// with stateless refresh tokens, which keep no families.
+    fn lifecycle(&self) -> Option<FamilyLifecycle<'_, F, Self>> {
+        match &self.refresh {
+            RefreshMode::Stored(families) => Some(FamilyLifecycle {
+                families,
+                access: self,
+            }),
+            RefreshMode::Stateless { .. } => None,
+        }
+    }
+
     /// Ends a whole family: its refresh token (if stored) and, with a denylist, every access
-    /// token issued from it (each lives at most `ttl` longer, so the entry does too).
+    /// token issued from it.
     async fn end_family(&self, family: &str) -> Result<bool, AuthError> {
-        let ended = match &self.refresh {
-            RefreshMode::Stored(families) => families.revoke(family).await?.is_some(),
-            RefreshMode::Stateless { .. } => false,
-        };
+        match self.lifecycle() {
+            Some(lifecycle) => lifecycle.end(family).await,
+            None => {
+                self.revoke_access(family, None).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The family logic, or [`AuthError::Unsupported`] with stateless refresh tokens (the one
+    /// capability that depends on run-time configuration).
+    fn stored_lifecycle(&self) -> Result<FamilyLifecycle<'_, F, Self>, AuthError> {
+        self.lifecycle().ok_or(AuthError::Unsupported)
+    }
+}
+
+impl<D: Denylist, F: RefreshFamilies> FamilyAccess for JwtAuthenticator<D, F> {
+    /// With a denylist, every access token of the family is denied for as long as the newest
+    /// of them can live (`ttl`); without one, nothing on the server can end them before `exp`.
+    async fn revoke_access(
+        &self,
+        family: &str,
+        _ended: Option<&RevokedFamily>,
+    ) -> Result<(), AuthError> {
         if let Some(denylist) = &self.denylist {
             denylist.deny(family, None, self.ttl).await?;
         }
-        Ok(ended)
-    }
-
-    fn families(&self) -> Result<&F, AuthError> {
-        match &self.refresh {
-            RefreshMode::Stored(families) => Ok(families),
-            RefreshMode::Stateless { .. } => Err(AuthError::Unsupported),
-        }
+        Ok(())
     }
 }
 
 impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
-    const ISSUES_TOKENS: bool = true;
-
     async fn issue(&self, identity: &Identity, client: &ClientInfo) -> Result<Issued, AuthError> {
         match &self.refresh {
             RefreshMode::Stored(families) => {
@@ -368,7 +392,25 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
         self.end_family(family).await?;
         Ok(())
     }
+}
 
+impl<D: Denylist, F: RefreshFamilies> SessionRegistry for JwtAuthenticator<D, F> {
+    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+        self.stored_lifecycle()?.families.list(user_id).await
+    }
+
+    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
+        self.stored_lifecycle()?
+            .revoke_session(user_id, session_id)
+            .await
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
+        self.stored_lifecycle()?.revoke_all(user_id).await
+    }
+}
+
+impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> {
     async fn refresh(
         &self,
         refresh_token: &str,
@@ -376,16 +418,12 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
     ) -> Result<Issued, AuthError> {
         match &self.refresh {
             RefreshMode::Stored(families) => {
-                let rotated = match families.rotate(refresh_token).await {
-                    Err(AuthError::Reused) => {
-                        // Theft evidence: the whole login goes, access tokens included.
-                        if let Some((family, _)) = refresh_token.split_once('.') {
-                            self.end_family(family).await?;
-                        }
-                        return Err(AuthError::Reused);
-                    }
-                    other => other?,
+                // A reused refresh token ends the whole login, access tokens included.
+                let lifecycle = FamilyLifecycle {
+                    families,
+                    access: self,
                 };
+                let rotated = lifecycle.exchange(refresh_token).await?;
                 let family = rotated.identity.session_id.clone().unwrap_or_default();
                 self.mint(
                     &rotated.identity,
@@ -404,29 +442,6 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
                 self.mint(&identity, &claims.fam, refresh)
             }
         }
-    }
-
-    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
-        self.families()?.list(user_id).await
-    }
-
-    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
-        let families = self.families()?;
-        if !families.owns(user_id, session_id).await? {
-            return Ok(false);
-        }
-        self.end_family(session_id).await
-    }
-
-    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
-        let families = self.families()?;
-        let mut revoked = 0;
-        for family in families.family_ids(user_id).await? {
-            if self.end_family(&family).await? {
-                revoked += 1;
-            }
-        }
-        Ok(revoked)
     }
 
     async fn introspect(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
@@ -471,12 +486,8 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
             }
             return Ok(());
         }
-        if let RefreshMode::Stored(families) = &self.refresh
-            && let Some(info) = families.inspect(token).await?
-            && let Some(family) = info.identity.session_id
-        {
-            // RFC 7009 §2.1: revoking a refresh token also revokes what was issued with it.
-            self.end_family(&family).await?;
+        if let Some(lifecycle) = self.lifecycle() {
+            lifecycle.revoke_refresh_token(token).await?;
         }
         // A stateless refresh JWT cannot be revoked; RFC 7009 still answers 200.
         Ok(())
@@ -524,13 +535,13 @@ mod tests {
         ) -> Result<authlab_core::NewFamily, AuthError> {
             Err(AuthError::Unsupported)
         }
-        async fn rotate(&self, _: &str) -> Result<authlab_core::Rotated, AuthError> {
+        async fn exchange(&self, _: &str) -> Result<authlab_core::Exchange, AuthError> {
             Err(AuthError::Unsupported)
         }
         async fn attach(&self, _: &str, _: &str, _: Duration) -> Result<(), AuthError> {
             Err(AuthError::Unsupported)
         }
-        async fn revoke(&self, _: &str) -> Result<Option<authlab_core::RevokedFamily>, AuthError> {
+        async fn revoke_family(&self, _: &str) -> Result<Option<RevokedFamily>, AuthError> {
             Err(AuthError::Unsupported)
         }
         async fn family_ids(&self, _: i64) -> Result<Vec<String>, AuthError> {

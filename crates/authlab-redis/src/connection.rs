@@ -176,6 +176,36 @@ impl RedisConnection {
         classify(slot, result)
     }
 
+    /// Deletes every key under `prefix` (`SCAN` + `UNLINK`), for tooling and test clean-up
+    /// (`authlab compare`, the benches). It walks the whole keyspace, so it never runs on a
+    /// request path, and an empty prefix deletes nothing.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), RedisBackendError> {
+        if prefix.is_empty() {
+            return Ok(());
+        }
+        let pattern = format!("{prefix}*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let _: i64 = self.query(redis::cmd("UNLINK").arg(&keys)).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     /// Asks Redis for `PONG`: the readiness check.
     pub async fn ping(&self) -> Result<(), RedisBackendError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())

@@ -24,11 +24,11 @@
 //! finds that slot without a lookup.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use authlab_core::{
-    AuthError, ClientInfo, Identity, NewFamily, RefreshFamilies, RevokedFamily, Rotated,
-    SessionInfo, TokenInfo, TokenKind,
+    AuthError, ClientInfo, Clock, Exchange, Identity, NewFamily, RefreshFamilies, RevokedFamily,
+    Rotated, SessionInfo, SystemClock, TokenInfo, TokenKind,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,8 +47,9 @@ const FAMILY_LEN: usize = 32;
 const SECRET_LEN: usize = 43;
 
 /// The exchange, atomically: rotate, answer a retry within the grace window, or report reuse.
-/// KEYS: fam, spent. ARGV: presented hash, successor hash, now, grace, ttl.
-const ROTATE: &str = r#"
+/// KEYS: fam, spent, acc (only its TTL is extended). ARGV: presented hash, successor hash, now,
+/// grace, ttl.
+const EXCHANGE: &str = r#"
 local fam, spent = KEYS[1], KEYS[2]
 local now, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local f = redis.call('HMGET', fam, 'uid', 'name', 'refresh', 'prev', 'prev_until')
@@ -82,7 +83,7 @@ return 1
 
 /// Deletes a family's keys and returns its user id and the access ids attached to it.
 /// KEYS: fam, spent, acc.
-const REVOKE: &str = r#"
+const REVOKE_FAMILY: &str = r#"
 local uid = redis.call('HGET', KEYS[1], 'uid')
 if not uid then return {} end
 local acc = redis.call('ZRANGE', KEYS[3], 0, -1)
@@ -112,8 +113,8 @@ pub struct RedisFamilies {
     refresh_ttl: Duration,
     grace: Duration,
     successor_key: Hmac<Sha256>,
-    rotate: redis::Script,
-    revoke: redis::Script,
+    exchange: redis::Script,
+    revoke_family: redis::Script,
     attach: redis::Script,
 }
 
@@ -141,12 +142,6 @@ impl<'a> RefreshToken<'a> {
             whole: token,
         })
     }
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// SHA-256 of a token, hex. Refresh tokens carry 256 random bits, so a fast hash is enough: there
@@ -188,8 +183,8 @@ impl RedisFamilies {
             refresh_ttl: config.refresh_ttl,
             grace: config.grace,
             successor_key,
-            rotate: redis::Script::new(ROTATE),
-            revoke: redis::Script::new(REVOKE),
+            exchange: redis::Script::new(EXCHANGE),
+            revoke_family: redis::Script::new(REVOKE_FAMILY),
             attach: redis::Script::new(ATTACH),
         }
     }
@@ -243,10 +238,9 @@ impl RefreshFamilies for RedisFamilies {
     ) -> Result<NewFamily, AuthError> {
         let family = Uuid::new_v4().simple().to_string();
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret)
-            .map_err(|e| AuthError::unavailable(std::io::Error::other(e.to_string())))?;
+        getrandom::fill(&mut secret).map_err(AuthError::unavailable)?;
         let token = format!("{family}.{}", URL_SAFE_NO_PAD.encode(secret));
-        let now = now_unix();
+        let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
         let user_key = self.user_key(identity.user_id);
         let mut pipe = redis::pipe();
@@ -295,14 +289,14 @@ impl RefreshFamilies for RedisFamilies {
         })
     }
 
-    async fn rotate(&self, refresh_token: &str) -> Result<Rotated, AuthError> {
+    async fn exchange(&self, refresh_token: &str) -> Result<Exchange, AuthError> {
         let token = RefreshToken::parse(refresh_token).ok_or(AuthError::Invalid)?;
         let successor = self.successor(&token);
-        let now = now_unix();
+        let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
         let reply = self
             .run_script(
-                &self.rotate,
+                &self.exchange,
                 &[
                     self.family_key(token.family),
                     self.spent_key(token.family),
@@ -344,14 +338,16 @@ impl RefreshFamilies for RedisFamilies {
                         .query(redis::cmd("EXPIRE").arg(self.user_key(user_id)).arg(ttl))
                         .await?;
                 }
-                Ok(Rotated {
+                Ok(Exchange::Rotated(Rotated {
                     identity: Identity::new(user_id, username).in_session(token.family),
                     refresh_token: SecretString::from(successor),
                     refresh_ttl: self.refresh_ttl,
-                })
+                }))
             }
-            // Theft evidence. The caller revokes the family: it knows what else hangs on it.
-            ("reused", _, _) => Err(AuthError::Reused),
+            // Theft evidence. The caller ends the family: it knows what else hangs on it.
+            ("reused", _, _) => Ok(Exchange::Reused {
+                family: token.family.to_owned(),
+            }),
             _ => Err(AuthError::Invalid),
         }
     }
@@ -364,7 +360,7 @@ impl RefreshFamilies for RedisFamilies {
                 redis::cmd("ZREMRANGEBYSCORE")
                     .arg(&user_key)
                     .arg("-inf")
-                    .arg(now_unix()),
+                    .arg(SystemClock.now_unix()),
             )
             .await?;
         Ok(self
@@ -374,7 +370,7 @@ impl RefreshFamilies for RedisFamilies {
     }
 
     async fn attach(&self, family: &str, access_id: &str, ttl: Duration) -> Result<(), AuthError> {
-        let now = now_unix();
+        let now = SystemClock.now_unix();
         let reply = self
             .run_script(
                 &self.attach,
@@ -394,10 +390,10 @@ impl RefreshFamilies for RedisFamilies {
         }
     }
 
-    async fn revoke(&self, family: &str) -> Result<Option<RevokedFamily>, AuthError> {
+    async fn revoke_family(&self, family: &str) -> Result<Option<RevokedFamily>, AuthError> {
         let reply = self
             .run_script(
-                &self.revoke,
+                &self.revoke_family,
                 &[
                     self.family_key(family),
                     self.spent_key(family),

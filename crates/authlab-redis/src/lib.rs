@@ -25,11 +25,12 @@
 #![deny(missing_docs)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use authlab_core::{
-    AuthError, Authenticator, ClientInfo, Denylist, Identity, Issued, IssuedRefresh,
-    RefreshFamilies, SessionInfo, TokenInfo, TokenKind,
+    AuthError, Authenticator, ClientInfo, Clock, Denylist, FamilyAccess, FamilyLifecycle, Identity,
+    Issued, IssuedRefresh, RefreshFamilies, RevokedFamily, SessionInfo, SessionRegistry,
+    SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 use uuid::Uuid;
 
@@ -113,10 +114,7 @@ impl RedisTokenAuthenticator {
                 let token_text = token.hyphenated().to_string();
                 if let Err(refused) = self.families.attach(family, &token_text, self.ttl).await {
                     // The family died while we minted: so does the token.
-                    let _: i64 = self
-                        .conn
-                        .query(redis::cmd("DEL").arg(self.key(&token)))
-                        .await?;
+                    self.delete(&token).await?;
                     return Err(refused);
                 }
                 return Ok(token_text);
@@ -124,25 +122,21 @@ impl RedisTokenAuthenticator {
         }
     }
 
-    /// Revokes a family and every access token attached to it.
-    async fn end_family(&self, family: &str) -> Result<bool, AuthError> {
-        let Some(revoked) = self.families.revoke(family).await? else {
-            return Ok(false);
-        };
-        if !revoked.attached.is_empty() {
-            // One DEL per key, pipelined: the tokens live in different Cluster slots, so a single
-            // multi-key DEL would be refused there.
-            let mut pipe = redis::pipe();
-            for token in revoked
-                .attached
-                .iter()
-                .filter_map(|t| Uuid::try_parse(t).ok())
-            {
-                pipe.cmd("DEL").arg(self.key(&token)).ignore();
-            }
-            let () = self.conn.pipeline(&pipe).await?;
+    /// The family logic shared with the JWT backend, with this backend's access side.
+    fn lifecycle(&self) -> FamilyLifecycle<'_, RedisFamilies, Self> {
+        FamilyLifecycle {
+            families: &self.families,
+            access: self,
         }
-        Ok(true)
+    }
+
+    /// Deletes one access token's key.
+    async fn delete(&self, token: &Uuid) -> Result<(), AuthError> {
+        let _: i64 = self
+            .conn
+            .query(redis::cmd("DEL").arg(self.key(token)))
+            .await?;
+        Ok(())
     }
 
     async fn lookup(&self, credential: &str) -> Result<(Uuid, Identity), AuthError> {
@@ -172,15 +166,32 @@ fn decode_identity(value: &str) -> Option<Identity> {
     Some(Identity::new(id.parse().ok()?, name).in_session(family))
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+impl FamilyAccess for RedisTokenAuthenticator {
+    /// The access tokens attached to an ended family go with it.
+    async fn revoke_access(
+        &self,
+        _family: &str,
+        ended: Option<&RevokedFamily>,
+    ) -> Result<(), AuthError> {
+        let Some(ended) = ended.filter(|e| !e.attached.is_empty()) else {
+            return Ok(());
+        };
+        // One DEL per key, pipelined: the tokens live in different Cluster slots, so a single
+        // multi-key DEL would be refused there.
+        let mut pipe = redis::pipe();
+        for token in ended
+            .attached
+            .iter()
+            .filter_map(|t| Uuid::try_parse(t).ok())
+        {
+            pipe.cmd("DEL").arg(self.key(&token)).ignore();
+        }
+        let () = self.conn.pipeline(&pipe).await?;
+        Ok(())
+    }
 }
 
 impl Authenticator for RedisTokenAuthenticator {
-    const ISSUES_TOKENS: bool = true;
-
     async fn issue(&self, identity: &Identity, client: &ClientInfo) -> Result<Issued, AuthError> {
         let family = self.families.start(identity, client).await?;
         let access = self.mint(identity, &family.id).await?;
@@ -202,31 +213,36 @@ impl Authenticator for RedisTokenAuthenticator {
     async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
         let (token, identity) = self.lookup(credential).await?;
         let family = identity.session_id.as_deref().unwrap_or_default();
-        if !self.end_family(family).await? {
+        if !self.lifecycle().end(family).await? {
             // The family had already gone (expired); the token itself still goes.
-            let _: i64 = self
-                .conn
-                .query(redis::cmd("DEL").arg(self.key(&token)))
-                .await?;
+            self.delete(&token).await?;
         }
         Ok(())
     }
+}
 
+impl SessionRegistry for RedisTokenAuthenticator {
+    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
+        self.families.list(user_id).await
+    }
+
+    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
+        self.lifecycle().revoke_session(user_id, session_id).await
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
+        self.lifecycle().revoke_all(user_id).await
+    }
+}
+
+impl TokenEndpoints for RedisTokenAuthenticator {
     async fn refresh(
         &self,
         refresh_token: &str,
         _client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
-        let rotated = match self.families.rotate(refresh_token).await {
-            Err(AuthError::Reused) => {
-                // Theft evidence: the whole login goes, access tokens included.
-                if let Some((family, _)) = refresh_token.split_once('.') {
-                    self.end_family(family).await?;
-                }
-                return Err(AuthError::Reused);
-            }
-            other => other?,
-        };
+        // A reused refresh token ends the whole login, access tokens included.
+        let rotated = self.lifecycle().exchange(refresh_token).await?;
         let family = rotated.identity.session_id.clone().unwrap_or_default();
         let access = self.mint(&rotated.identity, &family).await?;
         Ok(Issued {
@@ -237,27 +253,6 @@ impl Authenticator for RedisTokenAuthenticator {
                 expires_in: rotated.refresh_ttl,
             }),
         })
-    }
-
-    async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
-        self.families.list(user_id).await
-    }
-
-    async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
-        if !self.families.owns(user_id, session_id).await? {
-            return Ok(false);
-        }
-        self.end_family(session_id).await
-    }
-
-    async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
-        let mut revoked = 0;
-        for family in self.families.family_ids(user_id).await? {
-            if self.end_family(&family).await? {
-                revoked += 1;
-            }
-        }
-        Ok(revoked)
     }
 
     async fn introspect(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
@@ -281,25 +276,15 @@ impl Authenticator for RedisTokenAuthenticator {
                 kind: TokenKind::Access,
                 identity,
                 issued_at: None,
-                expires_at: now_unix() + ttl.unsigned_abs(),
+                expires_at: SystemClock.now_unix() + ttl.unsigned_abs(),
             }))
     }
 
     async fn revoke_token(&self, token: &str) -> Result<(), AuthError> {
         if looks_like_refresh_token(token) {
-            // RFC 7009 §2.1: revoking a refresh token also revokes what was issued with it.
-            if let Some(info) = self.families.inspect(token).await?
-                && let Some(family) = info.identity.session_id
-            {
-                self.end_family(&family).await?;
-            }
-            return Ok(());
-        }
-        if let Ok(uuid) = Self::parse(token) {
-            let _: i64 = self
-                .conn
-                .query(redis::cmd("DEL").arg(self.key(&uuid)))
-                .await?;
+            self.lifecycle().revoke_refresh_token(token).await?;
+        } else if let Ok(uuid) = Self::parse(token) {
+            self.delete(&uuid).await?;
         }
         Ok(())
     }

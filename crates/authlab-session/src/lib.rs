@@ -20,7 +20,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use authlab_core::{AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo};
+use authlab_core::{
+    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
@@ -42,7 +44,7 @@ impl SessionId {
     /// Draws a fresh id from the operating system's random number generator.
     pub fn generate() -> Result<Self, SessionError> {
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| SessionError::Randomness(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(SessionError::Randomness)?;
         Ok(Self(bytes))
     }
 
@@ -114,8 +116,8 @@ pub enum SessionError {
     #[error("the session id is malformed")]
     Malformed,
     /// The operating system could not provide random bytes (nothing safe can be issued).
-    #[error("the operating system's random number generator failed: {0}")]
-    Randomness(String),
+    #[error("the operating system's random number generator failed")]
+    Randomness(#[source] getrandom::Error),
 }
 
 impl From<SessionError> for AuthError {
@@ -270,7 +272,7 @@ impl SessionAuthenticator {
     /// once. Call it whenever the session's privileges change (OWASP: "renew the session ID after
     /// any privilege level change"), so an id planted or seen before the change is worthless
     /// after it. Creation time, absolute deadline and public handle carry over.
-    pub async fn rotate(&self, credential: &str) -> Result<Issued, AuthError> {
+    pub async fn renew_id(&self, credential: &str) -> Result<Issued, AuthError> {
         let old = SessionId::parse(credential)?;
         let now = self.now_ms();
         let (_, session) = self.sessions.remove(&old).ok_or(AuthError::Invalid)?;
@@ -328,7 +330,7 @@ impl Authenticator for SessionAuthenticator {
         let now = self.now_ms();
         let absolute_ms = now.saturating_add(millis(self.max_age));
         let mut handle = [0u8; 12];
-        getrandom::fill(&mut handle).map_err(|e| SessionError::Randomness(e.to_string()))?;
+        getrandom::fill(&mut handle).map_err(SessionError::Randomness)?;
         let session = Session {
             identity: Identity::new(identity.user_id, identity.username.clone())
                 .in_session(URL_SAFE_NO_PAD.encode(handle)),
@@ -382,7 +384,9 @@ impl Authenticator for SessionAuthenticator {
             Err(AuthError::Expired)
         }
     }
+}
 
+impl SessionRegistry for SessionAuthenticator {
     async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
         let now = self.now_ms();
         let ids = self
@@ -582,7 +586,7 @@ mod tests {
         let _ = sessions.verify(&old).await.unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
 
-        let rotated = sessions.rotate(&old).await.unwrap();
+        let rotated = sessions.renew_id(&old).await.unwrap();
         let new = rotated.credential.expose_secret();
         assert_ne!(new, &old);
         assert!(matches!(

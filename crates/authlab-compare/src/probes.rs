@@ -12,7 +12,7 @@
 //!   what Redis executed, not what the code is believed to send. Other clients of the same Redis
 //!   would add to it: run the comparison on a quiet Redis.
 //! - **Redis memory per login**: `INFO memory` `used_memory` before and after N logins through
-//!   [`RedisTokenAuthenticator::issue`] (each one an access-token key plus a refresh-token family
+//!   `RedisTokenAuthenticator::issue`, built as the server builds it, (each one an access-token key plus a refresh-token family
 //!   and its entry in the user's index; every login a distinct user, the worst case for the index)
 //!   under a throw-away prefix, removed afterwards.
 
@@ -20,13 +20,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authlab::backends;
+use authlab::config::{RedisSettings, Settings};
 use authlab_core::{Authenticator, ClientInfo, Identity};
-use authlab_redis::{
-    FamilyConfig, RedisConnection, RedisFamilies, RedisTimeouts, RedisTokenAuthenticator,
-    RedisTokenConfig,
-};
-use authlab_session::{SessionAuthenticator, SessionConfig};
-use secrecy::{ExposeSecret, SecretSlice};
+use authlab_jwt::JwtSecret;
+use authlab_redis::RedisBackendError;
+use authlab_session::SessionAuthenticator;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 
 /// Ids kept for the verify loop, spread evenly over the population.
@@ -83,10 +83,10 @@ pub async fn session_population(sizes: &[usize]) -> Vec<SessionPopulation> {
     let stride = (largest / VERIFY_SAMPLE).max(1);
     let mut sample: Vec<[u8; 22]> = vec![[0u8; 22]; VERIFY_SAMPLE];
     let mut sampled = 0usize;
-    let store = SessionAuthenticator::new(SessionConfig {
-        idle_ttl: Duration::from_secs(3600),
-        max_age: Duration::from_secs(8 * 3600),
-    });
+    // As the server builds it, with an hour of idle time so nothing expires during the run.
+    let mut settings = Settings::defaults();
+    settings.session_ttl = Duration::from_secs(3600);
+    let store = backends::session_backend(&settings);
     let baseline = rss_bytes();
     let mut results = Vec::new();
     let mut issued = 0usize;
@@ -224,33 +224,19 @@ pub struct RedisTokenMemory {
 
 /// Issues `tokens` opaque tokens under a throw-away prefix and reads Redis's memory growth.
 pub async fn redis_token_memory(
-    url: &str,
+    redis: &RedisSettings,
     tokens: usize,
-) -> Result<RedisTokenMemory, redis::RedisError> {
-    let prefix = format!("authlab-compare-mem:{}:", uuid::Uuid::new_v4().simple());
-    let connection = RedisConnection::new(url, RedisTimeouts::default()).map_err(|_| {
-        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "invalid Redis URL"))
-    })?;
-    let connection = Arc::new(connection);
+) -> Result<RedisTokenMemory, ProbeError> {
+    let url = redis.url.as_str();
+    let mut settings = Settings::defaults();
+    settings.redis = redis.clone();
+    settings.redis_prefix = format!("authlab-compare-mem:{}:", uuid::Uuid::new_v4().simple());
+    settings.access_ttl = Duration::from_secs(600);
+    settings.refresh_ttl = Duration::from_secs(600);
+    let connection = backends::redis_connection(&settings.redis)?;
+    let secret = JwtSecret::generate().map_err(|e| ProbeError::Secret(Box::new(e)))?;
     // As the server builds it: every login is an access token plus a refresh-token family.
-    let families = RedisFamilies::new(
-        connection.clone(),
-        FamilyConfig {
-            prefix: prefix.clone(),
-            scope: "redis",
-            refresh_ttl: Duration::from_secs(600),
-            grace: Duration::from_secs(10),
-            secret: SecretSlice::from(uuid::Uuid::new_v4().as_bytes().repeat(2)),
-        },
-    );
-    let auth = Arc::new(RedisTokenAuthenticator::new(
-        connection,
-        families,
-        RedisTokenConfig {
-            prefix: prefix.clone(),
-            ttl: Duration::from_secs(600),
-        },
-    ));
+    let auth = Arc::new(backends::redis_backend(&settings, &connection, &secret));
     let used = |info: String| -> i64 {
         info_field(&info, "used_memory")
             .and_then(|v| v.parse().ok())
@@ -279,7 +265,7 @@ pub async fn redis_token_memory(
         issued += done.unwrap_or(0);
     }
     let after = used(info(url, "memory").await?);
-    remove_prefix(url, &prefix).await?;
+    connection.delete_prefix(&settings.redis_prefix).await?;
     let delta = after - before;
     Ok(RedisTokenMemory {
         tokens: issued,
@@ -288,34 +274,25 @@ pub async fn redis_token_memory(
     })
 }
 
-/// Deletes every key under `prefix` (SCAN + UNLINK; cleanup only, never on a request path).
-pub async fn remove_prefix(url: &str, prefix: &str) -> Result<(), redis::RedisError> {
-    if prefix.is_empty() {
-        return Ok(());
-    }
-    let mut conn = redis(url).await?;
-    let pattern = format!("{prefix}*");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+/// Deletes every key under `prefix` (cleanup only, never on a request path).
+pub async fn remove_prefix(redis: &RedisSettings, prefix: &str) -> Result<(), ProbeError> {
+    Ok(backends::redis_connection(redis)?
+        .delete_prefix(prefix)
+        .await?)
+}
+
+/// Why a measurement beside HTTP failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Reading Redis's own statistics failed.
+    #[error("reading Redis statistics failed")]
+    Info(#[from] redis::RedisError),
+    /// authlab's Redis connection failed (or the URL does not parse).
+    #[error("Redis failed")]
+    Backend(#[from] RedisBackendError),
+    /// No JWT secret could be generated for the refresh families.
+    #[error("no secret could be generated")]
+    Secret(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(test)]

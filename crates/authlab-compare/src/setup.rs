@@ -15,9 +15,10 @@ use authlab_loadgen::{FetchedResponse, RequestSpec, fetch, header};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::{CompareArgs, CompareError};
-use crate::config::{Settings, Switch};
-use crate::startup::Application;
+use authlab::config::{Settings, Switch};
+use authlab::startup::Application;
+
+use crate::{CompareArgs, CompareError};
 
 /// The one user every backend logs in.
 const USERNAME: &str = "compare-user";
@@ -26,14 +27,22 @@ const PASSWORD: &str = "compare-password-0123456789";
 
 /// A credential as the route's transport carries it, ready to be sent as a header.
 #[derive(Debug, Clone)]
-pub enum Credential {
+pub enum CredentialHeader {
     /// The whole `Cookie` header value, `sid=<id>`.
     Cookie(header::HeaderValue),
     /// The whole `Authorization` header value, `Bearer <token>`.
     Bearer(header::HeaderValue),
 }
 
-impl Credential {
+impl CredentialHeader {
+    /// The header that carries it: `Cookie` or `Authorization`, and its value.
+    pub fn header(&self) -> (header::HeaderName, header::HeaderValue) {
+        match self {
+            Self::Cookie(value) => (header::COOKIE, value.clone()),
+            Self::Bearer(value) => (header::AUTHORIZATION, value.clone()),
+        }
+    }
+
     /// Bytes of the credential itself (the id or token, without `sid=` or `Bearer `).
     pub fn credential_bytes(&self) -> usize {
         match self {
@@ -91,7 +100,7 @@ impl Instances {
         let mut base = Settings::defaults();
         base.bind = "127.0.0.1:0".to_owned();
         base.database_url = format!("sqlite://{}", database.display());
-        base.redis_url = args.redis_url.clone();
+        base.redis = args.redis.clone();
         base.redis_prefix = redis_prefix.clone();
         base.workers = Some(args.workers.max(1));
         // One random secret for both instances (two v4 UUIDs: 244 random bits, 64 characters).
@@ -195,13 +204,13 @@ pub fn login_request(addr: SocketAddr, backend: &str) -> RequestSpec {
 /// One credential per backend: session, redis and JWT from A, and a JWT from B.
 pub struct Logins {
     /// The `sid` cookie (from A).
-    pub session: Credential,
+    pub session: CredentialHeader,
     /// An opaque Redis token (from A).
-    pub redis: Credential,
+    pub redis: CredentialHeader,
     /// A JWT issued by A.
-    pub jwt_a: Credential,
+    pub jwt_a: CredentialHeader,
     /// A JWT issued by B.
-    pub jwt_b: Credential,
+    pub jwt_b: CredentialHeader,
 }
 
 async fn send(
@@ -243,7 +252,7 @@ async fn log_in(
     backend: &'static str,
     timeout: Duration,
     step: &'static str,
-) -> Result<Credential, CompareError> {
+) -> Result<CredentialHeader, CompareError> {
     let answer = send(&login_request(addr, backend), timeout, step).await?;
     if backend == "session" {
         let sid = answer
@@ -258,7 +267,7 @@ async fn log_in(
             .ok_or(CompareError::NoCredential { step })?;
         let value = header::HeaderValue::from_str(&format!("sid={sid}"))
             .map_err(|_| CompareError::NoCredential { step })?;
-        return Ok(Credential::Cookie(value));
+        return Ok(CredentialHeader::Cookie(value));
     }
     let body: serde_json::Value =
         serde_json::from_slice(&answer.body).map_err(|_| CompareError::NoCredential { step })?;
@@ -267,7 +276,7 @@ async fn log_in(
         .ok_or(CompareError::NoCredential { step })?;
     let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| CompareError::NoCredential { step })?;
-    Ok(Credential::Bearer(value))
+    Ok(CredentialHeader::Bearer(value))
 }
 
 /// Registers the user and logs it in on every backend.
@@ -304,11 +313,8 @@ pub struct ScaleOutCheck {
     pub revocation_us: Option<u64>,
 }
 
-fn me(addr: SocketAddr, backend: &str, credential: &Credential) -> RequestSpec {
-    let (name, value) = match credential {
-        Credential::Cookie(v) => (header::COOKIE, v.clone()),
-        Credential::Bearer(v) => (header::AUTHORIZATION, v.clone()),
-    };
+fn me(addr: SocketAddr, backend: &str, credential: &CredentialHeader) -> RequestSpec {
+    let (name, value) = credential.header();
     RequestSpec::get(addr, format!("/{backend}/me")).header(name, value)
 }
 

@@ -1,4 +1,6 @@
-//! The `authlab` command.
+//! The `authlab` command: `serve` runs the service (the `authlab` server library), `compare`
+//! measures it (the `authlab-compare` library). This file only parses the command line and hands
+//! over; neither library knows the other's flags.
 
 use std::process::ExitCode;
 
@@ -32,7 +34,7 @@ enum Command {
     Serve(Box<Settings>),
     /// Measure the backends side by side: throughput, latency, Redis round trips, memory,
     /// login cost and scale-out, in one run; writes report.json, report.md and SVG charts.
-    Compare(Box<authlab::compare::CompareArgs>),
+    Compare(Box<authlab_compare::CompareArgs>),
 }
 
 fn main() -> ExitCode {
@@ -53,7 +55,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Compare(args) => authlab::compare::main(&args),
+        Command::Compare(args) => authlab_compare::main(&args),
     }
 }
 

@@ -1,0 +1,137 @@
+//! `report.md`: the table and the rest of the measurements, as Markdown.
+
+use std::fmt::Write as _;
+
+use super::model::Report;
+use super::terminal::{errors_cell, ratio_cell, redis_cell};
+
+/// `report.md`: the same table and the rest of the measurements, as Markdown.
+pub fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let m = &report.machine;
+    let s = &report.settings;
+    let _ = writeln!(md, "# authlab compare\n");
+    let _ = writeln!(md, "Command: `{}`\n", s.command);
+    let _ = writeln!(
+        md,
+        "Machine: {} CPUs ({}), Linux {}, authlab {} ({}), Redis {}.  ",
+        m.cpus,
+        m.cpu_model,
+        m.kernel,
+        m.authlab_version,
+        m.git_sha.as_deref().unwrap_or("no git"),
+        report.redis_version.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(
+        md,
+        "Load: {} keep-alive connections, {} generator thread(s), {} server worker(s), {:.0} s warm-up + {:.0} s measured per route and round, {} round(s); target: {}; 1-minute load average at start: {}.\n",
+        s.connections,
+        s.threads,
+        s.workers,
+        s.warmup_s,
+        s.duration_s,
+        s.rounds,
+        s.target,
+        m.load_average_1m
+            .map_or("unknown".to_owned(), |l| format!("{l:.2}"))
+    );
+    let _ = writeln!(
+        md,
+        "Each round runs every route in this order; a round's baseline is the mean of its first and last `/hello`, each ratio is the median over rounds of the route's requests/s over its round's baseline, [min-max] over rounds beside it. req/s is the median over rounds, latencies are from the median round, errors are summed over all rounds. Median baseline: {}.\n",
+        report
+            .baseline_requests_per_sec
+            .map_or("n/a".to_owned(), |b| format!("{b:.0} req/s"))
+    );
+    let _ = writeln!(
+        md,
+        "| route | req/s | ratio to /hello (target) | p50 us | p99 us | p99.9 us | errors | credential bytes | Redis cmds/req |"
+    );
+    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---|---:|---|");
+    for r in &report.routes {
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.requests_per_sec,
+            ratio_cell(r),
+            r.load.latency.p50_us,
+            r.load.latency.p99_us,
+            r.load.latency.p999_us,
+            errors_cell(r),
+            r.credential_bytes,
+            redis_cell(r.redis.as_ref())
+        );
+    }
+    let _ = writeln!(md, "\n![requests per second](throughput.svg)\n");
+    let _ = writeln!(md, "![latency percentiles](latency.svg)\n");
+
+    if let Some(login) = &report.login {
+        let _ = writeln!(
+            md,
+            "## Login cost\n\n`POST /jwt/login` (argon2id verify + issue): **{:.1} logins/s**, p50 {:.1} ms, p99 {:.1} ms, {} errors. Verify, by contrast, runs at the rates above on every request.\n",
+            login.requests_per_sec,
+            login.latency.p50_us as f64 / 1000.0,
+            login.latency.p99_us as f64 / 1000.0,
+            login.errors()
+        );
+    }
+    if !report.sessions.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Memory per live session (in-process map)\n\n| live sessions | RSS growth | bytes/session | verify (ns, in-process loop) |\n|---:|---:|---:|---:|"
+        );
+        for p in &report.sessions {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} MiB | {:.0} | {:.0} |",
+                p.sessions,
+                p.rss_delta_bytes as f64 / (1024.0 * 1024.0),
+                p.bytes_per_session,
+                p.verify_ns
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(r) = &report.redis_memory {
+        let _ = writeln!(
+            md,
+            "## Redis memory per login (redis backend)\n\n{} logins, each an opaque access-token key plus a refresh-token family and its entry in the user's index (every login a distinct user): `used_memory` grew by {:.1} MiB, **{:.0} bytes per login**.\n",
+            r.tokens,
+            r.used_memory_delta_bytes as f64 / (1024.0 * 1024.0),
+            r.bytes_per_token
+        );
+    }
+    if !report.scale_out.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Scale-out and revocation (two instances: A denylist off, B denylist on; shared Redis and JWT secret)\n\n| credential | issuer /me | other /me | logout | issuer /me after | other /me after | logout -> first rejection |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for c in &report.scale_out {
+            let revocation = c
+                .revocation_us
+                .map_or("never (still 200 after 1 s)".to_owned(), |us| {
+                    format!("{:.1} ms", us as f64 / 1000.0)
+                });
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                c.backend,
+                c.issuer_before,
+                c.other_before,
+                c.logout,
+                c.issuer_after,
+                c.other_after,
+                revocation
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nA session lives in one process's memory, so the other instance has never heard of it (401): \
+             sessions need sticky routing or a shared store. Opaque tokens live in the shared Redis and work \
+             everywhere; logout deletes the key for everyone. A JWT verifies on any instance with the key; \
+             it is revoked only where a denylist is checked, so a token logged out on A (no denylist) stays valid \
+             until it expires, everywhere."
+        );
+    }
+    md
+}

@@ -1,0 +1,109 @@
+//! One way to build each backend as the server runs it: settings in, ready backend out.
+//!
+//! [`crate::startup`] mounts what these functions build, and `authlab compare` and the benches
+//! build their backends here too, so what they measure is exactly what the server serves.
+//!
+//! The Redis-backed pieces share one [`RedisConnection`] (a multiplexed connection per worker
+//! thread; nothing connects until the first command, so building never needs Redis to be up).
+//! Refresh-token families derive their successor key from the JWT secret (see authlab-redis
+//! `families`), so every instance given the same secret agrees on successors.
+
+use std::sync::Arc;
+
+use authlab_core::Clock;
+use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
+use authlab_redis::{
+    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisTimeouts,
+    RedisTokenAuthenticator, RedisTokenConfig,
+};
+use authlab_session::{SessionAuthenticator, SessionConfig};
+use secrecy::SecretSlice;
+
+use crate::config::{RedisSettings, RefreshKind, Settings, Switch};
+
+/// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
+/// families in Redis (or stateless refresh JWTs).
+pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
+
+/// The connection every Redis-backed piece shares. Fails only on a URL that does not parse.
+pub fn redis_connection(
+    settings: &RedisSettings,
+) -> Result<Arc<RedisConnection>, RedisBackendError> {
+    let timeouts = RedisTimeouts {
+        connect: settings.timeout,
+        response: settings.timeout,
+        ..RedisTimeouts::default()
+    };
+    RedisConnection::new(&settings.url, timeouts).map(Arc::new)
+}
+
+/// In-memory sessions with the configured idle and absolute lifetimes.
+pub fn session_backend(settings: &Settings) -> SessionAuthenticator {
+    SessionAuthenticator::new(SessionConfig {
+        idle_ttl: settings.session_ttl,
+        max_age: settings.session_max_age,
+    })
+}
+
+/// Opaque tokens in Redis, with their refresh-token families.
+pub fn redis_backend(
+    settings: &Settings,
+    redis: &Arc<RedisConnection>,
+    secret: &JwtSecret,
+) -> RedisTokenAuthenticator {
+    RedisTokenAuthenticator::new(
+        redis.clone(),
+        refresh_families(settings, redis, secret, "redis"),
+        RedisTokenConfig {
+            prefix: settings.redis_prefix.clone(),
+            ttl: settings.access_ttl,
+        },
+    )
+}
+
+/// JWTs signed with `secret`, with the denylist and refresh mode the settings name.
+pub fn jwt_backend(
+    settings: &Settings,
+    redis: &Arc<RedisConnection>,
+    secret: JwtSecret,
+    clock: Arc<dyn Clock>,
+) -> JwtBackend {
+    let refresh = match settings.jwt_refresh {
+        RefreshKind::Stored => {
+            RefreshMode::Stored(refresh_families(settings, redis, &secret, "jwt"))
+        }
+        RefreshKind::Stateless => RefreshMode::Stateless {
+            ttl: settings.refresh_ttl,
+        },
+    };
+    JwtAuthenticator::new(
+        JwtConfig {
+            secret,
+            issuer: settings.jwt_issuer.clone(),
+            ttl: settings.access_ttl,
+            denylist: (settings.jwt_denylist == Switch::On)
+                .then(|| RedisDenylist::new(redis.clone(), &settings.redis_prefix)),
+            refresh,
+        },
+        clock,
+    )
+}
+
+/// A token backend's refresh-token families, in their own key space (`scope`).
+fn refresh_families(
+    settings: &Settings,
+    redis: &Arc<RedisConnection>,
+    secret: &JwtSecret,
+    scope: &'static str,
+) -> RedisFamilies {
+    RedisFamilies::new(
+        redis.clone(),
+        FamilyConfig {
+            prefix: settings.redis_prefix.clone(),
+            scope,
+            refresh_ttl: settings.refresh_ttl,
+            grace: settings.refresh_grace,
+            secret: SecretSlice::from(secret.expose_bytes().to_vec()),
+        },
+    )
+}
