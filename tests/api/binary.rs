@@ -122,7 +122,7 @@ async fn the_binary_serves_every_backend_and_logs_no_secret() {
     assert_eq!(created.status(), StatusCode::CREATED);
 
     let mut credentials = Vec::new();
-    for backend in BACKENDS {
+    for backend in Backend::ALL {
         let login = client
             .post(format!("{}/{backend}/login", served.base))
             .json(&json!({ "username": username, "password": password }))

@@ -11,27 +11,27 @@ use crate::helpers::*;
 
 /// The code `/me` gives after logout: the session and the Redis key are gone (so the id means
 /// nothing any more), while a JWT is still genuine and is refused by the denylist.
-fn code_after_logout(backend: &str) -> &'static str {
+fn code_after_logout(backend: Backend) -> &'static str {
     match backend {
-        "jwt" => "token_revoked",
+        Backend::Jwt => "token_revoked",
         _ => "invalid_token",
     }
 }
 
 /// The code `/me` gives for an expired credential. Redis forgets an expired key, so the redis
 /// backend cannot tell "expired" from "never existed".
-fn code_after_expiry(backend: &str) -> &'static str {
+fn code_after_expiry(backend: Backend) -> &'static str {
     match backend {
-        "redis" => "invalid_token",
+        Backend::Redis => "invalid_token",
         _ => "token_expired",
     }
 }
 
-fn is_bearer(backend: &str) -> bool {
-    backend != "session"
+fn is_bearer(backend: Backend) -> bool {
+    backend != Backend::Session
 }
 
-pub async fn login_then_me_answers_who_the_user_is(backend: &str) {
+pub async fn login_then_me_answers_who_the_user_is(backend: Backend) {
     let app = spawn_app().await;
     let (user, credential) = app.logged_in(backend).await;
     let response = app.me(backend, &credential).await;
@@ -39,11 +39,11 @@ pub async fn login_then_me_answers_who_the_user_is(backend: &str) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({ "user_id": user.user_id, "username": user.username, "backend": backend })
+        json!({ "user_id": user.user_id, "username": user.username, "backend": backend.name() })
     );
 }
 
-pub async fn login_answers_with_the_documented_shape(backend: &str) {
+pub async fn login_answers_with_the_documented_shape(backend: Backend) {
     let app = spawn_app().await;
     let user = app.register().await;
     let response = app
@@ -96,7 +96,7 @@ pub async fn login_answers_with_the_documented_shape(backend: &str) {
     }
 }
 
-pub async fn every_login_mints_a_new_credential(backend: &str) {
+pub async fn every_login_mints_a_new_credential(backend: Backend) {
     let app = spawn_app().await;
     let (user, first) = app.logged_in(backend).await;
     // Log in again while presenting the first credential: the server must not adopt it.
@@ -110,7 +110,7 @@ pub async fn every_login_mints_a_new_credential(backend: &str) {
     }
 }
 
-pub async fn a_wrong_password_and_an_unknown_user_get_the_same_401(backend: &str) {
+pub async fn a_wrong_password_and_an_unknown_user_get_the_same_401(backend: Backend) {
     let app = spawn_app().await;
     let user = app.register().await;
     let wrong = app
@@ -128,7 +128,7 @@ pub async fn a_wrong_password_and_an_unknown_user_get_the_same_401(backend: &str
     );
 }
 
-pub async fn me_without_a_credential_is_401_missing_credentials(backend: &str) {
+pub async fn me_without_a_credential_is_401_missing_credentials(backend: Backend) {
     let app = spawn_app().await;
     let response = app.get(&format!("/{backend}/me")).await;
     let challenge = response
@@ -144,7 +144,7 @@ pub async fn me_without_a_credential_is_401_missing_credentials(backend: &str) {
     }
 }
 
-pub async fn a_tampered_credential_is_401_invalid_token(backend: &str) {
+pub async fn a_tampered_credential_is_401_invalid_token(backend: Backend) {
     let app = spawn_app().await;
     let (_, credential) = app.logged_in(backend).await;
     let value = credential.value();
@@ -180,7 +180,7 @@ pub async fn a_tampered_credential_is_401_invalid_token(backend: &str) {
     }
 }
 
-pub async fn logout_kills_the_credential(backend: &str) {
+pub async fn logout_kills_the_credential(backend: Backend) {
     let app = spawn_app().await;
     let (_, credential) = app.logged_in(backend).await;
     let response = app.logout(backend, &credential).await;
@@ -206,7 +206,7 @@ pub async fn logout_kills_the_credential(backend: &str) {
     .await;
 }
 
-pub async fn logout_without_a_credential_is_401(backend: &str) {
+pub async fn logout_without_a_credential_is_401(backend: Backend) {
     let app = spawn_app().await;
     let response = app
         .client
@@ -217,7 +217,7 @@ pub async fn logout_without_a_credential_is_401(backend: &str) {
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_credentials").await;
 }
 
-pub async fn an_expired_credential_is_refused(backend: &str) {
+pub async fn an_expired_credential_is_refused(backend: Backend) {
     // Real time is the thing under test here (a Redis TTL, a JWT `exp` in whole seconds, the
     // session's idle clock), so this test sleeps: 1 s lifetimes, a 2.2 s wait.
     let app = spawn_app_with(|s| {
@@ -238,9 +238,9 @@ pub async fn an_expired_credential_is_refused(backend: &str) {
     .await;
 }
 
-pub async fn a_credential_from_another_backend_is_refused(backend: &str) {
+pub async fn a_credential_from_another_backend_is_refused(backend: Backend) {
     let app = spawn_app().await;
-    for other in BACKENDS.into_iter().filter(|b| *b != backend) {
+    for other in Backend::ALL.into_iter().filter(|b| *b != backend) {
         let (_, foreign) = app.logged_in(other).await;
         // Present the foreign value the way this backend expects credentials.
         let presented = if is_bearer(backend) {
@@ -259,9 +259,10 @@ pub async fn a_credential_from_another_backend_is_refused(backend: &str) {
 
 /// Generates the contract's tests for one backend, with identical names in each module.
 macro_rules! contract_suite {
-    ($backend:ident) => {
+    ($backend:ident, $typed:expr) => {
         mod $backend {
-            const BACKEND: &str = stringify!($backend);
+            use crate::helpers::Backend;
+            const BACKEND: Backend = $typed;
 
             #[tokio::test]
             async fn login_then_me_answers_who_the_user_is() {
@@ -307,6 +308,6 @@ macro_rules! contract_suite {
     };
 }
 
-contract_suite!(session);
-contract_suite!(redis);
-contract_suite!(jwt);
+contract_suite!(session, Backend::Session);
+contract_suite!(redis, Backend::Redis);
+contract_suite!(jwt, Backend::Jwt);

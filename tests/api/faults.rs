@@ -17,13 +17,13 @@ async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all
     let url = redis.url();
     let app = spawn_app_with(|s| s.redis.url = url).await;
     let user = app.register().await;
-    let sid = app.login("session", &user).await;
-    let opaque = app.login("redis", &user).await;
-    let jwt = app.login("jwt", &user).await;
+    let sid = app.login(Backend::Session, &user).await;
+    let opaque = app.login(Backend::Redis, &user).await;
+    let jwt = app.login(Backend::Jwt, &user).await;
 
     redis.stop();
 
-    let response = app.me("redis", &opaque).await;
+    let response = app.me(Backend::Redis, &opaque).await;
     assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     assert_error(
@@ -34,13 +34,13 @@ async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all
     .await;
     // The JWT is genuine, but with the denylist on it cannot be judged without Redis.
     assert_error(
-        app.me("jwt", &jwt).await,
+        app.me(Backend::Jwt, &jwt).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "backend_unavailable",
     )
     .await;
     let login = app
-        .login_response("redis", &user.username, &user.password)
+        .login_response(Backend::Redis, &user.username, &user.password)
         .await;
     assert_error(
         login,
@@ -49,7 +49,10 @@ async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all
     )
     .await;
     // Sessions live in process memory and do not care.
-    assert_eq!(app.me("session", &sid).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(Backend::Session, &sid).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.get("/hello").await.status(), StatusCode::OK);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -68,15 +71,18 @@ async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all
     );
     // This Redis keeps nothing on disk: the old opaque token died with it, a new login works.
     assert_error(
-        app.me("redis", &opaque).await,
+        app.me(Backend::Redis, &opaque).await,
         StatusCode::UNAUTHORIZED,
         "invalid_token",
     )
     .await;
-    let fresh = app.login("redis", &user).await;
-    assert_eq!(app.me("redis", &fresh).await.status(), StatusCode::OK);
+    let fresh = app.login(Backend::Redis, &user).await;
+    assert_eq!(
+        app.me(Backend::Redis, &fresh).await.status(),
+        StatusCode::OK
+    );
     // The JWT never depended on Redis's contents, only on reaching it.
-    assert_eq!(app.me("jwt", &jwt).await.status(), StatusCode::OK);
+    assert_eq!(app.me(Backend::Jwt, &jwt).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -93,7 +99,7 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
     let user = app.register().await;
 
     let login = app
-        .login_response("redis", &user.username, &user.password)
+        .login_response(Backend::Redis, &user.username, &user.password)
         .await;
     assert_error(
         login,
@@ -102,12 +108,15 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
     )
     .await;
     // Session and fully stateless JWT need no Redis at all.
-    let sid = app.login("session", &user).await;
-    assert_eq!(app.me("session", &sid).await.status(), StatusCode::OK);
-    let jwt = app.login("jwt", &user).await;
-    assert_eq!(app.me("jwt", &jwt).await.status(), StatusCode::OK);
+    let sid = app.login(Backend::Session, &user).await;
     assert_eq!(
-        app.logout("jwt", &jwt).await.status(),
+        app.me(Backend::Session, &sid).await.status(),
+        StatusCode::OK
+    );
+    let jwt = app.login(Backend::Jwt, &user).await;
+    assert_eq!(app.me(Backend::Jwt, &jwt).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.logout(Backend::Jwt, &jwt).await.status(),
         StatusCode::NO_CONTENT
     );
 
@@ -115,7 +124,7 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
 
     assert!(
         eventually(RECOVERY, || async {
-            app.login_response("redis", &user.username, &user.password)
+            app.login_response(Backend::Redis, &user.username, &user.password)
                 .await
                 .status()
                 == StatusCode::OK
@@ -134,7 +143,7 @@ async fn a_redis_that_hangs_gets_a_503_after_the_timeout_not_a_hung_request() {
         s.redis.timeout = Duration::from_millis(300);
     })
     .await;
-    let (_, opaque) = app.logged_in("redis").await;
+    let (_, opaque) = app.logged_in(Backend::Redis).await;
     let pid = redis.pid().expect("running");
 
     // SIGSTOP: the socket stays open but nothing answers, like an overloaded or partitioned Redis.
@@ -145,7 +154,7 @@ async fn a_redis_that_hangs_gets_a_503_after_the_timeout_not_a_hung_request() {
             .unwrap()
             .success()
     );
-    let response = app.me("redis", &opaque).await; // the client itself gives up after 10 s
+    let response = app.me(Backend::Redis, &opaque).await; // the client itself gives up after 10 s
     let outcome = (response.status(), response.json::<Value>().await.unwrap());
     assert!(
         Command::new("kill")
@@ -159,7 +168,7 @@ async fn a_redis_that_hangs_gets_a_503_after_the_timeout_not_a_hung_request() {
     assert_eq!(outcome.1["error"], "backend_unavailable");
     assert!(
         eventually(RECOVERY, || async {
-            app.me("redis", &opaque).await.status() == StatusCode::OK
+            app.me(Backend::Redis, &opaque).await.status() == StatusCode::OK
         })
         .await,
         "the backend recovers once Redis answers again"

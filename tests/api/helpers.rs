@@ -19,8 +19,36 @@ pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef"
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// The three backends, by scope name.
-pub const BACKENDS: [&str; 3] = ["session", "redis", "jwt"];
+/// The three mounted backends, each named as its scope (`/session`, `/redis`, `/jwt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Session,
+    Redis,
+    Jwt,
+}
+
+impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 3] = [Backend::Session, Backend::Redis, Backend::Jwt];
+    /// The backends that hand out bearer and refresh tokens.
+    pub const TOKENS: [Backend; 2] = [Backend::Redis, Backend::Jwt];
+
+    /// The scope's name, as `/me` reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Session => "session",
+            Backend::Redis => "redis",
+            Backend::Jwt => "jwt",
+        }
+    }
+}
+
+/// Writes the scope's name, so `format!("/{backend}/me")` is the route.
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// PostgreSQL for the tests: `AUTHLAB_TEST_POSTGRES_URL`, or the machine's local server.
 pub fn postgres_admin_url() -> String {
@@ -175,7 +203,12 @@ impl TestApp {
         }
     }
 
-    pub async fn login_response(&self, backend: &str, username: &str, password: &str) -> Response {
+    pub async fn login_response(
+        &self,
+        backend: Backend,
+        username: &str,
+        password: &str,
+    ) -> Response {
         self.post_json(
             &format!("/{backend}/login"),
             &json!({ "username": username, "password": password }),
@@ -184,7 +217,7 @@ impl TestApp {
     }
 
     /// Logs `user` in on `backend` and returns the credential it was given.
-    pub async fn login(&self, backend: &str, user: &TestUser) -> Credential {
+    pub async fn login(&self, backend: Backend, user: &TestUser) -> Credential {
         let response = self
             .login_response(backend, &user.username, &user.password)
             .await;
@@ -193,7 +226,7 @@ impl TestApp {
     }
 
     /// Registers a user and logs in on `backend`.
-    pub async fn logged_in(&self, backend: &str) -> (TestUser, Credential) {
+    pub async fn logged_in(&self, backend: Backend) -> (TestUser, Credential) {
         let user = self.register().await;
         let credential = self.login(backend, &user).await;
         (user, credential)
@@ -209,7 +242,7 @@ impl TestApp {
         credential.apply(self.client.request(method, self.url(path)))
     }
 
-    pub async fn me(&self, backend: &str, credential: &Credential) -> Response {
+    pub async fn me(&self, backend: Backend, credential: &Credential) -> Response {
         let path = format!("/{backend}/me");
         self.authed(reqwest::Method::GET, &path, credential)
             .send()
@@ -217,7 +250,7 @@ impl TestApp {
             .expect("request sent")
     }
 
-    pub async fn logout(&self, backend: &str, credential: &Credential) -> Response {
+    pub async fn logout(&self, backend: Backend, credential: &Credential) -> Response {
         let path = format!("/{backend}/logout");
         self.authed(reqwest::Method::POST, &path, credential)
             .send()
@@ -227,8 +260,8 @@ impl TestApp {
 }
 
 /// Reads the credential out of a successful login response.
-pub async fn credential_from_login(backend: &str, response: Response) -> Credential {
-    if backend == "session" {
+pub async fn credential_from_login(backend: Backend, response: Response) -> Credential {
+    if backend == Backend::Session {
         let cookie = response
             .headers()
             .get(header::SET_COOKIE)

@@ -9,7 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn the_authorization_scheme_is_case_insensitive_and_jwt_is_accepted() {
     let app = spawn_app().await;
-    for backend in ["redis", "jwt"] {
+    for backend in Backend::TOKENS {
         let (_, credential) = app.logged_in(backend).await;
         for scheme in ["Bearer", "bearer", "BEARER", "JWT", "jwt"] {
             let response = app
@@ -38,7 +38,7 @@ async fn the_authorization_scheme_is_case_insensitive_and_jwt_is_accepted() {
 #[tokio::test]
 async fn a_token_in_the_query_string_is_ignored_by_default() {
     let app = spawn_app().await;
-    for backend in ["redis", "jwt"] {
+    for backend in Backend::TOKENS {
         let (_, credential) = app.logged_in(backend).await;
         let response = app
             .get(&format!("/{backend}/me?token={}", credential.value()))
@@ -50,7 +50,7 @@ async fn a_token_in_the_query_string_is_ignored_by_default() {
 #[tokio::test]
 async fn a_token_in_the_query_string_works_only_behind_the_flag() {
     let app = spawn_app_with(|s| s.allow_query_token = true).await;
-    for backend in ["redis", "jwt"] {
+    for backend in Backend::TOKENS {
         let (user, credential) = app.logged_in(backend).await;
         let response = app
             .get(&format!("/{backend}/me?token={}", credential.value()))
@@ -60,7 +60,7 @@ async fn a_token_in_the_query_string_works_only_behind_the_flag() {
         assert_eq!(body["username"], user.username);
     }
     // The session backend never reads tokens from URLs, flag or not.
-    let (_, sid) = app.logged_in("session").await;
+    let (_, sid) = app.logged_in(Backend::Session).await;
     let response = app.get(&format!("/session/me?token={}", sid.value())).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_credentials").await;
 }
@@ -78,7 +78,7 @@ async fn a_body_over_64_kib_is_413() {
 #[tokio::test]
 async fn malformed_login_bodies_are_400_and_oversize_fields_are_plain_failed_logins() {
     let app = spawn_app().await;
-    for backend in BACKENDS {
+    for backend in Backend::ALL {
         let response = app
             .client
             .post(app.url(&format!("/{backend}/login")))
@@ -128,7 +128,7 @@ async fn garbage_credentials_never_cause_a_5xx() {
         "JWT",
         "Negotiate abc",
     ];
-    for backend in ["redis", "jwt"] {
+    for backend in Backend::TOKENS {
         for value in junk {
             let Ok(value) = header::HeaderValue::from_str(value) else {
                 continue;
@@ -235,7 +235,7 @@ async fn the_cookie_is_secure_when_configured() {
     let app = spawn_app_with(|s| s.cookie_secure = true).await;
     let user = app.register().await;
     let response = app
-        .login_response("session", &user.username, &user.password)
+        .login_response(Backend::Session, &user.username, &user.password)
         .await;
     let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
@@ -244,7 +244,7 @@ async fn the_cookie_is_secure_when_configured() {
 #[tokio::test]
 async fn redis_tokens_live_under_the_configured_prefix_with_a_ttl() {
     let app = spawn_app().await;
-    let (user, credential) = app.logged_in("redis").await;
+    let (user, credential) = app.logged_in(Backend::Redis).await;
     let client = redis::Client::open(app.settings.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}tok:{}", app.settings.redis_prefix, credential.value());
@@ -270,7 +270,7 @@ async fn redis_tokens_live_under_the_configured_prefix_with_a_ttl() {
         "TTL {ttl} should be within (0, {max}]"
     );
 
-    app.logout("redis", &credential).await;
+    app.logout(Backend::Redis, &credential).await;
     let exists: i64 = redis::cmd("EXISTS")
         .arg(&key)
         .query_async(&mut conn)

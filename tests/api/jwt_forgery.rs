@@ -39,7 +39,9 @@ fn b64(value: &Value) -> String {
 }
 
 async fn assert_invalid(app: &TestApp, token: &str, why: &str) {
-    let response = app.me("jwt", &Credential::Bearer(token.to_owned())).await;
+    let response = app
+        .me(Backend::Jwt, &Credential::Bearer(token.to_owned()))
+        .await;
     let challenge = response
         .headers()
         .get(header::WWW_AUTHENTICATE)
@@ -65,7 +67,9 @@ async fn a_token_signed_by_the_test_key_is_accepted_so_the_forgeries_below_mean_
         &claims_for(&user),
     );
     assert_eq!(
-        app.me("jwt", &Credential::Bearer(token)).await.status(),
+        app.me(Backend::Jwt, &Credential::Bearer(token))
+            .await
+            .status(),
         StatusCode::OK
     );
 }
@@ -73,7 +77,7 @@ async fn a_token_signed_by_the_test_key_is_accepted_so_the_forgeries_below_mean_
 #[tokio::test]
 async fn a_tampered_payload_is_invalid() {
     let app = spawn_app().await;
-    let (user, credential) = app.logged_in("jwt").await;
+    let (user, credential) = app.logged_in(Backend::Jwt).await;
     let parts: Vec<&str> = credential.value().split('.').collect();
     let mut claims = claims_for(&user);
     claims["sub"] = json!("1");
@@ -128,7 +132,7 @@ async fn another_hmac_algorithm_with_the_right_secret_is_invalid() {
 #[tokio::test]
 async fn truncated_and_malformed_tokens_are_invalid() {
     let app = spawn_app().await;
-    let (_, credential) = app.logged_in("jwt").await;
+    let (_, credential) = app.logged_in(Backend::Jwt).await;
     let token = credential.value();
     let (without_signature, _) = token.rsplit_once('.').unwrap();
     let cases = [
@@ -189,7 +193,7 @@ async fn a_genuine_token_past_its_exp_is_token_expired() {
     claims["iat"] = json!(now() - 1000);
     claims["exp"] = json!(now() - 10);
     let token = sign(Algorithm::HS256, TEST_JWT_SECRET.as_bytes(), &claims);
-    let response = app.me("jwt", &Credential::Bearer(token)).await;
+    let response = app.me(Backend::Jwt, &Credential::Bearer(token)).await;
     let challenge = response.headers()[header::WWW_AUTHENTICATE]
         .to_str()
         .unwrap()

@@ -24,7 +24,7 @@ async fn tokens_from(response: reqwest::Response) -> Tokens {
     }
 }
 
-async fn login_tokens(app: &TestApp, backend: &str, user: &TestUser) -> Tokens {
+async fn login_tokens(app: &TestApp, backend: Backend, user: &TestUser) -> Tokens {
     tokens_from(
         app.login_response(backend, &user.username, &user.password)
             .await,
@@ -32,7 +32,7 @@ async fn login_tokens(app: &TestApp, backend: &str, user: &TestUser) -> Tokens {
     .await
 }
 
-async fn refresh(app: &TestApp, backend: &str, refresh_token: &str) -> reqwest::Response {
+async fn refresh(app: &TestApp, backend: Backend, refresh_token: &str) -> reqwest::Response {
     app.post_json(
         &format!("/{backend}/refresh"),
         &json!({ "refresh_token": refresh_token }),
@@ -50,20 +50,18 @@ async fn form(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
 }
 
 /// The code `/me` gives for an access token whose family was revoked.
-fn revoked_code(backend: &str) -> &'static str {
-    if backend == "jwt" {
+fn revoked_code(backend: Backend) -> &'static str {
+    if backend == Backend::Jwt {
         "token_revoked"
     } else {
         "invalid_token"
     }
 }
 
-const TOKEN_BACKENDS: [&str; 2] = ["redis", "jwt"];
-
 #[tokio::test]
 async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token() {
     let app = spawn_app_with(|s| s.refresh_grace = Duration::ZERO).await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         let first = login_tokens(&app, backend, &user).await;
         let second = tokens_from(refresh(&app, backend, &first.refresh).await).await;
@@ -83,7 +81,7 @@ async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token() {
 #[tokio::test]
 async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else() {
     let app = spawn_app_with(|s| s.refresh_grace = Duration::ZERO).await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         let stolen = login_tokens(&app, backend, &user).await;
         let legit = tokens_from(refresh(&app, backend, &stolen.refresh).await).await;
@@ -118,7 +116,7 @@ async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else() {
 #[tokio::test]
 async fn within_the_grace_window_a_retry_gets_the_same_successor() {
     let app = spawn_app().await; // the default 10 s grace
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         let first = login_tokens(&app, backend, &user).await;
         let a = tokens_from(refresh(&app, backend, &first.refresh).await).await;
@@ -141,7 +139,7 @@ async fn within_the_grace_window_a_retry_gets_the_same_successor() {
 /// multi-threaded runtime, separate connections), and collects every answer.
 async fn race_refreshes(
     app: &TestApp,
-    backend: &str,
+    backend: Backend,
     token: &str,
     n: usize,
 ) -> Vec<(StatusCode, Value)> {
@@ -170,7 +168,7 @@ async fn race_refreshes(
 async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_successor() {
     let app = spawn_app_with(|s| s.workers = Some(2)).await;
     let user = app.register().await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         for round in 0..20 {
             let start = login_tokens(&app, backend, &user).await;
             let mut successors = std::collections::HashSet::new();
@@ -204,7 +202,7 @@ async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_ala
     })
     .await;
     let user = app.register().await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         for round in 0..10 {
             let start = login_tokens(&app, backend, &user).await;
             let mut winners = Vec::new();
@@ -244,7 +242,7 @@ async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_ala
 #[tokio::test]
 async fn logout_also_kills_the_refresh_token() {
     let app = spawn_app().await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         assert_eq!(
@@ -259,7 +257,7 @@ async fn logout_also_kills_the_refresh_token() {
 #[tokio::test]
 async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400() {
     let app = spawn_app().await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         for junk in [
             "",
             "x",
@@ -281,14 +279,14 @@ async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400() {
     }
     // Sessions have no refresh tokens: the route does not exist there.
     assert_error(
-        refresh(&app, "session", "x").await,
+        refresh(&app, Backend::Session, "x").await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
     .await;
 }
 
-async fn sessions_of(app: &TestApp, backend: &str, credential: &Credential) -> Vec<Value> {
+async fn sessions_of(app: &TestApp, backend: Backend, credential: &Credential) -> Vec<Value> {
     let response = app
         .authed(Method::GET, &format!("/{backend}/sessions"), credential)
         .send()
@@ -301,7 +299,7 @@ async fn sessions_of(app: &TestApp, backend: &str, credential: &Credential) -> V
 
 async fn login_with_agent(
     app: &TestApp,
-    backend: &str,
+    backend: Backend,
     user: &TestUser,
     agent: &str,
 ) -> Credential {
@@ -319,7 +317,7 @@ async fn login_with_agent(
 #[tokio::test]
 async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
     let app = spawn_app().await;
-    for backend in BACKENDS {
+    for backend in Backend::ALL {
         let user = app.register().await;
         let laptop = login_with_agent(&app, backend, &user, "Laptop/1.0").await;
         let phone = login_with_agent(&app, backend, &user, "Phone/2.0").await;
@@ -409,10 +407,10 @@ async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_withou
     let app = spawn_app().await;
     let stateless = spawn_app_with(|s| s.jwt_denylist = authlab::config::Switch::Off).await;
     for (app, backend, refused) in [
-        (&app, "session", true),
-        (&app, "redis", true),
-        (&app, "jwt", true),
-        (&stateless, "jwt", false),
+        (&app, Backend::Session, true),
+        (&app, Backend::Redis, true),
+        (&app, Backend::Jwt, true),
+        (&stateless, Backend::Jwt, false),
     ] {
         let (_, credential) = app.logged_in(backend).await;
         let request = app.authed(Method::POST, &format!("/{backend}/logout-all"), &credential);
@@ -439,9 +437,9 @@ async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_withou
 async fn changing_the_password_revokes_every_credential_on_every_backend() {
     let app = spawn_app().await;
     let user = app.register().await;
-    let sid = app.login("session", &user).await;
-    let opaque = login_tokens(&app, "redis", &user).await;
-    let jwt = login_tokens(&app, "jwt", &user).await;
+    let sid = app.login(Backend::Session, &user).await;
+    let opaque = login_tokens(&app, Backend::Redis, &user).await;
+    let jwt = login_tokens(&app, Backend::Jwt, &user).await;
     let change = |credential: &Credential, old: &str, new: &str| {
         app.authed(Method::POST, "/users/me/password", credential)
             .json(&json!({ "old_password": old, "new_password": new }))
@@ -462,7 +460,10 @@ async fn changing_the_password_revokes_every_credential_on_every_backend() {
         )
         .await;
     assert_error(anonymous, StatusCode::UNAUTHORIZED, "missing_credentials").await;
-    assert_eq!(app.me("session", &sid).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(Backend::Session, &sid).await.status(),
+        StatusCode::OK
+    );
 
     // Changed through the redis backend's token; everything everywhere dies.
     let changed = change(&opaque.access, PASSWORD, "a brand new password")
@@ -470,27 +471,27 @@ async fn changing_the_password_revokes_every_credential_on_every_backend() {
         .unwrap();
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        app.me("session", &sid).await.status(),
+        app.me(Backend::Session, &sid).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        app.me("redis", &opaque.access).await.status(),
+        app.me(Backend::Redis, &opaque.access).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        app.me("jwt", &jwt.access).await.status(),
+        app.me(Backend::Jwt, &jwt.access).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    for (backend, tokens) in [("redis", &opaque), ("jwt", &jwt)] {
+    for (backend, tokens) in [(Backend::Redis, &opaque), (Backend::Jwt, &jwt)] {
         let refreshed = refresh(&app, backend, &tokens.refresh).await;
         assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED, "{backend}");
     }
     let old = app
-        .login_response("session", &user.username, PASSWORD)
+        .login_response(Backend::Session, &user.username, PASSWORD)
         .await;
     assert_error(old, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let new = app
-        .login_response("session", &user.username, "a brand new password")
+        .login_response(Backend::Session, &user.username, "a brand new password")
         .await;
     assert_eq!(new.status(), StatusCode::OK);
 }
@@ -498,7 +499,7 @@ async fn changing_the_password_revokes_every_credential_on_every_backend() {
 #[tokio::test]
 async fn rfc7009_revocation_answers_200_and_kills_what_it_names() {
     let app = spawn_app().await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         // An access token alone.
         let tokens = login_tokens(&app, backend, &user).await;
@@ -560,7 +561,7 @@ async fn rfc7009_revocation_answers_200_and_kills_what_it_names() {
 #[tokio::test]
 async fn rfc7662_introspection_describes_live_tokens_and_nothing_else() {
     let app = spawn_app().await;
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         let introspect = |token: String| {
@@ -614,8 +615,8 @@ async fn rfc7662_introspection_describes_live_tokens_and_nothing_else() {
 #[tokio::test]
 async fn rotating_a_session_id_keeps_the_session_and_kills_the_old_id() {
     let app = spawn_app().await;
-    let (_, old) = app.logged_in("session").await;
-    let before = sessions_of(&app, "session", &old).await;
+    let (_, old) = app.logged_in(Backend::Session).await;
+    let before = sessions_of(&app, Backend::Session, &old).await;
     let response = app
         .client
         .post(app.url("/session/rotate"))
@@ -623,16 +624,19 @@ async fn rotating_a_session_id_keeps_the_session_and_kills_the_old_id() {
         .send()
         .await
         .unwrap();
-    let new = credential_from_login("session", response).await;
+    let new = credential_from_login(Backend::Session, response).await;
     assert_ne!(new.value(), old.value());
     assert_error(
-        app.me("session", &old).await,
+        app.me(Backend::Session, &old).await,
         StatusCode::UNAUTHORIZED,
         "invalid_token",
     )
     .await;
-    assert_eq!(app.me("session", &new).await.status(), StatusCode::OK);
-    let after = sessions_of(&app, "session", &new).await;
+    assert_eq!(
+        app.me(Backend::Session, &new).await.status(),
+        StatusCode::OK
+    );
+    let after = sessions_of(&app, Backend::Session, &new).await;
     assert_eq!(after.len(), 1);
     assert_eq!(
         after[0]["id"], before[0]["id"],
@@ -646,7 +650,7 @@ async fn registry_entries_go_when_their_families_expire() {
     let app = spawn_app_with(|s| s.refresh_ttl = Duration::from_secs(1)).await;
     let client = redis::Client::open(app.settings.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for backend in TOKEN_BACKENDS {
+    for backend in Backend::TOKENS {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         let registry = format!(
@@ -693,30 +697,33 @@ async fn registry_entries_go_when_their_families_expire() {
 async fn stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed() {
     let app = spawn_app_with(|s| s.jwt_refresh = authlab::config::RefreshKind::Stateless).await;
     let user = app.register().await;
-    let tokens = login_tokens(&app, "jwt", &user).await;
+    let tokens = login_tokens(&app, Backend::Jwt, &user).await;
     assert_eq!(
         tokens.refresh.split('.').count(),
         3,
         "the refresh token is a JWT"
     );
-    let next = tokens_from(refresh(&app, "jwt", &tokens.refresh).await).await;
-    assert_eq!(app.me("jwt", &next.access).await.status(), StatusCode::OK);
+    let next = tokens_from(refresh(&app, Backend::Jwt, &tokens.refresh).await).await;
+    assert_eq!(
+        app.me(Backend::Jwt, &next.access).await.status(),
+        StatusCode::OK
+    );
     // No state, so no reuse detection: the spent refresh token still works...
     assert_eq!(
-        refresh(&app, "jwt", &tokens.refresh).await.status(),
+        refresh(&app, Backend::Jwt, &tokens.refresh).await.status(),
         StatusCode::OK
     );
     // ...even after logout, which (with the denylist) ends the access tokens only.
     assert_eq!(
-        app.logout("jwt", &next.access).await.status(),
+        app.logout(Backend::Jwt, &next.access).await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        refresh(&app, "jwt", &tokens.refresh).await.status(),
+        refresh(&app, Backend::Jwt, &tokens.refresh).await.status(),
         StatusCode::OK
     );
     // And the server has no list of sessions to show.
-    let fresh = login_tokens(&app, "jwt", &user).await;
+    let fresh = login_tokens(&app, Backend::Jwt, &user).await;
     let listing = app
         .client
         .get(app.url("/jwt/sessions"))
@@ -730,7 +737,7 @@ async fn stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed() {
 #[tokio::test]
 async fn a_password_change_with_stateless_jwt_refresh_still_succeeds() {
     let app = spawn_app_with(|s| s.jwt_refresh = authlab::config::RefreshKind::Stateless).await;
-    let (user, sid) = app.logged_in("session").await;
+    let (user, sid) = app.logged_in(Backend::Session).await;
     let response = app
         .authed(Method::POST, "/users/me/password", &sid)
         .json(&json!({ "old_password": user.password, "new_password": "a brand new password" }))
@@ -739,7 +746,7 @@ async fn a_password_change_with_stateless_jwt_refresh_still_succeeds() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        app.me("session", &sid).await.status(),
+        app.me(Backend::Session, &sid).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -749,7 +756,7 @@ async fn a_password_change_that_cannot_revoke_everything_leaves_the_password_unc
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app_with(|s| s.redis.url = url).await;
-    let (user, sid) = app.logged_in("session").await;
+    let (user, sid) = app.logged_in(Backend::Session).await;
     redis.stop();
     let response = app
         .authed(Method::POST, "/users/me/password", &sid)
@@ -765,7 +772,7 @@ async fn a_password_change_that_cannot_revoke_everything_leaves_the_password_unc
     .await;
     // The password is unchanged: the old one still works, so the client can retry later.
     let login = app
-        .login_response("session", &user.username, &user.password)
+        .login_response(Backend::Session, &user.username, &user.password)
         .await;
     assert_eq!(login.status(), StatusCode::OK);
 }

@@ -64,11 +64,11 @@ async fn the_whole_flow_works_on_postgresql() {
         .await;
     assert_error(again, StatusCode::CONFLICT, "username_taken").await;
     let wrong = app
-        .login_response("redis", &user.username, "wrong password")
+        .login_response(Backend::Redis, &user.username, "wrong password")
         .await;
     assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
-    for backend in BACKENDS {
+    for backend in Backend::ALL {
         let credential = app.login(backend, &user).await;
         let body: Value = app.me(backend, &credential).await.json().await.unwrap();
         assert_eq!(body["user_id"], user.user_id);
