@@ -11,6 +11,15 @@
 //! - [`routes`]: the handlers, written once and mounted under `/session`, `/redis` and `/jwt`;
 //! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
 //! - [`error`]: every error the API answers, mapped to a status code in exactly one place.
+//!
+//! The routes a backend gets follow from its type: the capability traits of `authlab-core`
+//! ([`authlab_core::Authenticator`], [`authlab_core::SessionRegistry`],
+//! [`authlab_core::TokenEndpoints`]). The two token backends share one refresh-token family store
+//! ([`authlab_core::RefreshFamilies`], kept in Redis by `authlab-redis`).
+//!
+//! This package serves requests and nothing else. The `authlab` command is `crates/authlab-cli`;
+//! `authlab compare`, which measures this server, is `crates/authlab-compare` and depends on this
+//! crate, never the other way round.
 #![deny(missing_docs)]
 
 pub mod backends;
