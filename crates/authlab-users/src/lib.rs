@@ -66,8 +66,15 @@ pub enum UserStoreError {
     #[error("the user database failed")]
     Database(#[source] sqlx::Error),
     /// Hashing failed (argon2 rejected its inputs; does not happen with valid parameters).
-    #[error("password hashing failed: {0}")]
-    Hashing(String),
+    #[error("password hashing failed")]
+    Hashing(#[source] argon2::password_hash::Error),
+    /// The blocking task that hashes or checks a password did not finish (it panicked, or the
+    /// runtime is shutting down).
+    #[error("the password worker failed")]
+    Worker(#[source] tokio::task::JoinError),
+    /// The permits that bound concurrent hashing were closed (the store is shutting down).
+    #[error("the password workers are closed")]
+    WorkersClosed(#[source] tokio::sync::AcquireError),
 }
 
 impl From<sqlx::Error> for UserStoreError {
@@ -180,10 +187,10 @@ impl Hasher {
             .permits
             .acquire()
             .await
-            .map_err(|e| UserStoreError::Hashing(e.to_string()))?;
+            .map_err(UserStoreError::WorkersClosed)?;
         tokio::task::spawn_blocking(work)
             .await
-            .map_err(|e| UserStoreError::Hashing(e.to_string()))
+            .map_err(UserStoreError::Worker)
     }
 
     async fn hash(&self, password: Password) -> Result<String, UserStoreError> {
@@ -192,7 +199,7 @@ impl Hasher {
             argon2()
                 .hash_password(password.0.expose_secret().as_bytes(), &salt)
                 .map(|hash| hash.to_string())
-                .map_err(|e| UserStoreError::Hashing(e.to_string()))
+                .map_err(UserStoreError::Hashing)
         })
         .await?
     }
