@@ -262,7 +262,7 @@ async fn a_password_change_applies_the_same_rules_and_a_refused_one_changes_noth
 }
 
 #[test]
-fn a_minimum_under_8_or_over_64_stops_start_up_with_a_clear_message() {
+fn a_minimum_under_8_or_over_64_stops_start_up_with_a_clear_message_and_help_lists_the_flag() {
     for (value, message) in [
         (
             "7",
@@ -285,5 +285,11 @@ fn a_minimum_under_8_or_over_64_stops_start_up_with_a_clear_message() {
     assert!(
         stderr.contains("must be 8 to 64 characters, not 7"),
         "{stderr}"
+    );
+    let help = authlab().arg("--help").output().expect("--help runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--password-min-length") && help.contains("AUTHLAB_PASSWORD_MIN_LENGTH"),
+        "{help}"
     );
 }
