@@ -25,10 +25,12 @@
 //! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
 //! | `--workers` | `AUTHLAB_WORKERS` | one per core |
+//! | `--password-min-length` | `AUTHLAB_PASSWORD_MIN_LENGTH` | `15` (8 to 64) |
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use authlab_users::PasswordPolicy;
 use secrecy::SecretString;
 
 /// `on` / `off`, for switches that are easier to read that way than as a bare flag.
@@ -154,6 +156,19 @@ pub struct Settings {
     /// Number of HTTP worker threads (default: one per core).
     #[arg(long, env = "AUTHLAB_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Shortest password accepted at registration and password change, in characters after NFKC
+    /// normalisation: 15 is NIST SP 800-63B rev. 4's minimum for a password used alone, 8 the
+    /// lowest it allows; at most 64. It also sets how hard to guess zxcvbn must find a new
+    /// password (see docs/security.md). Login never applies it: existing passwords keep working.
+    #[arg(
+        long = "password-min-length",
+        env = "AUTHLAB_PASSWORD_MIN_LENGTH",
+        value_name = "CHARS",
+        default_value = "15",
+        value_parser = parse_password_policy
+    )]
+    pub password_policy: PasswordPolicy,
 }
 
 impl Settings {
@@ -210,6 +225,10 @@ impl Settings {
                 self.workers
                     .map_or("one per core".to_owned(), |n| n.to_string()),
             ),
+            (
+                "password_min_length",
+                self.password_policy.min_chars().to_string(),
+            ),
         ]
     }
 }
@@ -226,6 +245,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Like [`parse_duration`], but `0s` is allowed (no grace window at all).
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `--password-min-length`: a whole number of characters that NIST SP 800-63B allows (8 or more)
+/// and that keeps every 64-character password acceptable (64 or fewer).
+fn parse_password_policy(text: &str) -> Result<PasswordPolicy, String> {
+    let min_chars: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of characters"))?;
+    PasswordPolicy::new(min_chars).map_err(|e| e.to_string())
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
@@ -265,6 +293,26 @@ mod tests {
         assert_eq!(s.jwt_denylist, Switch::On);
         assert!(!s.allow_query_token);
         assert!(!s.cookie_secure);
+        assert_eq!(s.password_policy.min_chars(), 15);
+    }
+
+    #[test]
+    fn the_password_minimum_is_refused_under_8_and_over_64() {
+        let min = |text| parse_password_policy(text).map(PasswordPolicy::min_chars);
+        assert_eq!(min("8"), Ok(8));
+        assert_eq!(min("64"), Ok(64));
+        assert_eq!(
+            min("7"),
+            Err("the minimum password length must be 8 to 64 characters, not 7".to_owned())
+        );
+        assert_eq!(
+            min("65"),
+            Err("the minimum password length must be 8 to 64 characters, not 65".to_owned())
+        );
+        assert_eq!(
+            min("ten"),
+            Err("\"ten\" is not a whole number of characters".to_owned())
+        );
     }
 
     #[test]

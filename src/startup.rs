@@ -76,7 +76,8 @@ impl Application {
         let secret = load_jwt_secret(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
-            .map_err(StartupError::UserStore)?;
+            .map_err(StartupError::UserStore)?
+            .with_password_policy(settings.password_policy);
         let redis = backends::redis_connection(&settings.redis).map_err(StartupError::RedisUrl)?;
 
         let session = web::Data::new(Backend {

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use authlab_core::{AuthError, Authenticator, Issued, TokenEndpoints};
-use authlab_users::{Password, Username};
+use authlab_users::Username;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +58,10 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let UsernamePassword { username, password } = body.into_inner();
     let username = Username::parse(username)?;
-    let password = Password::parse(password)?;
+    let password = shared
+        .users
+        .check_new_password(username.as_str(), password)
+        .await?;
     let user = shared.users.register(username, password).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "user_id": user.user_id,

@@ -6,7 +6,6 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use authlab_core::{AuthError, Authenticator, Identity, SessionRegistry};
 use authlab_session::SessionAuthenticator;
-use authlab_users::Password;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -166,7 +165,11 @@ pub async fn change_password(
         old_password,
         new_password,
     } = body.into_inner();
-    let new_password = Password::parse(new_password)?;
+    // The policy first: a refused password must change nothing (below, everything is revoked).
+    let new_password = shared
+        .users
+        .check_new_password(&identity.username, new_password)
+        .await?;
     if !shared
         .users
         .verify_password(identity.user_id, old_password)

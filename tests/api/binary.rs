@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-fn authlab() -> Command {
+pub(crate) fn authlab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_authlab"));
     // Start from a clean slate: no AUTHLAB_* from the caller's environment leaks in.
     for (key, _) in std::env::vars() {
@@ -91,7 +91,7 @@ impl Served {
 }
 
 /// Runs the binary expecting it to fail at start-up; returns its standard error.
-fn failing_start(mut command: Command) -> String {
+pub(crate) fn failing_start(mut command: Command) -> String {
     let output = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -9,5 +9,6 @@ mod helpers;
 mod http_edges;
 mod jwt_forgery;
 mod lifecycle;
+mod password_policy;
 mod postgres;
 mod users;
