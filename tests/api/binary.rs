@@ -256,3 +256,61 @@ fn help_lists_every_setting_with_its_environment_variable() {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
 }
+
+#[test]
+fn first_run_mistakes_are_refused_before_anything_else_is_printed() {
+    for (flag, value, expected) in [
+        ("--bind", "nonsense", "expected HOST:PORT"),
+        ("--redis-url", "http://x", "expected redis://"),
+        ("--workers", "0", "must be at least 1"),
+        ("--refresh-grace", "500ms", "must be whole seconds"),
+    ] {
+        let mut command = authlab();
+        command.args([flag, value]);
+        let stderr = failing_start(command);
+        assert!(stderr.contains(expected), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        // Refused while parsing: no settings were logged and no secret was generated.
+        assert!(!stderr.contains("generated a random one"), "{stderr}");
+        assert!(!stderr.contains("bind ="), "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_DENYLIST", "maybe");
+    let stderr = failing_start(command);
+    assert!(stderr.contains("'maybe'"), "{stderr}");
+    assert!(
+        stderr.contains("environment variable AUTHLAB_JWT_DENYLIST"),
+        "{stderr}"
+    );
+    // Given on the command line, the note would be wrong: it is not added.
+    let mut command = authlab();
+    command.args(["--jwt-denylist", "maybe"]);
+    let stderr = failing_start(command);
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
+    let redis = PrivateRedis::not_started();
+    let mut command = authlab();
+    command.env("AUTHLAB_REDIS_URL", redis.url());
+    let served = Served::start(command);
+    // The session backend works without Redis.
+    let health = reqwest::get(format!("{}/healthz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = served.stop();
+    assert!(log.contains("does not answer"), "{log}");
+    assert!(log.contains("/session works without it"), "{log}");
+    assert!(log.contains("next:"), "{log}");
+    assert!(log.contains("/hello"), "{log}");
+    // Durations are logged as the flags spell them.
+    assert!(log.contains("refresh_ttl = 14d"), "{log}");
+    assert!(log.contains("session_sweep_interval = 1m"), "{log}");
+}
