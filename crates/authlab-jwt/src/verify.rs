@@ -7,24 +7,34 @@
 //!
 //! 1. split the token at its two dots (exactly two; empty parts are rejected);
 //! 2. check the HMAC-SHA256 over `header.payload` with a key prepared once (the inner and outer
-//!    pads are computed at start-up), comparing in constant time, *before* parsing any JSON;
-//! 3. parse the header (≤ 256 bytes) on the stack: `alg` must be `HS256`, `typ` if present `JWT`,
-//!    and a `crit` header is refused (RFC 7515 §4.1.11: we understand no extensions). A header
-//!    byte-for-byte equal to the one we sign with is known to pass, and is not parsed again;
-//! 4. parse the claims (≤ 2 KiB) on the stack into borrowed strings: `iss` must be ours, `exp`
-//!    required, `nbf` honoured, `aud` refused (access tokens have none; refresh JWTs do), `sub`
-//!    numeric, `jti` and `fam` present.
+//!    pads are computed at start-up), comparing in constant time, *before* parsing any JSON
+//!    ([`AccessVerifier::check_signature`]);
+//! 3. check the header (≤ 256 bytes; [`check_header`]). A header byte-for-byte equal to the one we
+//!    sign with is known to pass and is not parsed again; any other must be a JSON object whose
+//!    `alg` is `HS256`, whose `typ` if present is `JWT` (in any case), without `crit` (RFC 7515
+//!    §4.1.11: we understand no extensions; refused whatever its value, `null` included) or `jwk`
+//!    (we never take a key from the token), with each member at most once, the members the JOSE
+//!    registry types (`kid`, `cty`, `x5c`, ...) holding their type, and every other value valid
+//!    JSON: numbers in range, strings valid UTF-8 with no lone surrogate;
+//! 4. parse the claims (≤ 1 KiB, [`MAX_CLAIMS`]) on the stack into borrowed strings, as a JSON
+//!    object only (never an array read in field order), each claim we read at most once, unknown
+//!    claims valid JSON as above: `iss` must be ours, `exp` required, `nbf` honoured, `aud`
+//!    refused (access tokens have none; refresh JWTs do), `sub` the canonical decimal of a user
+//!    id > 0 as we write it (no sign, no leading zero, no space), `jti` and `fam` present.
 //!
-//! Signing still uses `jsonwebtoken`, and the unit tests check this verifier against it as an
-//! oracle on thousands of mutated tokens: both must accept and refuse exactly the same ones.
+//! Signing still uses `jsonwebtoken`, and the tests check this verifier against it as an oracle:
+//! on thousands of mutated tokens both must answer alike, and on generated odd shapes (a property
+//! test) whatever this verifier accepts `jsonwebtoken` must accept too, with the same identity.
+//! This verifier may be stricter, never looser.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Largest header we read (ours is 36 bytes of JSON).
 const MAX_HEADER: usize = 256;
@@ -40,40 +50,260 @@ pub(crate) enum Refusal {
     Expired,
 }
 
-#[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    typ: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
+/// The user id a `sub` stands for, if it is written exactly as we write one: the decimal digits
+/// of an `i64` greater than zero, without sign, leading zero or spaces (`"42"`, never `"+42"`,
+/// `"042"`, `" 42"` or `"-0"`). One user has one spelling, so one token cannot pass for another.
+pub(crate) fn canonical_user_id(sub: &str) -> Option<i64> {
+    let bytes = sub.as_bytes();
+    if bytes.first().is_none_or(|&b| b == b'0') || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Only digits, no leading zero: the parse fails exactly on overflow, and the value is > 0.
+    sub.parse().ok()
+}
+
+/// Any JSON value, checked as strictly as `serde_json::Value` parses it (numbers in range,
+/// strings valid UTF-8 without lone surrogates) but kept nowhere.
+struct StrictValue;
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictValue)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = StrictValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<StrictValue>()?.is_some() {}
+        Ok(StrictValue)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<StrictValue, StrictValue>()?.is_some() {}
+        Ok(StrictValue)
+    }
+}
+
+/// A JSON string, borrowed from the input unless it holds escapes.
+struct CowStr<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// The header of a token whose header is not byte-for-byte ours: see the module documentation.
+/// Parsing it may allocate; our own tokens never come here. The stateless refresh path uses it
+/// too.
+pub(crate) fn check_header(json: &[u8]) -> Result<(), Refusal> {
+    struct HeaderCheck;
+    impl<'de> Visitor<'de> for HeaderCheck {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JOSE header object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen: Vec<String> = Vec::new();
+            let mut alg_ok = false;
+            while let Some(name) = map.next_key::<String>()? {
+                if seen.contains(&name) {
+                    return Err(de::Error::custom("a header member appears twice"));
+                }
+                match name.as_str() {
+                    "alg" => alg_ok = map.next_value::<CowStr<'_>>()?.0 == "HS256",
+                    // Absent is fine; `null` or anything but "JWT" (in any case: RFC 7515 §4.1.9
+                    // compares media types case-insensitively) is not.
+                    "typ" => {
+                        if !map
+                            .next_value::<CowStr<'_>>()?
+                            .0
+                            .eq_ignore_ascii_case("JWT")
+                        {
+                            return Err(de::Error::custom("typ is not JWT"));
+                        }
+                    }
+                    "crit" | "jwk" => return Err(de::Error::custom("refused header member")),
+                    // Typed by the JOSE registries (RFC 7515 §4.1, RFC 7516 §4.1, RFC 8555 §6.4)
+                    // as `jsonwebtoken::Header` types them; `null` reads as absent there too.
+                    "cty" | "jku" | "kid" | "x5u" | "x5t" | "x5t#S256" | "enc" | "zip" | "url"
+                    | "nonce" => {
+                        map.next_value::<Option<CowStr<'_>>>()?;
+                    }
+                    "x5c" => {
+                        map.next_value::<Option<Vec<CowStr<'_>>>>()?;
+                    }
+                    _ => {
+                        map.next_value::<StrictValue>()?;
+                    }
+                }
+                seen.push(name);
+            }
+            if alg_ok {
+                Ok(())
+            } else {
+                Err(de::Error::custom("alg is not HS256"))
+            }
+        }
+    }
+    let mut json = serde_json::Deserializer::from_slice(json);
+    json.deserialize_map(HeaderCheck)
+        .and_then(|()| json.end())
+        .map_err(|_| Refusal::Invalid)
 }
 
 /// The claims of an access token, borrowed from the decoded payload where JSON escapes allow.
-#[derive(Deserialize)]
 pub(crate) struct AccessClaims<'a> {
-    #[serde(borrow)]
     iss: Cow<'a, str>,
-    #[serde(borrow)]
     sub: Cow<'a, str>,
-    #[serde(default)]
-    aud: Option<IgnoredAny>,
     exp: u64,
-    #[serde(default)]
     nbf: Option<u64>,
     iat: u64,
-    #[serde(borrow)]
     pub(crate) jti: Cow<'a, str>,
-    #[serde(borrow)]
     pub(crate) fam: Cow<'a, str>,
-    #[serde(borrow)]
     pub(crate) username: Cow<'a, str>,
+    /// `sub` read as a user id (set once the claims are checked).
+    user_id: i64,
 }
 
-impl AccessClaims<'_> {
+/// The claims a token's payload can name, as far as this verifier is concerned.
+enum Claim {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    Fam,
+    Username,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Claim {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Claim;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Claim, E> {
+                Ok(match name {
+                    "iss" => Claim::Iss,
+                    "sub" => Claim::Sub,
+                    "aud" => Claim::Aud,
+                    "exp" => Claim::Exp,
+                    "nbf" => Claim::Nbf,
+                    "iat" => Claim::Iat,
+                    "jti" => Claim::Jti,
+                    "fam" => Claim::Fam,
+                    "username" => Claim::Username,
+                    _ => Claim::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(V)
+    }
+}
+
+impl<'a> AccessClaims<'a> {
+    /// Parses a claims set: a JSON object only, each claim we read at most once, `aud` refused
+    /// (whatever its value), unknown claims checked as [`StrictValue`]s.
+    fn parse(json: &'a [u8]) -> Result<Self, Refusal> {
+        struct ClaimsVisitor;
+        impl<'de> Visitor<'de> for ClaimsVisitor {
+            type Value = AccessClaims<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWT claims object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                fn once<T, E: de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+                    match slot.replace(value) {
+                        None => Ok(()),
+                        Some(_) => Err(E::custom("a claim appears twice")),
+                    }
+                }
+                let (mut iss, mut sub, mut jti, mut fam, mut username) =
+                    (None, None, None, None, None);
+                let (mut exp, mut nbf, mut iat) = (None, None, None);
+                while let Some(claim) = map.next_key::<Claim>()? {
+                    match claim {
+                        Claim::Iss => once(&mut iss, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Sub => once(&mut sub, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Jti => once(&mut jti, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Fam => once(&mut fam, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Username => once(&mut username, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Exp => once(&mut exp, map.next_value::<u64>()?)?,
+                        Claim::Iat => once(&mut iat, map.next_value::<u64>()?)?,
+                        // `null` reads as absent, as it does for `Option<u64>` in `jsonwebtoken`.
+                        Claim::Nbf => once(&mut nbf, map.next_value::<Option<u64>>()?)?,
+                        Claim::Aud => return Err(de::Error::custom("access tokens have no aud")),
+                        Claim::Other => {
+                            map.next_value::<StrictValue>()?;
+                        }
+                    }
+                }
+                let missing = || de::Error::custom("a required claim is missing");
+                Ok(AccessClaims {
+                    iss: iss.ok_or_else(missing)?,
+                    sub: sub.ok_or_else(missing)?,
+                    exp: exp.ok_or_else(missing)?,
+                    nbf: nbf.flatten(),
+                    iat: iat.ok_or_else(missing)?,
+                    jti: jti.ok_or_else(missing)?,
+                    fam: fam.ok_or_else(missing)?,
+                    username: username.ok_or_else(missing)?,
+                    user_id: 0,
+                })
+            }
+        }
+        let mut json = serde_json::Deserializer::from_slice(json);
+        let claims = json
+            .deserialize_map(ClaimsVisitor)
+            .map_err(|_| Refusal::Invalid)?;
+        json.end().map_err(|_| Refusal::Invalid)?;
+        Ok(claims)
+    }
+
+    /// The user id in `sub` (checked to be canonical before the claims are handed out).
     pub(crate) fn user_id(&self) -> Result<i64, Refusal> {
-        self.sub.parse().map_err(|_| Refusal::Invalid)
+        Ok(self.user_id)
     }
 
     /// An owned copy, for the paths that are not hot (logout, introspection).
@@ -128,6 +358,27 @@ impl AccessVerifier {
         header == self.canonical_header
     }
 
+    /// Splits a compact JWS into its encoded header and payload if, and only if, its signature is
+    /// the HMAC-SHA256 of `header.payload` under our key (compared in constant time). Nothing
+    /// else is read: this is the signature layer alone.
+    pub(crate) fn check_signature<'t>(
+        &self,
+        token: &'t str,
+    ) -> Result<(&'t str, &'t str), Refusal> {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(Refusal::Invalid)?;
+        let (header, payload) = signing_input.split_once('.').ok_or(Refusal::Invalid)?;
+        if header.is_empty() || payload.is_empty() || payload.contains('.') {
+            return Err(Refusal::Invalid);
+        }
+        let mut tag = [0u8; 33];
+        let tag = decode_into(signature, &mut tag)?;
+        if tag.len() != 32 {
+            return Err(Refusal::Invalid);
+        }
+        hmac::verify(&self.key, signing_input.as_bytes(), tag).map_err(|_| Refusal::Invalid)?;
+        Ok((header, payload))
+    }
+
     /// Checks `token` at time `now` and hands its claims to `read` (they borrow from a stack
     /// buffer, so they cannot leave this call).
     pub(crate) fn verify<T>(
@@ -136,42 +387,20 @@ impl AccessVerifier {
         now: u64,
         read: impl FnOnce(&AccessClaims<'_>) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
-        let (signing_input, signature) = token.rsplit_once('.').ok_or(Refusal::Invalid)?;
-        let (header, payload) = signing_input.split_once('.').ok_or(Refusal::Invalid)?;
-        if header.is_empty() || payload.is_empty() || payload.contains('.') {
-            return Err(Refusal::Invalid);
-        }
-
         // The signature first: nothing an attacker wrote is parsed before it checks out.
-        let mut tag = [0u8; 33];
-        let tag = decode_into(signature, &mut tag)?;
-        if tag.len() != 32 {
-            return Err(Refusal::Invalid);
-        }
-        hmac::verify(&self.key, signing_input.as_bytes(), tag).map_err(|_| Refusal::Invalid)?;
+        let (header, payload) = self.check_signature(token)?;
 
         if header != self.canonical_header {
             let mut header_buf = [0u8; MAX_HEADER];
-            let header: Header<'_> = serde_json::from_slice(decode_into(header, &mut header_buf)?)
-                .map_err(|_| Refusal::Invalid)?;
-            if header.alg != "HS256"
-                || header.crit.is_some()
-                || header.typ.as_deref().is_some_and(|typ| typ != "JWT")
-            {
-                return Err(Refusal::Invalid);
-            }
+            check_header(decode_into(header, &mut header_buf)?)?;
         }
 
         let mut claims_buf = [0u8; MAX_CLAIMS];
-        let claims: AccessClaims<'_> =
-            serde_json::from_slice(decode_into(payload, &mut claims_buf)?)
-                .map_err(|_| Refusal::Invalid)?;
-        if claims.iss != self.issuer
-            || claims.aud.is_some()
-            || claims.nbf.is_some_and(|nbf| now < nbf)
-        {
+        let mut claims = AccessClaims::parse(decode_into(payload, &mut claims_buf)?)?;
+        if claims.iss != self.issuer || claims.nbf.is_some_and(|nbf| now < nbf) {
             return Err(Refusal::Invalid);
         }
+        claims.user_id = canonical_user_id(&claims.sub).ok_or(Refusal::Invalid)?;
         if now >= claims.exp {
             return Err(Refusal::Expired);
         }
