@@ -9,13 +9,52 @@
 //! - **Scaling out** needs only the key: every instance with the same secret verifies every token.
 //!
 //! # Layout
-//! - [`JwtSecret`]: the HMAC key, at least 32 bytes (RFC 7518 §3.2: a key as long as the hash).
+//! - [`JwtSecret`]: the HMAC key, judged once at start-up (`secret.rs`, list in
+//!   `weak_secrets.txt`); see [Secrets](#secrets).
 //! - [`Claims`]: what authlab puts in a token: `iss`, `sub`, `iat`, `exp`, `jti`, `username`.
 //! - [`JwtAuthenticator`]: issue and verify with the algorithm pinned to HS256, following RFC 8725:
-//!   the `alg` in a token's header is checked against ours, never obeyed.
+//!   the `alg` in a token's header is checked against ours, never obeyed. Access tokens go through
+//!   a hand-written verifier (`verify.rs`); stateless refresh JWTs through `jsonwebtoken` plus the
+//!   same header and `sub` rules; see [Tokens](#tokens).
 //!
 //! The denylist is any [`Denylist`]; the server hands in the Redis one. This crate knows nothing of
 //! Redis.
+//!
+//! # Secrets
+//! Whoever knows the HMAC key signs tokens as anyone, and one token is all an attacker needs to try
+//! guesses offline, as fast as their hardware hashes (RFC 8725 §3.5: human-memorable passwords must
+//! not be HMAC keys; ASVS asks for keys of at least 128 bits of security). [`JwtSecret::new`] refuses,
+//! each with its own [`JwtError`] variant whose message says how to make a good key
+//! (`head -c 48 /dev/urandom | base64 > jwt.secret`):
+//! - a key under [`MIN_SECRET_LEN`] (32) bytes: [`JwtError::SecretTooShort`];
+//! - a published secret, compared ignoring ASCII case and surrounding whitespace: documentation
+//!   examples (`a-string-secret-at-least-256-bits-long`, `your-256-bit-secret`, the RFC 7515 key),
+//!   framework and tutorial defaults, the first entries of JWT-cracking wordlists; also when
+//!   repeated or padded with digits, punctuation or one repeated character to reach 32 bytes:
+//!   [`JwtError::SecretPublished`];
+//! - one byte or a short pattern repeated, or a run of sequences (digits, letters, hex, keyboard
+//!   rows, by steps of one or two): [`JwtError::SecretTooRegular`];
+//! - an estimated entropy under [`MIN_SECRET_BITS`] (128): [`JwtError::SecretLowEntropy`]. The
+//!   estimate is the smaller of *length × log2(alphabet)* (digits 10, hex 16, letters 26 per case,
+//!   base64 specials 3, other printable ASCII 33, any other byte makes it 256) and the cost of the
+//!   cheapest parse into literals, LZ77 copies and sequences. It catches machine regularity, not
+//!   human phrasing: an English sentence gets the per-character estimate. The list in
+//!   `weak_secrets.txt` is written from knowledge of the published sources; a real deployment
+//!   would also ship the full cracking wordlists, compressed.
+//!
+//! [`JwtSecret::generate`] (32 bytes from the OS, about 256 bits) always passes.
+//!
+//! # Tokens
+//! The access verifier accepts a token only if `jsonwebtoken` 11 with the same validation would,
+//! with the same identity, and is stricter where that library is lenient: a header other than
+//! ours byte for byte must be a JSON object with each member once, `alg` `HS256`, `typ` absent or
+//! `JWT` (any case), no `crit` (whatever its value, `null` included: we understand no extension),
+//! no `jwk`, registry members (`kid`, `x5c`, `cty`, ...) of their registered type, every other
+//! value valid JSON (no `1e400`, lone surrogate or invalid UTF-8); the claims must be a JSON object
+//! (never an array read in field order), `aud` absent, and `sub` the canonical decimal of a
+//! positive user id (`"42"`, never `"+42"`, `"042"`, `" 42"` or `"-0"`): one user, one spelling. A
+//! property test signs generated odd shapes and checks this against `jsonwebtoken`. The stateless
+//! refresh path applies the same header rules and the same `sub` rule after `jsonwebtoken`.
 #![deny(missing_docs)]
 
 use std::sync::Arc;

@@ -27,7 +27,7 @@
 //!   an earlier stretch (LZ77: 2 bits + log2 of the offset + log2 of the length) and sequences
 //!   (2 bits + the first character + log2 of which of 7 orders and 4 steps + log2 of the length).
 //!   Each literal pays one bit for "this is a literal", so a random secret with an accidental
-//!   3-byte repeat keeps its alphabet estimate, while 32 `a`s cost about 20 bits.
+//!   3-byte repeat keeps its alphabet estimate, while 32 `a`s cost 13 bits.
 //!
 //! It is an upper bound on what an attacker who guesses by alphabet, repetition and sequence
 //! must try, not a measure of how the secret was made: it cannot see that a secret is an English
