@@ -728,6 +728,54 @@ mod tests {
 
     const CANONICAL_STR: &str = r#"{"typ":"JWT","alg":"HS256"}"#;
 
+    /// Counts the allocations of the current thread, to pin "no allocation on the hot path".
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+    // thread-local `Cell` with a const initialiser, which never allocates.
+    unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller's contract is passed on as it is.
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            // SAFETY: as above.
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: CountingAllocator = CountingAllocator;
+
+    fn allocations_in<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = ALLOCATIONS.with(std::cell::Cell::get);
+        let out = f();
+        (out, ALLOCATIONS.with(std::cell::Cell::get) - before)
+    }
+
+    #[test]
+    fn our_own_tokens_verify_without_allocating_and_others_are_counted() {
+        let verifier = AccessVerifier::new(KEY, "authlab", b64(CANONICAL));
+        let ours = raw_token_bytes(CANONICAL, good_claims().to_string().as_bytes(), KEY);
+        let (who, allocations) = allocations_in(|| verifier.verify(&ours, NOW, |c| c.user_id()));
+        assert_eq!(who, Ok(42));
+        assert_eq!(allocations, 0, "the fast path allocated");
+        // The counter does count: a header that is not ours is parsed, and that allocates.
+        let other = raw_token(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &good_claims().to_string(),
+            KEY,
+        );
+        let (who, allocations) = allocations_in(|| verifier.verify(&other, NOW, |c| c.user_id()));
+        assert_eq!(who, Ok(42));
+        assert!(allocations > 0);
+    }
+
     /// Generated odd shapes (JSON text, not always valid), for the property test.
     mod odd_shapes {
         use super::{CANONICAL, NOW};
