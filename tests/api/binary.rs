@@ -175,7 +175,8 @@ async fn without_a_secret_one_is_generated_with_a_warning() {
 #[tokio::test]
 async fn a_secret_file_is_read_and_its_trailing_newline_ignored() {
     let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
-    std::fs::write(&file, format!("{}\n", "k".repeat(32))).unwrap();
+    // A random-looking secret: the start-up rules refuse a repeated byte such as 32 `k`s.
+    std::fs::write(&file, "hoc2b/bodPIQ5auTaFnKMhG8aPWN8XxNZhDKP5N6j/oc\n").unwrap();
     let mut command = authlab();
     command.arg("--jwt-secret-file").arg(&file);
     let served = Served::start(command);
@@ -203,6 +204,73 @@ fn a_short_secret_stops_start_up_with_a_clear_message() {
     let stderr = failing_start(command);
     let _ = std::fs::remove_file(&file);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
+#[test]
+fn a_published_secret_stops_start_up_and_says_how_to_make_a_good_one() {
+    // The example secret of a popular JWT debugger, 38 bytes: long enough, and known to everyone.
+    let published = "a-string-secret-at-least-256-bits-long";
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", published);
+    let stderr = failing_start(command);
+    assert!(stderr.contains("unusable JWT secret"), "{stderr}");
+    assert!(
+        stderr.contains("a published example or a well-known weak secret"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(published),
+        "the secret itself is never printed: {stderr}"
+    );
+
+    // The same from a file, in capitals, with the newline an editor adds.
+    let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
+    std::fs::write(&file, format!("{}\n", published.to_uppercase())).unwrap();
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg(&file);
+    let stderr = failing_start(command);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        stderr.contains("a published example or a well-known weak secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_secret_of_32_repeated_bytes_stops_start_up_and_says_why() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", "a".repeat(32));
+    let stderr = failing_start(command);
+    assert!(stderr.contains("unusable JWT secret"), "{stderr}");
+    assert!(
+        stderr.contains("the JWT secret is one byte repeated"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"a".repeat(32)),
+        "the secret itself is never printed: {stderr}"
+    );
+}
+
+#[test]
+fn a_secret_with_too_little_entropy_stops_start_up_with_its_estimate() {
+    // The secret the test suite used to sign with: a word and a hexadecimal count, twice.
+    let mut command = authlab();
+    command.env(
+        "AUTHLAB_JWT_SECRET",
+        "test-secret-0123456789abcdef0123456789abcdef",
+    );
+    let stderr = failing_start(command);
+    assert!(stderr.contains("bits of entropy"), "{stderr}");
+    assert!(stderr.contains("at least 128 bits"), "{stderr}");
 }
 
 #[test]
