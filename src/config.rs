@@ -151,10 +151,12 @@ pub struct Settings {
     #[arg(long, env = "AUTHLAB_REGISTER_IP_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub register_ip_max: u32,
 
-    /// A proxy (address or CIDR range) whose `X-Forwarded-For` is believed; repeatable. Without
-    /// one, the client address is always the connection's peer and the header is ignored.
+    /// A proxy (address or CIDR range) whose `X-Forwarded-For` is believed; repeatable (the
+    /// variable takes a comma-separated list). Default none: the client address is always the
+    /// connection's peer and the header is ignored.
     #[arg(
         long = "trusted-proxy",
+        value_name = "CIDR",
         env = "AUTHLAB_TRUSTED_PROXIES",
         value_delimiter = ',',
         value_parser = crate::throttle::Cidr::from_str

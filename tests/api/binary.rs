@@ -252,6 +252,12 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "AUTHLAB_SESSION_TTL",
         "AUTHLAB_ALLOW_QUERY_TOKEN",
         "AUTHLAB_COOKIE_SECURE",
+        "AUTHLAB_LOGIN_MAX_FAILURES",
+        "AUTHLAB_LOGIN_WINDOW",
+        "AUTHLAB_LOGIN_IP_MAX_FAILURES",
+        "AUTHLAB_REGISTER_IP_MAX",
+        "AUTHLAB_TRUSTED_PROXIES",
+        "AUTHLAB_INSTANCE_ID",
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
