@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -214,6 +215,17 @@ pub fn latency_floor(report: &Report) -> f64 {
         .max(1.0)
 }
 
+/// The ticks of a log axis from `lo` to `hi`: 1, 2 and 5 times each power of ten (plotters
+/// alone labels only the powers of ten, two labels on a typical chart).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let first = lo.max(1.0).log10().floor() as i32;
+    let last = hi.max(1.0).log10().ceil() as i32;
+    (first..=last)
+        .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
+}
+
 /// Latency at each percentile, one line per route, log scale.
 pub fn latency_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
     let err = chart_err("latency.svg");
@@ -229,6 +241,7 @@ pub fn latency_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
         .unwrap_or(1)
         .max(10) as f64
         * 1.5;
+    let top = top.max(floor * 10.0);
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "Latency by percentile, median round (microseconds, log scale; lower is better)",
@@ -237,7 +250,12 @@ pub fn latency_chart(report: &Report, path: &Path) -> Result<(), CompareError> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0..points - 1, (floor..top.max(floor * 10.0)).log_scale())
+        .build_cartesian_2d(
+            0..points - 1,
+            (floor..top)
+                .log_scale()
+                .with_key_points(log_ticks(floor, top)),
+        )
         .map_err(|e| err(Box::new(e)))?;
     chart
         .configure_mesh()
@@ -330,6 +348,18 @@ mod tests {
         assert!(throughput.contains("min-max over rounds"));
         assert!(throughput.contains("target (ratio x /hello baseline)"));
         assert!(throughput.contains("median of 3 round(s)"));
+    }
+
+    #[test]
+    fn the_latency_axis_is_labelled_at_1_2_and_5_times_each_power_of_ten() {
+        assert_eq!(
+            log_ticks(150.0, 2_500.0),
+            vec![200.0, 500.0, 1_000.0, 2_000.0]
+        );
+        let (_, latency) = draw(&report_with(&Figures::default()));
+        for tick in ["\n200\n", "\n500\n", "\n1,000\n"] {
+            assert!(latency.contains(tick), "no tick {tick:?}");
+        }
     }
 
     #[test]
