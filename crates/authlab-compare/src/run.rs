@@ -127,7 +127,12 @@ pub fn run(args: &CompareArgs, interrupt: &Interrupt) -> Result<Report, CompareE
     );
     let instances = match &args.target {
         Some(url) => Instances::external(setup::parse_target(url)?),
-        None => interrupt.outcome(Instances::start(args))?,
+        // Started instances are always stopped and cleaned up below, even after a Ctrl-C; only
+        // a start that failed because of one is reported as the interruption.
+        None => Instances::start(args).map_err(|err| match interrupt.check() {
+            Err(interrupted) => interrupted,
+            Ok(()) => err,
+        })?,
     };
     let outcome = run_against(args, &rt, &instances, &mut report, &mut plan, interrupt);
     rt.block_on(instances.stop());
@@ -151,6 +156,7 @@ fn run_against(
     plan: &mut Plan,
     interrupt: &Interrupt,
 ) -> Result<(), CompareError> {
+    interrupt.check()?;
     report.redis_version = rt.block_on(probes::redis_version(&args.redis.url)).ok();
     let logins =
         interrupt.outcome(rt.block_on(setup::log_in_everywhere(instances, args.timeout)))?;
