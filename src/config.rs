@@ -21,7 +21,7 @@
 //! | `--jwt-refresh` | `AUTHLAB_JWT_REFRESH` | `stored` (or `stateless`) |
 //! | `--session-ttl` | `AUTHLAB_SESSION_TTL` | `30m` |
 //! | `--session-max-age` | `AUTHLAB_SESSION_MAX_AGE` | `8h` |
-//! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `60s` |
+//! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `1m` |
 //! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
 //! | `--workers` | `AUTHLAB_WORKERS` | one per core |
@@ -59,13 +59,15 @@ pub struct RedisSettings {
     #[arg(
         id = "redis_url",
         long = "redis-url",
+        value_name = "URL",
         env = "AUTHLAB_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = parse_redis_url
     )]
     pub url: String,
 
     /// Longest wait for Redis (connect, and each reply) before answering 503.
-    #[arg(id = "redis_timeout", long = "redis-timeout", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(id = "redis_timeout", long = "redis-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
@@ -73,7 +75,7 @@ pub struct RedisSettings {
 #[derive(Clone, clap::Args)]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free one).
-    #[arg(long, env = "AUTHLAB_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AUTHLAB_BIND", default_value = "127.0.0.1:8080", value_parser = parse_bind)]
     pub bind: String,
 
     /// User store: `sqlite://FILE` (created if missing), `sqlite::memory:`, or `postgres://...`.
@@ -119,7 +121,7 @@ pub struct Settings {
 
     /// How long a spent refresh token may be exchanged again for the same successor (two tabs
     /// refreshing at once), before a reuse counts as theft.
-    #[arg(long, env = "AUTHLAB_REFRESH_GRACE", default_value = "10s", value_parser = parse_duration_or_zero)]
+    #[arg(long, env = "AUTHLAB_REFRESH_GRACE", default_value = "10s", value_parser = parse_grace)]
     pub refresh_grace: Duration,
 
     /// JWT refresh tokens: `stored` (opaque, rotated, revocable, in Redis) or `stateless` (a
@@ -141,7 +143,7 @@ pub struct Settings {
     pub session_max_age: Duration,
 
     /// How often expired sessions are swept out of memory.
-    #[arg(long, env = "AUTHLAB_SESSION_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "AUTHLAB_SESSION_SWEEP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub session_sweep_interval: Duration,
 
     /// Mark the session cookie `Secure` (sent over HTTPS only). Turn on behind TLS.
@@ -154,7 +156,7 @@ pub struct Settings {
     pub allow_query_token: bool,
 
     /// Number of HTTP worker threads (default: one per core).
-    #[arg(long, env = "AUTHLAB_WORKERS")]
+    #[arg(long, env = "AUTHLAB_WORKERS", value_parser = parse_workers)]
     pub workers: Option<usize>,
 
     /// Shortest password accepted at registration and password change, in characters after NFKC
@@ -195,7 +197,7 @@ impl Settings {
             (None, Some(_)) => "from AUTHLAB_JWT_SECRET".to_owned(),
             (None, None) => "generated at start-up".to_owned(),
         };
-        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let duration = flag_duration;
         vec![
             ("bind", self.bind.clone()),
             ("database_url", redact_url(&self.database_url)),
@@ -217,7 +219,10 @@ impl Settings {
             ("refresh_grace", duration(self.refresh_grace)),
             ("session_ttl", duration(self.session_ttl)),
             ("session_max_age", duration(self.session_max_age)),
-            ("session_sweep", duration(self.session_sweep_interval)),
+            (
+                "session_sweep_interval",
+                duration(self.session_sweep_interval),
+            ),
             ("cookie_secure", self.cookie_secure.to_string()),
             ("allow_query_token", self.allow_query_token.to_string()),
             (
@@ -242,13 +247,71 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Like [`parse_duration`], but `0s` is allowed (no grace window at all).
-fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| e.to_string())
+/// The grace window: `0s` (no window at all) or whole seconds, because the window is kept in
+/// Redis in seconds: `500ms` would silently become no window.
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.subsec_nanos() != 0 {
+        return Err("must be whole seconds (0s for no grace window, or 1s and up)".to_owned());
+    }
+    Ok(duration)
 }
 
-/// `--password-min-length`: a whole number of characters that NIST SP 800-63B allows (8 or more)
-/// and that keeps every 64-character password acceptable (64 or fewer).
+/// `HOST:PORT` (port 0 picks a free one), checked before anything else starts.
+fn parse_bind(text: &str) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let expected = "expected HOST:PORT, for example 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080";
+    let Some((_, port)) = text.rsplit_once(':') else {
+        return Err(expected.to_owned());
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "the port is not a number from 0 to 65535; {expected}"
+        ));
+    }
+    match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(text.to_owned()),
+        _ => Err(format!("the host does not resolve; {expected}")),
+    }
+}
+
+/// The URL forms Redis is reached by, shown whenever a URL is refused.
+pub const REDIS_URL_FORMS: &str =
+    "redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://[:PASSWORD@]HOST:PORT[/DB] (TLS)";
+
+/// A Redis URL of an accepted form, checked before anything else starts.
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    let scheme = text.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("redis" | "rediss") => Ok(text.to_owned()),
+        _ => Err(format!("expected {REDIS_URL_FORMS}")),
+    }
+}
+
+/// At least one worker (`0` would start a server that never answers).
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave it unset for one per core)".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of worker threads, at least 1".to_owned()),
+    }
+}
+
+/// A duration in the spelling the flags take, in its largest whole unit (`14d`, `15m`, `500ms`),
+/// so the start-up log can be pasted back as flags.
+pub fn flag_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() != 0 || duration.is_zero() {
+        return format!("{}ms", duration.as_millis());
+    }
+    let seconds = duration.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
 fn parse_password_policy(text: &str) -> Result<PasswordPolicy, String> {
     let min_chars: usize = text
         .parse()
@@ -322,6 +385,43 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn first_run_mistakes_are_refused_with_the_expected_form() {
+        assert!(parse_bind("nonsense").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_bind("127.0.0.1:99999").unwrap_err().contains("port"));
+        assert_eq!(parse_bind("127.0.0.1:0"), Ok("127.0.0.1:0".to_owned()));
+        assert!(
+            parse_redis_url("http://x")
+                .unwrap_err()
+                .contains("redis://")
+        );
+        assert!(parse_redis_url("rediss://h:6380/2").is_ok());
+        assert!(parse_workers("0").is_err());
+        assert_eq!(parse_workers("2"), Ok(2));
+        assert!(parse_grace("500ms").unwrap_err().contains("whole seconds"));
+        assert_eq!(parse_grace("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_grace("10s"), Ok(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn logged_durations_use_the_flags_spelling() {
+        assert_eq!(flag_duration(Duration::from_secs(14 * 86_400)), "14d");
+        assert_eq!(flag_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(flag_duration(Duration::from_secs(900)), "15m");
+        assert_eq!(flag_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(flag_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(flag_duration(Duration::ZERO), "0ms");
+        let defaults = Settings::defaults().describe();
+        let shown = |name| {
+            defaults
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(shown("refresh_ttl").as_deref(), Some("14d"));
+        assert_eq!(shown("session_sweep_interval").as_deref(), Some("1m"));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use authlab_redis::RedisBackendError;
 use authlab_users::UserStoreError;
 use serde::Serialize;
 
+use crate::json::JsonLine;
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
@@ -323,7 +325,7 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
-        response.json(ErrorBody {
+        response.json_line(ErrorBody {
             error: self.code(),
             message: &message,
             checks: match self {

@@ -10,7 +10,8 @@
 //!   compare` and the benches all build them here);
 //! - [`routes`]: the handlers, written once and mounted under `/session`, `/redis` and `/jwt`;
 //! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
-//! - [`error`]: every error the API answers, mapped to a status code in exactly one place.
+//! - [`error`]: every error the API answers, mapped to a status code in exactly one place;
+//! - [`json`]: JSON bodies, each ended by a newline.
 //!
 //! The routes a backend gets follow from its type: the capability traits of `authlab-core`
 //! ([`authlab_core::Authenticator`], [`authlab_core::SessionRegistry`],
@@ -25,6 +26,7 @@
 pub mod backends;
 pub mod config;
 pub mod error;
+pub mod json;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

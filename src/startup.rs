@@ -12,7 +12,7 @@ use actix_web::middleware::{DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use authlab_core::SystemClock;
 use authlab_jwt::{JwtError, JwtSecret};
-use authlab_redis::RedisBackendError;
+use authlab_redis::{RedisBackendError, RedisConnection};
 use authlab_session::SessionAuthenticator;
 use authlab_users::{UserStore, UserStoreError};
 use secrecy::ExposeSecret;
@@ -67,6 +67,7 @@ pub struct Application {
     port: u16,
     server: Server,
     sweeper: JoinHandle<()>,
+    redis: Arc<RedisConnection>,
 }
 
 impl Application {
@@ -103,7 +104,7 @@ impl Application {
         });
         let shared = web::Data::new(Shared {
             users,
-            redis,
+            redis: redis.clone(),
             backends: vec![
                 session.clone().into_inner(),
                 opaque.clone().into_inner(),
@@ -163,12 +164,22 @@ impl Application {
             port,
             server,
             sweeper,
+            redis,
         })
     }
 
     /// The port the server listens on (useful with `--bind 127.0.0.1:0`).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether Redis answers a `PING` within a second (start-up uses it to warn early: Redis is a
+    /// dependency of /redis and of the JWT denylist and refresh tokens, not of start-up).
+    pub async fn redis_answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), self.redis.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// A handle that can stop the server gracefully.

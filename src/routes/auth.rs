@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Backend, Shared, client_info, refresh_refused};
 use crate::error::ApiError;
+use crate::json::JsonLine;
 use crate::transport::Transport;
 
 /// Body of `POST /users` and `POST /{backend}/login`.
@@ -63,7 +64,7 @@ pub async fn register(
         .check_new_password(username.as_str(), password)
         .await?;
     let user = shared.users.register(username, password).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
+    Ok(HttpResponse::Created().json_line(serde_json::json!({
         "user_id": user.user_id,
         "username": &*user.username,
     })))
@@ -79,11 +80,11 @@ pub(super) fn issued_response<A>(backend: &Backend<A>, issued: &Issued) -> HttpR
     match backend.transport {
         Transport::Cookie { .. } => response
             .cookie(backend.transport.session_cookie(credential))
-            .json(CookieLogin {
+            .json_line(CookieLogin {
                 token_type: "cookie",
                 expires_in,
             }),
-        Transport::Bearer { .. } => response.json(BearerLogin {
+        Transport::Bearer { .. } => response.json_line(BearerLogin {
             access_token: credential,
             token_type: "Bearer",
             expires_in,
@@ -126,7 +127,7 @@ pub async fn me<A: Authenticator>(
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = backend.authenticate(&req).await?;
-    Ok(HttpResponse::Ok().json(Me {
+    Ok(HttpResponse::Ok().json_line(Me {
         user_id: identity.user_id,
         username: &identity.username,
         backend: backend.name,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::issued_response;
 use super::{Backend, Shared};
 use crate::error::{ApiError, CauseChain, Challenge};
+use crate::json::JsonLine;
 use crate::transport::Transport;
 
 /// One entry of `GET /{backend}/sessions`.
@@ -64,7 +65,7 @@ pub async fn list<A: Authenticator + SessionRegistry>(
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "sessions": entries })))
+        .json_line(serde_json::json!({ "sessions": entries })))
 }
 
 /// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
@@ -104,7 +105,7 @@ pub async fn logout_all<A: Authenticator + SessionRegistry>(
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     finish(&mut response, backend.transport);
-    Ok(response.json(serde_json::json!({ "revoked": revoked })))
+    Ok(response.json_line(serde_json::json!({ "revoked": revoked })))
 }
 
 /// Whoever the request's credential (of any backend) says the caller is.

@@ -175,7 +175,8 @@ async fn without_a_secret_one_is_generated_with_a_warning() {
 #[tokio::test]
 async fn a_secret_file_is_read_and_its_trailing_newline_ignored() {
     let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
-    std::fs::write(&file, format!("{}\n", "k".repeat(32))).unwrap();
+    // A random-looking secret: the start-up rules refuse a repeated byte such as 32 `k`s.
+    std::fs::write(&file, "hoc2b/bodPIQ5auTaFnKMhG8aPWN8XxNZhDKP5N6j/oc\n").unwrap();
     let mut command = authlab();
     command.arg("--jwt-secret-file").arg(&file);
     let served = Served::start(command);
@@ -203,6 +204,73 @@ fn a_short_secret_stops_start_up_with_a_clear_message() {
     let stderr = failing_start(command);
     let _ = std::fs::remove_file(&file);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
+#[test]
+fn a_published_secret_stops_start_up_and_says_how_to_make_a_good_one() {
+    // The example secret of a popular JWT debugger, 38 bytes: long enough, and known to everyone.
+    let published = "a-string-secret-at-least-256-bits-long";
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", published);
+    let stderr = failing_start(command);
+    assert!(stderr.contains("unusable JWT secret"), "{stderr}");
+    assert!(
+        stderr.contains("a published example or a well-known weak secret"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(published),
+        "the secret itself is never printed: {stderr}"
+    );
+
+    // The same from a file, in capitals, with the newline an editor adds.
+    let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
+    std::fs::write(&file, format!("{}\n", published.to_uppercase())).unwrap();
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg(&file);
+    let stderr = failing_start(command);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        stderr.contains("a published example or a well-known weak secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_secret_of_32_repeated_bytes_stops_start_up_and_says_why() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", "a".repeat(32));
+    let stderr = failing_start(command);
+    assert!(stderr.contains("unusable JWT secret"), "{stderr}");
+    assert!(
+        stderr.contains("the JWT secret is one byte repeated"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"a".repeat(32)),
+        "the secret itself is never printed: {stderr}"
+    );
+}
+
+#[test]
+fn a_secret_with_too_little_entropy_stops_start_up_with_its_estimate() {
+    // The secret the test suite used to sign with: a word and a hexadecimal count, twice.
+    let mut command = authlab();
+    command.env(
+        "AUTHLAB_JWT_SECRET",
+        "test-secret-0123456789abcdef0123456789abcdef",
+    );
+    let stderr = failing_start(command);
+    assert!(stderr.contains("bits of entropy"), "{stderr}");
+    assert!(stderr.contains("at least 128 bits"), "{stderr}");
 }
 
 #[test]
@@ -255,4 +323,62 @@ fn help_lists_every_setting_with_its_environment_variable() {
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
+}
+
+#[test]
+fn first_run_mistakes_are_refused_before_anything_else_is_printed() {
+    for (flag, value, expected) in [
+        ("--bind", "nonsense", "expected HOST:PORT"),
+        ("--redis-url", "http://x", "expected redis://"),
+        ("--workers", "0", "must be at least 1"),
+        ("--refresh-grace", "500ms", "must be whole seconds"),
+    ] {
+        let mut command = authlab();
+        command.args([flag, value]);
+        let stderr = failing_start(command);
+        assert!(stderr.contains(expected), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        // Refused while parsing: no settings were logged and no secret was generated.
+        assert!(!stderr.contains("generated a random one"), "{stderr}");
+        assert!(!stderr.contains("bind ="), "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_DENYLIST", "maybe");
+    let stderr = failing_start(command);
+    assert!(stderr.contains("'maybe'"), "{stderr}");
+    assert!(
+        stderr.contains("environment variable AUTHLAB_JWT_DENYLIST"),
+        "{stderr}"
+    );
+    // Given on the command line, the note would be wrong: it is not added.
+    let mut command = authlab();
+    command.args(["--jwt-denylist", "maybe"]);
+    let stderr = failing_start(command);
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
+    let redis = PrivateRedis::not_started();
+    let mut command = authlab();
+    command.env("AUTHLAB_REDIS_URL", redis.url());
+    let served = Served::start(command);
+    // The session backend works without Redis.
+    let health = reqwest::get(format!("{}/healthz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = served.stop();
+    assert!(log.contains("does not answer"), "{log}");
+    assert!(log.contains("/session works without it"), "{log}");
+    assert!(log.contains("next:"), "{log}");
+    assert!(log.contains("/hello"), "{log}");
+    // Durations are logged as the flags spell them.
+    assert!(log.contains("refresh_ttl = 14d"), "{log}");
+    assert!(log.contains("session_sweep_interval = 1m"), "{log}");
 }
