@@ -18,6 +18,12 @@
 //! | `--access-ttl` | `AUTHLAB_ACCESS_TTL` | `15m` |
 //! | `--refresh-ttl` | `AUTHLAB_REFRESH_TTL` | `14d` |
 //! | `--refresh-grace` | `AUTHLAB_REFRESH_GRACE` | `10s` |
+//! | `--login-max-failures` | `AUTHLAB_LOGIN_MAX_FAILURES` | `10` (per name per window) |
+//! | `--login-window` | `AUTHLAB_LOGIN_WINDOW` | `15m` |
+//! | `--login-ip-max-failures` | `AUTHLAB_LOGIN_IP_MAX_FAILURES` | `100` (per address per window) |
+//! | `--register-ip-max` | `AUTHLAB_REGISTER_IP_MAX` | `20` (per address per window) |
+//! | `--trusted-proxy` (repeatable) | `AUTHLAB_TRUSTED_PROXIES` (comma-separated) | none |
+//! | `--instance-id` | `AUTHLAB_INSTANCE_ID` | 8 random hex digits |
 //! | `--jwt-refresh` | `AUTHLAB_JWT_REFRESH` | `stored` (or `stateless`) |
 //! | `--session-ttl` | `AUTHLAB_SESSION_TTL` | `30m` |
 //! | `--session-max-age` | `AUTHLAB_SESSION_MAX_AGE` | `8h` |
@@ -28,6 +34,7 @@
 //! | `--password-min-length` | `AUTHLAB_PASSWORD_MIN_LENGTH` | `15` (8 to 64) |
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use authlab_users::PasswordPolicy;
@@ -124,6 +131,43 @@ pub struct Settings {
     #[arg(long, env = "AUTHLAB_REFRESH_GRACE", default_value = "10s", value_parser = parse_grace)]
     pub refresh_grace: Duration,
 
+    /// Failed logins for one account name (known or not), and wrong old passwords at
+    /// `/users/me/password`, within `--login-window`, after which every login for that name
+    /// answers 429 until the window has passed. Counted in Redis, shared by every instance.
+    #[arg(long, env = "AUTHLAB_LOGIN_MAX_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures: u32,
+
+    /// The fixed window of login throttling: it starts at the first failure and is not reset by
+    /// a successful login.
+    #[arg(long, env = "AUTHLAB_LOGIN_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub login_window: Duration,
+
+    /// Failed logins from one client address (IPv6: one /64), for any names, within
+    /// `--login-window`, after which every login from it answers 429.
+    #[arg(long, env = "AUTHLAB_LOGIN_IP_MAX_FAILURES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_ip_max_failures: u32,
+
+    /// Registration attempts (`POST /users`) from one client address within `--login-window`.
+    #[arg(long, env = "AUTHLAB_REGISTER_IP_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub register_ip_max: u32,
+
+    /// A proxy (address or CIDR range) whose `X-Forwarded-For` is believed; repeatable (the
+    /// variable takes a comma-separated list). Default none: the client address is always the
+    /// connection's peer and the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "AUTHLAB_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::throttle::Cidr::from_str
+    )]
+    pub trusted_proxies: Vec<crate::throttle::Cidr>,
+
+    /// This instance's name in audit events and the start-up log (1-64 of `A-Za-z0-9._-`;
+    /// default: 8 random hex digits chosen at start-up).
+    #[arg(long, env = "AUTHLAB_INSTANCE_ID", value_parser = parse_instance_id)]
+    pub instance_id: Option<String>,
+
     /// JWT refresh tokens: `stored` (opaque, rotated, revocable, in Redis) or `stateless` (a
     /// long-lived refresh JWT that nothing can revoke: the articles' design, for comparison).
     #[arg(
@@ -217,6 +261,35 @@ impl Settings {
             ("access_ttl", duration(self.access_ttl)),
             ("refresh_ttl", duration(self.refresh_ttl)),
             ("refresh_grace", duration(self.refresh_grace)),
+            (
+                "login_throttle",
+                format!(
+                    "{} failures per name, {} per address, {} registrations per address, per {}",
+                    self.login_max_failures,
+                    self.login_ip_max_failures,
+                    self.register_ip_max,
+                    duration(self.login_window)
+                ),
+            ),
+            (
+                "trusted_proxies",
+                if self.trusted_proxies.is_empty() {
+                    "none".to_owned()
+                } else {
+                    let ranges: Vec<String> = self
+                        .trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    ranges.join(", ")
+                },
+            ),
+            (
+                "instance_id",
+                self.instance_id
+                    .clone()
+                    .unwrap_or_else(|| "random, chosen at start-up".to_owned()),
+            ),
             ("session_ttl", duration(self.session_ttl)),
             ("session_max_age", duration(self.session_max_age)),
             (
@@ -319,6 +392,19 @@ fn parse_password_policy(text: &str) -> Result<PasswordPolicy, String> {
     PasswordPolicy::new(min_chars).map_err(|e| e.to_string())
 }
 
+/// An instance id: 1-64 characters of `A-Za-z0-9._-` (it goes into logs and, later, a header).
+fn parse_instance_id(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'".to_owned())
+    }
+}
+
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -357,6 +443,12 @@ mod tests {
         assert!(!s.allow_query_token);
         assert!(!s.cookie_secure);
         assert_eq!(s.password_policy.min_chars(), 15);
+        assert_eq!(s.login_max_failures, 10);
+        assert_eq!(s.login_window, Duration::from_secs(900));
+        assert_eq!(s.login_ip_max_failures, 100);
+        assert_eq!(s.register_ip_max, 20);
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.instance_id, None);
     }
 
     #[test]
@@ -376,6 +468,46 @@ mod tests {
             min("ten"),
             Err("\"ten\" is not a whole number of characters".to_owned())
         );
+    }
+
+    #[test]
+    fn trusted_proxies_repeat_and_split_on_commas() {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parsed = <Only as clap::Parser>::try_parse_from([
+            "authlab",
+            "--trusted-proxy",
+            "10.0.0.0/8,127.0.0.1",
+            "--trusted-proxy",
+            "fd00::/8",
+        ]);
+        let ranges: Vec<String> = match parsed {
+            Ok(only) => only
+                .settings
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Err(err) => panic!("{err}"),
+        };
+        assert_eq!(ranges, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
+        let refused =
+            <Only as clap::Parser>::try_parse_from(["authlab", "--trusted-proxy", "10.0.0.1/8"]);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn instance_ids_are_short_and_plain() {
+        assert_eq!(
+            parse_instance_id("web-1.eu_west"),
+            Ok("web-1.eu_west".to_owned())
+        );
+        for bad in ["", "has space", "a\nb", &"x".repeat(65), "é"] {
+            assert!(parse_instance_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

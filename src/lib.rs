@@ -11,7 +11,9 @@
 //! - [`routes`]: the handlers, written once and mounted under `/session`, `/redis` and `/jwt`;
 //! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
 //! - [`error`]: every error the API answers, mapped to a status code in exactly one place;
-//! - [`json`]: JSON bodies, each ended by a newline.
+//! - [`json`]: JSON bodies, each ended by a newline;
+//! - [`throttle`]: login throttling shared by every instance (counted in Redis);
+//! - [`audit`]: the audit events (`authlab::audit`): logins, logouts, refreshes, throttling.
 //!
 //! The routes a backend gets follow from its type: the capability traits of `authlab-core`
 //! ([`authlab_core::Authenticator`], [`authlab_core::SessionRegistry`],
@@ -23,6 +25,7 @@
 //! crate, never the other way round.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod backends;
 pub mod config;
 pub mod error;
@@ -30,4 +33,5 @@ pub mod json;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod throttle;
 pub mod transport;

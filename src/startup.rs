@@ -18,10 +18,12 @@ use authlab_users::{UserStore, UserStoreError};
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
+use crate::audit::{self, Audit};
 use crate::backends;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes::{self, Backend, Shared};
+use crate::throttle::{Limits, Throttle};
 use crate::transport::Transport;
 
 /// Largest request body accepted (JSON bodies here are a few dozen bytes).
@@ -112,6 +114,20 @@ impl Application {
             ],
             session_transport: session.transport,
         });
+        // Login throttling and audit events: one of each per app, shared by its workers.
+        let proxies: Arc<[_]> = settings.trusted_proxies.clone().into();
+        let throttle = web::Data::new(Throttle::new(
+            shared.redis.clone(),
+            &settings.redis_prefix,
+            Limits::from_settings(&settings),
+            proxies.clone(),
+        ));
+        let instance = settings
+            .instance_id
+            .clone()
+            .unwrap_or_else(audit::random_instance_id);
+        tracing::info!("{:>18} = {instance}", "instance");
+        let audit = web::Data::new(Audit::new(instance, proxies));
         let mounted = routes::Mounted {
             shared,
             session,
@@ -136,6 +152,8 @@ impl Application {
             App::new()
                 .wrap(from_fn(access_log))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+                .app_data(throttle.clone())
+                .app_data(audit.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)

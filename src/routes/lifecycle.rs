@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::issued_response;
 use super::{Backend, Shared};
+use crate::audit;
 use crate::error::{ApiError, CauseChain, Challenge};
 use crate::json::JsonLine;
+use crate::throttle::Throttle;
 use crate::transport::Transport;
 
 /// One entry of `GET /{backend}/sessions`.
@@ -102,6 +104,7 @@ pub async fn logout_all<A: Authenticator + SessionRegistry>(
         .revoke_all(identity.user_id)
         .await
         .map_err(|c| backend.refuse(c))?;
+    audit::logout_all(&req, backend.name, identity.user_id, revoked);
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     finish(&mut response, backend.transport);
@@ -159,6 +162,7 @@ async fn revoke_everywhere(shared: &Shared, user_id: i64) -> Result<usize, ApiEr
 pub async fn change_password(
     req: HttpRequest,
     shared: web::Data<Shared>,
+    throttle: web::Data<Throttle>,
     body: web::Json<PasswordChange>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = identify_any(&shared, &req).await?;
@@ -171,12 +175,24 @@ pub async fn change_password(
         .users
         .check_new_password(&identity.username, new_password)
         .await?;
-    if !shared
+    // A wrong old password is a guess at the account's password, as a failed login is: it is
+    // counted in the same per-name counter, so a stolen session cannot guess the password.
+    let guess = throttle.password_check(&req, &identity.username).await?;
+    match shared
         .users
         .verify_password(identity.user_id, old_password)
-        .await?
+        .await
     {
-        return Err(ApiError::InvalidCredentials);
+        Ok(true) => guess.right().await,
+        Ok(false) => {
+            audit::password_change_refused(&req, identity.user_id);
+            guess.wrong().await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(err) => {
+            guess.undecided().await;
+            return Err(err.into());
+        }
     }
     revoke_everywhere(&shared, identity.user_id).await?;
     shared
@@ -186,6 +202,7 @@ pub async fn change_password(
     if let Err(err) = revoke_everywhere(&shared, identity.user_id).await {
         tracing::warn!(error.cause_chain = %CauseChain(&err), "second revocation after a password change failed");
     }
+    audit::password_changed(&req, identity.user_id);
     let mut response = HttpResponse::NoContent();
     finish(&mut response, shared.session_transport);
     Ok(response.finish())

@@ -320,6 +320,12 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "AUTHLAB_SESSION_TTL",
         "AUTHLAB_ALLOW_QUERY_TOKEN",
         "AUTHLAB_COOKIE_SECURE",
+        "AUTHLAB_LOGIN_MAX_FAILURES",
+        "AUTHLAB_LOGIN_WINDOW",
+        "AUTHLAB_LOGIN_IP_MAX_FAILURES",
+        "AUTHLAB_REGISTER_IP_MAX",
+        "AUTHLAB_TRUSTED_PROXIES",
+        "AUTHLAB_INSTANCE_ID",
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
@@ -381,4 +387,194 @@ async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
     // Durations are logged as the flags spell them.
     assert!(log.contains("refresh_ttl = 14d"), "{log}");
     assert!(log.contains("session_sweep_interval = 1m"), "{log}");
+}
+
+/// The audit lines of a log: what the binary wrote under the `authlab::audit` target.
+fn audit_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains("authlab::audit"))
+        .collect()
+}
+
+/// The one audit line of `event`, asserting there is exactly one.
+fn audit_event<'a>(lines: &[&'a str], event: &str) -> &'a str {
+    let found: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.contains(&format!("event=\"{event}\"")))
+        .collect();
+    assert_eq!(found.len(), 1, "one {event} event in {lines:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn the_binary_writes_audit_events_and_no_credential_in_them() {
+    let mut command = authlab();
+    command
+        .env("AUTHLAB_INSTANCE_ID", "audit-test-1")
+        .env("AUTHLAB_REFRESH_GRACE", "0s")
+        .env("AUTHLAB_LOGIN_MAX_FAILURES", "2")
+        .env("RUST_LOG", "info");
+    let served = Served::start(command);
+    let base = served.base.clone();
+    let client = reqwest::Client::new();
+    let username = format!("user-{}", Uuid::new_v4().simple());
+    let password = format!("pw-{}", Uuid::new_v4().simple());
+    let new_password = format!("new-pw-{}", Uuid::new_v4().simple());
+    let post = |path: &str, body: Value| client.post(format!("{base}{path}")).json(&body);
+    let login = |backend: Backend, password: &str| {
+        post(
+            &format!("/{backend}/login"),
+            json!({ "username": username, "password": password }),
+        )
+    };
+
+    let created = post(
+        "/users",
+        json!({ "username": username, "password": password }),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let user_id = created.json::<Value>().await.unwrap()["user_id"]
+        .as_i64()
+        .unwrap();
+    let mut credentials = Vec::new();
+
+    // A session login and its logout.
+    let response = login(Backend::Session, &password).send().await.unwrap();
+    let sid = credential_from_login(Backend::Session, response).await;
+    credentials.push(sid.value().to_owned());
+    let logout = client
+        .post(format!("{base}/session/logout"))
+        .header("cookie", format!("sid={}", sid.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+
+    // A redis login, a refresh, and the spent refresh token replayed.
+    let tokens: Value = login(Backend::Redis, &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    credentials.push(tokens["access_token"].as_str().unwrap().to_owned());
+    credentials.push(refresh_token.clone());
+    let refreshed = post("/redis/refresh", json!({ "refresh_token": refresh_token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let successor: Value = refreshed.json().await.unwrap();
+    credentials.push(successor["access_token"].as_str().unwrap().to_owned());
+    credentials.push(successor["refresh_token"].as_str().unwrap().to_owned());
+    let replayed = post("/redis/refresh", json!({ "refresh_token": refresh_token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+
+    // A JWT login, logout everywhere on /jwt, then a password change with the JWT of a new login.
+    let jwt: Value = login(Backend::Jwt, &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = jwt["access_token"].as_str().unwrap().to_owned();
+    credentials.push(access.clone());
+    let all = client
+        .post(format!("{base}/jwt/logout-all"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), StatusCode::OK);
+    let jwt: Value = login(Backend::Jwt, &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = jwt["access_token"].as_str().unwrap().to_owned();
+    credentials.push(access.clone());
+    let changed = client
+        .post(format!("{base}/users/me/password"))
+        .bearer_auth(&access)
+        .json(&json!({ "old_password": password, "new_password": new_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+
+    // Two failed logins (the old password), and the third attempt is throttled.
+    for _ in 0..2 {
+        let failed = login(Backend::Session, &password).send().await.unwrap();
+        assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    }
+    let throttled = login(Backend::Session, &new_password).send().await.unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let log = served.stop();
+    assert!(log.contains("instance = audit-test-1"), "{log}");
+    let lines = audit_lines(&log);
+    let with_user = format!("user_id={user_id}");
+    for (event, backend, user) in [
+        ("logout", "session", true),
+        ("refresh", "redis", true),
+        ("refresh_reuse_detected", "redis", false),
+        ("logout_all", "jwt", true),
+        ("password_changed", "users", true),
+    ] {
+        let line = audit_event(&lines, event);
+        assert!(line.contains(&format!("backend=\"{backend}\"")), "{line}");
+        assert_eq!(line.contains(&with_user), user, "{line}");
+    }
+    let successes: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("event=\"login_succeeded\""))
+        .collect();
+    assert_eq!(successes.len(), 4, "{lines:#?}");
+    assert!(
+        successes.iter().all(|l| l.contains(&with_user)),
+        "{lines:#?}"
+    );
+    let failures: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("event=\"login_failed\""))
+        .collect();
+    assert_eq!(failures.len(), 2, "{lines:#?}");
+    // A failed login names the account only by its hash, never by a user id.
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.contains("account=\"") && !l.contains("user_id=")),
+        "{lines:#?}"
+    );
+    let throttled = audit_event(&lines, "throttled");
+    assert!(throttled.contains("scope=\"name\""), "{throttled}");
+    for line in &lines {
+        assert!(line.contains("client_ip=127.0.0.1"), "{line}");
+        assert!(line.contains("instance=\"audit-test-1\""), "{line}");
+        assert!(
+            !line.contains(&username),
+            "the user name is never logged: {line}"
+        );
+    }
+    for (what, secret) in [("password", &password), ("new password", &new_password)]
+        .into_iter()
+        .chain(credentials.iter().map(|c| ("credential", c)))
+    {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the log shows a {what}:\n{log}"
+        );
+    }
 }

@@ -11,4 +11,5 @@ mod jwt_forgery;
 mod lifecycle;
 mod password_policy;
 mod postgres;
+mod throttle;
 mod users;
