@@ -49,7 +49,7 @@
 //!
 //! # Layout
 //! - [`args`]: the command's flags and their ranges; [`error`]: what can stop a run;
-//! - [`run`]: the order of the run, route by route and round by round;
+//! - [`mod@run`]: the order of the run, route by route and round by round;
 //! - [`progress`]: the planned schedule, its ETA and the progress lines;
 //! - [`interrupt`]: stopping on Ctrl-C, and cleaning up;
 //! - [`setup`]: the in-process servers, the one-shot HTTP calls (register, log in), the checks,

@@ -8,7 +8,7 @@
 //! - [`machine`]: where the run happened;
 //! - [`stats`]: medians and ratios to `/hello`;
 //! - [`choose`]: the "which should I choose" statements, from the report's own figures;
-//! - [`format`]: numbers for people (`140,000`, `1m05s`, `761 us`), 80-column wrapping;
+//! - [`mod@format`]: numbers for people (`140,000`, `1m05s`, `761 us`), 80-column wrapping;
 //! - [`terminal`], [`markdown`], [`svg`]: the three renderings.
 
 pub mod choose;
