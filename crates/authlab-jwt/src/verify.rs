@@ -762,7 +762,8 @@ mod tests {
     fn our_own_tokens_verify_without_allocating_and_others_are_counted() {
         let verifier = AccessVerifier::new(KEY, "authlab", b64(CANONICAL));
         let ours = raw_token_bytes(CANONICAL, good_claims().to_string().as_bytes(), KEY);
-        let (who, allocations) = allocations_in(|| verifier.check_token(&ours, NOW, |c| c.user_id()));
+        let (who, allocations) =
+            allocations_in(|| verifier.check_token(&ours, NOW, |c| c.user_id()));
         assert_eq!(who, Ok(42));
         assert_eq!(allocations, 0, "the fast path allocated");
         // The counter does count: a header that is not ours is parsed, and that allocates.
@@ -771,7 +772,8 @@ mod tests {
             &good_claims().to_string(),
             KEY,
         );
-        let (who, allocations) = allocations_in(|| verifier.check_token(&other, NOW, |c| c.user_id()));
+        let (who, allocations) =
+            allocations_in(|| verifier.check_token(&other, NOW, |c| c.user_id()));
         assert_eq!(who, Ok(42));
         assert!(allocations > 0);
     }
