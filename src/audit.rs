@@ -173,6 +173,7 @@ pub fn throttled(req: &HttpRequest, backend: &str, scope: Scope, account: Option
         ..Details::default()
     };
     emit(req, "throttled", backend, details);
+    crate::metrics::throttled(req, backend);
 }
 
 /// A request refused as cross-site (`403 csrf_rejected`). For the CSRF middleware to call with
@@ -184,6 +185,7 @@ pub fn csrf_refused(req: &HttpRequest) {
         backend_of(req.path()),
         Details::default(),
     );
+    crate::metrics::csrf_refused(req);
 }
 
 /// The scope a path belongs to: `session`, `redis`, `jwt`, `users`, or `none`.

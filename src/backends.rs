@@ -13,8 +13,8 @@ use std::sync::Arc;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
-    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisTimeouts,
-    RedisTokenAuthenticator, RedisTokenConfig,
+    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisMetrics,
+    RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
@@ -29,12 +29,20 @@ pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 pub fn redis_connection(
     settings: &RedisSettings,
 ) -> Result<Arc<RedisConnection>, RedisBackendError> {
+    redis_connection_with_metrics(settings, RedisMetrics::default())
+}
+
+/// The same, reporting each command's latency and failures to `metrics`.
+pub fn redis_connection_with_metrics(
+    settings: &RedisSettings,
+    metrics: RedisMetrics,
+) -> Result<Arc<RedisConnection>, RedisBackendError> {
     let timeouts = RedisTimeouts {
         connect: settings.timeout,
         response: settings.timeout,
         ..RedisTimeouts::default()
     };
-    RedisConnection::new(&settings.url, timeouts).map(Arc::new)
+    RedisConnection::new(&settings.url, timeouts).map(|c| Arc::new(c.with_metrics(metrics)))
 }
 
 /// In-memory sessions with the configured idle and absolute lifetimes.

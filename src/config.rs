@@ -32,6 +32,7 @@
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
 //! | `--workers` | `AUTHLAB_WORKERS` | one per core |
 //! | `--password-min-length` | `AUTHLAB_PASSWORD_MIN_LENGTH` | `15` (8 to 64) |
+//! | `--metrics` | `AUTHLAB_METRICS` | `on` |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -215,6 +216,11 @@ pub struct Settings {
         value_parser = parse_password_policy
     )]
     pub password_policy: PasswordPolicy,
+
+    /// Count decisions, verify latency and Redis round trips, served at `/metrics` in the
+    /// Prometheus text format (`off`: no counting, and `/metrics` answers 404).
+    #[arg(long, env = "AUTHLAB_METRICS", value_enum, default_value = "on")]
+    pub metrics: Switch,
 }
 
 impl Settings {
@@ -307,6 +313,7 @@ impl Settings {
                 "password_min_length",
                 self.password_policy.min_chars().to_string(),
             ),
+            ("metrics", format!("{:?}", self.metrics).to_lowercase()),
         ]
     }
 }

@@ -13,7 +13,9 @@
 //! - [`error`]: every error the API answers, mapped to a status code in exactly one place;
 //! - [`json`]: JSON bodies, each ended by a newline;
 //! - [`throttle`]: login throttling shared by every instance (counted in Redis);
-//! - [`audit`]: the audit events (`authlab::audit`): logins, logouts, refreshes, throttling.
+//! - [`audit`]: the audit events (`authlab::audit`): logins, logouts, refreshes, throttling;
+//! - [`metrics`]: Prometheus metrics at `/metrics`;
+//! - [`openapi`]: the OpenAPI 3.1 document at `/openapi.json` and Swagger UI at `/docs/`.
 //!
 //! The routes a backend gets follow from its type: the capability traits of `authlab-core`
 //! ([`authlab_core::Authenticator`], [`authlab_core::SessionRegistry`],
@@ -30,6 +32,8 @@ pub mod backends;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::{self, Audit};
 use crate::backends;
-use crate::config::Settings;
+use crate::config::{Settings, Switch};
 use crate::error::ApiError;
 use crate::routes::{self, Backend, Shared};
 use crate::throttle::{Limits, Throttle};
@@ -62,6 +62,9 @@ pub enum StartupError {
     /// The secret is unusable (too short).
     #[error("unusable JWT secret")]
     JwtSecret(#[source] JwtError),
+    /// The metrics recorder could not be set up.
+    #[error("cannot set up the metrics")]
+    Metrics(#[source] crate::metrics::MetricsError),
 }
 
 /// A built, listening service.
@@ -70,6 +73,7 @@ pub struct Application {
     server: Server,
     sweeper: JoinHandle<()>,
     redis: Arc<RedisConnection>,
+    upkeep: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -81,7 +85,11 @@ impl Application {
             .await
             .map_err(StartupError::UserStore)?
             .with_password_policy(settings.password_policy);
-        let redis = backends::redis_connection(&settings.redis).map_err(StartupError::RedisUrl)?;
+        // Every series is registered here, once; the handles go where they are counted.
+        let mut metrics = crate::metrics::Metrics::new(settings.metrics == Switch::On)
+            .map_err(StartupError::Metrics)?;
+        let redis = backends::redis_connection_with_metrics(&settings.redis, metrics.redis())
+            .map_err(StartupError::RedisUrl)?;
 
         let session = web::Data::new(Backend {
             auth: backends::session_backend(&settings),
@@ -90,6 +98,7 @@ impl Application {
                 max_age: settings.session_max_age,
             },
             name: "session",
+            metrics: metrics.backend("session"),
         });
         let bearer = Transport::Bearer {
             allow_query: settings.allow_query_token,
@@ -98,11 +107,13 @@ impl Application {
             auth: backends::redis_backend(&settings, &redis, &secret),
             transport: bearer,
             name: "redis",
+            metrics: metrics.backend("redis"),
         });
         let jwt = web::Data::new(Backend {
             auth: backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock)),
             transport: bearer,
             name: "jwt",
+            metrics: metrics.backend("jwt"),
         });
         let shared = web::Data::new(Shared {
             users,
@@ -128,11 +139,15 @@ impl Application {
             .unwrap_or_else(audit::random_instance_id);
         tracing::info!("{:>18} = {instance}", "instance");
         let audit = web::Data::new(Audit::new(instance, proxies));
+        metrics.watch_sessions(session.clone());
+        let upkeep = metrics.handle().map(spawn_metrics_upkeep);
+        let metrics = web::Data::new(metrics);
         let mounted = routes::Mounted {
             shared,
             session,
             redis: opaque,
             jwt,
+            metrics: metrics.clone(),
         };
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
@@ -154,6 +169,7 @@ impl Application {
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .app_data(throttle.clone())
                 .app_data(audit.clone())
+                .app_data(metrics.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)
@@ -183,6 +199,7 @@ impl Application {
             server,
             sweeper,
             redis,
+            upkeep,
         })
     }
 
@@ -209,6 +226,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.sweeper.abort();
+        if let Some(upkeep) = self.upkeep {
+            upkeep.abort();
+        }
         result
     }
 }
@@ -230,6 +250,18 @@ fn spawn_session_sweeper(
                     "swept expired sessions"
                 );
             }
+        }
+    })
+}
+
+/// Folds histogram samples into their buckets every few seconds, so that memory stays flat under
+/// load even when nobody scrapes `/metrics`.
+fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
+        loop {
+            ticks.tick().await;
+            handle.run_upkeep();
         }
     })
 }

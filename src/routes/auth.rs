@@ -11,6 +11,7 @@ use super::{Backend, Shared, client_info, refresh_refused};
 use crate::audit;
 use crate::error::ApiError;
 use crate::json::JsonLine;
+use crate::metrics::Outcome;
 use crate::throttle::Throttle;
 use crate::transport::Transport;
 
@@ -123,9 +124,11 @@ pub async fn login<A: Authenticator>(
     let identity = match verdict {
         Ok(Some(identity)) => {
             guess.right().await;
+            backend.metrics.login(true);
             identity
         }
         Ok(None) => {
+            backend.metrics.login(false);
             audit::login_failed(&req, backend.name, guess.account());
             guess.wrong().await;
             return Err(ApiError::InvalidCredentials);
@@ -213,8 +216,12 @@ pub async fn refresh<A: TokenEndpoints + Authenticator>(
         .refresh(token.expose_secret(), &client_info(&req))
         .await
     {
-        Ok(issued) => issued,
+        Ok(issued) => {
+            backend.metrics.decided(Outcome::Ok);
+            issued
+        }
         Err(cause) => {
+            backend.metrics.decided(Outcome::of_error(&cause));
             if matches!(cause, AuthError::Reused) {
                 audit::refresh_reuse_detected(&req, backend.name);
             }

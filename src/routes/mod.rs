@@ -21,6 +21,8 @@
 //! | `POST /session/rotate` | a new session id for the same session (after a privilege change) |
 //! | `GET /hello` | the unauthenticated baseline for load tests, shaped like `/me` |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
+//! | `GET /openapi.json`, `GET /docs/` | the OpenAPI 3.1 description; Swagger UI ([`crate::openapi`]) |
+//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 //!
 //! # Where a request goes
 //! `startup` builds the app with [`configure`]; a request under `/{backend}` reaches a generic
@@ -36,7 +38,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -48,6 +50,7 @@ use authlab_session::SessionAuthenticator;
 use authlab_users::UserStore;
 
 use crate::backends::JwtBackend;
+use crate::metrics::BackendMetrics;
 
 use crate::error::{ApiError, Challenge};
 use crate::transport::Transport;
@@ -68,16 +71,20 @@ pub struct Backend<A> {
     pub transport: Transport,
     /// The scope (`session`, `redis`, `jwt`), also reported by `/me`.
     pub name: &'static str,
+    /// Its decision counters and verify-latency histogram, registered once.
+    pub metrics: BackendMetrics,
 }
 
 impl<A: Authenticator> Backend<A> {
     /// The identity behind the credential in `req`: the per-request hot path.
     async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
-        let credential = self.transport.credential(req).map_err(|c| self.refuse(c))?;
-        self.auth
-            .verify(credential)
-            .await
-            .map_err(|c| self.refuse(c))
+        let started = self.metrics.start();
+        let result = match self.transport.credential(req) {
+            Ok(credential) => self.auth.verify(credential).await,
+            Err(missing) => Err(missing),
+        };
+        self.metrics.verified(&result, started);
+        result.map_err(|c| self.refuse(c))
     }
 
     /// The 401 (or 503) for a credential this backend did not accept.
@@ -163,34 +170,136 @@ pub struct Mounted {
     pub redis: web::Data<Backend<RedisTokenAuthenticator>>,
     /// `/jwt`.
     pub jwt: web::Data<Backend<JwtBackend>>,
+    /// The app's metrics, for `/metrics`.
+    pub metrics: web::Data<crate::metrics::Metrics>,
 }
 
 /// Mounts every route on an app: the shared routes, then each backend's scope with the routes of
-/// the capabilities its type has.
+/// the capabilities its type has, then the description and metrics routes. Each route is listed
+/// as it is mounted ([`mounted_routes`]).
 pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
+    let mut list = Vec::new();
+    let mut at = Mount::under("", &mut list);
     cfg.app_data(mounted.shared.clone())
-        .service(resource("/users", "POST").route(web::post().to(auth::register)))
         .service(
-            resource("/users/me/password", "POST")
+            at.resource("/users", "POST")
+                .route(web::post().to(auth::register)),
+        )
+        .service(
+            at.resource("/users/me/password", "POST")
                 .route(web::post().to(lifecycle::change_password)),
         )
-        .service(resource("/hello", "GET").route(web::get().to(health::hello)))
-        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
         .service(
-            registry_routes::<SessionAuthenticator>(backend_scope(mounted.session.clone()))
-                .service(
-                    resource("/rotate", "POST").route(web::post().to(lifecycle::renew_session_id)),
-                ),
+            at.resource("/hello", "GET")
+                .route(web::get().to(health::hello)),
         )
-        .service(token_routes::<RedisTokenAuthenticator>(registry_routes::<
-            RedisTokenAuthenticator,
-        >(
-            backend_scope(mounted.redis.clone()),
-        )))
-        .service(token_routes::<JwtBackend>(registry_routes::<JwtBackend>(
-            backend_scope(mounted.jwt.clone()),
-        )));
+        .service(
+            at.resource("/healthz", "GET")
+                .route(web::get().to(health::healthz)),
+        )
+        .service(
+            at.resource("/readyz", "GET")
+                .route(web::get().to(health::readyz)),
+        );
+    let mut at = Mount::under(mounted.session.name, &mut list);
+    cfg.service(
+        registry_routes::<SessionAuthenticator>(
+            backend_scope(mounted.session.clone(), &mut at),
+            &mut at,
+        )
+        .service(
+            at.resource("/rotate", "POST")
+                .route(web::post().to(lifecycle::renew_session_id)),
+        ),
+    );
+    let mut at = Mount::under(mounted.redis.name, &mut list);
+    cfg.service(token_routes::<RedisTokenAuthenticator>(
+        registry_routes::<RedisTokenAuthenticator>(
+            backend_scope(mounted.redis.clone(), &mut at),
+            &mut at,
+        ),
+        &mut at,
+    ));
+    let mut at = Mount::under(mounted.jwt.name, &mut list);
+    cfg.service(token_routes::<JwtBackend>(
+        registry_routes::<JwtBackend>(backend_scope(mounted.jwt.clone(), &mut at), &mut at),
+        &mut at,
+    ));
+    let mut at = Mount::under("", &mut list);
+    cfg.service(
+        at.resource("/openapi.json", "GET")
+            .route(web::get().to(crate::openapi::openapi_json)),
+    )
+    .service(
+        at.resource("/docs", "GET")
+            .route(web::get().to(crate::openapi::docs_redirect)),
+    )
+    .service(
+        at.resource("/docs/{file:.*}", "GET")
+            .route(web::get().to(crate::openapi::docs)),
+    )
+    .service(
+        at.resource("/metrics", "GET")
+            .app_data(mounted.metrics.clone())
+            .route(web::get().to(crate::metrics::scrape)),
+    );
+    // Which routes exist follows from the backends' types, not from the settings: every app
+    // mounts the same list, so the first one to be configured records it.
+    let _ = MOUNTED.get_or_init(|| list);
+}
+
+/// A route as [`configure`] mounted it: its method and its path template (`/redis/sessions/{id}`,
+/// without any regex a parameter has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedRoute {
+    /// `GET`, `POST`, `DELETE`.
+    pub method: &'static str,
+    /// The full path, with `{name}` parameters.
+    pub path: String,
+}
+
+static MOUNTED: OnceLock<Vec<MountedRoute>> = OnceLock::new();
+
+/// Every route [`configure`] mounts, in order (empty until an app has been configured). The
+/// OpenAPI document describes exactly these, and `tests/api/openapi.rs` checks it.
+pub fn mounted_routes() -> &'static [MountedRoute] {
+    MOUNTED.get().map_or(&[], Vec::as_slice)
+}
+
+/// Makes resources under a prefix and lists each one as it is made.
+struct Mount<'a> {
+    prefix: String,
+    list: &'a mut Vec<MountedRoute>,
+}
+
+impl<'a> Mount<'a> {
+    /// Resources under `/{scope}` (the root for `""`).
+    fn under(scope: &str, list: &'a mut Vec<MountedRoute>) -> Self {
+        let prefix = if scope.is_empty() {
+            String::new()
+        } else {
+            format!("/{scope}")
+        };
+        Self { prefix, list }
+    }
+
+    /// [`resource`], listed.
+    fn resource(&mut self, path: &str, allow: &'static str) -> actix_web::Resource {
+        // `{file:.*}` is `{file}` to anybody reading the list.
+        let template: String = path
+            .split('/')
+            .map(|segment| match segment.split_once(':') {
+                Some((name, _)) if segment.starts_with('{') => format!("{name}}}"),
+                _ => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        self.list.push(MountedRoute {
+            method: allow,
+            path: format!("{}{template}", self.prefix),
+        });
+        resource(path, allow)
+    }
 }
 
 /// A resource whose other methods get a JSON 405 with an `Allow` header, rather than a bare 404.
@@ -205,33 +314,64 @@ fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
 }
 
 /// `/{backend}` with what every backend has ([`Authenticator`]): login, `/me`, logout.
-fn backend_scope<A: Authenticator>(backend: web::Data<Backend<A>>) -> actix_web::Scope {
+fn backend_scope<A: Authenticator>(
+    backend: web::Data<Backend<A>>,
+    at: &mut Mount<'_>,
+) -> actix_web::Scope {
     web::scope(&format!("/{}", backend.name))
         .app_data(backend)
-        .service(resource("/login", "POST").route(web::post().to(auth::login::<A>)))
-        .service(resource("/me", "GET").route(web::get().to(auth::me::<A>)))
-        .service(resource("/logout", "POST").route(web::post().to(auth::logout::<A>)))
+        .service(
+            at.resource("/login", "POST")
+                .route(web::post().to(auth::login::<A>)),
+        )
+        .service(
+            at.resource("/me", "GET")
+                .route(web::get().to(auth::me::<A>)),
+        )
+        .service(
+            at.resource("/logout", "POST")
+                .route(web::post().to(auth::logout::<A>)),
+        )
 }
 
 /// The session registry's routes ([`SessionRegistry`]): list, revoke one, revoke all.
 fn registry_routes<A: Authenticator + SessionRegistry>(
     scope: actix_web::Scope,
+    at: &mut Mount<'_>,
 ) -> actix_web::Scope {
     scope
-        .service(resource("/logout-all", "POST").route(web::post().to(lifecycle::logout_all::<A>)))
-        .service(resource("/sessions", "GET").route(web::get().to(lifecycle::list::<A>)))
         .service(
-            resource("/sessions/{id}", "DELETE")
+            at.resource("/logout-all", "POST")
+                .route(web::post().to(lifecycle::logout_all::<A>)),
+        )
+        .service(
+            at.resource("/sessions", "GET")
+                .route(web::get().to(lifecycle::list::<A>)),
+        )
+        .service(
+            at.resource("/sessions/{id}", "DELETE")
                 .route(web::delete().to(lifecycle::revoke_one::<A>)),
         )
 }
 
 /// A token server's routes ([`TokenEndpoints`]): refresh, RFC 7009 revoke, RFC 7662 introspect.
-fn token_routes<A: TokenEndpoints + Authenticator>(scope: actix_web::Scope) -> actix_web::Scope {
+fn token_routes<A: TokenEndpoints + Authenticator>(
+    scope: actix_web::Scope,
+    at: &mut Mount<'_>,
+) -> actix_web::Scope {
     scope
-        .service(resource("/refresh", "POST").route(web::post().to(auth::refresh::<A>)))
-        .service(resource("/revoke", "POST").route(web::post().to(oauth::revoke::<A>)))
-        .service(resource("/introspect", "POST").route(web::post().to(oauth::introspect::<A>)))
+        .service(
+            at.resource("/refresh", "POST")
+                .route(web::post().to(auth::refresh::<A>)),
+        )
+        .service(
+            at.resource("/revoke", "POST")
+                .route(web::post().to(oauth::revoke::<A>)),
+        )
+        .service(
+            at.resource("/introspect", "POST")
+                .route(web::post().to(oauth::introspect::<A>)),
+        )
 }
 
 /// The JSON answer for a route that does not exist.

@@ -9,6 +9,8 @@ mod helpers;
 mod http_edges;
 mod jwt_forgery;
 mod lifecycle;
+mod metrics;
+mod openapi;
 mod password_policy;
 mod postgres;
 mod throttle;

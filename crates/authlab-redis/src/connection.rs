@@ -1,7 +1,13 @@
 //! Multiplexed Redis connections, one per worker thread, re-established after a failure.
+//!
+//! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
+//! latency histogram and an error counter per kind of command), which the server registers with its
+//! own recorder and this crate only updates. No exporter and no HTTP here; without handles (the
+//! default) nothing is timed.
 
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant as StdInstant;
 
 use arc_swap::ArcSwapOption;
 use authlab_core::AuthError;
@@ -58,6 +64,52 @@ impl Default for RedisTimeouts {
     }
 }
 
+/// What one kind of command reports: its latency and its failures.
+#[derive(Clone, Debug)]
+pub struct CommandMetrics {
+    /// Seconds from sending the command to its reply (or its failure), for every command that
+    /// reached a connection.
+    pub seconds: metrics::Histogram,
+    /// Commands that failed: no connection, a broken or timed-out one, or an error reply.
+    pub errors: metrics::Counter,
+}
+
+impl CommandMetrics {
+    /// Handles that record nothing.
+    pub fn noop() -> Self {
+        Self {
+            seconds: metrics::Histogram::noop(),
+            errors: metrics::Counter::noop(),
+        }
+    }
+}
+
+/// The handles [`RedisConnection`] updates, one set per kind of command. Registered once by the
+/// caller (the server), so that a command pays for an `Instant` and an atomic update, not for a
+/// lookup by name.
+#[derive(Clone, Debug)]
+pub struct RedisMetrics {
+    /// Single commands ([`RedisConnection::query`]).
+    pub query: CommandMetrics,
+    /// Pipelines ([`RedisConnection::pipeline`]).
+    pub pipeline: CommandMetrics,
+    /// Lua scripts ([`RedisConnection::invoke`]).
+    pub script: CommandMetrics,
+    /// Whether to read the clock around each command at all (off: the handles are no-ops).
+    pub timed: bool,
+}
+
+impl Default for RedisMetrics {
+    fn default() -> Self {
+        Self {
+            query: CommandMetrics::noop(),
+            pipeline: CommandMetrics::noop(),
+            script: CommandMetrics::noop(),
+            timed: false,
+        }
+    }
+}
+
 /// One multiplexed Redis connection per worker thread, re-established after a failure.
 ///
 /// Nothing connects at construction: the server starts even when Redis is down, and the first
@@ -75,6 +127,7 @@ pub struct RedisConnection {
     config: AsyncConnectionConfig,
     retry_after: Duration,
     slots: ThreadLocal<Slot>,
+    metrics: RedisMetrics,
 }
 
 /// One thread's connection.
@@ -104,7 +157,14 @@ impl RedisConnection {
             config,
             retry_after: timeouts.retry_after,
             slots: ThreadLocal::new(),
+            metrics: RedisMetrics::default(),
         })
+    }
+
+    /// Reports every command's latency and failures to `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// This thread's slot. The caller keeps the reference for the whole command, so a task that
@@ -148,10 +208,15 @@ impl RedisConnection {
     /// Runs one command. A failure of the connection itself (I/O, timeout, dropped) discards the
     /// connection so that the next command reconnects; an error *reply* leaves it in place.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisBackendError> {
+        let observed = &self.metrics.query;
         let slot = self.slot();
-        let mut conn = self.connection(slot).await?;
+        let mut conn = self
+            .connection(slot)
+            .await
+            .inspect_err(|_| observed.errors.increment(1))?;
+        let started = self.metrics.timed.then(StdInstant::now);
         let result = cmd.query_async(&mut conn).await;
-        classify(slot, result)
+        observe(observed, started, classify(slot, result))
     }
 
     /// Runs a pipeline (several commands, one round trip), with the same failure handling.
@@ -159,10 +224,15 @@ impl RedisConnection {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisBackendError> {
+        let observed = &self.metrics.pipeline;
         let slot = self.slot();
-        let mut conn = self.connection(slot).await?;
+        let mut conn = self
+            .connection(slot)
+            .await
+            .inspect_err(|_| observed.errors.increment(1))?;
+        let started = self.metrics.timed.then(StdInstant::now);
         let result = pipe.query_async(&mut conn).await;
-        classify(slot, result)
+        observe(observed, started, classify(slot, result))
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling.
@@ -170,10 +240,15 @@ impl RedisConnection {
         &self,
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisBackendError> {
+        let observed = &self.metrics.script;
         let slot = self.slot();
-        let mut conn = self.connection(slot).await?;
+        let mut conn = self
+            .connection(slot)
+            .await
+            .inspect_err(|_| observed.errors.increment(1))?;
+        let started = self.metrics.timed.then(StdInstant::now);
         let result = script.invoke_async(&mut conn).await;
-        classify(slot, result)
+        observe(observed, started, classify(slot, result))
     }
 
     /// Deletes every key under `prefix` (`SCAN` + `UNLINK`), for tooling and test clean-up
@@ -210,6 +285,21 @@ impl RedisConnection {
     pub async fn ping(&self) -> Result<(), RedisBackendError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
+}
+
+/// Records one command's latency (if timed) and failure (if it failed).
+fn observe<T>(
+    metrics: &CommandMetrics,
+    started: Option<StdInstant>,
+    result: Result<T, RedisBackendError>,
+) -> Result<T, RedisBackendError> {
+    if let Some(started) = started {
+        metrics.seconds.record(started.elapsed().as_secs_f64());
+    }
+    if result.is_err() {
+        metrics.errors.increment(1);
+    }
+    result
 }
 
 fn classify<T>(slot: &Slot, result: redis::RedisResult<T>) -> Result<T, RedisBackendError> {

@@ -40,7 +40,9 @@ mod connection;
 mod families;
 mod throttle;
 
-pub use connection::{RedisBackendError, RedisConnection, RedisTimeouts};
+pub use connection::{
+    CommandMetrics, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
+};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 

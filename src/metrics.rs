@@ -1,0 +1,414 @@
+//! Prometheus metrics, served at `GET /metrics` in the text format (see docs/observability.md).
+//!
+//! Each app has its own recorder (no global one): two instances in one process (`authlab
+//! compare`, the tests) count separately. Every series is registered once, when the app is built,
+//! and the handles are kept where they are used ([`BackendMetrics`] in each mounted backend,
+//! [`RedisMetrics`] in the Redis connection), so a request pays an atomic add per counter and,
+//! for a verification, two clock reads and a histogram sample: no lookup by name or label.
+//!
+//! | series | labels | what it counts |
+//! |---|---|---|
+//! | `authlab_auth_decisions_total` | `backend`, `outcome` | credentials judged, refused logins throttled, requests refused as cross-site |
+//! | `authlab_verify_seconds` (histogram) | `backend` | time to find and verify a credential |
+//! | `authlab_logins_total` | `backend`, `outcome` (`ok`, `invalid`) | password logins |
+//! | `authlab_redis_command_seconds` (histogram) | `command` (`query`, `pipeline`, `script`) | Redis round trips |
+//! | `authlab_redis_errors_total` | `command` | failed Redis commands (unreachable, timed out, error reply) |
+//! | `authlab_live_sessions` (gauge) | | sessions in this instance's memory, read at each scrape |
+//!
+//! Refresh-token reuse events are `authlab_auth_decisions_total{outcome="reused"}`. There is no
+//! cache yet, so no cache-hit series.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use authlab_core::{AuthError, Identity};
+use authlab_redis::{CommandMetrics, RedisMetrics};
+use authlab_session::SessionAuthenticator;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::error::ApiError;
+use crate::routes::Backend;
+
+/// Histogram buckets for every `_seconds` series, in seconds: 10 us to 2.5 s, so that both a map
+/// lookup (a few us) and a Redis timeout (500 ms) land in a bucket of their own.
+pub const BUCKETS: [f64; 16] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 2.5,
+];
+
+/// How often histogram samples are folded into their buckets between scrapes (keeps memory flat
+/// under load when nobody scrapes).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// What a credential check (or a refusal before one) came to: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted.
+    Ok,
+    /// No credential was presented.
+    Missing,
+    /// Malformed, forged, unknown, or not supported here.
+    Invalid,
+    /// Genuine but past its lifetime.
+    Expired,
+    /// Genuine but revoked (logged out).
+    Revoked,
+    /// A spent refresh token presented again: its whole family was revoked.
+    Reused,
+    /// The backend's store could not answer.
+    Unavailable,
+    /// Refused by login throttling (`429 too_many_attempts`).
+    Throttled,
+    /// Refused as cross-site by the CSRF defence.
+    Csrf,
+}
+
+impl Outcome {
+    /// Every outcome, in label order.
+    pub const ALL: [Outcome; 9] = [
+        Self::Ok,
+        Self::Missing,
+        Self::Invalid,
+        Self::Expired,
+        Self::Revoked,
+        Self::Reused,
+        Self::Unavailable,
+        Self::Throttled,
+        Self::Csrf,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Reused => "reused",
+            Self::Unavailable => "unavailable",
+            Self::Throttled => "throttled",
+            Self::Csrf => "csrf",
+        }
+    }
+
+    /// The outcome of a verification.
+    pub fn of<T>(result: &Result<T, AuthError>) -> Self {
+        match result {
+            Ok(_) => Self::Ok,
+            Err(err) => Self::of_error(err),
+        }
+    }
+
+    /// The outcome of a refusal.
+    pub fn of_error(err: &AuthError) -> Self {
+        match err {
+            AuthError::Missing => Self::Missing,
+            AuthError::Expired => Self::Expired,
+            AuthError::Revoked => Self::Revoked,
+            AuthError::Reused => Self::Reused,
+            AuthError::Unavailable(_) => Self::Unavailable,
+            _ => Self::Invalid,
+        }
+    }
+}
+
+/// The label values of `backend`: the three scopes, then what is outside them.
+const BACKENDS: [&str; 5] = ["session", "redis", "jwt", "users", "none"];
+
+/// One backend's handles, kept in its [`Backend`]: the per-request hot path uses only these.
+#[derive(Clone, Debug)]
+pub struct BackendMetrics {
+    decisions: [Counter; Outcome::ALL.len()],
+    verify_seconds: Histogram,
+    logins_ok: Counter,
+    logins_invalid: Counter,
+    timed: bool,
+}
+
+impl BackendMetrics {
+    /// Handles that record nothing (metrics off, or a backend built outside an app).
+    pub fn noop() -> Self {
+        Self {
+            decisions: std::array::from_fn(|_| Counter::noop()),
+            verify_seconds: Histogram::noop(),
+            logins_ok: Counter::noop(),
+            logins_invalid: Counter::noop(),
+            timed: false,
+        }
+    }
+
+    /// The clock reading a verification starts from, if metrics are on.
+    pub fn start(&self) -> Option<Instant> {
+        self.timed.then(Instant::now)
+    }
+
+    /// Counts a verification's outcome and, if it was timed, its latency.
+    pub fn verified(&self, result: &Result<Identity, AuthError>, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.verify_seconds.record(started.elapsed().as_secs_f64());
+        }
+        self.decided(Outcome::of(result));
+    }
+
+    /// Counts one decision.
+    pub fn decided(&self, outcome: Outcome) {
+        self.decisions[outcome as usize].increment(1);
+    }
+
+    /// Counts a password login: accepted, or refused for a wrong name or password.
+    pub fn login(&self, accepted: bool) {
+        if accepted {
+            self.logins_ok.increment(1);
+        } else {
+            self.logins_invalid.increment(1);
+        }
+    }
+}
+
+/// Why the metrics could not be set up (only a programming error: empty buckets).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the Prometheus recorder")]
+pub struct MetricsError(#[source] BuildError);
+
+/// One app's metrics: the recorder, the handles it gave out, and what is read at each scrape.
+pub struct Metrics {
+    recorder: Option<PrometheusRecorder>,
+    backends: [BackendMetrics; BACKENDS.len()],
+    redis: RedisMetrics,
+    live_sessions: Gauge,
+    sessions: Option<web::Data<Backend<SessionAuthenticator>>>,
+}
+
+/// Where registered series say they come from (the Prometheus recorder ignores it).
+static METADATA: Metadata<'static> =
+    Metadata::new("authlab", Level::INFO, Some("authlab::metrics"));
+
+impl Metrics {
+    /// Registers every series with a fresh recorder (`enabled`), or hands out no-op handles.
+    pub fn new(enabled: bool) -> Result<Self, MetricsError> {
+        if !enabled {
+            return Ok(Self {
+                recorder: None,
+                backends: std::array::from_fn(|_| BackendMetrics::noop()),
+                redis: RedisMetrics::default(),
+                live_sessions: Gauge::noop(),
+                sessions: None,
+            });
+        }
+        let recorder = PrometheusBuilder::new()
+            // Buckets, so that the `_seconds` series are histograms and not summaries: buckets
+            // add up across instances, quantiles do not.
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .map_err(MetricsError)?
+            .build_recorder();
+        describe(&recorder);
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+        };
+        let backends = std::array::from_fn(|index| {
+            let backend = BACKENDS[index];
+            let is_scope = index < 3;
+            BackendMetrics {
+                decisions: std::array::from_fn(|o| {
+                    let outcome = Outcome::ALL[o];
+                    // Only the series a backend can produce: no refresh tokens in sessions, and
+                    // outside the scopes only the refusals that happen before any credential.
+                    let possible = match (backend, outcome) {
+                        ("session", Outcome::Reused) => false,
+                        (_, Outcome::Throttled | Outcome::Csrf) => true,
+                        _ => is_scope,
+                    };
+                    if !possible {
+                        return Counter::noop();
+                    }
+                    counter(
+                        "authlab_auth_decisions_total",
+                        vec![
+                            Label::new("backend", backend),
+                            Label::new("outcome", outcome.as_str()),
+                        ],
+                    )
+                }),
+                verify_seconds: if is_scope {
+                    recorder.register_histogram(
+                        &Key::from_parts(
+                            "authlab_verify_seconds",
+                            vec![Label::new("backend", backend)],
+                        ),
+                        &METADATA,
+                    )
+                } else {
+                    Histogram::noop()
+                },
+                logins_ok: if is_scope {
+                    counter(
+                        "authlab_logins_total",
+                        vec![Label::new("backend", backend), Label::new("outcome", "ok")],
+                    )
+                } else {
+                    Counter::noop()
+                },
+                logins_invalid: if is_scope {
+                    counter(
+                        "authlab_logins_total",
+                        vec![
+                            Label::new("backend", backend),
+                            Label::new("outcome", "invalid"),
+                        ],
+                    )
+                } else {
+                    Counter::noop()
+                },
+                timed: is_scope,
+            }
+        });
+        let command = |kind: &'static str| CommandMetrics {
+            seconds: recorder.register_histogram(
+                &Key::from_parts(
+                    "authlab_redis_command_seconds",
+                    vec![Label::new("command", kind)],
+                ),
+                &METADATA,
+            ),
+            errors: counter(
+                "authlab_redis_errors_total",
+                vec![Label::new("command", kind)],
+            ),
+        };
+        let redis = RedisMetrics {
+            query: command("query"),
+            pipeline: command("pipeline"),
+            script: command("script"),
+            timed: true,
+        };
+        let live_sessions =
+            recorder.register_gauge(&Key::from_name("authlab_live_sessions"), &METADATA);
+        Ok(Self {
+            recorder: Some(recorder),
+            backends,
+            redis,
+            live_sessions,
+            sessions: None,
+        })
+    }
+
+    /// Whether `/metrics` has anything to show.
+    pub fn enabled(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// The handles of the backend mounted under `/{name}` (no-op handles for an unknown name).
+    pub fn backend(&self, name: &str) -> BackendMetrics {
+        BACKENDS
+            .iter()
+            .position(|b| *b == name)
+            .map_or_else(BackendMetrics::noop, |i| self.backends[i].clone())
+    }
+
+    /// The handles the Redis connection updates.
+    pub fn redis(&self) -> RedisMetrics {
+        self.redis.clone()
+    }
+
+    /// Reads the live-session gauge from `sessions` at each scrape.
+    pub fn watch_sessions(&mut self, sessions: web::Data<Backend<SessionAuthenticator>>) {
+        self.sessions = Some(sessions);
+    }
+
+    /// A handle for the periodic upkeep, if metrics are on.
+    pub fn handle(&self) -> Option<PrometheusHandle> {
+        self.recorder.as_ref().map(PrometheusRecorder::handle)
+    }
+
+    /// The text exposition of every series, with the gauges read now.
+    fn render(&self) -> Option<String> {
+        let recorder = self.recorder.as_ref()?;
+        if let Some(sessions) = &self.sessions {
+            self.live_sessions.set(sessions.auth.len() as f64);
+        }
+        Some(recorder.handle().render())
+    }
+
+    /// Counts a refusal that happened before any credential was judged (throttled, cross-site),
+    /// under the backend the request was for.
+    fn refused(&self, backend: &str, outcome: Outcome) {
+        if let Some(i) = BACKENDS.iter().position(|b| *b == backend) {
+            self.backends[i].decided(outcome);
+        }
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines.
+fn describe(recorder: &PrometheusRecorder) {
+    let help = |name: &'static str, unit: Option<Unit>, text: &'static str| {
+        (KeyName::from_const_str(name), unit, text.into())
+    };
+    for (name, unit, text) in [
+        help(
+            "authlab_auth_decisions_total",
+            None,
+            "Credentials judged, by backend and outcome (also throttled logins and cross-site refusals).",
+        ),
+        help(
+            "authlab_logins_total",
+            None,
+            "Password logins, by backend and outcome (ok, invalid).",
+        ),
+        help(
+            "authlab_redis_errors_total",
+            None,
+            "Redis commands that failed (no connection, timeout, error reply), by kind.",
+        ),
+    ] {
+        recorder.describe_counter(name, unit, text);
+    }
+    for (name, unit, text) in [
+        help(
+            "authlab_verify_seconds",
+            Some(Unit::Seconds),
+            "Time to find and verify a presented credential, by backend.",
+        ),
+        help(
+            "authlab_redis_command_seconds",
+            Some(Unit::Seconds),
+            "Redis round trips (command, pipeline or script), by kind.",
+        ),
+    ] {
+        recorder.describe_histogram(name, unit, text);
+    }
+    let (name, unit, text) = help(
+        "authlab_live_sessions",
+        None,
+        "Sessions in this instance's memory (the session backend), read at each scrape.",
+    );
+    recorder.describe_gauge(name, unit, text);
+}
+
+/// For login throttling: counts a `429 too_many_attempts` for `backend` (`session`, `redis`,
+/// `jwt`, `users`), in the app that serves `req`.
+pub fn throttled(req: &HttpRequest, backend: &str) {
+    if let Some(metrics) = req.app_data::<web::Data<Metrics>>() {
+        metrics.refused(backend, Outcome::Throttled);
+    }
+}
+
+/// For the CSRF defence: counts a request refused as cross-site, under the backend its path
+/// belongs to, in the app that serves `req`.
+pub fn csrf_refused(req: &HttpRequest) {
+    if let Some(metrics) = req.app_data::<web::Data<Metrics>>() {
+        metrics.refused(crate::audit::backend_of(req.path()), Outcome::Csrf);
+    }
+}
+
+/// `GET /metrics`: every series in the Prometheus text format (404 with `--metrics off`).
+pub async fn scrape(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
+    let body = metrics.render().ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
