@@ -326,6 +326,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "AUTHLAB_REGISTER_IP_MAX",
         "AUTHLAB_TRUSTED_PROXIES",
         "AUTHLAB_INSTANCE_ID",
+        "AUTHLAB_METRICS",
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }

@@ -54,9 +54,13 @@ const JWT_ON_TARGET: Target = Target {
 
 /// The route names of a run, in the order of a round (what [`Plan`] counts).
 fn route_names(in_process: bool) -> Vec<&'static str> {
-    let mut names = vec!["/hello", setup::SESSION, setup::REDIS];
+    let mut names = vec!["/hello", setup::SESSION];
     if in_process {
-        names.extend([setup::JWT_OFF, setup::JWT_ON]);
+        names.push(setup::SESSION_METRICS_OFF);
+    }
+    names.push(setup::REDIS);
+    if in_process {
+        names.extend([setup::JWT_OFF, setup::JWT_METRICS_OFF, setup::JWT_ON]);
     } else {
         names.push("/jwt/me (as served)");
     }
@@ -227,14 +231,24 @@ fn route_plan(instances: &Instances, logins: &Logins) -> Vec<RouteSpec> {
             credential: Some(logins.session.clone()),
             target: Some(SESSION_TARGET),
         },
-        RouteSpec {
-            name: names[2],
-            addr: a,
-            path: "/redis/me",
-            credential: Some(logins.redis.clone()),
-            target: Some(REDIS_TARGET),
-        },
     ];
+    // Each metrics-off row right after its metrics-on row, so that the two see the same machine.
+    if let (Some(c), Some((session_c, _))) = (instances.c, &logins.metrics_off) {
+        routes.push(RouteSpec {
+            name: setup::SESSION_METRICS_OFF,
+            addr: c,
+            path: "/session/me",
+            credential: Some(session_c.clone()),
+            target: None,
+        });
+    }
+    routes.push(RouteSpec {
+        name: setup::REDIS,
+        addr: a,
+        path: "/redis/me",
+        credential: Some(logins.redis.clone()),
+        target: Some(REDIS_TARGET),
+    });
     if instances.in_process() {
         routes.push(RouteSpec {
             name: setup::JWT_OFF,
@@ -242,6 +256,15 @@ fn route_plan(instances: &Instances, logins: &Logins) -> Vec<RouteSpec> {
             path: "/jwt/me",
             credential: Some(logins.jwt_a.clone()),
             target: Some(JWT_OFF_TARGET),
+        });
+    }
+    if let (Some(c), Some((_, jwt_c))) = (instances.c, &logins.metrics_off) {
+        routes.push(RouteSpec {
+            name: setup::JWT_METRICS_OFF,
+            addr: c,
+            path: "/jwt/me",
+            credential: Some(jwt_c.clone()),
+            target: None,
         });
     }
     routes.push(RouteSpec {
@@ -388,7 +411,7 @@ mod tests {
 
     #[test]
     fn an_external_target_has_one_jwt_row_and_in_process_two() {
-        assert_eq!(route_names(true).len(), 6);
+        assert_eq!(route_names(true).len(), 8);
         assert_eq!(route_names(false).len(), 5);
         assert!(route_names(true).contains(&setup::JWT_ON));
     }

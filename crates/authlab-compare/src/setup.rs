@@ -28,6 +28,10 @@ pub const REDIS: &str = "/redis/me";
 pub const JWT_OFF: &str = "/jwt/me (denylist off)";
 /// The row of `/jwt/me` on instance B (denylist on).
 pub const JWT_ON: &str = "/jwt/me (denylist on)";
+/// The row of `/session/me` on instance C (A's settings with `--metrics off`).
+pub const SESSION_METRICS_OFF: &str = "/session/me (metrics off)";
+/// The row of `/jwt/me` on instance C (denylist off, `--metrics off`).
+pub const JWT_METRICS_OFF: &str = "/jwt/me (denylist off, metrics off)";
 
 /// The one user every backend logs in.
 const USERNAME: &str = "compare-user";
@@ -70,12 +74,15 @@ impl CredentialHeader {
 }
 
 /// The servers a run talks to. In-process: A (JWT denylist off) and B (on), sharing Redis, the
-/// JWT secret and the user database. External: one address for both.
+/// JWT secret and the user database, and C (A with `--metrics off`, to show what the metrics
+/// cost). External: one address for both.
 pub struct Instances {
     /// Instance A (or the target).
     pub a: SocketAddr,
     /// Instance B (or the target again).
     pub b: SocketAddr,
+    /// Instance C: A's settings with metrics off (in-process runs only).
+    pub c: Option<SocketAddr>,
     /// The Redis key prefix both instances use (removed at the end of an in-process run).
     pub redis_prefix: String,
     handles: Vec<ServerHandle>,
@@ -139,6 +146,7 @@ impl Instances {
         Self {
             a: addr,
             b: addr,
+            c: None,
             redis_prefix: String::new(),
             handles: Vec::new(),
             thread: None,
@@ -180,6 +188,8 @@ impl Instances {
         base.jwt_secret = Some(SecretString::from(secret));
         let mut settings_a = base.clone();
         settings_a.jwt_denylist = Switch::Off;
+        let mut settings_c = settings_a.clone();
+        settings_c.metrics = Switch::Off;
         let mut settings_b = base;
         settings_b.jwt_denylist = Switch::On;
 
@@ -196,23 +206,36 @@ impl Instances {
                         Ok(app) => app,
                         Err(err) => return drop(tx.send(Err(err))),
                     };
-                    let ready = (a.port(), a.handle(), b.port(), b.handle());
+                    let c = match Application::build(settings_c).await {
+                        Ok(app) => app,
+                        Err(err) => return drop(tx.send(Err(err))),
+                    };
+                    let ready = (
+                        (a.port(), a.handle()),
+                        (b.port(), b.handle()),
+                        (c.port(), c.handle()),
+                    );
                     if tx.send(Ok(ready)).is_err() {
                         return;
                     }
-                    let _ = tokio::join!(a.run_until_stopped(), b.run_until_stopped());
+                    let _ = tokio::join!(
+                        a.run_until_stopped(),
+                        b.run_until_stopped(),
+                        c.run_until_stopped()
+                    );
                 });
             })
             .map_err(CompareError::Io)?;
-        let (port_a, handle_a, port_b, handle_b) = rx
+        let ((port_a, handle_a), (port_b, handle_b), (port_c, handle_c)) = rx
             .recv()
             .map_err(|_| CompareError::ServerThread)?
             .map_err(CompareError::Startup)?;
         Ok(Self {
             a: SocketAddr::from(([127, 0, 0, 1], port_a)),
             b: SocketAddr::from(([127, 0, 0, 1], port_b)),
+            c: Some(SocketAddr::from(([127, 0, 0, 1], port_c))),
             redis_prefix,
-            handles: vec![handle_a, handle_b],
+            handles: vec![handle_a, handle_b, handle_c],
             thread: Some(thread),
             run_dir: Some(run_dir.to_owned()),
         })
@@ -275,6 +298,8 @@ pub struct Logins {
     pub jwt_a: CredentialHeader,
     /// A JWT issued by B.
     pub jwt_b: CredentialHeader,
+    /// A `sid` cookie and a JWT from C (metrics off), in-process runs only.
+    pub metrics_off: Option<(CredentialHeader, CredentialHeader)>,
 }
 
 async fn send(
@@ -349,7 +374,15 @@ pub async fn log_in_everywhere(
     timeout: Duration,
 ) -> Result<Logins, CompareError> {
     register(instances.a, timeout).await?;
+    let metrics_off = match instances.c {
+        Some(c) => Some((
+            log_in(c, "session", timeout, "log in (session, instance C)").await?,
+            log_in(c, "jwt", timeout, "log in (jwt, instance C)").await?,
+        )),
+        None => None,
+    };
     Ok(Logins {
+        metrics_off,
         session: log_in(instances.a, "session", timeout, "log in (session)").await?,
         redis: log_in(instances.a, "redis", timeout, "log in (redis)").await?,
         jwt_a: log_in(instances.a, "jwt", timeout, "log in (jwt, instance A)").await?,

@@ -93,6 +93,17 @@ pub fn markdown(report: &Report) -> String {
         md.push('\n');
     }
 
+    let costs = super::stats::metrics_cost_lines(report);
+    if !costs.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Metrics cost\n\nFewer requests/s with `--metrics on` than the same route on an instance with `--metrics off`, round by round (each pair ran back to back); median of the rounds [min to max]. Target: <= 2%.\n"
+        );
+        for line in costs {
+            let _ = writeln!(md, "- `{line}`");
+        }
+        md.push('\n');
+    }
     if let Some(login) = &report.login {
         let _ = writeln!(
             md,

@@ -108,6 +108,35 @@ pub(crate) mod tests {
         report
     }
 
+    #[test]
+    fn the_metrics_cost_compares_each_round_with_the_metrics_off_run_beside_it() {
+        let mut report = Report::new(&args());
+        for (name, path, rounds) in [
+            ("/hello", "/hello", [100.0, 100.0, 100.0]),
+            (setup::JWT_OFF, "/jwt/me", [98.0, 90.0, 101.0]),
+            (setup::JWT_METRICS_OFF, "/jwt/me", [100.0, 90.0, 100.0]),
+            ("/hello (again)", "/hello", [100.0, 100.0, 100.0]),
+        ] {
+            let loads = rounds.iter().map(|rps| load(*rps, 250, 750)).collect();
+            report
+                .routes
+                .push(RouteResult::new(name, path, None, None, loads, None));
+        }
+        report.finish();
+        let costs = stats::metrics_costs(&report);
+        assert_eq!(costs.len(), 1, "no session pair in this report");
+        assert_eq!(costs[0].route, setup::JWT_OFF);
+        assert!((costs[0].median - 0.0).abs() < 1e-9, "{costs:?}");
+        assert!((costs[0].max - 0.02).abs() < 1e-9, "{costs:?}");
+        assert!((costs[0].min + 0.01).abs() < 1e-9, "{costs:?}");
+        assert_eq!(
+            stats::metrics_cost_lines(&report),
+            vec!["/jwt/me (denylist off): 0.0% [-1.0% to 2.0%]".to_owned()]
+        );
+        assert!(markdown::markdown(&report).contains("## Metrics cost"));
+        assert!(screen(&report).contains("Metrics cost:"));
+    }
+
     /// The figures a synthetic full report is built from (defaults: docs/RESULTS.md's run).
     pub(crate) struct Figures {
         pub hello_rps: f64,

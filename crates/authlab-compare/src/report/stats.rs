@@ -13,6 +13,64 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// What `--metrics on` costs a route: its requests/s beside the same route on the instance with
+/// metrics off, round by round (each pair ran back to back, on the same machine state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsCost {
+    /// The metrics-on row.
+    pub route: String,
+    /// Median over rounds of `1 - on / off` (0.012: metrics on served 1.2% fewer requests/s).
+    pub median: f64,
+    /// The smallest per-round cost.
+    pub min: f64,
+    /// The largest per-round cost.
+    pub max: f64,
+}
+
+/// The metrics cost of every route measured both ways (in-process runs only).
+pub fn metrics_costs(report: &Report) -> Vec<MetricsCost> {
+    use crate::setup::{JWT_METRICS_OFF, JWT_OFF, SESSION, SESSION_METRICS_OFF};
+    let row = |name: &str| report.routes.iter().find(|r| r.name == name);
+    [(SESSION, SESSION_METRICS_OFF), (JWT_OFF, JWT_METRICS_OFF)]
+        .into_iter()
+        .filter_map(|(on, off)| {
+            let (on, off) = (row(on)?, row(off)?);
+            let costs: Vec<f64> = on
+                .rounds
+                .iter()
+                .zip(&off.rounds)
+                .filter(|(_, off)| off.requests_per_sec > 0.0)
+                .map(|(on, off)| 1.0 - on.requests_per_sec / off.requests_per_sec)
+                .collect();
+            if costs.is_empty() {
+                return None;
+            }
+            Some(MetricsCost {
+                route: on.name.clone(),
+                median: median(&costs),
+                min: costs.iter().copied().fold(f64::INFINITY, f64::min),
+                max: costs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            })
+        })
+        .collect()
+}
+
+/// One line per route: `/jwt/me (denylist off): 1.2% [-0.5% to 3.0%]`.
+pub fn metrics_cost_lines(report: &Report) -> Vec<String> {
+    metrics_costs(report)
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {:.1}% [{:.1}% to {:.1}%]",
+                c.route,
+                c.median * 100.0,
+                c.min * 100.0,
+                c.max * 100.0
+            )
+        })
+        .collect()
+}
+
 impl Report {
     /// Fills in the ratios to `/hello` and whether each target is met.
     ///

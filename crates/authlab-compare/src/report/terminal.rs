@@ -224,6 +224,21 @@ fn other_sections(report: &Report, out: &mut String) {
         );
         let _ = writeln!(out, "{}", format::wrap(&text, COLUMNS, ""));
     }
+    let costs = super::stats::metrics_cost_lines(report);
+    if !costs.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            format::wrap(
+                "Metrics cost: fewer requests/s with --metrics on than the same route with it off, median of the rounds [min to max] (target <= 2%; a busy machine moves it more):",
+                COLUMNS,
+                ""
+            )
+        );
+        for line in costs {
+            let _ = writeln!(out, "{}", format::wrap(&format!("- {line}"), COLUMNS, "  "));
+        }
+    }
     if !report.scale_out.is_empty() {
         let _ = writeln!(
             out,

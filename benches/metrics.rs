@@ -1,0 +1,40 @@
+//! What the metrics add to one authenticated request: the handles `Backend::authenticate` uses
+//! (two clock reads, a histogram sample and a counter), with `--metrics on` and `off`.
+//!
+//! `cargo bench --bench metrics`. docs/observability.md sets the result beside the time one
+//! `/jwt/me` request takes (docs/RESULTS.md), which is the <= 2% budget of issue #10.
+
+use std::hint::black_box;
+
+use authlab::metrics::Metrics;
+use authlab_core::{AuthError, Identity};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn per_request(c: &mut Criterion) {
+    let identity: Result<Identity, AuthError> = Ok(Identity::new(1, "alice"));
+    let refused: Result<Identity, AuthError> = Err(AuthError::Invalid);
+    let mut group = c.benchmark_group("metrics_per_request");
+    for (label, enabled) in [("on", true), ("off", false)] {
+        let metrics = match Metrics::new(enabled) {
+            Ok(metrics) => metrics,
+            Err(err) => panic!("metrics: {err}"),
+        };
+        let jwt = metrics.backend("jwt");
+        group.bench_function(format!("verified_ok/{label}"), |b| {
+            b.iter(|| {
+                let started = jwt.start();
+                jwt.verified(black_box(&identity), started);
+            })
+        });
+        group.bench_function(format!("verified_invalid/{label}"), |b| {
+            b.iter(|| {
+                let started = jwt.start();
+                jwt.verified(black_box(&refused), started);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, per_request);
+criterion_main!(benches);
