@@ -21,6 +21,7 @@
 //! | `POST /session/rotate` | a new session id for the same session (after a privilege change) |
 //! | `GET /hello` | the unauthenticated baseline for load tests, shaped like `/me` |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
+//! | `GET /`, `GET /static/{demo.js,demo.css,favicon.svg}` | the demo page and its assets |
 //!
 //! # Where a request goes
 //! `startup` builds the app with [`configure`]; a request under `/{backend}` reaches a generic
@@ -32,7 +33,8 @@
 //! - [`auth`]: login, `/me`, logout and refresh: the per-backend core;
 //! - [`lifecycle`]: the registry (list, revoke one, revoke all), password change, session rotation;
 //! - [`oauth`]: RFC 7009 revocation and RFC 7662 introspection;
-//! - [`health`]: `/hello`, `/healthz`, `/readyz`.
+//! - [`health`]: `/hello`, `/healthz`, `/readyz`;
+//! - [`demo`]: the demo page at `/` (embedded HTML, script and style, with its own CSP).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,6 +55,7 @@ use crate::error::{ApiError, Challenge};
 use crate::transport::Transport;
 
 pub mod auth;
+pub mod demo;
 pub mod health;
 pub mod lifecycle;
 pub mod oauth;
@@ -190,7 +193,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
         )))
         .service(token_routes::<JwtBackend>(registry_routes::<JwtBackend>(
             backend_scope(mounted.jwt.clone()),
-        )));
+        )))
+        .configure(demo::configure);
 }
 
 /// A resource whose other methods get a JSON 405 with an `Allow` header, rather than a bare 404.

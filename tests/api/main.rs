@@ -4,6 +4,7 @@
 
 mod binary;
 mod contract;
+mod demo_page;
 mod faults;
 mod helpers;
 mod http_edges;
