@@ -26,6 +26,8 @@ use reqwest::header;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use authlab::config::Switch;
+
 use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
 
 /// The Content-Security-Policy the page and its assets are served with.
@@ -259,6 +261,32 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
             "no `{request} {status}` in the log:\n{log}"
         );
     }
+
+    // The same probe against a server without the denylist: the logged-out JWT keeps working.
+    let stateless = spawn_app_with(|s| s.jwt_denylist = Switch::Off).await;
+    browser.goto(&stateless.url("/")).await;
+    browser.type_into("#username", &username).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#register").await;
+    browser
+        .wait_text("#register-result", "201 registered")
+        .await;
+    browser.click("#jwt-login").await;
+    browser.wait_text("#jwt-whoami", "logged in (200)").await;
+    browser.click("#jwt-probe").await;
+    let probed = browser
+        .wait_text("#jwt-result", "a stateless JWT stays valid until exp")
+        .await;
+    let counts: Vec<&str> = probed
+        .split(" probes")
+        .next()
+        .unwrap_or_default()
+        .split(" of ")
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] == counts[1] && counts[0] != "0",
+        "every probe accepted: {probed}"
+    );
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
