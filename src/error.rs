@@ -144,6 +144,7 @@ impl ApiError {
                 AuthError::Reused => "refresh_token_reused",
                 AuthError::Unsupported => "unsupported",
                 AuthError::Unavailable(_) => "backend_unavailable",
+                AuthError::Ambiguous => "invalid_request",
                 _ => "invalid_token",
             },
             Self::InvalidCredentials => "invalid_credentials",
@@ -178,6 +179,10 @@ impl ApiError {
                 AuthError::Unavailable(_) => {
                     "the authentication backend is unavailable; try again shortly".into()
                 }
+                AuthError::Ambiguous => "more than one credential was presented (two \
+                                         Authorization headers, a header and a query token, or \
+                                         two session cookies); send exactly one"
+                    .into(),
                 _ => "the credential is not valid".into(),
             },
             Self::Unavailable { dependency, .. } => {
@@ -200,6 +205,11 @@ impl ApiError {
             // RFC 6750 §3.1: no error attribute when the request had no token at all.
             AuthError::Missing => r#"Bearer realm="authlab""#.to_owned(),
             AuthError::Unavailable(_) | AuthError::Unsupported => return None,
+            // RFC 6750 §3.1: "uses more than one method for including an access token".
+            AuthError::Ambiguous => format!(
+                r#"Bearer realm="authlab", error="invalid_request", error_description="{}""#,
+                self.message()
+            ),
             _ => format!(
                 r#"Bearer realm="authlab", error="invalid_token", error_description="{}""#,
                 self.message()
@@ -282,6 +292,10 @@ impl ResponseError for ApiError {
                 cause: AuthError::Unsupported,
                 ..
             } => StatusCode::NOT_IMPLEMENTED,
+            Self::Unauthenticated {
+                cause: AuthError::Ambiguous,
+                ..
+            } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated { .. } | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::UsernameTaken => StatusCode::CONFLICT,
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
