@@ -114,6 +114,7 @@ pub async fn login<A: Authenticator>(
         .issue(&identity, &client_info(&req))
         .await
         .map_err(|c| backend.refuse(c))?;
+    backend.end_presented_sessions(&req).await;
     Ok(issued_response(&backend, &issued))
 }
 

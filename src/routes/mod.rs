@@ -80,6 +80,16 @@ impl<A: Authenticator> Backend<A> {
             .map_err(|c| self.refuse(c))
     }
 
+    /// Ends the sessions whose cookies a login request presents: one browser, one live session,
+    /// and an id planted or seen before the login is worthless after it. Only cookies are
+    /// ended (a bearer token is never sent to a login); a dead or unknown id has nothing to end.
+    async fn end_presented_sessions(&self, req: &HttpRequest) {
+        for old in self.transport.session_cookies(req) {
+            // Revoking a dead id fails harmlessly; the new login goes ahead either way.
+            let _ = self.auth.revoke(old).await;
+        }
+    }
+
     /// The 401 (or 503) for a credential this backend did not accept.
     fn refuse(&self, cause: AuthError) -> ApiError {
         ApiError::Unauthenticated {
