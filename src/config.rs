@@ -24,6 +24,8 @@
 //! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `60s` |
 //! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
+//! | `--cors-origin` (repeatable) | `AUTHLAB_CORS_ORIGINS` (comma-separated) | none: no CORS headers at all |
+//! | `--introspection-secret-file` | `AUTHLAB_INTROSPECTION_SECRET_FILE` | none: `/introspect` answers 401 |
 //! | `--workers` | `AUTHLAB_WORKERS` | one per core |
 
 use std::path::PathBuf;
@@ -151,6 +153,25 @@ pub struct Settings {
     #[arg(long, env = "AUTHLAB_ALLOW_QUERY_TOKEN")]
     pub allow_query_token: bool,
 
+    /// An origin (`https://app.example.com`) whose pages may call this API with credentials:
+    /// CORS answers it (credentials allowed, `Authorization` and `Content-Type` headers), and the
+    /// CSRF check trusts it. Repeat the flag for more; exact match only, never `*`. Written as
+    /// browsers send it: lower case, no path, no trailing slash, no default port.
+    #[arg(
+        long = "cors-origin",
+        env = "AUTHLAB_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        value_parser = parse_origin
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// File holding the secret that callers of `/redis/introspect` and `/jwt/introspect` send as
+    /// `Authorization: Bearer <secret>` (at least 32 bytes; one trailing newline is ignored).
+    /// Without it, introspection answers 401 to everybody.
+    #[arg(long, env = "AUTHLAB_INTROSPECTION_SECRET_FILE")]
+    pub introspection_secret_file: Option<PathBuf>,
+
     /// Number of HTTP worker threads (default: one per core).
     #[arg(long, env = "AUTHLAB_WORKERS")]
     pub workers: Option<usize>,
@@ -206,6 +227,22 @@ impl Settings {
             ("cookie_secure", self.cookie_secure.to_string()),
             ("allow_query_token", self.allow_query_token.to_string()),
             (
+                "cors_origins",
+                if self.cors_origins.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.cors_origins.join(", ")
+                },
+            ),
+            (
+                "introspection_secret",
+                self.introspection_secret_file
+                    .as_ref()
+                    .map_or("none: introspection refused".to_owned(), |path| {
+                        format!("from file {}", path.display())
+                    }),
+            ),
+            (
                 "workers",
                 self.workers
                     .map_or("one per core".to_owned(), |n| n.to_string()),
@@ -226,6 +263,54 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Like [`parse_duration`], but `0s` is allowed (no grace window at all).
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// An origin exactly as a browser writes it in the `Origin` header (`scheme://host[:port]`), since
+/// CORS and the CSRF check compare origins byte for byte: `http` or `https`, a lower-case host,
+/// no path, no trailing slash, no default port; never `*` or `null`.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let shape = "an origin is written `https://host` or `http://host:port`";
+    let (scheme, authority) = text
+        .split_once("://")
+        .ok_or_else(|| format!("{text:?}: {shape}"))?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => {
+            return Err(format!(
+                "{text:?}: the scheme must be http or https ({shape})"
+            ));
+        }
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside the brackets.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.[]:".contains(&b));
+    if !host_ok {
+        return Err(format!(
+            "{text:?}: the host must be lower case, with no path, no trailing slash and no \
+             wildcard ({shape})"
+        ));
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) || port.starts_with('0') {
+            return Err(format!(
+                "{text:?}: the port must be a number from 1 to 65535"
+            ));
+        }
+        if authority.ends_with(default_port) {
+            return Err(format!(
+                "{text:?}: leave out the default port {}, as browsers do",
+                &default_port[1..]
+            ));
+        }
+    }
+    Ok(text.to_owned())
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
@@ -274,6 +359,65 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_repeatable_and_comma_separated() {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parse = |args: &[&str]| {
+            <Only as clap::Parser>::try_parse_from(
+                std::iter::once("authlab").chain(args.iter().copied()),
+            )
+            .map(|only| only.settings.cors_origins)
+        };
+        assert_eq!(parse(&[]).ok(), Some(vec![]));
+        assert_eq!(
+            parse(&[
+                "--cors-origin",
+                "https://app.example",
+                "--cors-origin",
+                "http://127.0.0.1:3000,https://[::1]:8443"
+            ])
+            .ok(),
+            Some(vec![
+                "https://app.example".to_owned(),
+                "http://127.0.0.1:3000".to_owned(),
+                "https://[::1]:8443".to_owned()
+            ])
+        );
+        assert!(parse(&["--cors-origin", "*"]).is_err());
+    }
+
+    #[test]
+    fn origins_must_be_written_as_browsers_send_them() {
+        for good in [
+            "https://app.example",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(parse_origin(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "*",
+            "null",
+            "app.example",
+            "ftp://app.example",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://App.Example",
+            "https://*.example",
+            "https://app.example:443",
+            "http://app.example:80",
+            "https://app.example:0",
+            "https://app.example:99999",
+            "https://",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]

@@ -107,6 +107,19 @@ pub enum ApiError {
     /// A form body (RFC 7009 / 7662 endpoints) that does not parse.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// An unsafe request carrying the session cookie came from another site (Fetch Metadata or
+    /// `Origin`; see [`crate::middleware::csrf`]). Nothing was done.
+    #[error(
+        "cross-origin request refused: it carries the session cookie but comes from another site"
+    )]
+    CsrfRejected,
+    /// A CORS preflight this server does not grant (an origin not on `--cors-origin`, or a method
+    /// or header CORS does not allow).
+    #[error("cross-origin request refused: {0}")]
+    CorsRejected(#[source] actix_cors::CorsError),
+    /// `/introspect` without a valid client secret (wrong, or none configured).
+    #[error("the introspection client credential is not valid")]
+    InvalidClient,
     /// No such route.
     #[error("no such route")]
     NotFound,
@@ -154,6 +167,9 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::CsrfRejected => "csrf_rejected",
+            Self::CorsRejected(_) => "cors_rejected",
+            Self::InvalidClient => "invalid_client",
             Self::NotFound => "not_found",
             Self::SessionNotFound => "session_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -194,6 +210,12 @@ impl ApiError {
     }
 
     fn bearer_challenge(&self) -> Option<String> {
+        if let Self::InvalidClient = self {
+            return Some(format!(
+                r#"Bearer realm="authlab", error="invalid_token", error_description="{}""#,
+                self.message()
+            ));
+        }
         let Self::Unauthenticated {
             cause,
             challenge: Challenge::Bearer,
@@ -303,6 +325,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::CsrfRejected | Self::CorsRejected(_) => StatusCode::FORBIDDEN,
+            Self::InvalidClient => StatusCode::UNAUTHORIZED,
             Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,

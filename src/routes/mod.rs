@@ -50,6 +50,7 @@ use authlab_users::UserStore;
 use crate::backends::JwtBackend;
 
 use crate::error::{ApiError, Challenge};
+use crate::introspection::IntrospectionClients;
 use crate::transport::Transport;
 
 pub mod auth;
@@ -144,6 +145,8 @@ pub struct Shared {
     pub backends: Vec<Arc<dyn AnyBackend>>,
     /// How the session cookie is set, so routes outside `/session` can clear it.
     pub session_transport: Transport,
+    /// Who may call RFC 7662 introspection.
+    pub introspection: IntrospectionClients,
 }
 
 /// The client details kept with a new session.
