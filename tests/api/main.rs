@@ -6,6 +6,7 @@ mod binary;
 mod contract;
 mod faults;
 mod helpers;
+mod http_defences;
 mod http_edges;
 mod jwt_forgery;
 mod lifecycle;
