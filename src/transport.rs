@@ -91,7 +91,11 @@ impl Transport {
             }
             Self::Bearer { allow_query } => {
                 let mut headers = req.headers().get_all(header::AUTHORIZATION);
-                let query = || query_token(req.query_string()).filter(|_| allow_query);
+                let query = || {
+                    allow_query
+                        .then(|| query_token(req.query_string()))
+                        .flatten()
+                };
                 match (headers.next(), headers.next()) {
                     (Some(_), Some(_)) => Err(AuthError::Ambiguous),
                     (Some(_), None) if query().is_some() => Err(AuthError::Ambiguous),
