@@ -34,7 +34,8 @@ use authlab_session::SessionAuthenticator;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use secrecy::ExposeSecret;
 
-const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef";
+/// Random-looking (`head -c 36 /dev/urandom | base64`), as the secret rules at start-up require.
+const SECRET: &[u8] = b"PTgc7UiU9qthIZoGzfUGR9xKyG9I6OPxAA2XEGnfg3bCTV8k";
 const TTL: Duration = Duration::from_secs(900);
 
 /// Drives a future that never waits on I/O to completion, without a runtime.

@@ -18,19 +18,28 @@
 //! | `--access-ttl` | `AUTHLAB_ACCESS_TTL` | `15m` |
 //! | `--refresh-ttl` | `AUTHLAB_REFRESH_TTL` | `14d` |
 //! | `--refresh-grace` | `AUTHLAB_REFRESH_GRACE` | `10s` |
+//! | `--login-max-failures` | `AUTHLAB_LOGIN_MAX_FAILURES` | `10` (per name per window) |
+//! | `--login-window` | `AUTHLAB_LOGIN_WINDOW` | `15m` |
+//! | `--login-ip-max-failures` | `AUTHLAB_LOGIN_IP_MAX_FAILURES` | `100` (per address per window) |
+//! | `--register-ip-max` | `AUTHLAB_REGISTER_IP_MAX` | `20` (per address per window) |
+//! | `--trusted-proxy` (repeatable) | `AUTHLAB_TRUSTED_PROXIES` (comma-separated) | none |
+//! | `--instance-id` | `AUTHLAB_INSTANCE_ID` | 8 random hex digits |
 //! | `--jwt-refresh` | `AUTHLAB_JWT_REFRESH` | `stored` (or `stateless`) |
 //! | `--session-ttl` | `AUTHLAB_SESSION_TTL` | `30m` |
 //! | `--session-max-age` | `AUTHLAB_SESSION_MAX_AGE` | `8h` |
-//! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `60s` |
+//! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `1m` |
 //! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
 //! | `--cors-origin` (repeatable) | `AUTHLAB_CORS_ORIGINS` (comma-separated) | none: no CORS headers at all |
 //! | `--introspection-secret-file` | `AUTHLAB_INTROSPECTION_SECRET_FILE` | none: `/introspect` answers 401 |
 //! | `--workers` | `AUTHLAB_WORKERS` | one per core |
+//! | `--password-min-length` | `AUTHLAB_PASSWORD_MIN_LENGTH` | `15` (8 to 64) |
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
+use authlab_users::PasswordPolicy;
 use secrecy::SecretString;
 
 /// `on` / `off`, for switches that are easier to read that way than as a bare flag.
@@ -59,13 +68,15 @@ pub struct RedisSettings {
     #[arg(
         id = "redis_url",
         long = "redis-url",
+        value_name = "URL",
         env = "AUTHLAB_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = parse_redis_url
     )]
     pub url: String,
 
     /// Longest wait for Redis (connect, and each reply) before answering 503.
-    #[arg(id = "redis_timeout", long = "redis-timeout", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(id = "redis_timeout", long = "redis-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
@@ -73,7 +84,7 @@ pub struct RedisSettings {
 #[derive(Clone, clap::Args)]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free one).
-    #[arg(long, env = "AUTHLAB_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AUTHLAB_BIND", default_value = "127.0.0.1:8080", value_parser = parse_bind)]
     pub bind: String,
 
     /// User store: `sqlite://FILE` (created if missing), `sqlite::memory:`, or `postgres://...`.
@@ -119,8 +130,45 @@ pub struct Settings {
 
     /// How long a spent refresh token may be exchanged again for the same successor (two tabs
     /// refreshing at once), before a reuse counts as theft.
-    #[arg(long, env = "AUTHLAB_REFRESH_GRACE", default_value = "10s", value_parser = parse_duration_or_zero)]
+    #[arg(long, env = "AUTHLAB_REFRESH_GRACE", default_value = "10s", value_parser = parse_grace)]
     pub refresh_grace: Duration,
+
+    /// Failed logins for one account name (known or not), and wrong old passwords at
+    /// `/users/me/password`, within `--login-window`, after which every login for that name
+    /// answers 429 until the window has passed. Counted in Redis, shared by every instance.
+    #[arg(long, env = "AUTHLAB_LOGIN_MAX_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures: u32,
+
+    /// The fixed window of login throttling: it starts at the first failure and is not reset by
+    /// a successful login.
+    #[arg(long, env = "AUTHLAB_LOGIN_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub login_window: Duration,
+
+    /// Failed logins from one client address (IPv6: one /64), for any names, within
+    /// `--login-window`, after which every login from it answers 429.
+    #[arg(long, env = "AUTHLAB_LOGIN_IP_MAX_FAILURES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_ip_max_failures: u32,
+
+    /// Registration attempts (`POST /users`) from one client address within `--login-window`.
+    #[arg(long, env = "AUTHLAB_REGISTER_IP_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub register_ip_max: u32,
+
+    /// A proxy (address or CIDR range) whose `X-Forwarded-For` is believed; repeatable (the
+    /// variable takes a comma-separated list). Default none: the client address is always the
+    /// connection's peer and the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "AUTHLAB_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::throttle::Cidr::from_str
+    )]
+    pub trusted_proxies: Vec<crate::throttle::Cidr>,
+
+    /// This instance's name in audit events and the start-up log (1-64 of `A-Za-z0-9._-`;
+    /// default: 8 random hex digits chosen at start-up).
+    #[arg(long, env = "AUTHLAB_INSTANCE_ID", value_parser = parse_instance_id)]
+    pub instance_id: Option<String>,
 
     /// JWT refresh tokens: `stored` (opaque, rotated, revocable, in Redis) or `stateless` (a
     /// long-lived refresh JWT that nothing can revoke: the articles' design, for comparison).
@@ -141,7 +189,7 @@ pub struct Settings {
     pub session_max_age: Duration,
 
     /// How often expired sessions are swept out of memory.
-    #[arg(long, env = "AUTHLAB_SESSION_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "AUTHLAB_SESSION_SWEEP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub session_sweep_interval: Duration,
 
     /// Mark the session cookie `Secure` (sent over HTTPS only). Turn on behind TLS.
@@ -173,8 +221,21 @@ pub struct Settings {
     pub introspection_secret_file: Option<PathBuf>,
 
     /// Number of HTTP worker threads (default: one per core).
-    #[arg(long, env = "AUTHLAB_WORKERS")]
+    #[arg(long, env = "AUTHLAB_WORKERS", value_parser = parse_workers)]
     pub workers: Option<usize>,
+
+    /// Shortest password accepted at registration and password change, in characters after NFKC
+    /// normalisation: 15 is NIST SP 800-63B rev. 4's minimum for a password used alone, 8 the
+    /// lowest it allows; at most 64. It also sets how hard to guess zxcvbn must find a new
+    /// password (see docs/security.md). Login never applies it: existing passwords keep working.
+    #[arg(
+        long = "password-min-length",
+        env = "AUTHLAB_PASSWORD_MIN_LENGTH",
+        value_name = "CHARS",
+        default_value = "15",
+        value_parser = parse_password_policy
+    )]
+    pub password_policy: PasswordPolicy,
 }
 
 impl Settings {
@@ -201,7 +262,7 @@ impl Settings {
             (None, Some(_)) => "from AUTHLAB_JWT_SECRET".to_owned(),
             (None, None) => "generated at start-up".to_owned(),
         };
-        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let duration = flag_duration;
         vec![
             ("bind", self.bind.clone()),
             ("database_url", redact_url(&self.database_url)),
@@ -221,9 +282,41 @@ impl Settings {
             ("access_ttl", duration(self.access_ttl)),
             ("refresh_ttl", duration(self.refresh_ttl)),
             ("refresh_grace", duration(self.refresh_grace)),
+            (
+                "login_throttle",
+                format!(
+                    "{} failures per name, {} per address, {} registrations per address, per {}",
+                    self.login_max_failures,
+                    self.login_ip_max_failures,
+                    self.register_ip_max,
+                    duration(self.login_window)
+                ),
+            ),
+            (
+                "trusted_proxies",
+                if self.trusted_proxies.is_empty() {
+                    "none".to_owned()
+                } else {
+                    let ranges: Vec<String> = self
+                        .trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    ranges.join(", ")
+                },
+            ),
+            (
+                "instance_id",
+                self.instance_id
+                    .clone()
+                    .unwrap_or_else(|| "random, chosen at start-up".to_owned()),
+            ),
             ("session_ttl", duration(self.session_ttl)),
             ("session_max_age", duration(self.session_max_age)),
-            ("session_sweep", duration(self.session_sweep_interval)),
+            (
+                "session_sweep_interval",
+                duration(self.session_sweep_interval),
+            ),
             ("cookie_secure", self.cookie_secure.to_string()),
             ("allow_query_token", self.allow_query_token.to_string()),
             (
@@ -247,6 +340,10 @@ impl Settings {
                 self.workers
                     .map_or("one per core".to_owned(), |n| n.to_string()),
             ),
+            (
+                "password_min_length",
+                self.password_policy.min_chars().to_string(),
+            ),
         ]
     }
 }
@@ -260,9 +357,89 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Like [`parse_duration`], but `0s` is allowed (no grace window at all).
-fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| e.to_string())
+/// The grace window: `0s` (no window at all) or whole seconds, because the window is kept in
+/// Redis in seconds: `500ms` would silently become no window.
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.subsec_nanos() != 0 {
+        return Err("must be whole seconds (0s for no grace window, or 1s and up)".to_owned());
+    }
+    Ok(duration)
+}
+
+/// `HOST:PORT` (port 0 picks a free one), checked before anything else starts.
+fn parse_bind(text: &str) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let expected = "expected HOST:PORT, for example 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080";
+    let Some((_, port)) = text.rsplit_once(':') else {
+        return Err(expected.to_owned());
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "the port is not a number from 0 to 65535; {expected}"
+        ));
+    }
+    match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(text.to_owned()),
+        _ => Err(format!("the host does not resolve; {expected}")),
+    }
+}
+
+/// The URL forms Redis is reached by, shown whenever a URL is refused.
+pub const REDIS_URL_FORMS: &str =
+    "redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://[:PASSWORD@]HOST:PORT[/DB] (TLS)";
+
+/// A Redis URL of an accepted form, checked before anything else starts.
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    let scheme = text.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("redis" | "rediss") => Ok(text.to_owned()),
+        _ => Err(format!("expected {REDIS_URL_FORMS}")),
+    }
+}
+
+/// At least one worker (`0` would start a server that never answers).
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave it unset for one per core)".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of worker threads, at least 1".to_owned()),
+    }
+}
+
+/// A duration in the spelling the flags take, in its largest whole unit (`14d`, `15m`, `500ms`),
+/// so the start-up log can be pasted back as flags.
+pub fn flag_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() != 0 || duration.is_zero() {
+        return format!("{}ms", duration.as_millis());
+    }
+    let seconds = duration.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
+fn parse_password_policy(text: &str) -> Result<PasswordPolicy, String> {
+    let min_chars: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of characters"))?;
+    PasswordPolicy::new(min_chars).map_err(|e| e.to_string())
+}
+
+/// An instance id: 1-64 characters of `A-Za-z0-9._-` (it goes into logs and, later, a header).
+fn parse_instance_id(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'".to_owned())
+    }
 }
 
 /// An origin exactly as a browser writes it in the `Origin` header (`scheme://host[:port]`), since
@@ -350,6 +527,72 @@ mod tests {
         assert_eq!(s.jwt_denylist, Switch::On);
         assert!(!s.allow_query_token);
         assert!(!s.cookie_secure);
+        assert_eq!(s.password_policy.min_chars(), 15);
+        assert_eq!(s.login_max_failures, 10);
+        assert_eq!(s.login_window, Duration::from_secs(900));
+        assert_eq!(s.login_ip_max_failures, 100);
+        assert_eq!(s.register_ip_max, 20);
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.instance_id, None);
+    }
+
+    #[test]
+    fn the_password_minimum_is_refused_under_8_and_over_64() {
+        let min = |text| parse_password_policy(text).map(PasswordPolicy::min_chars);
+        assert_eq!(min("8"), Ok(8));
+        assert_eq!(min("64"), Ok(64));
+        assert_eq!(
+            min("7"),
+            Err("the minimum password length must be 8 to 64 characters, not 7".to_owned())
+        );
+        assert_eq!(
+            min("65"),
+            Err("the minimum password length must be 8 to 64 characters, not 65".to_owned())
+        );
+        assert_eq!(
+            min("ten"),
+            Err("\"ten\" is not a whole number of characters".to_owned())
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_repeat_and_split_on_commas() {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parsed = <Only as clap::Parser>::try_parse_from([
+            "authlab",
+            "--trusted-proxy",
+            "10.0.0.0/8,127.0.0.1",
+            "--trusted-proxy",
+            "fd00::/8",
+        ]);
+        let ranges: Vec<String> = match parsed {
+            Ok(only) => only
+                .settings
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Err(err) => panic!("{err}"),
+        };
+        assert_eq!(ranges, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
+        let refused =
+            <Only as clap::Parser>::try_parse_from(["authlab", "--trusted-proxy", "10.0.0.1/8"]);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn instance_ids_are_short_and_plain() {
+        assert_eq!(
+            parse_instance_id("web-1.eu_west"),
+            Ok("web-1.eu_west".to_owned())
+        );
+        for bad in ["", "has space", "a\nb", &"x".repeat(65), "é"] {
+            assert!(parse_instance_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -418,6 +661,43 @@ mod tests {
         ] {
             assert!(parse_origin(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn first_run_mistakes_are_refused_with_the_expected_form() {
+        assert!(parse_bind("nonsense").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_bind("127.0.0.1:99999").unwrap_err().contains("port"));
+        assert_eq!(parse_bind("127.0.0.1:0"), Ok("127.0.0.1:0".to_owned()));
+        assert!(
+            parse_redis_url("http://x")
+                .unwrap_err()
+                .contains("redis://")
+        );
+        assert!(parse_redis_url("rediss://h:6380/2").is_ok());
+        assert!(parse_workers("0").is_err());
+        assert_eq!(parse_workers("2"), Ok(2));
+        assert!(parse_grace("500ms").unwrap_err().contains("whole seconds"));
+        assert_eq!(parse_grace("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_grace("10s"), Ok(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn logged_durations_use_the_flags_spelling() {
+        assert_eq!(flag_duration(Duration::from_secs(14 * 86_400)), "14d");
+        assert_eq!(flag_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(flag_duration(Duration::from_secs(900)), "15m");
+        assert_eq!(flag_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(flag_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(flag_duration(Duration::ZERO), "0ms");
+        let defaults = Settings::defaults().describe();
+        let shown = |name| {
+            defaults
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(shown("refresh_ttl").as_deref(), Some("14d"));
+        assert_eq!(shown("session_sweep_interval").as_deref(), Some("1m"));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use authlab_redis::RedisBackendError;
 use authlab_users::UserStoreError;
 use serde::Serialize;
 
+use crate::json::JsonLine;
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
@@ -141,6 +143,13 @@ pub enum ApiError {
     /// `/readyz`: a dependency is down, so this instance should get no traffic for now.
     #[error("unavailable: {}", .0.failing().join(", "))]
     NotReady(Readiness),
+    /// Too many failed attempts for this account name or from this client, within the login
+    /// window (see [`crate::throttle`]). The same answer for known and unknown names.
+    #[error("too many attempts; try again later")]
+    TooManyAttempts {
+        /// What is left of the window: sent as `Retry-After` (whole seconds).
+        retry_after: std::time::Duration,
+    },
     /// A bug or an unexpected failure. The client learns nothing more.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -175,6 +184,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unavailable { .. } => "backend_unavailable",
             Self::NotReady(_) => "not_ready",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -330,6 +340,7 @@ impl ResponseError for ApiError {
             Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -361,7 +372,10 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
-        response.json(ErrorBody {
+        if let Self::TooManyAttempts { retry_after } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1)));
+        }
+        response.json_line(ErrorBody {
             error: self.code(),
             message: &message,
             checks: match self {

@@ -12,7 +12,10 @@
 //! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
 //! - [`middleware`]: the HTTP defences around every route (security headers, CORS, CSRF);
 //! - [`introspection`]: who may call RFC 7662 introspection;
-//! - [`error`]: every error the API answers, mapped to a status code in exactly one place.
+//! - [`error`]: every error the API answers, mapped to a status code in exactly one place;
+//! - [`json`]: JSON bodies, each ended by a newline;
+//! - [`throttle`]: login throttling shared by every instance (counted in Redis);
+//! - [`audit`]: the audit events (`authlab::audit`): logins, logouts, refreshes, throttling.
 //!
 //! The routes a backend gets follow from its type: the capability traits of `authlab-core`
 //! ([`authlab_core::Authenticator`], [`authlab_core::SessionRegistry`],
@@ -24,12 +27,15 @@
 //! crate, never the other way round.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod backends;
 pub mod config;
 pub mod error;
 pub mod introspection;
+pub mod json;
 pub mod middleware;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod throttle;
 pub mod transport;

@@ -12,12 +12,13 @@ use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use authlab_core::SystemClock;
 use authlab_jwt::{JwtError, JwtSecret};
-use authlab_redis::RedisBackendError;
+use authlab_redis::{RedisBackendError, RedisConnection};
 use authlab_session::SessionAuthenticator;
 use authlab_users::{UserStore, UserStoreError};
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
+use crate::audit::{self, Audit};
 use crate::backends;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -26,6 +27,7 @@ use crate::middleware::csrf::CsrfPolicy;
 use crate::middleware::headers::SecurityHeaders;
 use crate::middleware::{cors, csrf, headers};
 use crate::routes::{self, Backend, Shared};
+use crate::throttle::{Limits, Throttle};
 use crate::transport::Transport;
 
 /// Largest request body accepted (JSON bodies here are a few dozen bytes).
@@ -91,6 +93,7 @@ pub struct Application {
     port: u16,
     server: Server,
     sweeper: JoinHandle<()>,
+    redis: Arc<RedisConnection>,
 }
 
 impl Application {
@@ -101,7 +104,8 @@ impl Application {
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
-            .map_err(StartupError::UserStore)?;
+            .map_err(StartupError::UserStore)?
+            .with_password_policy(settings.password_policy);
         let redis = backends::redis_connection(&settings.redis).map_err(StartupError::RedisUrl)?;
 
         let session = web::Data::new(Backend {
@@ -127,7 +131,7 @@ impl Application {
         });
         let shared = web::Data::new(Shared {
             users,
-            redis,
+            redis: redis.clone(),
             backends: vec![
                 session.clone().into_inner(),
                 opaque.clone().into_inner(),
@@ -136,6 +140,20 @@ impl Application {
             session_transport: session.transport,
             introspection,
         });
+        // Login throttling and audit events: one of each per app, shared by its workers.
+        let proxies: Arc<[_]> = settings.trusted_proxies.clone().into();
+        let throttle = web::Data::new(Throttle::new(
+            shared.redis.clone(),
+            &settings.redis_prefix,
+            Limits::from_settings(&settings),
+            proxies.clone(),
+        ));
+        let instance = settings
+            .instance_id
+            .clone()
+            .unwrap_or_else(audit::random_instance_id);
+        tracing::info!("{:>18} = {instance}", "instance");
+        let audit = web::Data::new(Audit::new(instance, proxies));
         let mounted = routes::Mounted {
             shared,
             session,
@@ -167,6 +185,8 @@ impl Application {
         let mut server = HttpServer::new(move || {
             // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
             App::new()
+                .app_data(throttle.clone())
+                .app_data(audit.clone())
                 .app_data(csrf_policy.clone())
                 .app_data(security_headers.clone())
                 .wrap(from_fn(csrf::csrf))
@@ -208,12 +228,22 @@ impl Application {
             port,
             server,
             sweeper,
+            redis,
         })
     }
 
     /// The port the server listens on (useful with `--bind 127.0.0.1:0`).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether Redis answers a `PING` within a second (start-up uses it to warn early: Redis is a
+    /// dependency of /redis and of the JWT denylist and refresh tokens, not of start-up).
+    pub async fn redis_answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), self.redis.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// A handle that can stop the server gracefully.

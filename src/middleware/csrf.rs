@@ -19,7 +19,8 @@
 //! 4. no `Sec-Fetch-Site` but an `Origin`: allowed if it is this server's own origin, or a trusted
 //!    one; otherwise refused.
 //!
-//! A refusal is `403 csrf_rejected`, answered before any handler runs, so it changes nothing.
+//! A refusal is `403 csrf_rejected`, answered before any handler runs, so it changes nothing,
+//! and it is an audit event (`csrf_refused`, see [`crate::audit`]).
 //!
 //! **This server's own origin** (step 4) is the scheme of the connection (`http`: authlab itself
 //! does not terminate TLS) and the `Host` header. Go compares the host alone; the scheme is
@@ -36,6 +37,7 @@ use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::transport::Transport;
 
@@ -110,6 +112,7 @@ pub async fn csrf(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
+    audit::csrf_refused(req.request());
     // Answered here, before routing: the handler never runs, so nothing changes.
     Ok(req
         .error_response(ApiError::CsrfRejected)

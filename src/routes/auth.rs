@@ -3,12 +3,15 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use authlab_core::{AuthError, Authenticator, Issued, TokenEndpoints};
-use authlab_users::{Password, Username};
+use authlab_users::Username;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, Shared, client_info, refresh_refused};
+use crate::audit;
 use crate::error::ApiError;
+use crate::json::JsonLine;
+use crate::throttle::Throttle;
 use crate::transport::Transport;
 
 /// Body of `POST /users` and `POST /{backend}/login`.
@@ -53,14 +56,21 @@ pub(super) struct CookieLogin {
 
 /// `POST /users`: registers a user (201), hashing the password before it touches the database.
 pub async fn register(
+    req: HttpRequest,
     shared: web::Data<Shared>,
+    throttle: web::Data<Throttle>,
     body: web::Json<UsernamePassword>,
 ) -> Result<HttpResponse, ApiError> {
+    // Every attempt counts, refused or not: a 409 tells whether a name exists.
+    throttle.registration(&req).await?;
     let UsernamePassword { username, password } = body.into_inner();
     let username = Username::parse(username)?;
-    let password = Password::parse(password)?;
+    let password = shared
+        .users
+        .check_new_password(username.as_str(), password)
+        .await?;
     let user = shared.users.register(username, password).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
+    Ok(HttpResponse::Created().json_line(serde_json::json!({
         "user_id": user.user_id,
         "username": &*user.username,
     })))
@@ -76,11 +86,11 @@ pub(super) fn issued_response<A>(backend: &Backend<A>, issued: &Issued) -> HttpR
     match backend.transport {
         Transport::Cookie { .. } => response
             .cookie(backend.transport.session_cookie(credential))
-            .json(CookieLogin {
+            .json_line(CookieLogin {
                 token_type: "cookie",
                 expires_in,
             }),
-        Transport::Bearer { .. } => response.json(BearerLogin {
+        Transport::Bearer { .. } => response.json_line(BearerLogin {
             access_token: credential,
             token_type: "Bearer",
             expires_in,
@@ -95,25 +105,42 @@ pub async fn login<A: Authenticator>(
     req: HttpRequest,
     shared: web::Data<Shared>,
     backend: web::Data<Backend<A>>,
+    throttle: web::Data<Throttle>,
     body: web::Json<UsernamePassword>,
 ) -> Result<HttpResponse, ApiError> {
     let UsernamePassword { username, password } = body.into_inner();
+    // Counted before the password is checked, and the same way for every name, known or not:
+    // a throttled answer (and its timing) must not tell which names exist.
+    let guess = throttle.login(&req, backend.name, &username).await?;
     // Over-long input cannot belong to anybody; answer like any other failed login.
-    if username.len() > 4 * authlab_users::MAX_USERNAME_CHARS
+    let verdict = if username.len() > 4 * authlab_users::MAX_USERNAME_CHARS
         || password.expose_secret().len() > 4 * authlab_users::MAX_PASSWORD_CHARS
     {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let identity = shared
-        .users
-        .authenticate(&username, password)
-        .await?
-        .ok_or(ApiError::InvalidCredentials)?;
+        Ok(None)
+    } else {
+        shared.users.authenticate(&username, password).await
+    };
+    let identity = match verdict {
+        Ok(Some(identity)) => {
+            guess.right().await;
+            identity
+        }
+        Ok(None) => {
+            audit::login_failed(&req, backend.name, guess.account());
+            guess.wrong().await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(err) => {
+            guess.undecided().await;
+            return Err(err.into());
+        }
+    };
     let issued = backend
         .auth
         .issue(&identity, &client_info(&req))
         .await
         .map_err(|c| backend.refuse(c))?;
+    audit::login_succeeded(&req, backend.name, identity.user_id);
     backend.end_presented_sessions(&req).await;
     Ok(issued_response(&backend, &issued))
 }
@@ -124,7 +151,7 @@ pub async fn me<A: Authenticator>(
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = backend.authenticate(&req).await?;
-    Ok(HttpResponse::Ok().json(Me {
+    Ok(HttpResponse::Ok().json_line(Me {
         user_id: identity.user_id,
         username: &identity.username,
         backend: backend.name,
@@ -137,14 +164,17 @@ pub async fn logout<A: Authenticator>(
     backend: web::Data<Backend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = match backend.transport.credential(&req) {
-        Ok(credential) => backend.auth.revoke(credential).await,
+        Ok(credential) => revoke_and_name(&backend, credential).await,
         Err(missing) => Err(missing),
     };
+    if let Ok(user_id) = outcome {
+        audit::logout(&req, backend.name, user_id);
+    }
     match (outcome, backend.transport) {
-        (Ok(()), Transport::Cookie { .. }) => Ok(HttpResponse::NoContent()
+        (Ok(_), Transport::Cookie { .. }) => Ok(HttpResponse::NoContent()
             .cookie(backend.transport.expired_session_cookie())
             .finish()),
-        (Ok(()), Transport::Bearer { .. }) => Ok(HttpResponse::NoContent().finish()),
+        (Ok(_), Transport::Bearer { .. }) => Ok(HttpResponse::NoContent().finish()),
         // A dead session id in the browser is useless: tell the browser to drop it even though
         // the logout itself is refused.
         (Err(cause @ (AuthError::Invalid | AuthError::Expired)), Transport::Cookie { .. }) => {
@@ -156,17 +186,51 @@ pub async fn logout<A: Authenticator>(
     }
 }
 
+/// Revokes `credential`, and says whose it was when audit events are on. To learn the user,
+/// the credential is verified first (one more lookup): verify refuses exactly what revoke would
+/// (the same unknown, expired or revoked credential), so the answers are unchanged.
+async fn revoke_and_name<A: Authenticator>(
+    backend: &Backend<A>,
+    credential: &str,
+) -> Result<Option<i64>, AuthError> {
+    let user_id = if audit::enabled() {
+        Some(backend.auth.verify(credential).await?.user_id)
+    } else {
+        None
+    };
+    backend.auth.revoke(credential).await?;
+    Ok(user_id)
+}
+
 /// `POST /{backend}/refresh`: spends a refresh token for a new access token and refresh token.
-pub async fn refresh<A: TokenEndpoints>(
+pub async fn refresh<A: TokenEndpoints + Authenticator>(
     req: HttpRequest,
     backend: web::Data<Backend<A>>,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let token = body.into_inner().refresh_token;
-    let issued = backend
+    let issued = match backend
         .auth
         .refresh(token.expose_secret(), &client_info(&req))
         .await
-        .map_err(refresh_refused)?;
+    {
+        Ok(issued) => issued,
+        Err(cause) => {
+            if matches!(cause, AuthError::Reused) {
+                audit::refresh_reuse_detected(&req, backend.name);
+            }
+            return Err(refresh_refused(cause));
+        }
+    };
+    if audit::enabled() {
+        // The exchange does not say whose family it was; the new access token does.
+        let user_id = backend
+            .auth
+            .verify(issued.credential.expose_secret())
+            .await
+            .ok()
+            .map(|identity| identity.user_id);
+        audit::refresh(&req, backend.name, user_id);
+    }
     Ok(issued_response(&backend, &issued))
 }

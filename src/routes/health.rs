@@ -8,13 +8,14 @@ use actix_web::{HttpResponse, web};
 use super::Shared;
 use super::auth::Me;
 use crate::error::{ApiError, DependencyState, Readiness};
+use crate::json::JsonLine;
 
 /// How long a readiness check waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `GET /hello`: no authentication at all, same body shape as `/me`: the load-test baseline.
 pub async fn hello() -> HttpResponse {
-    HttpResponse::Ok().json(Me {
+    HttpResponse::Ok().json_line(Me {
         user_id: 0,
         username: "anonymous",
         backend: "none",
@@ -23,7 +24,7 @@ pub async fn hello() -> HttpResponse {
 
 /// `GET /healthz`: the process is up (no I/O).
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json_line(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: Redis and the user store both answer within a second (else 503, through the
@@ -40,5 +41,5 @@ pub async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, ApiError>
     if !checks.failing().is_empty() {
         return Err(ApiError::NotReady(checks));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "checks": checks })))
+    Ok(HttpResponse::Ok().json_line(serde_json::json!({ "status": "ok", "checks": checks })))
 }

@@ -6,13 +6,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use authlab_core::{AuthError, Authenticator, Identity, SessionRegistry};
 use authlab_session::SessionAuthenticator;
-use authlab_users::Password;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::auth::issued_response;
 use super::{Backend, Shared};
+use crate::audit;
 use crate::error::{ApiError, CauseChain, Challenge};
+use crate::json::JsonLine;
+use crate::throttle::Throttle;
 use crate::transport::Transport;
 
 /// One entry of `GET /{backend}/sessions`.
@@ -65,7 +67,7 @@ pub async fn list<A: Authenticator + SessionRegistry>(
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "sessions": entries })))
+        .json_line(serde_json::json!({ "sessions": entries })))
 }
 
 /// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
@@ -102,10 +104,11 @@ pub async fn logout_all<A: Authenticator + SessionRegistry>(
         .revoke_all(identity.user_id)
         .await
         .map_err(|c| backend.refuse(c))?;
+    audit::logout_all(&req, backend.name, identity.user_id, revoked);
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     finish(&mut response, backend.transport);
-    Ok(response.json(serde_json::json!({ "revoked": revoked })))
+    Ok(response.json_line(serde_json::json!({ "revoked": revoked })))
 }
 
 /// Whoever the request's credential (of any backend) says the caller is.
@@ -159,6 +162,7 @@ async fn revoke_everywhere(shared: &Shared, user_id: i64) -> Result<usize, ApiEr
 pub async fn change_password(
     req: HttpRequest,
     shared: web::Data<Shared>,
+    throttle: web::Data<Throttle>,
     body: web::Json<PasswordChange>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = identify_any(&shared, &req).await?;
@@ -166,13 +170,29 @@ pub async fn change_password(
         old_password,
         new_password,
     } = body.into_inner();
-    let new_password = Password::parse(new_password)?;
-    if !shared
+    // The policy first: a refused password must change nothing (below, everything is revoked).
+    let new_password = shared
+        .users
+        .check_new_password(&identity.username, new_password)
+        .await?;
+    // A wrong old password is a guess at the account's password, as a failed login is: it is
+    // counted in the same per-name counter, so a stolen session cannot guess the password.
+    let guess = throttle.password_check(&req, &identity.username).await?;
+    match shared
         .users
         .verify_password(identity.user_id, old_password)
-        .await?
+        .await
     {
-        return Err(ApiError::InvalidCredentials);
+        Ok(true) => guess.right().await,
+        Ok(false) => {
+            audit::password_change_refused(&req, identity.user_id);
+            guess.wrong().await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(err) => {
+            guess.undecided().await;
+            return Err(err.into());
+        }
     }
     revoke_everywhere(&shared, identity.user_id).await?;
     shared
@@ -182,6 +202,7 @@ pub async fn change_password(
     if let Err(err) = revoke_everywhere(&shared, identity.user_id).await {
         tracing::warn!(error.cause_chain = %CauseChain(&err), "second revocation after a password change failed");
     }
+    audit::password_changed(&req, identity.user_id);
     let mut response = HttpResponse::NoContent();
     finish(&mut response, shared.session_transport);
     Ok(response.finish())

@@ -240,7 +240,7 @@ fn registry_routes<A: Authenticator + SessionRegistry>(
 }
 
 /// A token server's routes ([`TokenEndpoints`]): refresh, RFC 7009 revoke, RFC 7662 introspect.
-fn token_routes<A: TokenEndpoints>(scope: actix_web::Scope) -> actix_web::Scope {
+fn token_routes<A: TokenEndpoints + Authenticator>(scope: actix_web::Scope) -> actix_web::Scope {
     scope
         .service(resource("/refresh", "POST").route(web::post().to(auth::refresh::<A>)))
         .service(resource("/revoke", "POST").route(web::post().to(oauth::revoke::<A>)))

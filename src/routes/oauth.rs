@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::{Backend, Shared, refresh_refused};
 use crate::error::ApiError;
+use crate::json::JsonLine;
 
 /// The form both endpoints take (`token_type_hint` is accepted and, as the RFCs allow, not
 /// needed: the token's shape tells us what it is).
@@ -80,5 +81,5 @@ pub async fn introspect<A: TokenEndpoints>(
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body))
+        .json_line(body))
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-fn authlab() -> Command {
+pub(crate) fn authlab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_authlab"));
     // Start from a clean slate: no AUTHLAB_* from the caller's environment leaks in.
     for (key, _) in std::env::vars() {
@@ -91,7 +91,7 @@ impl Served {
 }
 
 /// Runs the binary expecting it to fail at start-up; returns its standard error.
-fn failing_start(mut command: Command) -> String {
+pub(crate) fn failing_start(mut command: Command) -> String {
     let output = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -175,7 +175,8 @@ async fn without_a_secret_one_is_generated_with_a_warning() {
 #[tokio::test]
 async fn a_secret_file_is_read_and_its_trailing_newline_ignored() {
     let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
-    std::fs::write(&file, format!("{}\n", "k".repeat(32))).unwrap();
+    // A random-looking secret: the start-up rules refuse a repeated byte such as 32 `k`s.
+    std::fs::write(&file, "hoc2b/bodPIQ5auTaFnKMhG8aPWN8XxNZhDKP5N6j/oc\n").unwrap();
     let mut command = authlab();
     command.arg("--jwt-secret-file").arg(&file);
     let served = Served::start(command);
@@ -203,6 +204,73 @@ fn a_short_secret_stops_start_up_with_a_clear_message() {
     let stderr = failing_start(command);
     let _ = std::fs::remove_file(&file);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
+#[test]
+fn a_published_secret_stops_start_up_and_says_how_to_make_a_good_one() {
+    // The example secret of a popular JWT debugger, 38 bytes: long enough, and known to everyone.
+    let published = "a-string-secret-at-least-256-bits-long";
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", published);
+    let stderr = failing_start(command);
+    assert!(stderr.contains("unusable JWT secret"), "{stderr}");
+    assert!(
+        stderr.contains("a published example or a well-known weak secret"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(published),
+        "the secret itself is never printed: {stderr}"
+    );
+
+    // The same from a file, in capitals, with the newline an editor adds.
+    let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
+    std::fs::write(&file, format!("{}\n", published.to_uppercase())).unwrap();
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg(&file);
+    let stderr = failing_start(command);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        stderr.contains("a published example or a well-known weak secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_secret_of_32_repeated_bytes_stops_start_up_and_says_why() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_SECRET", "a".repeat(32));
+    let stderr = failing_start(command);
+    assert!(stderr.contains("unusable JWT secret"), "{stderr}");
+    assert!(
+        stderr.contains("the JWT secret is one byte repeated"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"a".repeat(32)),
+        "the secret itself is never printed: {stderr}"
+    );
+}
+
+#[test]
+fn a_secret_with_too_little_entropy_stops_start_up_with_its_estimate() {
+    // The secret the test suite used to sign with: a word and a hexadecimal count, twice.
+    let mut command = authlab();
+    command.env(
+        "AUTHLAB_JWT_SECRET",
+        "test-secret-0123456789abcdef0123456789abcdef",
+    );
+    let stderr = failing_start(command);
+    assert!(stderr.contains("bits of entropy"), "{stderr}");
+    assert!(stderr.contains("at least 128 bits"), "{stderr}");
 }
 
 #[test]
@@ -252,7 +320,265 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "AUTHLAB_SESSION_TTL",
         "AUTHLAB_ALLOW_QUERY_TOKEN",
         "AUTHLAB_COOKIE_SECURE",
+        "AUTHLAB_LOGIN_MAX_FAILURES",
+        "AUTHLAB_LOGIN_WINDOW",
+        "AUTHLAB_LOGIN_IP_MAX_FAILURES",
+        "AUTHLAB_REGISTER_IP_MAX",
+        "AUTHLAB_TRUSTED_PROXIES",
+        "AUTHLAB_INSTANCE_ID",
+        "AUTHLAB_CORS_ORIGINS",
+        "AUTHLAB_INTROSPECTION_SECRET_FILE",
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
+    }
+}
+
+#[test]
+fn first_run_mistakes_are_refused_before_anything_else_is_printed() {
+    for (flag, value, expected) in [
+        ("--bind", "nonsense", "expected HOST:PORT"),
+        ("--redis-url", "http://x", "expected redis://"),
+        ("--workers", "0", "must be at least 1"),
+        ("--refresh-grace", "500ms", "must be whole seconds"),
+        ("--cors-origin", "*", "an origin is written `https://host`"),
+        ("--cors-origin", "https://app.example/", "no trailing slash"),
+    ] {
+        let mut command = authlab();
+        command.args([flag, value]);
+        let stderr = failing_start(command);
+        assert!(stderr.contains(expected), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        // Refused while parsing: no settings were logged and no secret was generated.
+        assert!(!stderr.contains("generated a random one"), "{stderr}");
+        assert!(!stderr.contains("bind ="), "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let mut command = authlab();
+    command.env("AUTHLAB_JWT_DENYLIST", "maybe");
+    let stderr = failing_start(command);
+    assert!(stderr.contains("'maybe'"), "{stderr}");
+    assert!(
+        stderr.contains("environment variable AUTHLAB_JWT_DENYLIST"),
+        "{stderr}"
+    );
+    // Given on the command line, the note would be wrong: it is not added.
+    let mut command = authlab();
+    command.args(["--jwt-denylist", "maybe"]);
+    let stderr = failing_start(command);
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
+    let redis = PrivateRedis::not_started();
+    let mut command = authlab();
+    command.env("AUTHLAB_REDIS_URL", redis.url());
+    let served = Served::start(command);
+    // The session backend works without Redis.
+    let health = reqwest::get(format!("{}/healthz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = served.stop();
+    assert!(log.contains("does not answer"), "{log}");
+    assert!(log.contains("/session works without it"), "{log}");
+    assert!(log.contains("next:"), "{log}");
+    assert!(log.contains("/hello"), "{log}");
+    // Durations are logged as the flags spell them.
+    assert!(log.contains("refresh_ttl = 14d"), "{log}");
+    assert!(log.contains("session_sweep_interval = 1m"), "{log}");
+}
+
+/// The audit lines of a log: what the binary wrote under the `authlab::audit` target.
+fn audit_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains("authlab::audit"))
+        .collect()
+}
+
+/// The one audit line of `event`, asserting there is exactly one.
+fn audit_event<'a>(lines: &[&'a str], event: &str) -> &'a str {
+    let found: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.contains(&format!("event=\"{event}\"")))
+        .collect();
+    assert_eq!(found.len(), 1, "one {event} event in {lines:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn the_binary_writes_audit_events_and_no_credential_in_them() {
+    let mut command = authlab();
+    command
+        .env("AUTHLAB_INSTANCE_ID", "audit-test-1")
+        .env("AUTHLAB_REFRESH_GRACE", "0s")
+        .env("AUTHLAB_LOGIN_MAX_FAILURES", "2")
+        .env("RUST_LOG", "info");
+    let served = Served::start(command);
+    let base = served.base.clone();
+    let client = reqwest::Client::new();
+    let username = format!("user-{}", Uuid::new_v4().simple());
+    let password = format!("pw-{}", Uuid::new_v4().simple());
+    let new_password = format!("new-pw-{}", Uuid::new_v4().simple());
+    let post = |path: &str, body: Value| client.post(format!("{base}{path}")).json(&body);
+    let login = |backend: Backend, password: &str| {
+        post(
+            &format!("/{backend}/login"),
+            json!({ "username": username, "password": password }),
+        )
+    };
+
+    let created = post(
+        "/users",
+        json!({ "username": username, "password": password }),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let user_id = created.json::<Value>().await.unwrap()["user_id"]
+        .as_i64()
+        .unwrap();
+    let mut credentials = Vec::new();
+
+    // A session login and its logout.
+    let response = login(Backend::Session, &password).send().await.unwrap();
+    let sid = credential_from_login(Backend::Session, response).await;
+    credentials.push(sid.value().to_owned());
+    let logout = client
+        .post(format!("{base}/session/logout"))
+        .header("cookie", format!("sid={}", sid.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+
+    // A redis login, a refresh, and the spent refresh token replayed.
+    let tokens: Value = login(Backend::Redis, &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    credentials.push(tokens["access_token"].as_str().unwrap().to_owned());
+    credentials.push(refresh_token.clone());
+    let refreshed = post("/redis/refresh", json!({ "refresh_token": refresh_token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let successor: Value = refreshed.json().await.unwrap();
+    credentials.push(successor["access_token"].as_str().unwrap().to_owned());
+    credentials.push(successor["refresh_token"].as_str().unwrap().to_owned());
+    let replayed = post("/redis/refresh", json!({ "refresh_token": refresh_token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+
+    // A JWT login, logout everywhere on /jwt, then a password change with the JWT of a new login.
+    let jwt: Value = login(Backend::Jwt, &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = jwt["access_token"].as_str().unwrap().to_owned();
+    credentials.push(access.clone());
+    let all = client
+        .post(format!("{base}/jwt/logout-all"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), StatusCode::OK);
+    let jwt: Value = login(Backend::Jwt, &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = jwt["access_token"].as_str().unwrap().to_owned();
+    credentials.push(access.clone());
+    let changed = client
+        .post(format!("{base}/users/me/password"))
+        .bearer_auth(&access)
+        .json(&json!({ "old_password": password, "new_password": new_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+
+    // Two failed logins (the old password), and the third attempt is throttled.
+    for _ in 0..2 {
+        let failed = login(Backend::Session, &password).send().await.unwrap();
+        assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    }
+    let throttled = login(Backend::Session, &new_password).send().await.unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let log = served.stop();
+    assert!(log.contains("instance = audit-test-1"), "{log}");
+    let lines = audit_lines(&log);
+    let with_user = format!("user_id={user_id}");
+    for (event, backend, user) in [
+        ("logout", "session", true),
+        ("refresh", "redis", true),
+        ("refresh_reuse_detected", "redis", false),
+        ("logout_all", "jwt", true),
+        ("password_changed", "users", true),
+    ] {
+        let line = audit_event(&lines, event);
+        assert!(line.contains(&format!("backend=\"{backend}\"")), "{line}");
+        assert_eq!(line.contains(&with_user), user, "{line}");
+    }
+    let successes: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("event=\"login_succeeded\""))
+        .collect();
+    assert_eq!(successes.len(), 4, "{lines:#?}");
+    assert!(
+        successes.iter().all(|l| l.contains(&with_user)),
+        "{lines:#?}"
+    );
+    let failures: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("event=\"login_failed\""))
+        .collect();
+    assert_eq!(failures.len(), 2, "{lines:#?}");
+    // A failed login names the account only by its hash, never by a user id.
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.contains("account=\"") && !l.contains("user_id=")),
+        "{lines:#?}"
+    );
+    let throttled = audit_event(&lines, "throttled");
+    assert!(throttled.contains("scope=\"name\""), "{throttled}");
+    for line in &lines {
+        assert!(line.contains("client_ip=127.0.0.1"), "{line}");
+        assert!(line.contains("instance=\"audit-test-1\""), "{line}");
+        assert!(
+            !line.contains(&username),
+            "the user name is never logged: {line}"
+        );
+    }
+    for (what, secret) in [("password", &password), ("new password", &new_password)]
+        .into_iter()
+        .chain(credentials.iter().map(|c| ("credential", c)))
+    {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the log shows a {what}:\n{log}"
+        );
     }
 }

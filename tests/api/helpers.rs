@@ -13,8 +13,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The HS256 key every test app signs with, so tests can also forge tokens with it.
-pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+/// The HS256 key every test app signs with, so tests can also forge tokens with it. Random-looking
+/// (`head -c 36 /dev/urandom | base64`), as the secret rules at start-up require.
+pub const TEST_JWT_SECRET: &str = "rj4kfogxwFJt4jXD4dxKm6A3zifLgCF1ypdF610/rK7ZnaWk";
 
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";

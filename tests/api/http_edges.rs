@@ -278,3 +278,27 @@ async fn redis_tokens_live_under_the_configured_prefix_with_a_ttl() {
         .unwrap();
     assert_eq!(exists, 0, "logout is a DEL");
 }
+
+#[tokio::test]
+async fn every_json_body_ends_with_a_newline_so_curl_output_does_not_run_together() {
+    let app = spawn_app().await;
+    let (_, credential) = app.logged_in(Backend::Jwt).await;
+    let responses = [
+        app.get("/hello").await,
+        app.get("/no-such-route").await,
+        app.get("/readyz").await,
+        app.me(Backend::Jwt, &credential).await,
+        app.post_json("/users", &json!({ "username": "" })).await,
+    ];
+    for response in responses {
+        let status = response.status();
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "{status}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(body.ends_with("}\n"), "{status}: {body:?}");
+        assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
+    }
+}

@@ -10,5 +10,7 @@ mod http_defences;
 mod http_edges;
 mod jwt_forgery;
 mod lifecycle;
+mod password_policy;
 mod postgres;
+mod throttle;
 mod users;

@@ -27,7 +27,7 @@ async fn a_taken_name_is_409() {
     let again = app
         .post_json(
             "/users",
-            &json!({ "username": user.username, "password": "another password" }),
+            &json!({ "username": user.username, "password": "quiet maple ferry cobalt" }),
         )
         .await;
     assert_error(again, StatusCode::CONFLICT, "username_taken").await;

@@ -38,7 +38,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let note = environment_note(&err);
+            let _ = err.print();
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
     authlab::telemetry::init();
     match cli.command {
         Command::Serve(settings) => {
@@ -69,11 +79,51 @@ async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let bind = settings.bind.clone();
+    let redis_url = authlab::config::redact_url(&settings.redis.url);
     let app = Application::build(settings).await?;
     let host = bind
         .rsplit_once(':')
         .map_or(bind.as_str(), |(host, _)| host);
-    tracing::info!("authlab listening on http://{host}:{}", app.port());
+    let base = format!("http://{host}:{}", app.port());
+    tracing::info!("authlab listening on {base}");
+    if !app.redis_answers().await {
+        tracing::warn!(
+            "Redis at {redis_url} does not answer: /redis, JWT logins (refresh tokens) and the JWT \
+             denylist answer 503 until it does; /session works without it"
+        );
+    }
+    tracing::info!(
+        "next: register and log in with curl (README, \"Walk-through with curl\"), for example: \
+         curl -s {base}/hello"
+    );
     app.run_until_stopped().await?;
     Ok(())
+}
+
+/// When a refused value came from an `AUTHLAB_*` variable rather than the command line, clap
+/// names the flag; this names the variable the user actually set.
+fn environment_note(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // "--jwt-denylist <JWT_DENYLIST>" -> "jwt-denylist"
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let on_command_line =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if on_command_line {
+        return None;
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let variable = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments())
+        .filter(|a| a.get_long() == Some(long))
+        .find_map(|a| a.get_env())?
+        .to_string_lossy()
+        .into_owned();
+    std::env::var_os(&variable)?;
+    Some(format!(
+        "note: the value came from the environment variable {variable} (--{long} was not given)"
+    ))
 }

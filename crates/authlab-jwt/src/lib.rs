@@ -9,13 +9,52 @@
 //! - **Scaling out** needs only the key: every instance with the same secret verifies every token.
 //!
 //! # Layout
-//! - [`JwtSecret`]: the HMAC key, at least 32 bytes (RFC 7518 §3.2: a key as long as the hash).
+//! - [`JwtSecret`]: the HMAC key, judged once at start-up (`secret.rs`, list in
+//!   `weak_secrets.txt`); see [Secrets](#secrets).
 //! - [`Claims`]: what authlab puts in a token: `iss`, `sub`, `iat`, `exp`, `jti`, `username`.
 //! - [`JwtAuthenticator`]: issue and verify with the algorithm pinned to HS256, following RFC 8725:
-//!   the `alg` in a token's header is checked against ours, never obeyed.
+//!   the `alg` in a token's header is checked against ours, never obeyed. Access tokens go through
+//!   a hand-written verifier (`verify.rs`); stateless refresh JWTs through `jsonwebtoken` plus the
+//!   same header and `sub` rules; see [Tokens](#tokens).
 //!
 //! The denylist is any [`Denylist`]; the server hands in the Redis one. This crate knows nothing of
 //! Redis.
+//!
+//! # Secrets
+//! Whoever knows the HMAC key signs tokens as anyone, and one token is all an attacker needs to try
+//! guesses offline, as fast as their hardware hashes (RFC 8725 §3.5: human-memorable passwords must
+//! not be HMAC keys; ASVS asks for keys of at least 128 bits of security). [`JwtSecret::new`] refuses,
+//! each with its own [`JwtError`] variant whose message says how to make a good key
+//! (`head -c 48 /dev/urandom | base64 > jwt.secret`):
+//! - a key under [`MIN_SECRET_LEN`] (32) bytes: [`JwtError::SecretTooShort`];
+//! - a published secret, compared ignoring ASCII case and surrounding whitespace: documentation
+//!   examples (`a-string-secret-at-least-256-bits-long`, `your-256-bit-secret`, the RFC 7515 key),
+//!   framework and tutorial defaults, the first entries of JWT-cracking wordlists; also when
+//!   repeated or padded with digits, punctuation or one repeated character to reach 32 bytes:
+//!   [`JwtError::SecretPublished`];
+//! - one byte or a short pattern repeated, or a run of sequences (digits, letters, hex, keyboard
+//!   rows, by steps of one or two): [`JwtError::SecretTooRegular`];
+//! - an estimated entropy under [`MIN_SECRET_BITS`] (128): [`JwtError::SecretLowEntropy`]. The
+//!   estimate is the smaller of *length × log2(alphabet)* (digits 10, hex 16, letters 26 per case,
+//!   base64 specials 3, other printable ASCII 33, any other byte makes it 256) and the cost of the
+//!   cheapest parse into literals, LZ77 copies and sequences. It catches machine regularity, not
+//!   human phrasing: an English sentence gets the per-character estimate. The list in
+//!   `weak_secrets.txt` is written from knowledge of the published sources; a real deployment
+//!   would also ship the full cracking wordlists, compressed.
+//!
+//! [`JwtSecret::generate`] (32 bytes from the OS, about 256 bits) always passes.
+//!
+//! # Tokens
+//! The access verifier accepts a token only if `jsonwebtoken` 11 with the same validation would,
+//! with the same identity, and is stricter where that library is lenient: a header other than
+//! ours byte for byte must be a JSON object with each member once, `alg` `HS256`, `typ` absent or
+//! `JWT` (any case), no `crit` (whatever its value, `null` included: we understand no extension),
+//! no `jwk`, registry members (`kid`, `x5c`, `cty`, ...) of their registered type, every other
+//! value valid JSON (no `1e400`, lone surrogate or invalid UTF-8); the claims must be a JSON object
+//! (never an array read in field order), `aud` absent, and `sub` the canonical decimal of a
+//! positive user id (`"42"`, never `"+42"`, `"042"`, `" 42"` or `"-0"`): one user, one spelling. A
+//! property test signs generated odd shapes and checks this against `jsonwebtoken`. The stateless
+//! refresh path applies the same header rules and the same `sub` rule after `jsonwebtoken`.
 #![deny(missing_docs)]
 
 use std::sync::Arc;
@@ -31,7 +70,10 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod secret;
 mod verify;
+
+pub use secret::MIN_SECRET_BITS;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -50,20 +92,54 @@ impl From<Refusal> for AuthError {
 /// The shortest HMAC key we accept: 32 bytes, the output size of SHA-256 (RFC 7518 §3.2).
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// How to make a good secret, said by every refusal.
+macro_rules! make_one {
+    () => {
+        "make a random one: `head -c 48 /dev/urandom | base64 > jwt.secret`"
+    };
+}
+
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     /// The configured secret is too short to be safe for HS256.
     #[error(
-        "the JWT secret is {len} bytes long; HS256 needs at least {MIN_SECRET_LEN} bytes (for example: `head -c 48 /dev/urandom | base64 > jwt.secret`)"
+        "the JWT secret is {len} bytes long; HS256 needs at least {MIN_SECRET_LEN} bytes ({})",
+        make_one!()
     )]
     SecretTooShort {
         /// How long the rejected secret was.
         len: usize,
     },
+    /// The configured secret is a published example or a well-known weak secret (see
+    /// `weak_secrets.txt`), alone, repeated or padded.
+    #[error(
+        "the JWT secret is a published example or a well-known weak secret, the first thing JWT-cracking tools try: anyone could sign tokens with it ({})",
+        make_one!()
+    )]
+    SecretPublished,
+    /// The configured secret is a repeated byte or pattern, or a run of sequences.
+    #[error(
+        "the JWT secret is {pattern}, which a cracking tool guesses at once ({})",
+        make_one!()
+    )]
+    SecretTooRegular {
+        /// What the secret is made of: `one byte repeated`, `a short pattern repeated` or
+        /// `a run of sequences`.
+        pattern: &'static str,
+    },
+    /// The configured secret's estimated entropy is under [`MIN_SECRET_BITS`].
+    #[error(
+        "the JWT secret has an estimated {bits} bits of entropy; an HS256 key needs at least {MIN_SECRET_BITS} bits (RFC 8725 section 3.5) ({})",
+        make_one!()
+    )]
+    SecretLowEntropy {
+        /// The estimate, in whole bits (see the crate documentation for how it is made).
+        bits: u32,
+    },
     /// The operating system could not provide random bytes for a generated secret or id.
-    #[error("the operating system's random number generator failed: {0}")]
-    Randomness(String),
+    #[error("the operating system's random number generator failed")]
+    Randomness(#[source] getrandom::Error),
     /// Signing failed (this does not happen with a valid HMAC key, but the library can say so).
     #[error("could not sign the token")]
     Signing(#[source] jsonwebtoken::errors::Error),
@@ -79,19 +155,22 @@ impl From<JwtError> for AuthError {
 pub struct JwtSecret(SecretSlice<u8>);
 
 impl JwtSecret {
-    /// Accepts a key of at least [`MIN_SECRET_LEN`] bytes.
+    /// Accepts a key of at least [`MIN_SECRET_LEN`] bytes that is not a published secret, not a
+    /// repeated pattern or sequence, and has at least [`MIN_SECRET_BITS`] bits of estimated
+    /// entropy (the rules and the estimator: the crate documentation).
     pub fn new(bytes: Vec<u8>) -> Result<Self, JwtError> {
-        if bytes.len() < MIN_SECRET_LEN {
-            return Err(JwtError::SecretTooShort { len: bytes.len() });
-        }
-        Ok(Self(bytes.into()))
+        // Held as a secret before it is judged, so a refused key is zeroed on drop as well.
+        let secret = SecretSlice::from(bytes);
+        secret::check(secret.expose_secret())?;
+        Ok(Self(secret))
     }
 
     /// A fresh random 32-byte key from the OS generator. Tokens signed with it die with the
-    /// process and are not accepted by any other instance: for demos and tests only.
+    /// process and are not accepted by any other instance: for demos and tests only. It passes
+    /// every rule of [`JwtSecret::new`] (32 random bytes estimate at 256 bits).
     pub fn generate() -> Result<Self, JwtError> {
         let mut bytes = vec![0u8; MIN_SECRET_LEN];
-        getrandom::fill(&mut bytes).map_err(|e| JwtError::Randomness(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(JwtError::Randomness)?;
         Self::new(bytes)
     }
 }
@@ -229,10 +308,24 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             .verify(token, now, |c| Ok(c.to_owned_claims()))?)
     }
 
+    /// Checks a stateless refresh JWT: `jsonwebtoken` checks signature, algorithm, issuer and
+    /// audience; then, as for access tokens, the header must pass [`verify::check_header`] (no
+    /// `crit` whatever its value, `typ` absent or `JWT` in any case, typed members typed) and
+    /// `sub` must be the canonical decimal of a user id > 0.
     fn decode_with(&self, token: &str, validation: &Validation) -> Result<Claims, AuthError> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, validation)
             .map_err(|_| AuthError::Invalid)?
             .claims;
+        // The signature has checked out: now the header, which `jsonwebtoken` reads leniently
+        // (`"crit": null` is no `crit` to it, and it ignores `typ`).
+        let header = token.split('.').next().unwrap_or_default();
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| AuthError::Invalid)?;
+        verify::check_header(&header)?;
+        if verify::canonical_user_id(&claims.sub).is_none() {
+            return Err(AuthError::Invalid);
+        }
         let now = self.clock.now_unix();
         if claims.nbf.is_some_and(|nbf| now < nbf) {
             return Err(AuthError::Invalid);
@@ -557,7 +650,8 @@ mod tests {
 
     type TestJwt = JwtAuthenticator<MemoryDenylist, NoFamilies>;
 
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    /// A random-looking key (`head -c 36 /dev/urandom | base64`): it passes the secret rules.
+    const SECRET: &[u8] = b"ptFI2DLS1jHq5OarnCRK7wafp2TlaDP5DuRmgNL3MSO+VH86";
     const START: u64 = 1_700_000_000;
 
     fn backend(denylist: bool) -> (TestJwt, ManualClock) {
@@ -597,7 +691,85 @@ mod tests {
         let err = JwtSecret::new(vec![b'x'; 31]).unwrap_err();
         assert!(matches!(err, JwtError::SecretTooShort { len: 31 }));
         assert!(err.to_string().contains("at least 32 bytes"));
-        assert!(JwtSecret::new(vec![b'x'; 32]).is_ok());
+        assert!(JwtSecret::new(SECRET[..32].to_vec()).is_ok());
+    }
+
+    #[test]
+    fn weak_secrets_of_32_bytes_or_more_are_refused_for_the_reason_they_are_weak() {
+        let published = b"a-string-secret-at-least-256-bits-long".to_vec();
+        assert!(matches!(
+            JwtSecret::new(published),
+            Err(JwtError::SecretPublished)
+        ));
+        assert!(matches!(
+            JwtSecret::new(vec![b'a'; 32]),
+            Err(JwtError::SecretTooRegular {
+                pattern: "one byte repeated"
+            })
+        ));
+        assert!(matches!(
+            JwtSecret::new(b"12345678901234567890123456789012".to_vec()),
+            Err(JwtError::SecretTooRegular {
+                pattern: "a short pattern repeated"
+            })
+        ));
+        assert!(matches!(
+            JwtSecret::new(b"abcdefghijklmnopqrstuvwxyz012345".to_vec()),
+            Err(JwtError::SecretTooRegular {
+                pattern: "a run of sequences"
+            })
+        ));
+        assert!(matches!(
+            JwtSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+            Err(JwtError::SecretTooRegular {
+                pattern: "a short pattern repeated"
+            })
+        ));
+        assert!(matches!(
+            JwtSecret::new(b"test-secret-0123456789abcdef0123456789abcdef".to_vec()),
+            Err(JwtError::SecretLowEntropy { bits }) if bits < MIN_SECRET_BITS
+        ));
+    }
+
+    #[test]
+    fn every_refusal_says_how_to_make_a_good_secret_and_never_shows_the_secret() {
+        for secret in [
+            &b"a-string-secret-at-least-256-bits-long"[..],
+            &[b'a'; 32][..],
+            &b"abcdefghijklmnopqrstuvwxyz012345"[..],
+            &b"test-secret-0123456789abcdef0123456789abcdef"[..],
+            &b"short"[..],
+        ] {
+            let message = JwtSecret::new(secret.to_vec()).unwrap_err().to_string();
+            assert!(
+                message.contains("head -c 48 /dev/urandom | base64 > jwt.secret"),
+                "{message}"
+            );
+            assert!(
+                !message.contains(std::str::from_utf8(secret).unwrap()),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn generated_secrets_always_pass_the_rules() {
+        for _ in 0..1000 {
+            let secret = JwtSecret::generate().unwrap();
+            assert_eq!(secret.expose_bytes().len(), MIN_SECRET_LEN);
+        }
+    }
+
+    #[test]
+    fn a_randomness_failure_keeps_the_operating_systems_error_as_its_source() {
+        use std::error::Error as _;
+        let err = JwtError::Randomness(getrandom::Error::UNSUPPORTED);
+        let source = err.source().expect("the getrandom error is kept");
+        assert_eq!(
+            source.to_string(),
+            getrandom::Error::UNSUPPORTED.to_string()
+        );
+        assert!(!err.to_string().contains(&source.to_string()));
     }
 
     #[test]
@@ -753,15 +925,113 @@ mod tests {
         ));
     }
 
+    /// A token with exactly these header and claims bytes, signed with the test key.
+    fn raw_token(header: &str, claims: &str) -> String {
+        use aws_lc_rs::hmac;
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    fn claims_json(sub: &str, aud: Option<&str>) -> String {
+        let mut claims = serde_json::json!({
+            "iss": "authlab", "sub": sub, "iat": START, "exp": START + 900,
+            "jti": "8b5e4f2c-0a7e-4c55-9c1e-6f0b0d7f3a21", "fam": "f", "username": "alice",
+        });
+        if let Some(aud) = aud {
+            claims["aud"] = aud.into();
+        }
+        claims.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_stateless_refresh_jwt_with_crit_or_a_foreign_typ_is_refused() {
+        let (auth, _) = backend(false);
+        let claims = claims_json("7", Some(REFRESH_AUDIENCE));
+        let refresh =
+            |header: &str| auth.decode_with(&raw_token(header, &claims), &auth.refresh_validation);
+        for header in [
+            r#"{"alg":"HS256","typ":"JWT","crit":null}"#,
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","typ":"at+jwt"}"#,
+            r#"{"alg":"HS256","typ":null}"#,
+            r#"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":1}"#,
+        ] {
+            assert!(
+                matches!(refresh(header), Err(AuthError::Invalid)),
+                "{header}"
+            );
+        }
+        for header in [
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"alg":"HS256","typ":"jwt"}"#,
+            r#"{"alg":"HS256"}"#,
+        ] {
+            assert_eq!(refresh(header).unwrap().sub, "7", "{header}");
+        }
+        // The same through the HTTP-facing operation: a refused refresh token mints nothing.
+        let token = raw_token(r#"{"alg":"HS256","crit":null}"#, &claims);
+        assert!(matches!(
+            auth.refresh(&token, &ClientInfo::default()).await,
+            Err(AuthError::Invalid)
+        ));
+        assert_eq!(auth.introspect(&token).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_sub_that_is_not_the_canonical_decimal_of_a_user_id_is_refused_everywhere() {
+        let (auth, _) = backend(false);
+        let header = r#"{"typ":"JWT","alg":"HS256"}"#;
+        for sub in [
+            "+7",
+            "07",
+            " 7",
+            "7 ",
+            "-0",
+            "0",
+            "-7",
+            "",
+            "7.0",
+            "9223372036854775808",
+        ] {
+            let access = raw_token(header, &claims_json(sub, None));
+            assert!(
+                matches!(auth.verify(&access).await, Err(AuthError::Invalid)),
+                "access, sub {sub:?}"
+            );
+            assert!(matches!(auth.decode(&access), Err(AuthError::Invalid)));
+            let refresh = raw_token(header, &claims_json(sub, Some(REFRESH_AUDIENCE)));
+            assert!(
+                matches!(
+                    auth.refresh(&refresh, &ClientInfo::default()).await,
+                    Err(AuthError::Invalid)
+                ),
+                "refresh, sub {sub:?}"
+            );
+        }
+        let access = raw_token(header, &claims_json("9223372036854775807", None));
+        assert_eq!(auth.verify(&access).await.unwrap().user_id, i64::MAX);
+        let refresh = raw_token(header, &claims_json("7", Some(REFRESH_AUDIENCE)));
+        assert!(auth.refresh(&refresh, &ClientInfo::default()).await.is_ok());
+    }
+
+    const RFC7515_A1_TOKEN: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const RFC7515_A1_KEY: &str =
+        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+
     /// RFC 7515 appendix A.1 signs with HS256; its key and signing input give a known MAC. Our
     /// verifier must accept that exact token's signature (we check it with the RFC's own issuer
     /// rules turned off, since the RFC's claims are not ours).
     #[test]
     fn rfc7515_appendix_a1_signature_verifies() {
-        let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let key = URL_SAFE_NO_PAD
-            .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
-            .unwrap();
+        let token = RFC7515_A1_TOKEN;
+        let key = URL_SAFE_NO_PAD.decode(RFC7515_A1_KEY).unwrap();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
@@ -781,6 +1051,52 @@ mod tests {
                 &validation
             )
             .is_err()
+        );
+    }
+
+    /// The same vector through this crate's own signature layer (the access verifier's HMAC
+    /// check, with the RFC's key): its signing input and MAC verify, and a change of one bit in
+    /// the signature, the header or the payload does not. The RFC's claims are not authlab's, so
+    /// only the signature layer is under test here.
+    #[test]
+    fn rfc7515_appendix_a1_signature_verifies_through_our_own_hmac_check() {
+        let key = URL_SAFE_NO_PAD.decode(RFC7515_A1_KEY).unwrap();
+        let verifier = verify::AccessVerifier::new(&key, "joe", String::new());
+        let (header, payload) = verifier.check_signature(RFC7515_A1_TOKEN).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(header).unwrap(),
+            b"{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}"
+        );
+        assert!(payload.starts_with("eyJpc3MiOiJqb2UiLA0K"));
+
+        // Flip each bit of the MAC in turn (the last character holds 4 padding bits too, so flip
+        // the decoded bytes and re-encode).
+        let (input, signature) = RFC7515_A1_TOKEN.rsplit_once('.').unwrap();
+        let mac = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        assert_eq!(mac.len(), 32);
+        for bit in 0..256 {
+            let mut flipped = mac.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let tampered = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&flipped));
+            assert_eq!(
+                verifier.check_signature(&tampered),
+                Err(verify::Refusal::Invalid),
+                "bit {bit}"
+            );
+        }
+        // One bit of the signing input ("joe" -> "jne" in the payload's first word).
+        let tampered = RFC7515_A1_TOKEN.replacen("eyJpc3MiOiJqb2UiLA0K", "eyJpc3MiOiJqb2UiLA0L", 1);
+        assert_eq!(
+            verifier.check_signature(&tampered),
+            Err(verify::Refusal::Invalid)
+        );
+        // And another key does not verify the genuine token.
+        let mut other = key.clone();
+        other[0] ^= 1;
+        let other = verify::AccessVerifier::new(&other, "joe", String::new());
+        assert_eq!(
+            other.check_signature(RFC7515_A1_TOKEN),
+            Err(verify::Refusal::Invalid)
         );
     }
 }

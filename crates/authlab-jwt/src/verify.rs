@@ -7,24 +7,34 @@
 //!
 //! 1. split the token at its two dots (exactly two; empty parts are rejected);
 //! 2. check the HMAC-SHA256 over `header.payload` with a key prepared once (the inner and outer
-//!    pads are computed at start-up), comparing in constant time, *before* parsing any JSON;
-//! 3. parse the header (≤ 256 bytes) on the stack: `alg` must be `HS256`, `typ` if present `JWT`,
-//!    and a `crit` header is refused (RFC 7515 §4.1.11: we understand no extensions). A header
-//!    byte-for-byte equal to the one we sign with is known to pass, and is not parsed again;
-//! 4. parse the claims (≤ 2 KiB) on the stack into borrowed strings: `iss` must be ours, `exp`
-//!    required, `nbf` honoured, `aud` refused (access tokens have none; refresh JWTs do), `sub`
-//!    numeric, `jti` and `fam` present.
+//!    pads are computed at start-up), comparing in constant time, *before* parsing any JSON
+//!    ([`AccessVerifier::check_signature`]);
+//! 3. check the header (≤ 256 bytes; [`check_header`]). A header byte-for-byte equal to the one we
+//!    sign with is known to pass and is not parsed again; any other must be a JSON object whose
+//!    `alg` is `HS256`, whose `typ` if present is `JWT` (in any case), without `crit` (RFC 7515
+//!    §4.1.11: we understand no extensions; refused whatever its value, `null` included) or `jwk`
+//!    (we never take a key from the token), with each member at most once, the members the JOSE
+//!    registry types (`kid`, `cty`, `x5c`, ...) holding their type, and every other value valid
+//!    JSON: numbers in range, strings valid UTF-8 with no lone surrogate;
+//! 4. parse the claims (≤ 1 KiB, [`MAX_CLAIMS`]) on the stack into borrowed strings, as a JSON
+//!    object only (never an array read in field order), each claim we read at most once, unknown
+//!    claims valid JSON as above: `iss` must be ours, `exp` required, `nbf` honoured, `aud`
+//!    refused (access tokens have none; refresh JWTs do), `sub` the canonical decimal of a user
+//!    id > 0 as we write it (no sign, no leading zero, no space), `jti` and `fam` present.
 //!
-//! Signing still uses `jsonwebtoken`, and the unit tests check this verifier against it as an
-//! oracle on thousands of mutated tokens: both must accept and refuse exactly the same ones.
+//! Signing still uses `jsonwebtoken`, and the tests check this verifier against it as an oracle:
+//! on thousands of mutated tokens both must answer alike, and on generated odd shapes (a property
+//! test) whatever this verifier accepts `jsonwebtoken` must accept too, with the same identity.
+//! This verifier may be stricter, never looser.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Largest header we read (ours is 36 bytes of JSON).
 const MAX_HEADER: usize = 256;
@@ -40,40 +50,260 @@ pub(crate) enum Refusal {
     Expired,
 }
 
-#[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    typ: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
+/// The user id a `sub` stands for, if it is written exactly as we write one: the decimal digits
+/// of an `i64` greater than zero, without sign, leading zero or spaces (`"42"`, never `"+42"`,
+/// `"042"`, `" 42"` or `"-0"`). One user has one spelling, so one token cannot pass for another.
+pub(crate) fn canonical_user_id(sub: &str) -> Option<i64> {
+    let bytes = sub.as_bytes();
+    if bytes.first().is_none_or(|&b| b == b'0') || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Only digits, no leading zero: the parse fails exactly on overflow, and the value is > 0.
+    sub.parse().ok()
+}
+
+/// Any JSON value, checked as strictly as `serde_json::Value` parses it (numbers in range,
+/// strings valid UTF-8 without lone surrogates) but kept nowhere.
+struct StrictValue;
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictValue)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = StrictValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(StrictValue)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<StrictValue>()?.is_some() {}
+        Ok(StrictValue)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<StrictValue, StrictValue>()?.is_some() {}
+        Ok(StrictValue)
+    }
+}
+
+/// A JSON string, borrowed from the input unless it holds escapes.
+struct CowStr<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// The header of a token whose header is not byte-for-byte ours: see the module documentation.
+/// Parsing it may allocate; our own tokens never come here. The stateless refresh path uses it
+/// too.
+pub(crate) fn check_header(json: &[u8]) -> Result<(), Refusal> {
+    struct HeaderCheck;
+    impl<'de> Visitor<'de> for HeaderCheck {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JOSE header object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen: Vec<String> = Vec::new();
+            let mut alg_ok = false;
+            while let Some(name) = map.next_key::<String>()? {
+                if seen.contains(&name) {
+                    return Err(de::Error::custom("a header member appears twice"));
+                }
+                match name.as_str() {
+                    "alg" => alg_ok = map.next_value::<CowStr<'_>>()?.0 == "HS256",
+                    // Absent is fine; `null` or anything but "JWT" (in any case: RFC 7515 §4.1.9
+                    // compares media types case-insensitively) is not.
+                    "typ" => {
+                        if !map
+                            .next_value::<CowStr<'_>>()?
+                            .0
+                            .eq_ignore_ascii_case("JWT")
+                        {
+                            return Err(de::Error::custom("typ is not JWT"));
+                        }
+                    }
+                    "crit" | "jwk" => return Err(de::Error::custom("refused header member")),
+                    // Typed by the JOSE registries (RFC 7515 §4.1, RFC 7516 §4.1, RFC 8555 §6.4)
+                    // as `jsonwebtoken::Header` types them; `null` reads as absent there too.
+                    "cty" | "jku" | "kid" | "x5u" | "x5t" | "x5t#S256" | "enc" | "zip" | "url"
+                    | "nonce" => {
+                        map.next_value::<Option<CowStr<'_>>>()?;
+                    }
+                    "x5c" => {
+                        map.next_value::<Option<Vec<CowStr<'_>>>>()?;
+                    }
+                    _ => {
+                        map.next_value::<StrictValue>()?;
+                    }
+                }
+                seen.push(name);
+            }
+            if alg_ok {
+                Ok(())
+            } else {
+                Err(de::Error::custom("alg is not HS256"))
+            }
+        }
+    }
+    let mut json = serde_json::Deserializer::from_slice(json);
+    json.deserialize_map(HeaderCheck)
+        .and_then(|()| json.end())
+        .map_err(|_| Refusal::Invalid)
 }
 
 /// The claims of an access token, borrowed from the decoded payload where JSON escapes allow.
-#[derive(Deserialize)]
 pub(crate) struct AccessClaims<'a> {
-    #[serde(borrow)]
     iss: Cow<'a, str>,
-    #[serde(borrow)]
     sub: Cow<'a, str>,
-    #[serde(default)]
-    aud: Option<IgnoredAny>,
     exp: u64,
-    #[serde(default)]
     nbf: Option<u64>,
     iat: u64,
-    #[serde(borrow)]
     pub(crate) jti: Cow<'a, str>,
-    #[serde(borrow)]
     pub(crate) fam: Cow<'a, str>,
-    #[serde(borrow)]
     pub(crate) username: Cow<'a, str>,
+    /// `sub` read as a user id (set once the claims are checked).
+    user_id: i64,
 }
 
-impl AccessClaims<'_> {
+/// The claims a token's payload can name, as far as this verifier is concerned.
+enum Claim {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    Fam,
+    Username,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Claim {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Claim;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Claim, E> {
+                Ok(match name {
+                    "iss" => Claim::Iss,
+                    "sub" => Claim::Sub,
+                    "aud" => Claim::Aud,
+                    "exp" => Claim::Exp,
+                    "nbf" => Claim::Nbf,
+                    "iat" => Claim::Iat,
+                    "jti" => Claim::Jti,
+                    "fam" => Claim::Fam,
+                    "username" => Claim::Username,
+                    _ => Claim::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(V)
+    }
+}
+
+impl<'a> AccessClaims<'a> {
+    /// Parses a claims set: a JSON object only, each claim we read at most once, `aud` refused
+    /// (whatever its value), unknown claims checked as [`StrictValue`]s.
+    fn parse(json: &'a [u8]) -> Result<Self, Refusal> {
+        struct ClaimsVisitor;
+        impl<'de> Visitor<'de> for ClaimsVisitor {
+            type Value = AccessClaims<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWT claims object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                fn once<T, E: de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+                    match slot.replace(value) {
+                        None => Ok(()),
+                        Some(_) => Err(E::custom("a claim appears twice")),
+                    }
+                }
+                let (mut iss, mut sub, mut jti, mut fam, mut username) =
+                    (None, None, None, None, None);
+                let (mut exp, mut nbf, mut iat) = (None, None, None);
+                while let Some(claim) = map.next_key::<Claim>()? {
+                    match claim {
+                        Claim::Iss => once(&mut iss, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Sub => once(&mut sub, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Jti => once(&mut jti, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Fam => once(&mut fam, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Username => once(&mut username, map.next_value::<CowStr<'de>>()?.0)?,
+                        Claim::Exp => once(&mut exp, map.next_value::<u64>()?)?,
+                        Claim::Iat => once(&mut iat, map.next_value::<u64>()?)?,
+                        // `null` reads as absent, as it does for `Option<u64>` in `jsonwebtoken`.
+                        Claim::Nbf => once(&mut nbf, map.next_value::<Option<u64>>()?)?,
+                        Claim::Aud => return Err(de::Error::custom("access tokens have no aud")),
+                        Claim::Other => {
+                            map.next_value::<StrictValue>()?;
+                        }
+                    }
+                }
+                let missing = || de::Error::custom("a required claim is missing");
+                Ok(AccessClaims {
+                    iss: iss.ok_or_else(missing)?,
+                    sub: sub.ok_or_else(missing)?,
+                    exp: exp.ok_or_else(missing)?,
+                    nbf: nbf.flatten(),
+                    iat: iat.ok_or_else(missing)?,
+                    jti: jti.ok_or_else(missing)?,
+                    fam: fam.ok_or_else(missing)?,
+                    username: username.ok_or_else(missing)?,
+                    user_id: 0,
+                })
+            }
+        }
+        let mut json = serde_json::Deserializer::from_slice(json);
+        let claims = json
+            .deserialize_map(ClaimsVisitor)
+            .map_err(|_| Refusal::Invalid)?;
+        json.end().map_err(|_| Refusal::Invalid)?;
+        Ok(claims)
+    }
+
+    /// The user id in `sub` (checked to be canonical before the claims are handed out).
     pub(crate) fn user_id(&self) -> Result<i64, Refusal> {
-        self.sub.parse().map_err(|_| Refusal::Invalid)
+        Ok(self.user_id)
     }
 
     /// An owned copy, for the paths that are not hot (logout, introspection).
@@ -128,6 +358,27 @@ impl AccessVerifier {
         header == self.canonical_header
     }
 
+    /// Splits a compact JWS into its encoded header and payload if, and only if, its signature is
+    /// the HMAC-SHA256 of `header.payload` under our key (compared in constant time). Nothing
+    /// else is read: this is the signature layer alone.
+    pub(crate) fn check_signature<'t>(
+        &self,
+        token: &'t str,
+    ) -> Result<(&'t str, &'t str), Refusal> {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(Refusal::Invalid)?;
+        let (header, payload) = signing_input.split_once('.').ok_or(Refusal::Invalid)?;
+        if header.is_empty() || payload.is_empty() || payload.contains('.') {
+            return Err(Refusal::Invalid);
+        }
+        let mut tag = [0u8; 33];
+        let tag = decode_into(signature, &mut tag)?;
+        if tag.len() != 32 {
+            return Err(Refusal::Invalid);
+        }
+        hmac::verify(&self.key, signing_input.as_bytes(), tag).map_err(|_| Refusal::Invalid)?;
+        Ok((header, payload))
+    }
+
     /// Checks `token` at time `now` and hands its claims to `read` (they borrow from a stack
     /// buffer, so they cannot leave this call).
     pub(crate) fn verify<T>(
@@ -136,42 +387,20 @@ impl AccessVerifier {
         now: u64,
         read: impl FnOnce(&AccessClaims<'_>) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
-        let (signing_input, signature) = token.rsplit_once('.').ok_or(Refusal::Invalid)?;
-        let (header, payload) = signing_input.split_once('.').ok_or(Refusal::Invalid)?;
-        if header.is_empty() || payload.is_empty() || payload.contains('.') {
-            return Err(Refusal::Invalid);
-        }
-
         // The signature first: nothing an attacker wrote is parsed before it checks out.
-        let mut tag = [0u8; 33];
-        let tag = decode_into(signature, &mut tag)?;
-        if tag.len() != 32 {
-            return Err(Refusal::Invalid);
-        }
-        hmac::verify(&self.key, signing_input.as_bytes(), tag).map_err(|_| Refusal::Invalid)?;
+        let (header, payload) = self.check_signature(token)?;
 
         if header != self.canonical_header {
             let mut header_buf = [0u8; MAX_HEADER];
-            let header: Header<'_> = serde_json::from_slice(decode_into(header, &mut header_buf)?)
-                .map_err(|_| Refusal::Invalid)?;
-            if header.alg != "HS256"
-                || header.crit.is_some()
-                || header.typ.as_deref().is_some_and(|typ| typ != "JWT")
-            {
-                return Err(Refusal::Invalid);
-            }
+            check_header(decode_into(header, &mut header_buf)?)?;
         }
 
         let mut claims_buf = [0u8; MAX_CLAIMS];
-        let claims: AccessClaims<'_> =
-            serde_json::from_slice(decode_into(payload, &mut claims_buf)?)
-                .map_err(|_| Refusal::Invalid)?;
-        if claims.iss != self.issuer
-            || claims.aud.is_some()
-            || claims.nbf.is_some_and(|nbf| now < nbf)
-        {
+        let mut claims = AccessClaims::parse(decode_into(payload, &mut claims_buf)?)?;
+        if claims.iss != self.issuer || claims.nbf.is_some_and(|nbf| now < nbf) {
             return Err(Refusal::Invalid);
         }
+        claims.user_id = canonical_user_id(&claims.sub).ok_or(Refusal::Invalid)?;
         if now >= claims.exp {
             return Err(Refusal::Expired);
         }
@@ -183,7 +412,9 @@ impl AccessVerifier {
 mod tests {
     //! The hand-written verifier against `jsonwebtoken` as an oracle: on every token below, both
     //! must give the same answer, except where this verifier is deliberately stricter (a `typ`
-    //! other than `JWT`, a `crit` header), where it must refuse.
+    //! other than `JWT`, a `crit` header, a non-canonical `sub`, a header or claim `jsonwebtoken`
+    //! reads leniently), where it must refuse. The property test at the end signs generated odd
+    //! shapes and checks that this verifier never accepts what the oracle refuses.
 
     use super::*;
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -191,6 +422,8 @@ mod tests {
 
     const KEY: &[u8] = b"oracle-key-0123456789abcdef0123456789abcdef";
     const NOW: u64 = 1_800_000_000;
+    /// The header `jsonwebtoken` writes, which takes the fast path.
+    const CANONICAL: &[u8] = br#"{"typ":"JWT","alg":"HS256"}"#;
 
     fn b64(bytes: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(bytes)
@@ -198,7 +431,12 @@ mod tests {
 
     /// A token with exactly these header and claims bytes, HMAC-SHA256-signed with `key`.
     fn raw_token(header: &str, claims: &str, key: &[u8]) -> String {
-        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        raw_token_bytes(header.as_bytes(), claims.as_bytes(), key)
+    }
+
+    /// The same for bytes that need not be UTF-8.
+    fn raw_token_bytes(header: &[u8], claims: &[u8], key: &[u8]) -> String {
+        let input = format!("{}.{}", b64(header), b64(claims));
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), input.as_bytes());
         format!("{input}.{}", b64(tag.as_ref()))
     }
@@ -211,8 +449,15 @@ mod tests {
         })
     }
 
+    /// Who a token says it is: user id, user name, family.
+    type Who = (i64, String, String);
+
     /// What the library says, mapped the way the backend used to map it.
     fn oracle(token: &str) -> Result<(), Refusal> {
+        oracle_who(token).map(|_| ())
+    }
+
+    fn oracle_who(token: &str) -> Result<Who, Refusal> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -226,19 +471,24 @@ mod tests {
         )
         .map_err(|_| Refusal::Invalid)?
         .claims;
-        if claims.nbf.is_some_and(|nbf| NOW < nbf) || claims.sub.parse::<i64>().is_err() {
+        if claims.nbf.is_some_and(|nbf| NOW < nbf) {
             return Err(Refusal::Invalid);
         }
+        let user_id = claims.sub.parse::<i64>().map_err(|_| Refusal::Invalid)?;
         if NOW >= claims.exp {
             return Err(Refusal::Expired);
         }
-        Ok(())
+        Ok((user_id, claims.username, claims.fam))
     }
 
     fn ours(token: &str) -> Result<(), Refusal> {
-        let canonical = b64(br#"{"typ":"JWT","alg":"HS256"}"#);
-        AccessVerifier::new(KEY, "authlab", canonical)
-            .verify(token, NOW, |c| c.user_id().map(|_| ()))
+        ours_who(token).map(|_| ())
+    }
+
+    fn ours_who(token: &str) -> Result<Who, Refusal> {
+        AccessVerifier::new(KEY, "authlab", b64(CANONICAL)).verify(token, NOW, |c| {
+            Ok((c.user_id()?, c.username.to_string(), c.fam.to_string()))
+        })
     }
 
     #[test]
@@ -299,6 +549,7 @@ mod tests {
         let stricter = [
             r#"{"alg":"HS256","typ":"at+jwt"}"#,
             r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
         ];
         let mut compared = 0;
         for claims in &claim_cases {
@@ -359,5 +610,472 @@ mod tests {
             let mutated = String::from_utf8(bytes).unwrap();
             assert_eq!(ours(&mutated), oracle(&mutated), "{mutated}");
         }
+    }
+
+    #[test]
+    fn the_six_shapes_the_differential_fuzz_found_are_refused_as_the_oracle_refuses_them() {
+        let claims = good_claims().to_string();
+        let claims = claims.as_bytes();
+        let cases: [(&str, &[u8]); 12] = [
+            // 1. A member the JOSE registry types, holding another JSON type.
+            ("kid as a number", br#"{"alg":"HS256","kid":1}"#),
+            ("x5c as a string", br#"{"alg":"HS256","x5c":"a"}"#),
+            ("cty as an array", br#"{"alg":"HS256","cty":[]}"#),
+            ("x5c of numbers", br#"{"alg":"HS256","x5c":[1]}"#),
+            // 2. The same member twice.
+            ("kid twice", br#"{"alg":"HS256","kid":"a","kid":"b"}"#),
+            // 3. An unknown member with a number out of range.
+            ("1e400", br#"{"alg":"HS256","x":1e400}"#),
+            ("-1e400 nested", br#"{"alg":"HS256","x":[{"y":-1e400}]}"#),
+            // 4. An unknown member with a lone surrogate, or with invalid UTF-8.
+            ("lone surrogate", br#"{"alg":"HS256","x":"\ud800"}"#),
+            (
+                "lone trailing surrogate",
+                br#"{"alg":"HS256","x":"\udc00"}"#,
+            ),
+            ("invalid UTF-8", b"{\"alg\":\"HS256\",\"x\":\"\xff\"}"),
+            // 5. The header as an array.
+            ("header array", br#"["HS256"]"#),
+            ("header array of two", br#"["JWT","HS256"]"#),
+        ];
+        for (why, header) in cases {
+            let token = raw_token_bytes(header, claims, KEY);
+            assert_eq!(oracle(&token), Err(Refusal::Invalid), "oracle, {why}");
+            assert_eq!(ours(&token), Err(Refusal::Invalid), "ours, {why}");
+        }
+        // 6. The claims as an array, in the field order of `crate::Claims`.
+        let in_field_order = format!(
+            r#"["authlab","42",null,{},{},null,"8b5e4f2c-0a7e-4c55-9c1e-6f0b0d7f3a21","0123456789abcdef0123456789abcdef","alice"]"#,
+            NOW - 10,
+            NOW + 600
+        );
+        let token = raw_token_bytes(CANONICAL, in_field_order.as_bytes(), KEY);
+        assert_eq!(
+            oracle(&token),
+            Err(Refusal::Invalid),
+            "oracle, claims array"
+        );
+        assert_eq!(ours(&token), Err(Refusal::Invalid), "ours, claims array");
+        // The same claims as an object are good: only the array form was wrong.
+        let token = raw_token_bytes(CANONICAL, claims, KEY);
+        assert_eq!(ours(&token), Ok(()));
+    }
+
+    #[test]
+    fn a_crit_header_is_refused_whatever_its_value() {
+        let claims = good_claims().to_string();
+        for crit in ["null", "[]", r#"["exp"]"#, r#""exp""#, "{}", "0"] {
+            let header = format!(r#"{{"alg":"HS256","typ":"JWT","crit":{crit}}}"#);
+            let token = raw_token(&header, &claims, KEY);
+            assert_eq!(ours(&token), Err(Refusal::Invalid), "{header}");
+        }
+    }
+
+    #[test]
+    fn typed_header_members_of_their_type_and_sound_unknown_members_pass() {
+        let claims = good_claims().to_string();
+        for header in [
+            r#"{"alg":"HS256","typ":"jwt"}"#,
+            r#"{"alg":"HS256","kid":"k1","cty":null,"x5c":["MIIB"],"x5t#S256":"abc"}"#,
+            r#"{"\u0061lg":"HS256","enc":"A128GCM","zip":"DEF","url":"u","nonce":"n"}"#,
+            r#"{"alg":"HS256","x":1e300,"y":"\ud83d\ude00","z":{"a":[1,-0,0.5,true,null]}}"#,
+        ] {
+            let token = raw_token(header, &claims, KEY);
+            assert_eq!(oracle(&token), Ok(()), "oracle, {header}");
+            assert_eq!(ours(&token), Ok(()), "ours, {header}");
+        }
+    }
+
+    #[test]
+    fn a_sub_written_any_other_way_than_we_write_it_is_refused() {
+        for sub in [
+            "+42",
+            "042",
+            " 42",
+            "42 ",
+            "-0",
+            "0",
+            "-42",
+            "",
+            "4_2",
+            "9223372036854775808",
+        ] {
+            let mut claims = good_claims();
+            claims["sub"] = sub.into();
+            let token = raw_token(r#"{"alg":"HS256"}"#, &claims.to_string(), KEY);
+            assert_eq!(ours(&token), Err(Refusal::Invalid), "{sub:?}");
+        }
+        for (sub, id) in [("42", 42), ("1", 1), ("9223372036854775807", i64::MAX)] {
+            assert_eq!(canonical_user_id(sub), Some(id));
+        }
+    }
+
+    #[test]
+    fn registered_claims_twice_aud_and_unsound_unknown_claims_are_refused() {
+        for (why, extra) in [
+            ("iss twice", r#""iss":"authlab""#),
+            ("exp twice", r#""exp":1800000600"#),
+            ("aud null", r#""aud":null"#),
+            ("unknown 1e400", r#""x":1e400"#),
+            ("unknown lone surrogate", r#""x":"\ud800""#),
+        ] {
+            let mut claims = good_claims().to_string();
+            claims.pop();
+            let token = raw_token(CANONICAL_STR, &format!("{claims},{extra}}}"), KEY);
+            assert_eq!(ours(&token), Err(Refusal::Invalid), "{why}");
+        }
+    }
+
+    const CANONICAL_STR: &str = r#"{"typ":"JWT","alg":"HS256"}"#;
+
+    /// Counts the allocations of the current thread, to pin "no allocation on the hot path".
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+    // thread-local `Cell` with a const initialiser, which never allocates.
+    unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller's contract is passed on as it is.
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            // SAFETY: as above.
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: CountingAllocator = CountingAllocator;
+
+    fn allocations_in<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = ALLOCATIONS.with(std::cell::Cell::get);
+        let out = f();
+        (out, ALLOCATIONS.with(std::cell::Cell::get) - before)
+    }
+
+    #[test]
+    fn our_own_tokens_verify_without_allocating_and_others_are_counted() {
+        let verifier = AccessVerifier::new(KEY, "authlab", b64(CANONICAL));
+        let ours = raw_token_bytes(CANONICAL, good_claims().to_string().as_bytes(), KEY);
+        let (who, allocations) = allocations_in(|| verifier.verify(&ours, NOW, |c| c.user_id()));
+        assert_eq!(who, Ok(42));
+        assert_eq!(allocations, 0, "the fast path allocated");
+        // The counter does count: a header that is not ours is parsed, and that allocates.
+        let other = raw_token(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &good_claims().to_string(),
+            KEY,
+        );
+        let (who, allocations) = allocations_in(|| verifier.verify(&other, NOW, |c| c.user_id()));
+        assert_eq!(who, Ok(42));
+        assert!(allocations > 0);
+    }
+
+    /// Generated odd shapes (JSON text, not always valid), for the property test.
+    mod odd_shapes {
+        use super::{CANONICAL, NOW};
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn join(items: Vec<Vec<u8>>, open: u8, close: u8) -> Vec<u8> {
+            let mut out = vec![open];
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(item);
+            }
+            out.push(close);
+            out
+        }
+
+        fn pair(key: &[u8], value: &[u8]) -> Vec<u8> {
+            [key, b":", value].concat()
+        }
+
+        fn quoted(key: &str) -> Vec<u8> {
+            format!("\"{key}\"").into_bytes()
+        }
+
+        fn bytes(options: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> + Clone {
+            proptest::sample::select(options).prop_map(|s| s.as_bytes().to_vec())
+        }
+
+        /// Strings that are not UTF-8: a stray byte, and a surrogate encoded directly.
+        const INVALID_UTF8: &[&[u8]] = &[b"\"\xff\xfe\"", b"\"\xed\xa0\x80\""];
+
+        /// JSON string literals: plain, escaped, surrogates alone and in pairs, invalid UTF-8.
+        fn string() -> impl Strategy<Value = Vec<u8>> + Clone {
+            prop_oneof![
+                bytes(&[
+                    r#""HS256""#,
+                    r#""JWT""#,
+                    r#""jwt""#,
+                    r#""authlab""#,
+                    r#""\ud800""#,
+                    r#""\udc00x""#,
+                    r#""\ud83d\ude00""#,
+                    r#""\u0000\"\\\/\b""#,
+                    "\"\u{e9}\"",
+                ]),
+                proptest::sample::select(INVALID_UTF8).prop_map(<[u8]>::to_vec),
+                vec(prop_oneof![b'a'..=b'z', Just(b' '), Just(b'-')], 0..6).prop_map(|s| [
+                    &b"\""[..],
+                    &s,
+                    b"\""
+                ]
+                .concat()),
+            ]
+        }
+
+        /// JSON values of every kind, numbers at and past the edges, nested up to three deep.
+        pub(super) fn value() -> impl Strategy<Value = Vec<u8>> + Clone {
+            let leaf = prop_oneof![
+                bytes(&["null", "true", "false"]),
+                any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+                any::<u64>().prop_map(|n| n.to_string().into_bytes()),
+                any::<f64>().prop_map(|n| format!("{n:e}").into_bytes()),
+                bytes(&[
+                    "1e400",
+                    "-1e400",
+                    "1e-400",
+                    "-0",
+                    "0.5",
+                    "18446744073709551616",
+                    "-9223372036854775809",
+                    "1E2",
+                    "01",
+                    "+1",
+                    ".5",
+                    "NaN",
+                ]),
+                string(),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..4).prop_map(|items| join(items, b'[', b']')),
+                    vec((string(), inner), 0..4).prop_map(|members| {
+                        join(
+                            members.iter().map(|(k, v)| pair(k, v)).collect(),
+                            b'{',
+                            b'}',
+                        )
+                    }),
+                ]
+            })
+        }
+
+        fn member(
+            key: &'static str,
+            value: impl Strategy<Value = Vec<u8>>,
+        ) -> impl Strategy<Value = Vec<u8>> {
+            value.prop_map(move |v| pair(&quoted(key), &v))
+        }
+
+        /// Headers: ours byte for byte; objects of registry members (of their type, of another,
+        /// twice), unknown members and escaped names, with or without `alg`; other JSON.
+        pub(super) fn header() -> impl Strategy<Value = Vec<u8>> {
+            let typed = prop_oneof![3 => bytes(&[r#""k1""#, r#"["MIIB"]"#, "null"]), 1 => value()];
+            let members = prop_oneof![
+                member("typ", prop_oneof![bytes(&[r#""JWT""#]), value()]),
+                member("alg", prop_oneof![bytes(&[r#""HS256""#]), value()]),
+                proptest::sample::select(
+                    &[
+                        "kid", "cty", "x5c", "x5t", "x5t#S256", "jku", "x5u", "enc", "zip", "url",
+                        "nonce", "jwk", "crit", "b64",
+                    ][..]
+                )
+                .prop_flat_map(move |key| member(key, typed.clone())),
+                member("x", value()),
+                member(r"\u0061lg", bytes(&[r#""HS256""#])),
+                (string(), value()).prop_map(|(k, v)| pair(&k, &v)),
+            ];
+            let object = (vec(members, 0..3), proptest::bool::weighted(0.9))
+                .prop_map(|(mut members, with_alg)| {
+                    if with_alg {
+                        members.push(br#""alg":"HS256""#.to_vec());
+                    }
+                    members
+                })
+                .prop_shuffle()
+                .prop_map(|members| join(members, b'{', b'}'));
+            prop_oneof![
+                4 => Just(CANONICAL.to_vec()),
+                4 => object,
+                1 => value(),
+            ]
+        }
+
+        /// One claim: mostly once with its good value (so that a fair share of whole claim sets
+        /// are good), sometimes with an odd value or any JSON value, sometimes missing or twice.
+        fn claim(
+            key: &'static str,
+            good: String,
+            odd: &'static [&'static str],
+        ) -> impl Strategy<Value = Vec<Vec<u8>>> {
+            // `exp` goes odd more often: half its odd values are the expired ones.
+            let odd_weight = if key == "exp" { 4 } else { 1 };
+            let value = prop_oneof![
+                16 => Just(good.into_bytes()),
+                odd_weight => bytes(odd),
+                1 => value(),
+            ];
+            let times = prop_oneof![23 => Just(1usize), 1 => Just(0usize), 1 => Just(2usize)];
+            times.prop_flat_map(move |n| vec(member(key, value.clone()), n..=n))
+        }
+
+        /// Claims: ours with members missing, retyped, twice or escaped, an optional extra member,
+        /// an optional `nbf` and a rare `aud`; the claims as an array in field order; other JSON.
+        pub(super) fn claims() -> impl Strategy<Value = Vec<u8>> {
+            let required = (
+                claim(
+                    "iss",
+                    r#""authlab""#.into(),
+                    &[r#""evil""#, r#""auth\u006cab""#, r#"["authlab"]"#, "null"],
+                ),
+                claim(
+                    "sub",
+                    r#""42""#.into(),
+                    &[
+                        r#""+42""#,
+                        r#""042""#,
+                        r#"" 42""#,
+                        r#""-0""#,
+                        r#""0""#,
+                        "42",
+                        r#""4\u0032""#,
+                        r#""9223372036854775808""#,
+                        r#""-42""#,
+                    ],
+                ),
+                claim(
+                    "iat",
+                    (NOW - 10).to_string(),
+                    &["-1", "1.5", "null", r#""0""#],
+                ),
+                claim(
+                    "exp",
+                    (NOW + 600).to_string(),
+                    &[
+                        "1800000000",
+                        "1799999999",
+                        "1",
+                        "1700000000",
+                        "1.8000006e9",
+                        "1e400",
+                        r#""soon""#,
+                        "null",
+                    ],
+                ),
+                claim(
+                    "jti",
+                    r#""8b5e4f2c-0a7e-4c55-9c1e-6f0b0d7f3a21""#.into(),
+                    &["1", "null"],
+                ),
+                claim(
+                    "fam",
+                    r#""f00d""#.into(),
+                    &[r#""\ud800""#, r#""f\u006fod""#, "[]"],
+                ),
+                claim(
+                    "username",
+                    r#""alice""#.into(),
+                    &[r#""al\u0069ce""#, "7", "null", r#""\udfff""#],
+                ),
+            );
+            let optional = (
+                proptest::option::weighted(
+                    0.3,
+                    claim("nbf", NOW.to_string(), &["1800000005", "null", "-1"]),
+                ),
+                proptest::option::weighted(
+                    0.1,
+                    claim("aud", r#""authlab-refresh""#.into(), &["null", "[]"]),
+                ),
+                proptest::option::weighted(
+                    0.2,
+                    (string(), value()).prop_map(|(k, v)| pair(&k, &v)),
+                ),
+            );
+            let object = (required, optional)
+                .prop_map(|((a, b, c, d, e, f, g), (nbf, aud, extra))| {
+                    let mut all = [a, b, c, d, e, f, g].concat();
+                    all.extend(nbf.unwrap_or_default());
+                    all.extend(aud.unwrap_or_default());
+                    all.extend(extra);
+                    all
+                })
+                .prop_shuffle()
+                .prop_map(|members| join(members, b'{', b'}'));
+            let in_field_order = format!(
+                r#"["authlab","42",null,{},{},null,"j","f00d","alice"]"#,
+                NOW - 10,
+                NOW + 600
+            )
+            .into_bytes();
+            prop_oneof![8 => object, 1 => Just(in_field_order), 1 => value()]
+        }
+    }
+
+    /// Moderate by default (a few seconds in the debug test build); `PROPTEST_CASES` raises it.
+    fn property_cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(4000)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: property_cases(),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Ours may be stricter than `jsonwebtoken`, never looser: whatever we accept, it accepts
+        /// as the same user, name and family; whatever we call expired, it calls expired.
+        #[test]
+        fn whatever_we_accept_jsonwebtoken_accepts_as_the_same_identity(
+            header in odd_shapes::header(),
+            claims in odd_shapes::claims(),
+        ) {
+            let token = raw_token_bytes(&header, &claims, KEY);
+            match ours_who(&token) {
+                Ok(who) => proptest::prop_assert_eq!(oracle_who(&token), Ok(who)),
+                Err(Refusal::Expired) => {
+                    proptest::prop_assert_eq!(oracle_who(&token), Err(Refusal::Expired))
+                }
+                Err(Refusal::Invalid) => {}
+            }
+        }
+    }
+
+    /// The property holds something only if the generators reach tokens both verifiers accept,
+    /// on the fast path and off it, as well as refused ones: count them on a fixed seed.
+    #[test]
+    fn the_generated_shapes_include_accepted_and_refused_tokens() {
+        use proptest::strategy::{Strategy, ValueTree};
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let (headers, claims) = (odd_shapes::header(), odd_shapes::claims());
+        let (mut fast, mut slow, mut expired, mut refused) = (0, 0, 0, 0);
+        for _ in 0..1000 {
+            let header = headers.new_tree(&mut runner).unwrap().current();
+            let claims = claims.new_tree(&mut runner).unwrap().current();
+            match ours(&raw_token_bytes(&header, &claims, KEY)) {
+                Ok(()) if header == CANONICAL => fast += 1,
+                Ok(()) => slow += 1,
+                Err(Refusal::Expired) => expired += 1,
+                Err(Refusal::Invalid) => refused += 1,
+            }
+        }
+        assert!(fast >= 20, "{fast} accepted on the fast path");
+        assert!(slow >= 10, "{slow} accepted off the fast path");
+        assert!(expired >= 2, "{expired} expired");
+        assert!(refused >= 200, "{refused} refused");
     }
 }

@@ -17,6 +17,8 @@
 //!   behind "log out everywhere". The JWT backend keeps its families here too.
 //! - [`RedisDenylist`]: the revoked-JWT set that the JWT backend can consult, kept here so that the
 //!   JWT crate never needs to know where the set lives.
+//! - [`AttemptCounters`]: the login-throttling counters every instance shares (one atomic Lua
+//!   script over one key per call).
 //!
 //! Why not a connection pool? A pool lends one connection per request, so throughput is capped at
 //! pool size divided by the round-trip time, and deadpool-redis also sends `UNWATCH` + `PING` at
@@ -36,9 +38,11 @@ use uuid::Uuid;
 
 mod connection;
 mod families;
+mod throttle;
 
 pub use connection::{RedisBackendError, RedisConnection, RedisTimeouts};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
+pub use throttle::{AttemptCounters, Verdict};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]

@@ -5,15 +5,25 @@
 //! (argon2id, deliberately slow) is measured apart from verification.
 //!
 //! # Layout
-//! - [`Username`], [`Password`]: input parsed at the edge; a value of these types is valid.
+//! - [`Username`]: a name parsed at the edge; a value of this type is valid.
+//! - [`PasswordPolicy`] (module [`policy`]): the rules a new password must meet (NIST SP 800-63B
+//!   rev. 4: a minimum length, no user name, zxcvbn's estimate against common and breached
+//!   passwords and patterns), checked by [`UserStore::check_new_password`] into a [`Password`].
+//!   Login never applies them: a password accepted once keeps working.
 //! - [`UserStore`]: sqlx over SQLite (a file, the default) or PostgreSQL (a `postgres://` URL),
 //!   with migrations for each dialect run at start-up.
 //! - Password hashing: argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane), run on
 //!   Tokio's blocking pool with at most one hash per core in flight, so logins cannot starve the
 //!   async workers that serve everybody else.
 //!
-//! A real deployment would add login throttling and a breached-password check; see the docs.
+//! Passwords are NFKC-normalised before hashing, so the same password typed with composed or
+//! decomposed characters is the same password. Hashes made before that (raw bytes) still verify.
+//!
+//! A real deployment would add login throttling and might also query a breach corpus (Have I Been
+//! Pwned's k-anonymity API) at registration; see docs/security.md.
 #![deny(missing_docs)]
+
+pub mod policy;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +32,8 @@ use argon2::password_hash::SaltString;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use authlab_core::Identity;
+use policy::MAX_MIN_PASSWORD_CHARS;
+pub use policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, PasswordPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -30,11 +42,6 @@ use tokio::sync::Semaphore;
 
 /// Longest accepted user name, in characters.
 pub const MAX_USERNAME_CHARS: usize = 64;
-/// Shortest accepted password, in characters (NIST SP 800-63B's minimum).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest accepted password, in characters: long enough for any passphrase, short enough that
-/// nobody can make us hash a megabyte.
-pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -66,8 +73,24 @@ pub enum UserStoreError {
     #[error("the user database failed")]
     Database(#[source] sqlx::Error),
     /// Hashing failed (argon2 rejected its inputs; does not happen with valid parameters).
-    #[error("password hashing failed: {0}")]
-    Hashing(String),
+    #[error("password hashing failed")]
+    Hashing(#[source] argon2::password_hash::Error),
+    /// The blocking task that hashes or checks a password did not finish (it panicked, or the
+    /// runtime is shutting down).
+    #[error("the password worker failed")]
+    Worker(#[source] tokio::task::JoinError),
+    /// The permits that bound concurrent hashing were closed (the store is shutting down).
+    #[error("the password workers are closed")]
+    WorkersClosed(#[source] tokio::sync::AcquireError),
+    /// A password policy was asked for with a minimum length outside what NIST allows and what
+    /// the policy can honour.
+    #[error(
+        "the minimum password length must be {MIN_PASSWORD_CHARS} to {MAX_MIN_PASSWORD_CHARS} characters, not {min_chars}"
+    )]
+    PolicyOutOfRange {
+        /// The refused minimum.
+        min_chars: usize,
+    },
 }
 
 impl From<sqlx::Error> for UserStoreError {
@@ -118,33 +141,10 @@ impl Username {
     }
 }
 
-/// A password that passed the length rules, kept secret (zeroed on drop, never printed).
+/// A new password that passed the [`PasswordPolicy`], in NFKC form (the form that is hashed);
+/// kept secret (zeroed on drop, never printed). Made by [`UserStore::check_new_password`] or
+/// [`PasswordPolicy::check`]; [`dangerous::unchecked_password`] skips the rules.
 pub struct Password(SecretString);
-
-impl Password {
-    /// Checks the rules: 8 to 1024 characters, anything else allowed.
-    pub fn parse(raw: SecretString) -> Result<Self, UserStoreError> {
-        let chars = raw.expose_secret().chars().count();
-        let invalid = |reason: String| UserStoreError::InvalidField {
-            field: "password",
-            reason,
-        };
-        if chars == 0 {
-            return Err(invalid("must not be empty".to_owned()));
-        }
-        if chars < MIN_PASSWORD_CHARS {
-            return Err(invalid(format!(
-                "must be at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
-        if chars > MAX_PASSWORD_CHARS {
-            return Err(invalid(format!(
-                "must be at most {MAX_PASSWORD_CHARS} characters"
-            )));
-        }
-        Ok(Self(raw))
-    }
-}
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,10 +180,10 @@ impl Hasher {
             .permits
             .acquire()
             .await
-            .map_err(|e| UserStoreError::Hashing(e.to_string()))?;
+            .map_err(UserStoreError::WorkersClosed)?;
         tokio::task::spawn_blocking(work)
             .await
-            .map_err(|e| UserStoreError::Hashing(e.to_string()))
+            .map_err(UserStoreError::Worker)
     }
 
     async fn hash(&self, password: Password) -> Result<String, UserStoreError> {
@@ -192,19 +192,28 @@ impl Hasher {
             argon2()
                 .hash_password(password.0.expose_secret().as_bytes(), &salt)
                 .map(|hash| hash.to_string())
-                .map_err(|e| UserStoreError::Hashing(e.to_string()))
+                .map_err(UserStoreError::Hashing)
         })
         .await?
     }
 
+    /// Checks a presented password against a hash: its NFKC form first (how every hash since the
+    /// password policy is made), then, if that differs and fails, the bytes as typed (how older
+    /// hashes were made), so that no existing user is locked out. The unknown-user path runs
+    /// this too, so both answers cost the same for the same input.
     async fn verify(&self, password: SecretString, hash: String) -> Result<bool, UserStoreError> {
         self.run(move || {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return false;
             };
-            argon2()
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok()
+            let matches = |candidate: &SecretString| {
+                argon2()
+                    .verify_password(candidate.expose_secret().as_bytes(), &parsed)
+                    .is_ok()
+            };
+            let normalized = policy::nfkc(password.clone());
+            matches(&normalized)
+                || (normalized.expose_secret() != password.expose_secret() && matches(&password))
         })
         .await
     }
@@ -215,6 +224,7 @@ impl Hasher {
 pub struct UserStore {
     pool: AnyPool,
     hasher: Hasher,
+    policy: PasswordPolicy,
     /// The hash of a random password nobody knows. Logging in as a user that does not exist is
     /// checked against it, so an unknown name costs the same time as a wrong password and the
     /// response time does not reveal which names are registered.
@@ -222,7 +232,9 @@ pub struct UserStore {
 }
 
 impl UserStore {
-    /// Connects to `url`, creating a SQLite file if it does not exist, and runs migrations.
+    /// Connects to `url`, creating a SQLite file if it does not exist, and runs migrations. New
+    /// passwords must meet [`PasswordPolicy::default`] unless [`Self::with_password_policy`]
+    /// says otherwise.
     ///
     /// `sqlite://authlab.db` is a file in the working directory, `sqlite::memory:` a throwaway
     /// database, `postgres://user@host/db` a PostgreSQL database.
@@ -268,14 +280,48 @@ impl UserStore {
                 .collect::<String>(),
         ));
         let dummy_hash = hasher.hash(dummy_password).await?.into();
+        // zxcvbn builds its dictionaries (about 95,000 words) on first use: do it now, off the
+        // async workers, rather than in the first registration.
+        hasher.run(|| drop(zxcvbn::zxcvbn("warm-up", &[]))).await?;
         Ok(Self {
             pool,
             hasher,
+            policy: PasswordPolicy::default(),
             dummy_hash,
         })
     }
 
-    /// Creates a user. The password is hashed before anything touches the database.
+    /// The same store, judging new passwords by `policy`.
+    #[must_use]
+    pub fn with_password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy new passwords are judged by.
+    pub fn password_policy(&self) -> PasswordPolicy {
+        self.policy
+    }
+
+    /// Checks a password chosen by (or for) `username` against the policy, on the blocking pool
+    /// and within the same one-per-core limit as hashing: zxcvbn takes up to about 130 ms on a
+    /// hostile 64-character input, too long for an async worker. Call it before anything that
+    /// cannot be undone (a password change revokes every credential), so a refusal changes
+    /// nothing. Existing passwords are never checked: login does not call this.
+    pub async fn check_new_password(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Password, UserStoreError> {
+        let policy = self.policy;
+        let username = username.to_owned();
+        self.hasher
+            .run(move || policy.check(password, &username))
+            .await?
+    }
+
+    /// Creates a user. The password is hashed before anything touches the database. It passed
+    /// the policy when it became a [`Password`] ([`Self::check_new_password`]).
     pub async fn register(
         &self,
         username: Username,
@@ -366,6 +412,20 @@ impl UserStore {
     }
 }
 
+/// Ways around the password policy, for what is not a user choosing a password.
+pub mod dangerous {
+    use secrecy::SecretString;
+
+    use crate::Password;
+
+    /// A [`Password`] that skips every rule of the policy (it is still NFKC-normalised). For
+    /// importing existing users and for tests that need a weak password on record; never for a
+    /// password a client has just chosen.
+    pub fn unchecked_password(password: SecretString) -> Password {
+        Password(crate::policy::nfkc(password))
+    }
+}
+
 /// sqlx opens SQLite files read-write but does not create them unless asked with `mode=rwc`.
 /// A user who names a file expects it to be created, so unless the URL says otherwise, ask.
 fn sqlite_url_creating_file(url: &str) -> String {
@@ -384,6 +444,16 @@ mod tests {
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
+    }
+
+    /// A password the default policy accepts, and another.
+    const GOOD: &str = "sawdust lantern orbit pickle";
+    const OTHER: &str = "quiet maple ferry cobalt";
+
+    fn good(password: &str) -> Password {
+        PasswordPolicy::default()
+            .check(secret(password), "alice")
+            .unwrap()
     }
 
     fn temp_sqlite() -> (String, std::path::PathBuf) {
@@ -409,18 +479,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn password_rules() {
-        assert!(Password::parse(secret("correct horse")).is_ok());
-        for bad in ["", "short", &"p".repeat(1025)] {
-            assert!(matches!(
-                Password::parse(secret(bad)),
-                Err(UserStoreError::InvalidField {
-                    field: "password",
-                    ..
-                })
-            ));
-        }
+    #[tokio::test]
+    async fn the_store_checks_new_passwords_by_its_policy() {
+        let store = UserStore::connect("sqlite::memory:").await.unwrap();
+        assert_eq!(store.password_policy(), PasswordPolicy::default());
+        let refused = store
+            .check_new_password("alice", secret("iloveyou1234567"))
+            .await;
+        assert_eq!(
+            refused.map(drop).map_err(|e| e.to_string()),
+            Err("password: is too common or too easy to guess".to_owned())
+        );
+        let short = secret("k7#Qv9!m");
+        assert!(matches!(
+            store.check_new_password("alice", short).await,
+            Err(UserStoreError::InvalidField {
+                field: "password",
+                ..
+            })
+        ));
+        let eight = store.with_password_policy(PasswordPolicy::new(8).unwrap());
+        assert!(
+            eight
+                .check_new_password("alice", secret("k7#Qv9!m"))
+                .await
+                .is_ok()
+        );
     }
 
     #[test]
@@ -449,10 +533,7 @@ mod tests {
         let store = UserStore::connect(&url).await.unwrap();
         assert!(path.exists());
         let alice = store
-            .register(
-                Username::parse("alice".into()).unwrap(),
-                Password::parse(secret("correct horse")).unwrap(),
-            )
+            .register(Username::parse("alice".into()).unwrap(), good(GOOD))
             .await
             .unwrap();
         let stored: String = sqlx::query_scalar("SELECT password_hash FROM users")
@@ -463,12 +544,9 @@ mod tests {
             stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{stored}"
         );
-        assert!(!stored.contains("correct horse"));
+        assert!(!stored.contains(GOOD));
 
-        let ok = store
-            .authenticate("alice", secret("correct horse"))
-            .await
-            .unwrap();
+        let ok = store.authenticate("alice", secret(GOOD)).await.unwrap();
         assert_eq!(ok, Some(alice));
         assert_eq!(
             store
@@ -477,13 +555,7 @@ mod tests {
                 .unwrap(),
             None
         );
-        assert_eq!(
-            store
-                .authenticate("bob", secret("correct horse"))
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(store.authenticate("bob", secret(GOOD)).await.unwrap(), None);
         store.close().await;
         let _ = std::fs::remove_file(path);
     }
@@ -492,28 +564,22 @@ mod tests {
     async fn a_password_is_checked_and_replaced() {
         let store = UserStore::connect("sqlite::memory:").await.unwrap();
         let alice = store
-            .register(
-                Username::parse("alice".into()).unwrap(),
-                Password::parse(secret("correct horse")).unwrap(),
-            )
+            .register(Username::parse("alice".into()).unwrap(), good(GOOD))
             .await
             .unwrap();
         let check = |password: &str, user_id: i64| store.verify_password(user_id, secret(password));
         assert!(!check("wrong", alice.user_id).await.unwrap());
-        assert!(check("correct horse", alice.user_id).await.unwrap());
-        assert!(!check("correct horse", alice.user_id + 1).await.unwrap());
-        let new = Password::parse(secret("battery staple")).unwrap();
+        assert!(check(GOOD, alice.user_id).await.unwrap());
+        assert!(!check(GOOD, alice.user_id + 1).await.unwrap());
+        let new = good(OTHER);
         assert!(store.set_password(alice.user_id, new).await.unwrap());
         assert_eq!(
-            store
-                .authenticate("alice", secret("correct horse"))
-                .await
-                .unwrap(),
+            store.authenticate("alice", secret(GOOD)).await.unwrap(),
             None
         );
         assert!(
             store
-                .authenticate("alice", secret("battery staple"))
+                .authenticate("alice", secret(OTHER))
                 .await
                 .unwrap()
                 .is_some()
@@ -524,12 +590,75 @@ mod tests {
     async fn a_taken_name_is_refused() {
         let store = UserStore::connect("sqlite::memory:").await.unwrap();
         let name = || Username::parse("alice".into()).unwrap();
-        let pass = || Password::parse(secret("correct horse")).unwrap();
+        let pass = || good(GOOD);
         store.register(name(), pass()).await.unwrap();
         assert!(matches!(
             store.register(name(), pass()).await,
             Err(UserStoreError::UsernameTaken)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_password_is_the_same_password_composed_or_decomposed() {
+        let store = UserStore::connect("sqlite::memory:").await.unwrap();
+        let decomposed = "cafe\u{301} lantern orbit pickle";
+        let composed = "caf\u{e9} lantern orbit pickle";
+        let password = store
+            .check_new_password("alice", secret(decomposed))
+            .await
+            .unwrap();
+        let alice = store
+            .register(Username::parse("alice".into()).unwrap(), password)
+            .await
+            .unwrap();
+        for typed in [composed, decomposed] {
+            assert_eq!(
+                store.authenticate("alice", secret(typed)).await.unwrap(),
+                Some(alice.clone()),
+                "{typed:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hash_of_the_raw_bytes_made_before_normalisation_still_verifies() {
+        let store = UserStore::connect("sqlite::memory:").await.unwrap();
+        // What registration stored before passwords were normalised: a hash of the bytes typed.
+        let typed = "cafe\u{301} lantern orbit pickle";
+        let legacy = store.hasher.hash(Password(secret(typed))).await.unwrap();
+        sqlx::query("INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, 0)")
+            .bind("old-timer")
+            .bind(legacy)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let found = store
+            .authenticate("old-timer", secret(typed))
+            .await
+            .unwrap();
+        assert_eq!(
+            found.map(|i| i.username.to_string()).as_deref(),
+            Some("old-timer")
+        );
+        let wrong = store
+            .authenticate("old-timer", secret("cafe lantern orbit pickle"))
+            .await;
+        assert_eq!(wrong.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_weak_password_on_record_keeps_logging_in() {
+        let store = UserStore::connect("sqlite::memory:").await.unwrap();
+        let weak = dangerous::unchecked_password(secret("password1"));
+        let old = store
+            .register(Username::parse("old-timer".into()).unwrap(), weak)
+            .await
+            .unwrap();
+        let found = store
+            .authenticate("old-timer", secret("password1"))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(old));
     }
 
     #[tokio::test]
