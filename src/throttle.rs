@@ -3,14 +3,14 @@
 //! limit, not N.
 //!
 //! # What is counted
-//! - **Per account name** (`--login-max-failures` [10] per `--login-window` [15m]): wrong
+//! - **Per account name** (`--login-max-failures` (default 10) per `--login-window` (default 15m)): wrong
 //!   passwords at every `/{backend}/login`, and wrong old passwords at `POST /users/me/password`,
 //!   all in one counter per name. At the limit, every login for that name answers
 //!   `429 too_many_attempts` with `Retry-After` until the window has passed, whether the name
 //!   exists or not and whether the password is right or not.
-//! - **Per client address** (`--login-ip-max-failures` [100]): wrong passwords at login, for any
+//! - **Per client address** (`--login-ip-max-failures` (default 100)): wrong passwords at login, for any
 //!   name, from one address (IPv6: one `/64`, what a single host is usually given).
-//! - **Registrations per client address** (`--register-ip-max` [20]): every `POST /users`
+//! - **Registrations per client address** (`--register-ip-max` (default 20)): every `POST /users`
 //!   attempt, since a `409 username_taken` answer tells whether a name exists.
 //!
 //! # Not an oracle

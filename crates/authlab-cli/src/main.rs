@@ -19,6 +19,15 @@ Examples:
 The JWT secret can also come from the AUTHLAB_JWT_SECRET environment variable (never a flag,
 which would show it to everyone running `ps`).";
 
+const COMPARE_NOTES: &str = "\
+Examples:
+  authlab compare --out report                    # about 2.5 minutes; needs the local Redis
+  authlab compare --rounds 5 --skip-memory        # throughput and latency only
+
+Every line it prints fits 80 columns. The in-process servers log warnings only; RUST_LOG=info
+shows their start-up lines. Ctrl-C stops the run, the servers, and removes the run's Redis keys
+and temporary files (exit code 130).";
+
 /// Sessions vs opaque Redis tokens vs JWT: one service, three authentication backends.
 #[derive(Parser)]
 #[command(name = "authlab", version, about, after_help = EXAMPLES)]
@@ -34,6 +43,7 @@ enum Command {
     Serve(Box<Settings>),
     /// Measure the backends side by side: throughput, latency, Redis round trips, memory,
     /// login cost and scale-out, in one run; writes report.json, report.md and SVG charts.
+    #[command(after_help = COMPARE_NOTES)]
     Compare(Box<authlab_compare::CompareArgs>),
 }
 
@@ -49,7 +59,11 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
         }
     };
-    authlab::telemetry::init();
+    match &cli.command {
+        // The comparison's own output is the point: the in-process servers log warnings only.
+        Command::Compare(_) => authlab_compare::init_logging(),
+        Command::Serve(_) => authlab::telemetry::init(),
+    }
     match cli.command {
         Command::Serve(settings) => {
             let mut settings = *settings;

@@ -38,6 +38,9 @@ pub enum CompareError {
     /// Writing the report failed.
     #[error("cannot write the report")]
     Io(#[source] std::io::Error),
+    /// Ctrl-C: the run stopped early and cleaned up; nothing was reported.
+    #[error("interrupted")]
+    Interrupted,
     /// Drawing a chart failed.
     #[error("cannot draw {chart}: {message}")]
     Chart {

@@ -33,13 +33,30 @@
 //! instance: the `/jwt/me` row then measures whatever denylist setting that server has, and the
 //! scale-out check is skipped).
 //!
+//! # What it prints
+//! While it runs, one line per step on stderr, each with the ETA of the whole run computed from
+//! the planned schedule, and a live line per route run with its counters
+//! (`[7/18 r2/3 ETA 1m05s] /redis/me [====>   ] 45,123 req/s`). At the end, on stdout: the
+//! throughput and latency tables, login cost, memory, scale-out and revocation, a "which should I
+//! choose" section built from the run's own figures, and where the targets come from. Every line
+//! fits 80 columns. The in-process servers log at `warn` and above only ([`init_logging`]), so
+//! actix's start-up lines do not mix into this output; `RUST_LOG` overrides it.
+//!
+//! Ctrl-C stops the run, the servers, and removes the run's Redis keys and temporary directory,
+//! then exits with 130 ([`interrupt`]); a run that crashed leaves a directory that the next run
+//! removes ([`setup::remove_stale_runs`]). Zero and nonsense flag values are refused before
+//! anything starts ([`args`]).
+//!
 //! # Layout
-//! - [`args`]: the command's flags; [`error`]: what can stop a run;
-//! - [`run`]: the order of the run, route by route and round by round;
-//! - [`setup`]: the in-process servers, the one-shot HTTP calls (register, log in), the checks;
+//! - [`args`]: the command's flags and their ranges; [`error`]: what can stop a run;
+//! - [`mod@run`]: the order of the run, route by route and round by round;
+//! - [`progress`]: the planned schedule, its ETA and the progress lines;
+//! - [`interrupt`]: stopping on Ctrl-C, and cleaning up;
+//! - [`setup`]: the in-process servers, the one-shot HTTP calls (register, log in), the checks,
+//!   the temporary directory;
 //! - [`probes`]: what is measured outside HTTP: RSS, Redis `INFO`, the session population;
-//! - [`report`]: the data model (`report.json`), its statistics, and its three renderings
-//!   (terminal table, `report.md`, SVG charts).
+//! - [`report`]: the data model (`report.json`), its statistics, the "which should I choose"
+//!   statements, and three renderings (terminal tables, `report.md`, SVG charts).
 //!
 //! This crate depends on the server library (`authlab`), never the other way round: the server
 //! package serves requests and nothing else. The `authlab` binary (crates/authlab-cli) calls
@@ -49,7 +66,9 @@
 
 pub mod args;
 pub mod error;
+pub mod interrupt;
 pub mod probes;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod setup;
@@ -58,14 +77,44 @@ pub use args::CompareArgs;
 pub use error::CompareError;
 pub use run::run;
 
-/// `authlab compare` as the binary runs it: the report, a table on stdout, and the exit code.
+/// Exit code after Ctrl-C: 128 + SIGINT, as a shell reports a command it interrupted.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The log filter of `authlab compare` when `RUST_LOG` is not set: warnings and errors only. The
+/// in-process servers would otherwise print their start-up lines (`starting 1 workers`, ...) at
+/// `info` among the progress lines; `RUST_LOG=info` brings them back.
+pub const DEFAULT_LOG_FILTER: &str = "warn";
+
+/// Installs the log subscriber for `authlab compare`: `RUST_LOG` if set, else
+/// [`DEFAULT_LOG_FILTER`]; to stderr, without colour. Call it instead of the server's
+/// `authlab::telemetry::init` (later calls of either do nothing).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// `authlab compare` as the binary runs it: the report, the tables on stdout, and the exit code
+/// (0; 1 on a failure or when any request failed; 130 after Ctrl-C).
 pub fn main(args: &CompareArgs) -> std::process::ExitCode {
-    match run(args) {
+    let interrupt = interrupt::Interrupt::install();
+    match run(args, &interrupt) {
         Ok(report) => {
-            println!("{}", report::table(&report));
+            print!("\n{}", report::screen(&report));
             println!(
-                "\nwrote {}/report.json, report.schema.json, report.md, throughput.svg and latency.svg",
-                args.out.display()
+                "\n{}",
+                report::format::wrap(
+                    &format!(
+                        "wrote report.json, report.schema.json, report.md, throughput.svg and latency.svg to {}",
+                        args.out.display()
+                    ),
+                    report::format::COLUMNS,
+                    "  "
+                )
             );
             if report.total_errors() > 0 {
                 eprintln!(
@@ -75,6 +124,12 @@ pub fn main(args: &CompareArgs) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
             std::process::ExitCode::SUCCESS
+        }
+        Err(CompareError::Interrupted) => {
+            eprintln!(
+                "interrupted: the servers are stopped, the run's Redis keys and temporary files removed; no report was written"
+            );
+            std::process::ExitCode::from(EXIT_INTERRUPTED)
         }
         Err(err) => {
             eprintln!("error: {}", authlab::error::CauseChain(&err));

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use authlab::backends;
@@ -73,8 +74,13 @@ async fn issue_session(store: &SessionAuthenticator, n: usize) -> Option<String>
     Some(issued.credential.expose_secret().to_owned())
 }
 
-/// Fills a session map to each of `sizes` in turn and measures RSS and verify time.
-pub async fn session_population(sizes: &[usize]) -> Vec<SessionPopulation> {
+/// Fills a session map to each of `sizes` in turn and measures RSS and verify time, handing each
+/// population to `measured` as it is done. Stops early (with what it has) once `cancel` is set.
+pub async fn session_population(
+    sizes: &[usize],
+    cancel: &AtomicBool,
+    mut measured: impl FnMut(&SessionPopulation),
+) -> Vec<SessionPopulation> {
     let mut sizes = sizes.to_vec();
     sizes.sort_unstable();
     let largest = sizes.last().copied().unwrap_or(0);
@@ -92,6 +98,9 @@ pub async fn session_population(sizes: &[usize]) -> Vec<SessionPopulation> {
     let mut issued = 0usize;
     for size in sizes {
         while issued < size {
+            if issued.is_multiple_of(4096) && cancel.load(Ordering::Relaxed) {
+                return results;
+            }
             let Some(id) = issue_session(&store, issued).await else {
                 break;
             };
@@ -108,18 +117,14 @@ pub async fn session_population(sizes: &[usize]) -> Vec<SessionPopulation> {
             .collect();
         let verify_ns = time_verify(&store, &ids).await;
         drop(ids);
-        results.push(SessionPopulation {
+        let population = SessionPopulation {
             sessions: issued,
             rss_delta_bytes,
             bytes_per_session: rss_delta_bytes as f64 / issued.max(1) as f64,
             verify_ns,
-        });
-        eprintln!(
-            "{:>12} sessions: {:>7.1} B/session (RSS), verify {:>6.1} ns",
-            issued,
-            rss_delta_bytes as f64 / issued.max(1) as f64,
-            verify_ns
-        );
+        };
+        measured(&population);
+        results.push(population);
     }
     results
 }
@@ -223,9 +228,11 @@ pub struct RedisTokenMemory {
 }
 
 /// Issues `tokens` opaque tokens under a throw-away prefix and reads Redis's memory growth.
+/// Stops issuing early once `cancel` is set (the keys issued so far are still removed).
 pub async fn redis_token_memory(
     redis: &RedisSettings,
     tokens: usize,
+    cancel: &Arc<AtomicBool>,
 ) -> Result<RedisTokenMemory, ProbeError> {
     let url = redis.url.as_str();
     let mut settings = Settings::defaults();
@@ -248,10 +255,14 @@ pub async fn redis_token_memory(
     let lanes = 64usize;
     for lane in 0..lanes {
         let auth = auth.clone();
+        let cancel = cancel.clone();
         let count = tokens / lanes + usize::from(lane < tokens % lanes);
         tasks.spawn(async move {
             let mut ok = 0usize;
             for n in 0..count {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
                 let identity = Identity::new((lane * 1_000_000 + n) as i64, format!("user{n:07}"));
                 if auth.issue(&identity, &ClientInfo::default()).await.is_ok() {
                     ok += 1;

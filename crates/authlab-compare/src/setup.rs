@@ -7,7 +7,7 @@
 //! credentials on every request.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
@@ -19,6 +19,15 @@ use authlab::config::{Settings, Switch};
 use authlab::startup::Application;
 
 use crate::{CompareArgs, CompareError};
+
+/// The row of `/session/me` in the report.
+pub const SESSION: &str = "/session/me";
+/// The row of `/redis/me`.
+pub const REDIS: &str = "/redis/me";
+/// The row of `/jwt/me` on instance A (denylist off).
+pub const JWT_OFF: &str = "/jwt/me (denylist off)";
+/// The row of `/jwt/me` on instance B (denylist on).
+pub const JWT_ON: &str = "/jwt/me (denylist on)";
 
 /// The one user every backend logs in.
 const USERNAME: &str = "compare-user";
@@ -71,7 +80,57 @@ pub struct Instances {
     pub redis_prefix: String,
     handles: Vec<ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
-    database: Option<PathBuf>,
+    /// The run's temporary directory (the SQLite user database), removed by [`Instances::stop`].
+    run_dir: Option<PathBuf>,
+}
+
+/// What every run's temporary directory is called: `authlab-compare-<pid>-<run id>`, so a later
+/// run can tell whether the process that made it is still alive.
+const RUN_DIR_PREFIX: &str = "authlab-compare-";
+
+/// Removes what crashed or killed runs left in `dir`: every `authlab-compare-<pid>-...` entry whose
+/// process no longer exists (`/proc/<pid>` is gone). Entries of live processes, and anything not
+/// named that way, are kept. Returns what was removed. Does nothing where there is no `/proc`.
+pub fn remove_stale_runs(dir: &Path) -> Vec<PathBuf> {
+    let proc_fs = Path::new("/proc/self");
+    if !proc_fs.exists() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// A new, empty temporary directory for this run: `<dir>/authlab-compare-<pid>-<run id>`.
+fn create_run_dir(dir: &Path, run: &str) -> std::io::Result<PathBuf> {
+    let path = dir.join(format!("{RUN_DIR_PREFIX}{}-{run}", std::process::id()));
+    std::fs::create_dir(&path)?;
+    Ok(path)
 }
 
 impl Instances {
@@ -83,7 +142,7 @@ impl Instances {
             redis_prefix: String::new(),
             handles: Vec::new(),
             thread: None,
-            database: None,
+            run_dir: None,
         }
     }
 
@@ -95,7 +154,16 @@ impl Instances {
     /// Starts A and B in this process, on an actix system thread of their own.
     pub fn start(args: &CompareArgs) -> Result<Self, CompareError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
-        let database = std::env::temp_dir().join(format!("authlab-compare-{run}.db"));
+        let run_dir = create_run_dir(&std::env::temp_dir(), &run).map_err(CompareError::Io)?;
+        let started = Self::start_in(args, &run, &run_dir);
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(&run_dir);
+        }
+        started
+    }
+
+    fn start_in(args: &CompareArgs, run: &str, run_dir: &Path) -> Result<Self, CompareError> {
+        let database = run_dir.join("users.db");
         let redis_prefix = format!("authlab-compare:{run}:");
         let mut base = Settings::defaults();
         base.bind = "127.0.0.1:0".to_owned();
@@ -146,21 +214,17 @@ impl Instances {
             redis_prefix,
             handles: vec![handle_a, handle_b],
             thread: Some(thread),
-            database: Some(database),
+            run_dir: Some(run_dir.to_owned()),
         })
     }
 
-    /// Stops the in-process servers and removes the temporary database.
+    /// Stops the in-process servers and removes the run's temporary directory.
     pub async fn stop(&self) {
         for handle in &self.handles {
             handle.stop(false).await;
         }
-        if let Some(database) = &self.database {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut path = database.clone().into_os_string();
-                path.push(suffix);
-                let _ = std::fs::remove_file(path);
-            }
+        if let Some(run_dir) = &self.run_dir {
+            let _ = std::fs::remove_dir_all(run_dir);
         }
     }
 }
@@ -298,6 +362,8 @@ pub async fn log_in_everywhere(
 pub struct ScaleOutCheck {
     /// Which backend, and where the credential was issued.
     pub backend: String,
+    /// The route of the main table this credential's backend is measured on.
+    pub route: String,
     /// Status of `/me` on the issuing instance before logout.
     pub issuer_before: u16,
     /// Status of `/me` on the other instance before logout (200: the credential travels).
@@ -329,6 +395,7 @@ async fn status(request: &RequestSpec, timeout: Duration) -> Result<u16, Compare
 async fn check(
     backend: &'static str,
     label: &str,
+    route: &str,
     issuer: SocketAddr,
     other: SocketAddr,
     timeout: Duration,
@@ -357,6 +424,7 @@ async fn check(
     let other_after = status(&me(other, backend, &credential), timeout).await?;
     Ok(ScaleOutCheck {
         backend: label.to_owned(),
+        route: route.to_owned(),
         issuer_before,
         other_before,
         logout,
@@ -373,9 +441,58 @@ pub async fn scale_out(
 ) -> Result<Vec<ScaleOutCheck>, CompareError> {
     let (a, b) = (instances.a, instances.b);
     Ok(vec![
-        check("session", "session (issued by A)", a, b, timeout).await?,
-        check("redis", "redis (issued by A)", a, b, timeout).await?,
-        check("jwt", "jwt (issued by A, denylist off)", a, b, timeout).await?,
-        check("jwt", "jwt (issued by B, denylist on)", b, a, timeout).await?,
+        check("session", "session (issued by A)", SESSION, a, b, timeout).await?,
+        check("redis", "redis (issued by A)", REDIS, a, b, timeout).await?,
+        check("jwt", "jwt (A, denylist off)", JWT_OFF, a, b, timeout).await?,
+        check("jwt", "jwt (B, denylist on)", JWT_ON, b, a, timeout).await?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("authlab-stale-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    /// A pid no process can have: above the kernel's `pid_max`.
+    fn dead_pid() -> u64 {
+        let max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4_194_304);
+        max + 1
+    }
+
+    #[test]
+    fn a_leftover_of_a_dead_process_is_removed_and_a_live_ones_is_kept() {
+        let dir = scratch();
+        let dead = dir.join(format!("authlab-compare-{}-0123abcd", dead_pid()));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("users.db"), b"x").unwrap();
+        let live = create_run_dir(&dir, "4567ef").unwrap();
+        let unrelated = dir.join("authlab-compare-notapid.db");
+        std::fs::write(&unrelated, b"x").unwrap();
+
+        let removed = remove_stale_runs(&dir);
+
+        assert_eq!(removed, vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(live.exists(), "this process is alive: its directory stays");
+        assert!(unrelated.exists(), "not named by a pid: not ours to remove");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_run_directory_carries_this_processs_pid() {
+        let dir = scratch();
+        let run_dir = create_run_dir(&dir, "feed").unwrap();
+        let name = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(name, format!("authlab-compare-{}-feed", std::process::id()));
+        assert_eq!(remove_stale_runs(&dir), Vec::<PathBuf>::new());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -299,13 +299,13 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         }
     }
 
-    /// Checks signature, algorithm, issuer and lifetime of an access token (see [`verify`]);
+    /// Checks signature, algorithm, issuer and lifetime of an access token (the hand-written checks of `verify.rs`);
     /// does not consult the denylist.
     pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {
         let now = self.clock.now_unix();
         Ok(self
             .access
-            .verify(token, now, |c| Ok(c.to_owned_claims()))?)
+            .check_token(token, now, |c| Ok(c.to_owned_claims()))?)
     }
 
     /// Checks a stateless refresh JWT: `jsonwebtoken` checks signature, algorithm, issuer and
@@ -460,7 +460,7 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let now = self.clock.now_unix();
-        let (identity, jti) = self.access.verify(credential, now, |claims| {
+        let (identity, jti) = self.access.check_token(credential, now, |claims| {
             let identity =
                 Identity::new(claims.user_id()?, &*claims.username).in_session(&*claims.fam);
             // The token id is copied out only when a denylist will ask about it.

@@ -381,7 +381,7 @@ impl AccessVerifier {
 
     /// Checks `token` at time `now` and hands its claims to `read` (they borrow from a stack
     /// buffer, so they cannot leave this call).
-    pub(crate) fn verify<T>(
+    pub(crate) fn check_token<T>(
         &self,
         token: &str,
         now: u64,
@@ -486,7 +486,7 @@ mod tests {
     }
 
     fn ours_who(token: &str) -> Result<Who, Refusal> {
-        AccessVerifier::new(KEY, "authlab", b64(CANONICAL)).verify(token, NOW, |c| {
+        AccessVerifier::new(KEY, "authlab", b64(CANONICAL)).check_token(token, NOW, |c| {
             Ok((c.user_id()?, c.username.to_string(), c.fam.to_string()))
         })
     }
@@ -762,7 +762,8 @@ mod tests {
     fn our_own_tokens_verify_without_allocating_and_others_are_counted() {
         let verifier = AccessVerifier::new(KEY, "authlab", b64(CANONICAL));
         let ours = raw_token_bytes(CANONICAL, good_claims().to_string().as_bytes(), KEY);
-        let (who, allocations) = allocations_in(|| verifier.verify(&ours, NOW, |c| c.user_id()));
+        let (who, allocations) =
+            allocations_in(|| verifier.check_token(&ours, NOW, |c| c.user_id()));
         assert_eq!(who, Ok(42));
         assert_eq!(allocations, 0, "the fast path allocated");
         // The counter does count: a header that is not ours is parsed, and that allocates.
@@ -771,7 +772,8 @@ mod tests {
             &good_claims().to_string(),
             KEY,
         );
-        let (who, allocations) = allocations_in(|| verifier.verify(&other, NOW, |c| c.user_id()));
+        let (who, allocations) =
+            allocations_in(|| verifier.check_token(&other, NOW, |c| c.user_id()));
         assert_eq!(who, Ok(42));
         assert!(allocations > 0);
     }

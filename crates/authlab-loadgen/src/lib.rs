@@ -26,7 +26,8 @@
 //! would have been sent). The percentiles here are per *completed* request, as wrk reports them.
 //!
 //! # Layout
-//! - [`LoadSpec`]: what to send, how hard, for how long;
+//! - [`LoadSpec`]: what to send, how hard, for how long; [`Progress`]: the caller's progress line,
+//!   redrawn from a [`Tick`]; [`LoadSpec::cancel`]: ending a run early (Ctrl-C);
 //! - [`run_blocking`] / [`run`]: a run; [`LoadReport`]: what it found;
 //! - [`fetch`]: one request on a fresh connection, for setting up a run (register, log in).
 #![deny(missing_docs)]
@@ -34,7 +35,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -165,8 +166,69 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// Longest wait for one answer before it counts as a transport error.
     pub timeout: Duration,
-    /// Label of the progress bar; `None` for no bar. The bar draws only when stderr is a terminal.
-    pub progress: Option<String>,
+    /// Draws the progress line; `None` for none. The line shows only when stderr is a terminal.
+    pub progress: Option<Progress>,
+    /// Set from elsewhere (a Ctrl-C handler) to end the run early: every connection stops after
+    /// its current request, and the report covers what was done.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Where a run is, handed to [`Progress`] every 200 ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    /// Time since the run started (warm-up included).
+    pub elapsed: Duration,
+    /// The warm-up, as planned.
+    pub warmup: Duration,
+    /// The measured window, as planned.
+    pub duration: Duration,
+    /// Completed requests per second over the last tick.
+    pub requests_per_sec: f64,
+}
+
+impl Tick {
+    /// Whether the run is still in its warm-up.
+    pub fn warming_up(&self) -> bool {
+        self.elapsed < self.warmup
+    }
+
+    /// How far the run is, from 0 to 1.
+    pub fn fraction(&self) -> f64 {
+        let total = (self.warmup + self.duration).as_secs_f64();
+        if total <= 0.0 {
+            return 1.0;
+        }
+        (self.elapsed.as_secs_f64() / total).clamp(0.0, 1.0)
+    }
+
+    /// Time left in this run.
+    pub fn remaining(&self) -> Duration {
+        (self.warmup + self.duration).saturating_sub(self.elapsed)
+    }
+}
+
+/// Renders the progress line from a [`Tick`]. The caller decides what the line says (a run that is
+/// one step of a longer plan can show the plan's counters and ETA); the generator only redraws it.
+/// Keep the line narrower than the terminal: a line that wraps is redrawn on every tick.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(&Tick) -> String + Send + Sync>);
+
+impl Progress {
+    /// A progress line drawn by `render`.
+    pub fn new(render: impl Fn(&Tick) -> String + Send + Sync + 'static) -> Self {
+        Self(Arc::new(render))
+    }
+
+    /// The line for `tick`.
+    pub fn render(&self, tick: &Tick) -> String {
+        (self.0)(tick)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 /// Latency percentiles of one run, in microseconds.
@@ -286,12 +348,13 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     let end = measure_from + spec.duration;
     let completed = Arc::new(AtomicU64::new(0));
 
-    let bar = spec
-        .progress
-        .as_ref()
-        .map(|label| progress_bar(label, spec));
-    let ticker = bar.clone().map(|bar| {
+    let bar = spec.progress.clone().map(|progress| {
+        let bar = progress_bar();
+        (bar, progress)
+    });
+    let ticker = bar.clone().map(|(bar, progress)| {
         let completed = completed.clone();
+        let (warmup, duration) = (spec.warmup, spec.duration);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(200));
             let mut last = (Instant::now(), 0u64);
@@ -299,15 +362,20 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
                 every.tick().await;
                 let now = Instant::now();
                 let done = completed.load(Ordering::Relaxed);
-                let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
-                last = (now, done);
-                let phase = if now < measure_from {
-                    "warm-up"
+                let seconds = now.duration_since(last.0).as_secs_f64();
+                let requests_per_sec = if seconds > 0.0 {
+                    (done - last.1) as f64 / seconds
                 } else {
-                    "measuring"
+                    0.0
                 };
-                bar.set_position(now.duration_since(start).as_millis() as u64);
-                bar.set_message(format!("{phase} {rate:>9.0} req/s"));
+                last = (now, done);
+                bar.set_message(progress.render(&Tick {
+                    elapsed: now.duration_since(start),
+                    warmup,
+                    duration,
+                    requests_per_sec,
+                }));
+                bar.tick();
             }
         })
     });
@@ -317,12 +385,14 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
             let request = spec.request.clone();
             let completed = completed.clone();
             let timeout = spec.timeout;
+            let cancel = spec.cancel.clone();
             tokio::spawn(connection_loop(
                 request,
                 measure_from,
                 end,
                 timeout,
                 completed,
+                cancel,
             ))
         })
         .collect();
@@ -347,20 +417,19 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     if let Some(ticker) = ticker {
         ticker.abort();
     }
-    if let Some(bar) = bar {
+    if let Some((bar, _)) = bar {
         bar.finish_and_clear();
     }
     Ok(report(total, spec.duration))
 }
 
-fn progress_bar(label: &str, spec: &LoadSpec) -> ProgressBar {
-    let total_ms = (spec.warmup + spec.duration).as_millis() as u64;
-    let bar = ProgressBar::with_draw_target(Some(total_ms), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix:>18} [{bar:30}] {elapsed:>3} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+/// A bar that shows nothing but the line [`Progress`] renders (no padding, no bar of its own, so
+/// the line is exactly as wide as the caller made it).
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
-    bar.set_prefix(label.to_owned());
     bar
 }
 
@@ -437,6 +506,7 @@ async fn connection_loop(
     end: Instant,
     timeout: Duration,
     completed: Arc<AtomicU64>,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> TaskTally {
     let mut tally = TaskTally::new();
     let mut sender: Option<Sender> = None;
@@ -449,7 +519,7 @@ async fn connection_loop(
 
     loop {
         let started = Instant::now();
-        if started >= end {
+        if started >= end || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
             break;
         }
         let deadline = (started + timeout).min(end + timeout);
@@ -616,6 +686,7 @@ mod tests {
             duration: Duration::from_millis(200),
             timeout: Duration::from_secs(2),
             progress: None,
+            cancel: None,
         }
     }
 
@@ -657,6 +728,39 @@ mod tests {
             run(&spec(addr, "/ok")).await,
             Err(LoadError::Connect { .. })
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_run_stops_before_its_window_and_records_nothing() {
+        let addr = serve().await;
+        let mut spec = spec(addr, "/ok");
+        // Without the cancel flag this run would measure for an hour.
+        spec.warmup = Duration::ZERO;
+        spec.duration = Duration::from_secs(3600);
+        spec.cancel = Some(Arc::new(AtomicBool::new(true)));
+        let report = run(&spec).await.unwrap();
+        assert_eq!(report.total_requests(), 0);
+        assert_eq!(report.errors(), 0);
+    }
+
+    #[test]
+    fn a_tick_knows_its_phase_fraction_and_time_left() {
+        let tick = Tick {
+            elapsed: Duration::from_secs(1),
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(6),
+            requests_per_sec: 10.0,
+        };
+        assert!(tick.warming_up());
+        assert_eq!(tick.fraction(), 0.125);
+        assert_eq!(tick.remaining(), Duration::from_secs(7));
+        let later = Tick {
+            elapsed: Duration::from_secs(9),
+            ..tick
+        };
+        assert!(!later.warming_up());
+        assert_eq!(later.fraction(), 1.0);
+        assert_eq!(later.remaining(), Duration::ZERO);
     }
 
     #[tokio::test]

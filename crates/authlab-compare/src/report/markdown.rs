@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::choose;
 use super::model::Report;
 use super::terminal::{errors_cell, ratio_cell, redis_cell};
 
@@ -64,6 +65,33 @@ pub fn markdown(report: &Report) -> String {
     }
     let _ = writeln!(md, "\n![requests per second](throughput.svg)\n");
     let _ = writeln!(md, "![latency percentiles](latency.svg)\n");
+
+    let statements = choose::statements(report);
+    if !statements.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Which should I choose\n\nTrade-offs, each taken from a figure of this run (the tables here), not a ranking:\n"
+        );
+        for s in statements {
+            let _ = writeln!(md, "- {s}");
+        }
+        md.push('\n');
+    }
+    let sourced: Vec<_> = report
+        .routes
+        .iter()
+        .filter_map(|r| Some((r, r.target_ratio?, r.target_source.as_deref()?)))
+        .collect();
+    if !sourced.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Where the targets come from\n\n| route | target ratio to /hello | source |\n|---|---:|---|"
+        );
+        for (route, ratio, source) in sourced {
+            let _ = writeln!(md, "| `{}` | >= {ratio:.2} | {source} |", route.name);
+        }
+        md.push('\n');
+    }
 
     if let Some(login) = &report.login {
         let _ = writeln!(

@@ -54,6 +54,8 @@ pub struct RunSettings {
     pub duration_s: f64,
     /// Rounds: every route is run once per round, in the same order.
     pub rounds: usize,
+    /// Connections of the login-cost run.
+    pub login_connections: usize,
 }
 
 /// One route's row, over every round of the run.
@@ -73,8 +75,10 @@ pub struct RouteResult {
     pub ratio_to_hello: Option<f64>,
     /// The per-round ratios the median is taken from.
     pub ratio_per_round: Vec<f64>,
-    /// The ratio issue #4 asks for.
+    /// The ratio to `/hello` asked of this route.
     pub target_ratio: Option<f64>,
+    /// Where `target_ratio` comes from (the issue that set it, and what it was based on).
+    pub target_source: Option<String>,
     /// Whether the median ratio meets the target (and no request failed).
     pub target_met: Option<bool>,
     /// Requests without a 2xx answer, summed over every round (warm-ups included).
@@ -97,7 +101,7 @@ impl RouteResult {
         name: &str,
         path: &str,
         credential: Option<&CredentialHeader>,
-        target_ratio: Option<f64>,
+        target: Option<(f64, &str)>,
         rounds: Vec<LoadReport>,
         redis: Option<RedisPerRequest>,
     ) -> Self {
@@ -126,7 +130,8 @@ impl RouteResult {
             requests_per_sec,
             ratio_to_hello: None,
             ratio_per_round: Vec::new(),
-            target_ratio,
+            target_ratio: target.map(|(ratio, _)| ratio),
+            target_source: target.map(|(_, source)| source.to_owned()),
             target_met: None,
             errors: rounds.iter().map(LoadReport::errors).sum(),
             status_counts,
@@ -182,6 +187,7 @@ impl Report {
                 warmup_s: args.warmup.as_secs_f64(),
                 duration_s: args.duration.as_secs_f64(),
                 rounds: args.rounds.max(1),
+                login_connections: args.login_connections,
             },
             redis_version: None,
             routes: Vec::new(),

@@ -1,27 +1,47 @@
-//! The terminal table.
+//! What `authlab compare` prints on stdout at the end: compact tables and the "which should I
+//! choose" section, every line within [`COLUMNS`] (comfy-table wraps a cell rather than widen a
+//! table past it).
 
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{CellAlignment, ContentArrangement, Table};
 
+use super::choose;
+use super::format::{self, COLUMNS};
 use super::model::{Report, RouteResult};
 use crate::probes::RedisPerRequest;
 
+/// `1.00 (get 1.00)`: commands per request, and per command name (for `report.md`).
 pub(super) fn redis_cell(redis: Option<&RedisPerRequest>) -> String {
     match redis {
         None => "n/a".to_owned(),
         Some(r) if r.by_command.is_empty() => "0".to_owned(),
-        Some(r) => {
-            // Commands below 0.005 per request are other clients of the same Redis, not this route.
-            let detail: Vec<String> = r
-                .by_command
-                .iter()
-                .filter(|(_, per)| **per >= 0.005)
-                .map(|(name, per)| format!("{name} {per:.2}"))
-                .collect();
-            format!("{:.2} ({})", r.commands_per_request, detail.join(", "))
+        Some(r) => format!("{:.2} ({})", r.commands_per_request, redis_detail(r)),
+    }
+}
+
+/// `get 1.00, exists 1.00`. Commands below 0.005 per request are other clients of the same
+/// Redis, not this route.
+fn redis_detail(r: &RedisPerRequest) -> String {
+    let detail: Vec<String> = r
+        .by_command
+        .iter()
+        .filter(|(_, per)| **per >= 0.005)
+        .map(|(name, per)| format!("{name} {per:.2}"))
+        .collect();
+    detail.join(", ")
+}
+
+/// The same, shorter, for the screen: `get 1.00` (the total only when several commands ran).
+fn redis_screen_cell(redis: Option<&RedisPerRequest>) -> String {
+    match redis {
+        None => "n/a".to_owned(),
+        Some(r) if r.commands_per_request < 0.005 => "0".to_owned(),
+        Some(r) if r.by_command.values().filter(|per| **per >= 0.005).count() == 1 => {
+            redis_detail(r)
         }
+        Some(r) => format!("{:.2}: {}", r.commands_per_request, redis_detail(r)),
     }
 }
 
@@ -35,7 +55,7 @@ pub(super) fn errors_cell(route: &RouteResult) -> String {
         .filter(|(s, _)| !(200..300).contains(*s))
         .map(|(s, n)| format!("{n}x{s}"))
         .collect();
-    let mut cell = format!("{}", route.errors);
+    let mut cell = format::thousands(route.errors);
     if !statuses.is_empty() {
         let _ = write!(cell, " ({})", statuses.join(", "));
     }
@@ -45,58 +65,240 @@ pub(super) fn errors_cell(route: &RouteResult) -> String {
     cell
 }
 
-pub(super) fn ratio_cell(route: &RouteResult) -> String {
-    let ratio = route
+/// `0.94x`, or `n/a` before the ratios are known.
+pub(super) fn ratio(route: &RouteResult) -> String {
+    route
         .ratio_to_hello
-        .map_or("n/a".to_owned(), |r| format!("{r:.2}x"));
-    // The spread over rounds, so a reader sees how much the machine moved.
-    let spread = route.ratio_per_round.iter().copied();
-    let ratio = match (
-        spread.clone().reduce(f64::min),
-        spread.reduce(f64::max),
-        route.ratio_per_round.len(),
-    ) {
-        (Some(lo), Some(hi), n) if n > 1 => format!("{ratio} [{lo:.2}-{hi:.2}]"),
-        _ => ratio,
-    };
-    match (route.target_ratio, route.target_met) {
-        (Some(target), Some(true)) => format!("{ratio} (>= {target:.2}: met)"),
-        (Some(target), Some(false)) => format!("{ratio} (>= {target:.2}: MISSED)"),
-        _ => ratio,
+        .map_or("n/a".to_owned(), |r| format!("{r:.2}x"))
+}
+
+/// `0.91-0.97`: the ratio's spread over rounds, so a reader sees how much the machine moved.
+pub(super) fn spread(route: &RouteResult) -> String {
+    let lo = route.ratio_per_round.iter().copied().reduce(f64::min);
+    let hi = route.ratio_per_round.iter().copied().reduce(f64::max);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if route.ratio_per_round.len() > 1 => format!("{lo:.2}-{hi:.2}"),
+        _ => String::new(),
     }
 }
 
-/// The main table, for the terminal.
-pub fn table(report: &Report) -> Table {
+/// `0.95 met` / `0.95 MISSED` (under the header `>= target`).
+pub(super) fn target(route: &RouteResult) -> String {
+    match (route.target_ratio, route.target_met) {
+        (Some(target), Some(true)) => format!("{target:.2} met"),
+        (Some(target), Some(false)) => format!("{target:.2} MISSED"),
+        (Some(target), None) => format!("{target:.2}"),
+        _ => String::new(),
+    }
+}
+
+/// `0.94x [0.91-0.97] (>= 0.95: met)`: ratio, spread and target in one cell (for `report.md`).
+pub(super) fn ratio_cell(route: &RouteResult) -> String {
+    let mut cell = ratio(route);
+    let spread = spread(route);
+    if !spread.is_empty() {
+        let _ = write!(cell, " [{spread}]");
+    }
+    match (route.target_ratio, route.target_met) {
+        (Some(target), Some(true)) => format!("{cell} (>= {target:.2}: met)"),
+        (Some(target), Some(false)) => format!("{cell} (>= {target:.2}: MISSED)"),
+        _ => cell,
+    }
+}
+
+fn new_table(header: Vec<&str>) -> Table {
     let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED).set_header(vec![
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(COLUMNS as u16)
+        .set_header(header);
+    table
+}
+
+fn align_right(table: &mut Table, columns: &[usize]) {
+    for column in columns {
+        if let Some(c) = table.column_mut(*column) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// Requests/s, the ratio to `/hello` with its spread over rounds, the target, errors.
+pub fn throughput_table(report: &Report) -> Table {
+    let mut table = new_table(vec![
         "route",
         "req/s",
-        "ratio to /hello (target)",
-        "p50 us",
-        "p99 us",
-        "p99.9 us",
+        "ratio",
+        "min-max",
+        ">= target",
         "errors",
-        "credential B",
-        "Redis cmds/req",
     ]);
     for route in &report.routes {
         table.add_row(vec![
             route.name.clone(),
-            format!("{:.0}", route.requests_per_sec),
-            ratio_cell(route),
-            route.load.latency.p50_us.to_string(),
-            route.load.latency.p99_us.to_string(),
-            route.load.latency.p999_us.to_string(),
+            format::thousands_f(route.requests_per_sec),
+            ratio(route),
+            spread(route),
+            target(route),
             errors_cell(route),
-            route.credential_bytes.to_string(),
-            redis_cell(route.redis.as_ref()),
         ]);
     }
-    for column in [1, 3, 4, 5, 7] {
-        if let Some(c) = table.column_mut(column) {
-            c.set_cell_alignment(CellAlignment::Right);
+    align_right(&mut table, &[1, 2, 5]);
+    table
+}
+
+/// Latency percentiles of the median round, and what each request carries and costs.
+pub fn latency_table(report: &Report) -> Table {
+    let mut table = new_table(vec![
+        "route",
+        "p50",
+        "p99",
+        "p99.9",
+        "credential",
+        "Redis/req",
+    ]);
+    for route in &report.routes {
+        let l = &route.load.latency;
+        table.add_row(vec![
+            route.name.clone(),
+            format::thousands(l.p50_us),
+            format::thousands(l.p99_us),
+            format::thousands(l.p999_us),
+            format!("{} B", route.credential_bytes),
+            redis_screen_cell(route.redis.as_ref()),
+        ]);
+    }
+    align_right(&mut table, &[1, 2, 3, 4]);
+    table
+}
+
+/// Login cost, memory and scale-out, as short tables (empty where the run did not measure them).
+fn other_sections(report: &Report, out: &mut String) {
+    if let Some(login) = &report.login {
+        let _ = writeln!(
+            out,
+            "\nLogin cost: POST /jwt/login, {} connections, {:.1} s measured",
+            report.settings.login_connections, login.duration_s
+        );
+        let mut table = new_table(vec!["logins/s", "p50", "p99", "errors"]);
+        table.add_row(vec![
+            format!("{:.1}", login.requests_per_sec),
+            format::latency(login.latency.p50_us),
+            format::latency(login.latency.p99_us),
+            format::thousands(login.errors()),
+        ]);
+        align_right(&mut table, &[0, 1, 2, 3]);
+        let _ = writeln!(out, "{table}");
+    }
+    if !report.sessions.is_empty() || report.redis_memory.is_some() {
+        let _ = writeln!(
+            out,
+            "\nMemory: process RSS per live session (in-process map)"
+        );
+    }
+    if !report.sessions.is_empty() {
+        let mut table = new_table(vec![
+            "live sessions",
+            "RSS growth",
+            "per session",
+            "verify ns",
+        ]);
+        for p in &report.sessions {
+            table.add_row(vec![
+                format::thousands(p.sessions as u64),
+                format::bytes(p.rss_delta_bytes as f64),
+                format::bytes(p.bytes_per_session),
+                format::thousands_f(p.verify_ns),
+            ]);
+        }
+        align_right(&mut table, &[0, 1, 2, 3]);
+        let _ = writeln!(out, "{table}");
+    }
+    if let Some(r) = &report.redis_memory {
+        let text = format!(
+            "Redis: {} logins (token + refresh family + user index) grew used_memory by {}: {} per login.",
+            format::thousands(r.tokens as u64),
+            format::bytes(r.used_memory_delta_bytes.max(0) as f64),
+            format::bytes(r.bytes_per_token)
+        );
+        let _ = writeln!(out, "{}", format::wrap(&text, COLUMNS, ""));
+    }
+    if !report.scale_out.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nScale-out and revocation (A: denylist off, B: on; shared Redis and key)"
+        );
+        let mut table = new_table(vec![
+            "credential",
+            "issuer\n/me",
+            "other\n/me",
+            "logout",
+            "issuer\nafter",
+            "other\nafter",
+            "logout ->\nrejected",
+        ]);
+        for c in &report.scale_out {
+            table.add_row(vec![
+                c.backend.clone(),
+                c.issuer_before.to_string(),
+                c.other_before.to_string(),
+                c.logout.to_string(),
+                c.issuer_after.to_string(),
+                c.other_after.to_string(),
+                c.revocation_us.map_or("never".to_owned(), format::latency),
+            ]);
+        }
+        align_right(&mut table, &[1, 2, 3, 4, 5, 6]);
+        let _ = writeln!(out, "{table}");
+    }
+}
+
+/// Everything printed at the end of a run, in the order a reader needs it.
+pub fn screen(report: &Report) -> String {
+    let mut out = String::new();
+    let baseline = report
+        .baseline_requests_per_sec
+        .map_or("n/a".to_owned(), format::thousands_f);
+    let _ = writeln!(
+        out,
+        "{}",
+        format::wrap(
+            &format!(
+                "Throughput: median of {} round(s), {} connections; ratio = req/s over the round's /hello ({} req/s)",
+                report.settings.rounds, report.settings.connections, baseline
+            ),
+            COLUMNS,
+            ""
+        )
+    );
+    let _ = writeln!(out, "{}", throughput_table(report));
+    let _ = writeln!(
+        out,
+        "\nLatency in us (the median round), credential size, Redis commands per request"
+    );
+    let _ = writeln!(out, "{}", latency_table(report));
+    other_sections(report, &mut out);
+    let statements = choose::statements(report);
+    if !statements.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWhich should I choose? Trade-offs measured in this run, not a ranking:"
+        );
+        for s in statements {
+            let _ = writeln!(out, "{}", format::wrap(&format!("- {s}"), COLUMNS, "  "));
         }
     }
-    table
+    if report.routes.iter().any(|r| r.target_source.is_some()) {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            format::wrap(
+                "Targets: the ratios issue #4 asks for, set from the architecture notes' prototypes on this kind of machine; report.md (and target_source in report.json) gives each one's source.",
+                COLUMNS,
+                ""
+            )
+        );
+    }
+    out
 }

@@ -1,0 +1,253 @@
+//! "Which should I choose": one statement per backend, built from this run's own figures.
+//!
+//! Each statement is a list of trade-offs, not a rank: how fast the route was against `/hello`
+//! and its p99, how soon a logout took effect and whether the other instance agreed, whether a
+//! second instance accepts the credential, how many Redis commands each request cost, what a live
+//! session or login costs in memory, and how big the credential is. Every figure comes from the
+//! report; a figure the run did not take (a `--target` run has no scale-out check, `--skip-memory`
+//! no memory) is left out, never filled in.
+
+use super::format;
+use super::model::{Report, RouteResult};
+use crate::setup::{self, ScaleOutCheck};
+
+/// The backends the section speaks of: a label and the route of the table that measures it.
+const BACKENDS: [(&str, &str); 5] = [
+    ("session", setup::SESSION),
+    ("redis", setup::REDIS),
+    ("jwt, denylist off", setup::JWT_OFF),
+    ("jwt, denylist on", setup::JWT_ON),
+    ("jwt", "/jwt/me (as served)"),
+];
+
+/// The section's statements, one per backend measured, then one on login cost.
+pub fn statements(report: &Report) -> Vec<String> {
+    let authenticated: Vec<&RouteResult> = BACKENDS
+        .iter()
+        .filter_map(|(_, route)| report.routes.iter().find(|r| r.name == *route))
+        .collect();
+    let ratios: Vec<f64> = authenticated
+        .iter()
+        .filter_map(|r| r.ratio_to_hello)
+        .collect();
+    let best = ratios.iter().copied().reduce(f64::max);
+    let worst = ratios.iter().copied().reduce(f64::min);
+
+    let mut out = Vec::new();
+    for (label, route_name) in BACKENDS {
+        let Some(route) = report.routes.iter().find(|r| r.name == route_name) else {
+            continue;
+        };
+        let check = report.scale_out.iter().find(|c| c.route == route_name);
+        let mut parts = vec![speed(route, best, worst, ratios.len())];
+        if let Some(check) = check {
+            parts.push(revocation(check));
+            parts.push(second_instance(check));
+        }
+        if let Some(redis) = &route.redis {
+            parts.push(if redis.commands_per_request >= 0.005 {
+                format!(
+                    "every request costs {:.2} Redis commands, so it fails (503) while Redis is down",
+                    redis.commands_per_request
+                )
+            } else {
+                "no Redis on the request path".to_owned()
+            });
+        }
+        if let Some(memory) = memory(report, route_name) {
+            parts.push(memory);
+        }
+        if route.credential_bytes > 0 {
+            parts.push(format!(
+                "a {}-byte credential on every request",
+                format::thousands(route.credential_bytes as u64)
+            ));
+        }
+        out.push(format!("{label}: {}.", parts.join("; ")));
+    }
+    if let Some(login) = &report.login {
+        let mut text = format!(
+            "login: {:.0} logins/s on one instance (argon2id, the same on every backend, p99 {})",
+            login.requests_per_sec,
+            format::latency(login.latency.p99_us)
+        );
+        if let Some(baseline) = report.baseline_requests_per_sec {
+            text.push_str(&format!(
+                ", against {} requests/s of /hello: what differs between the backends is the cost of every later request, not of logging in",
+                format::thousands_f(baseline)
+            ));
+        }
+        text.push('.');
+        out.push(text);
+    }
+    out
+}
+
+/// `0.94x of /hello, p99 510 us (the fastest here)`.
+fn speed(route: &RouteResult, best: Option<f64>, worst: Option<f64>, of: usize) -> String {
+    let Some(ratio) = route.ratio_to_hello else {
+        return format!(
+            "{} req/s, p99 {}",
+            format::thousands_f(route.requests_per_sec),
+            format::latency(route.load.latency.p99_us)
+        );
+    };
+    let mut text = format!(
+        "{ratio:.2}x of /hello, p99 {}",
+        format::latency(route.load.latency.p99_us)
+    );
+    if of > 1 && Some(ratio) == best {
+        text.push_str(" (the fastest here)");
+    } else if of > 1 && Some(ratio) == worst {
+        text.push_str(" (the slowest here)");
+    }
+    if route.errors > 0 {
+        text.push_str(&format!(
+            ", {} failed requests",
+            format::thousands(route.errors)
+        ));
+    }
+    text
+}
+
+/// How soon a logout on the issuing instance took effect, there and on the other one.
+fn revocation(check: &ScaleOutCheck) -> String {
+    match check.revocation_us {
+        Some(us) if check.other_after == 200 => format!(
+            "a logout is refused by its own instance {} later, but the other instance still accepts the credential (it checks no denylist)",
+            format::latency(us)
+        ),
+        Some(us) => format!("a logout is refused {} later", format::latency(us)),
+        None => format!(
+            "a logout cannot end it: still accepted ({}) after the logout, until it expires",
+            check.issuer_after
+        ),
+    }
+}
+
+/// Whether the credential works on the instance that did not issue it.
+fn second_instance(check: &ScaleOutCheck) -> String {
+    if (200..300).contains(&check.other_before) {
+        "a second instance accepts it".to_owned()
+    } else {
+        format!(
+            "a second instance does not know it ({}): sticky routing or a shared store",
+            check.other_before
+        )
+    }
+}
+
+/// What a live credential of this backend costs in memory, where the run measured it.
+fn memory(report: &Report, route: &str) -> Option<String> {
+    match route {
+        setup::SESSION => report.sessions.iter().max_by_key(|p| p.sessions).map(|p| {
+            format!(
+                "{} of process memory per live session at {} sessions",
+                format::bytes(p.bytes_per_session),
+                format::thousands(p.sessions as u64)
+            )
+        }),
+        setup::REDIS => report.redis_memory.as_ref().map(|m| {
+            format!(
+                "{} of Redis memory per login (token, refresh family, user index)",
+                format::bytes(m.bytes_per_token)
+            )
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{Figures, report_with};
+    use super::*;
+
+    fn find<'a>(statements: &'a [String], label: &str) -> &'a str {
+        statements
+            .iter()
+            .find(|s| s.starts_with(&format!("{label}:")))
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no statement for {label}: {statements:?}"))
+    }
+
+    #[test]
+    fn each_statement_quotes_the_runs_own_figures() {
+        let report = report_with(&Figures::default());
+        let s = statements(&report);
+        let session = find(&s, "session");
+        assert!(
+            session.contains("0.94x of /hello, p99 510 us (the fastest here)"),
+            "{session}"
+        );
+        assert!(
+            session.contains("a second instance does not know it (401)"),
+            "{session}"
+        );
+        assert!(
+            session.contains("451 B of process memory per live session at 1,000,000"),
+            "{session}"
+        );
+        assert!(
+            session.contains("no Redis on the request path"),
+            "{session}"
+        );
+        let redis = find(&s, "redis");
+        assert!(
+            redis.contains("every request costs 1.00 Redis commands"),
+            "{redis}"
+        );
+        assert!(
+            redis.contains("1,190 B of Redis memory per login"),
+            "{redis}"
+        );
+        assert!(redis.contains("a second instance accepts it"), "{redis}");
+        let off = find(&s, "jwt, denylist off");
+        assert!(
+            off.contains("a logout cannot end it: still accepted (200)"),
+            "{off}"
+        );
+        let on = find(&s, "jwt, denylist on");
+        assert!(on.contains("(the slowest here)"), "{on}");
+        assert!(
+            on.contains("the other instance still accepts the credential"),
+            "{on}"
+        );
+        let login = find(&s, "login");
+        assert!(login.contains("107 logins/s"), "{login}");
+        assert!(login.contains("115,000 requests/s of /hello"), "{login}");
+    }
+
+    #[test]
+    fn a_different_run_gives_different_sentences() {
+        let first = statements(&report_with(&Figures::default()));
+        let second = statements(&report_with(&Figures {
+            session_rps: 60_000.0,
+            redis_rps: 100_000.0,
+            session_bytes: 200.0,
+            redis_bytes: 900.0,
+            login_rps: 50.0,
+            ..Figures::default()
+        }));
+        assert_ne!(first, second);
+        let session = find(&second, "session");
+        assert!(session.contains("0.52x of /hello"), "{session}");
+        assert!(session.contains("200 B of process memory"), "{session}");
+        let redis = find(&second, "redis");
+        assert!(redis.contains("0.87x of /hello"), "{redis}");
+        assert!(redis.contains("(the fastest here)"), "{redis}");
+        assert!(find(&second, "login").contains("50 logins/s"));
+    }
+
+    #[test]
+    fn figures_the_run_did_not_take_are_left_out() {
+        let mut report = report_with(&Figures::default());
+        report.scale_out.clear();
+        report.sessions.clear();
+        report.redis_memory = None;
+        let s = statements(&report);
+        let session = find(&s, "session");
+        assert!(!session.contains("second instance"), "{session}");
+        assert!(!session.contains("memory"), "{session}");
+        assert!(!find(&s, "redis").contains("memory"));
+    }
+}
