@@ -11,6 +11,15 @@ use crate::AuthError;
 /// look it up somewhere on every request. This trait names that lookup, so the JWT backend can
 /// offer it without knowing that the set lives in Redis. Entries are per token (`jti`) or per
 /// token family (every access token issued from one login), and one check covers both.
+///
+/// # The epoch: a store that forgets must not un-revoke
+/// A denylist that loses its entries (a Redis restarted without persistence, a `FLUSHALL`) would
+/// silently accept every token it had refused. So a store that can forget keeps an *epoch*: the
+/// moment from which it vouches for its memory (Unix seconds). When it finds its memory gone, it
+/// moves the epoch to *now*, and [`Denylist::is_denied`] refuses every token issued before it:
+/// nothing it forgot can come back, at the price of everyone logging in again. The issuer calls
+/// [`Denylist::ensure_epoch`] before signing, so a token issued now is never older than the epoch.
+/// A store that cannot forget (the in-memory one in tests) keeps the default: no epoch.
 pub trait Denylist: Send + Sync + 'static {
     /// Remembers a token (`jti`), or with `None` a whole family, as revoked for `ttl`.
     fn deny(
@@ -20,10 +29,20 @@ pub trait Denylist: Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), AuthError>> + Send;
 
-    /// Answers whether the token `jti` of `family`, or the family itself, has been revoked.
+    /// Answers whether the token `jti` of `family` must be refused as revoked: the token or its
+    /// family is on the list, or it was issued (`issued_at`, Unix seconds) before the store's
+    /// epoch, so the store cannot know whether it was revoked. One check, on every request.
     fn is_denied(
         &self,
         family: &str,
         jti: &str,
+        issued_at: u64,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
+    /// Makes sure the store has an epoch no later than now (creating it if it is missing), so
+    /// that a token signed next is not refused as older than the store's memory. The issuer
+    /// calls it before signing; [`AuthError::Unavailable`] if the store cannot say.
+    fn ensure_epoch(&self) -> impl Future<Output = Result<(), AuthError>> + Send {
+        async { Ok(()) }
+    }
 }

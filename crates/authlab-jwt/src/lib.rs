@@ -269,13 +269,18 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         }
     }
 
-    /// A new access token and refresh token for `identity` in `family`.
-    fn mint(
+    /// A new access token and refresh token for `identity` in `family`. With a denylist, its
+    /// epoch is made sure of first, so the new token is never older than the denylist's memory
+    /// (see [`Denylist`]).
+    async fn mint(
         &self,
         identity: &Identity,
         family: &str,
         refresh: IssuedRefresh,
     ) -> Result<Issued, AuthError> {
+        if let Some(denylist) = &self.denylist {
+            denylist.ensure_epoch().await?;
+        }
         let access = self.sign(&self.claims(identity, family, self.ttl, None))?;
         Ok(Issued {
             credential: access.into(),
@@ -356,27 +361,32 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
                         expires_in: family.refresh_ttl,
                     },
                 )
+                .await
             }
             RefreshMode::Stateless { ttl } => {
                 let family = Uuid::new_v4().simple().to_string();
                 let refresh = self.stateless_refresh(identity, &family, *ttl)?;
-                self.mint(identity, &family, refresh)
+                self.mint(identity, &family, refresh).await
             }
         }
     }
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let now = self.clock.now_unix();
-        let (identity, jti) = self.access.verify(credential, now, |claims| {
+        let (identity, asked) = self.access.verify(credential, now, |claims| {
             let identity =
                 Identity::new(claims.user_id()?, &*claims.username).in_session(&*claims.fam);
-            // The token id is copied out only when a denylist will ask about it.
-            let jti = self.denylist.as_ref().map(|_| claims.jti.to_string());
-            Ok((identity, jti))
+            // The token id and issue time are copied out only when a denylist will ask about
+            // them (`iat` against the denylist's epoch: a token older than its memory is refused).
+            let asked = self.denylist.as_ref().map(|_| {
+                let owned = claims.to_owned_claims();
+                (owned.jti, owned.iat)
+            });
+            Ok((identity, asked))
         })?;
-        if let (Some(denylist), Some(jti), Some(family)) =
-            (&self.denylist, jti, identity.session_id.as_deref())
-            && denylist.is_denied(family, &jti).await?
+        if let (Some(denylist), Some((jti, iat)), Some(family)) =
+            (&self.denylist, asked, identity.session_id.as_deref())
+            && denylist.is_denied(family, &jti, iat).await?
         {
             return Err(AuthError::Revoked);
         }
@@ -433,13 +443,14 @@ impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> 
                         expires_in: rotated.refresh_ttl,
                     },
                 )
+                .await
             }
             RefreshMode::Stateless { ttl } => {
                 let claims = self.decode_with(refresh_token, &self.refresh_validation)?;
                 let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
                 let identity = Identity::new(user_id, claims.username);
                 let refresh = self.stateless_refresh(&identity, &claims.fam, *ttl)?;
-                self.mint(&identity, &claims.fam, refresh)
+                self.mint(&identity, &claims.fam, refresh).await
             }
         }
     }
@@ -456,7 +467,9 @@ impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> 
         };
         if let Ok(claims) = self.decode(token) {
             if let Some(denylist) = &self.denylist
-                && denylist.is_denied(&claims.fam, &claims.jti).await?
+                && denylist
+                    .is_denied(&claims.fam, &claims.jti, claims.iat)
+                    .await?
             {
                 return Ok(None);
             }
@@ -501,9 +514,10 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    /// An in-memory denylist for unit tests of this crate only (the server's tests use Redis).
+    /// An in-memory denylist for unit tests of this crate only (the server's tests use Redis),
+    /// with an epoch a test can move as if the store had lost its memory.
     #[derive(Default)]
-    struct MemoryDenylist(Mutex<HashMap<String, Duration>>);
+    struct MemoryDenylist(Mutex<HashMap<String, Duration>>, Mutex<u64>);
 
     impl Denylist for MemoryDenylist {
         async fn deny(
@@ -516,10 +530,16 @@ mod tests {
             self.0.lock().unwrap().insert(key, ttl);
             Ok(())
         }
-        async fn is_denied(&self, family: &str, jti: &str) -> Result<bool, AuthError> {
+        async fn is_denied(
+            &self,
+            family: &str,
+            jti: &str,
+            issued_at: u64,
+        ) -> Result<bool, AuthError> {
             let map = self.0.lock().unwrap();
             Ok(map.contains_key(&format!("{family}/{jti}"))
-                || map.contains_key(&format!("{family}/*")))
+                || map.contains_key(&format!("{family}/*"))
+                || issued_at < *self.1.lock().unwrap())
         }
     }
 
@@ -710,6 +730,34 @@ mod tests {
             stateless.verify(&token).await.is_ok(),
             "a stateless JWT outlives its logout"
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_before_the_denylists_epoch_is_revoked_and_a_new_login_is_not() {
+        let (auth, clock) = backend(true);
+        let before = login(&auth).await;
+        clock.advance(Duration::from_secs(10));
+        // The store lost its memory now: it cannot know whether `before` was logged out.
+        let denylist = auth.denylist.as_ref().unwrap();
+        denylist.0.lock().unwrap().clear();
+        *denylist.1.lock().unwrap() = START + 10;
+        assert!(matches!(
+            auth.verify(&before).await,
+            Err(AuthError::Revoked)
+        ));
+        assert_eq!(auth.introspect(&before).await.unwrap(), None);
+        // Issued in the epoch's own second: younger than the loss, accepted.
+        let after = login(&auth).await;
+        assert_eq!(
+            auth.verify(&after).await.unwrap().username.as_ref(),
+            "alice"
+        );
+
+        // Without a denylist there is no memory to lose and no epoch: `before` lives to `exp`.
+        let (stateless, clock) = backend(false);
+        let before = login(&stateless).await;
+        clock.advance(Duration::from_secs(10));
+        assert!(stateless.verify(&before).await.is_ok());
     }
 
     #[tokio::test]
