@@ -15,10 +15,12 @@ use crate::AuthError;
 /// # The epoch: a store that forgets must not un-revoke
 /// A denylist that loses its entries (a Redis restarted without persistence, a `FLUSHALL`) would
 /// silently accept every token it had refused. So a store that can forget keeps an *epoch*: the
-/// moment from which it vouches for its memory (Unix seconds). When it finds its memory gone, it
-/// moves the epoch to *now*, and [`Denylist::is_denied`] refuses every token issued before it:
-/// nothing it forgot can come back, at the price of everyone logging in again. The issuer calls
-/// [`Denylist::ensure_epoch`] before signing, so a token issued now is never older than the epoch.
+/// second (Unix time) from which it vouches for its memory. When it finds its memory gone, it
+/// moves the epoch to *now*, and [`Denylist::is_denied`] refuses every token issued before it or
+/// within that second (`iat` counts whole seconds, so a token of the epoch's own second may be
+/// older than the loss): nothing the store forgot can come back, at the price of everyone logging
+/// in again. The issuer asks for [`Denylist::epoch`] before signing and dates a new token at least
+/// one second after it, so a token issued now is never refused as older than the store's memory.
 /// A store that cannot forget (the in-memory one in tests) keeps the default: no epoch.
 pub trait Denylist: Send + Sync + 'static {
     /// Remembers a token (`jti`), or with `None` a whole family, as revoked for `ttl`.
@@ -30,8 +32,8 @@ pub trait Denylist: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), AuthError>> + Send;
 
     /// Answers whether the token `jti` of `family` must be refused as revoked: the token or its
-    /// family is on the list, or it was issued (`issued_at`, Unix seconds) before the store's
-    /// epoch, so the store cannot know whether it was revoked. One check, on every request.
+    /// family is on the list, or it was issued (`issued_at`, Unix seconds) at or before the
+    /// store's epoch, so the store cannot know whether it was revoked. One check, on every request.
     fn is_denied(
         &self,
         family: &str,
@@ -39,10 +41,10 @@ pub trait Denylist: Send + Sync + 'static {
         issued_at: u64,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 
-    /// Makes sure the store has an epoch no later than now (creating it if it is missing), so
-    /// that a token signed next is not refused as older than the store's memory. The issuer
-    /// calls it before signing; [`AuthError::Unavailable`] if the store cannot say.
-    fn ensure_epoch(&self) -> impl Future<Output = Result<(), AuthError>> + Send {
-        async { Ok(()) }
+    /// The store's epoch (Unix seconds), created as now if it is missing; `None` for a store that
+    /// cannot lose its memory. The issuer asks before signing and dates the new token after it.
+    /// [`AuthError::Unavailable`] if the store cannot say.
+    fn epoch(&self) -> impl Future<Output = Result<Option<u64>, AuthError>> + Send {
+        async { Ok(None) }
     }
 }

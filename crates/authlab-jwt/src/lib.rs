@@ -269,19 +269,30 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         }
     }
 
-    /// A new access token and refresh token for `identity` in `family`. With a denylist, its
-    /// epoch is made sure of first, so the new token is never older than the denylist's memory
-    /// (see [`Denylist`]).
+    /// A new access token and refresh token for `identity` in `family`. With a denylist, the
+    /// token is dated after the denylist's epoch (see [`Denylist`]): in the second the epoch was
+    /// recreated (or on an instance whose clock lags the one that recreated it) `iat` is the
+    /// epoch plus one and `exp` moves with it, so the token is not refused as older than the
+    /// denylist's memory.
     async fn mint(
         &self,
         identity: &Identity,
         family: &str,
         refresh: IssuedRefresh,
     ) -> Result<Issued, AuthError> {
-        if let Some(denylist) = &self.denylist {
-            denylist.ensure_epoch().await?;
+        let epoch = match &self.denylist {
+            Some(denylist) => denylist.epoch().await?,
+            None => None,
+        };
+        let mut claims = self.claims(identity, family, self.ttl, None);
+        if let Some(epoch) = epoch
+            && claims.iat <= epoch
+        {
+            let shift = epoch + 1 - claims.iat;
+            claims.iat += shift;
+            claims.exp = claims.exp.saturating_add(shift);
         }
-        let access = self.sign(&self.claims(identity, family, self.ttl, None))?;
+        let access = self.sign(&claims)?;
         Ok(Issued {
             credential: access.into(),
             expires_in: self.ttl,
@@ -539,7 +550,10 @@ mod tests {
             let map = self.0.lock().unwrap();
             Ok(map.contains_key(&format!("{family}/{jti}"))
                 || map.contains_key(&format!("{family}/*"))
-                || issued_at < *self.1.lock().unwrap())
+                || issued_at <= *self.1.lock().unwrap())
+        }
+        async fn epoch(&self) -> Result<Option<u64>, AuthError> {
+            Ok(Some(*self.1.lock().unwrap()))
         }
     }
 
@@ -746,8 +760,22 @@ mod tests {
             Err(AuthError::Revoked)
         ));
         assert_eq!(auth.introspect(&before).await.unwrap(), None);
-        // Issued in the epoch's own second: younger than the loss, accepted.
+        // A token of the epoch's own second may be older than the loss: refused too.
+        let same_second = auth
+            .sign(&Claims {
+                iat: START + 10,
+                exp: START + 910,
+                ..auth.decode(&before).unwrap()
+            })
+            .unwrap();
+        assert!(matches!(
+            auth.verify(&same_second).await,
+            Err(AuthError::Revoked)
+        ));
+        // A login in that second is dated one second after the epoch, so it works at once.
         let after = login(&auth).await;
+        assert_eq!(part(&after, 1)["iat"], START + 11);
+        assert_eq!(part(&after, 1)["exp"], START + 11 + 900);
         assert_eq!(
             auth.verify(&after).await.unwrap().username.as_ref(),
             "alice"

@@ -11,8 +11,10 @@
 //! A Redis that restarts without persistence, or is flushed, forgets every denylist entry, and
 //! a logged-out token whose `exp` has not passed would be accepted again. The epoch marker goes
 //! with the same data: when it is missing, authlab recreates it as *now* (`SET NX`, then read
-//! back, so concurrent instances agree on one value) and refuses every token issued before it.
-//! What the denylist forgot can then never come back; everybody logs in again instead.
+//! back, so concurrent instances agree on one value) and refuses every token issued before it or
+//! in its second (`iat` counts whole seconds). What the denylist forgot can then never come back;
+//! everybody logs in again instead. Tokens signed from then on are dated at least a second after
+//! the epoch (see `authlab_core::Denylist`), so a fresh login works at once.
 //!
 //! # The hot path stays one `EXISTS`
 //! The epoch key is not in the family's slot, so it cannot join the `EXISTS` in a Cluster; and
@@ -208,14 +210,16 @@ impl Denylist for RedisDenylist {
                 (found > 0, self.settle(read, read_at, connection).await?)
             }
         };
-        // Issued before the epoch: this Redis cannot know whether it was revoked.
-        Ok(listed || issued_at < epoch)
+        // Issued before the epoch, or in its second (`iat` counts whole seconds): this Redis
+        // cannot know whether it was revoked.
+        Ok(listed || issued_at <= epoch)
     }
 
-    async fn ensure_epoch(&self) -> Result<(), AuthError> {
-        if self.fresh_view().is_none() {
-            self.read_epoch().await?;
-        }
-        Ok(())
+    async fn epoch(&self) -> Result<Option<u64>, AuthError> {
+        let epoch = match self.fresh_view() {
+            Some(view) => view.epoch,
+            None => self.read_epoch().await?,
+        };
+        Ok(Some(epoch))
     }
 }
