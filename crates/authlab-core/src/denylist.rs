@@ -19,8 +19,9 @@ use crate::AuthError;
 /// moves the epoch to *now*, and [`Denylist::is_denied`] refuses every token issued before it or
 /// within that second (`iat` counts whole seconds, so a token of the epoch's own second may be
 /// older than the loss): nothing the store forgot can come back, at the price of everyone logging
-/// in again. The issuer asks for [`Denylist::epoch`] before signing and dates a new token at least
-/// one second after it, so a token issued now is never refused as older than the store's memory.
+/// in again. The issuer asks for [`Denylist::epoch`] before signing, which returns only once the
+/// clock has left the epoch's second, so a token issued now is dated after the epoch and is not
+/// refused as older than the store's memory.
 /// A store that cannot forget (the in-memory one in tests) keeps the default: no epoch.
 pub trait Denylist: Send + Sync + 'static {
     /// Remembers a token (`jti`), or with `None` a whole family, as revoked for `ttl`.
@@ -42,8 +43,10 @@ pub trait Denylist: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 
     /// The store's epoch (Unix seconds), created as now if it is missing; `None` for a store that
-    /// cannot lose its memory. The issuer asks before signing and dates the new token after it.
-    /// [`AuthError::Unavailable`] if the store cannot say.
+    /// cannot lose its memory. It returns only once the clock has left the epoch's second (a wait
+    /// of at most a second, right after the epoch was created), so that a token signed next is
+    /// dated after it. [`AuthError::Unavailable`] if the store cannot say, or if this machine's
+    /// clock is so far behind the epoch that waiting would not help.
     fn epoch(&self) -> impl Future<Output = Result<Option<u64>, AuthError>> + Send {
         async { Ok(None) }
     }

@@ -67,6 +67,15 @@ pub enum JwtError {
     /// Signing failed (this does not happen with a valid HMAC key, but the library can say so).
     #[error("could not sign the token")]
     Signing(#[source] jsonwebtoken::errors::Error),
+    /// The clock has not left the denylist's epoch second, so a token signed now would be
+    /// refused as older than the denylist's memory.
+    #[error("the clock ({now}) is not past the denylist's epoch ({epoch})")]
+    BeforeEpoch {
+        /// The epoch, Unix seconds.
+        epoch: u64,
+        /// This backend's clock, Unix seconds.
+        now: u64,
+    },
 }
 
 impl From<JwtError> for AuthError {
@@ -270,10 +279,10 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
     }
 
     /// A new access token and refresh token for `identity` in `family`. With a denylist, the
-    /// token is dated after the denylist's epoch (see [`Denylist`]): in the second the epoch was
-    /// recreated (or on an instance whose clock lags the one that recreated it) `iat` is the
-    /// epoch plus one and `exp` moves with it, so the token is not refused as older than the
-    /// denylist's memory.
+    /// token must be dated after the denylist's epoch (see [`Denylist`]), or it would be refused
+    /// as older than the denylist's memory: the denylist waits out the epoch's second, and a
+    /// clock still not past it (this instance's clock lags the one that set the epoch) is
+    /// refused here rather than signing a token that cannot be used.
     async fn mint(
         &self,
         identity: &Identity,
@@ -284,13 +293,15 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             Some(denylist) => denylist.epoch().await?,
             None => None,
         };
-        let mut claims = self.claims(identity, family, self.ttl, None);
+        let claims = self.claims(identity, family, self.ttl, None);
         if let Some(epoch) = epoch
             && claims.iat <= epoch
         {
-            let shift = epoch + 1 - claims.iat;
-            claims.iat += shift;
-            claims.exp = claims.exp.saturating_add(shift);
+            return Err(JwtError::BeforeEpoch {
+                epoch,
+                now: claims.iat,
+            }
+            .into());
         }
         let access = self.sign(&claims)?;
         Ok(Issued {
@@ -772,10 +783,16 @@ mod tests {
             auth.verify(&same_second).await,
             Err(AuthError::Revoked)
         ));
-        // A login in that second is dated one second after the epoch, so it works at once.
+        // No token is signed in the epoch's own second (it would be refused)...
+        assert!(matches!(
+            auth.issue(&Identity::new(7, "alice"), &ClientInfo::default())
+                .await,
+            Err(AuthError::Unavailable(_))
+        ));
+        // ...and from the next one on, a login works.
+        clock.advance(Duration::from_secs(1));
         let after = login(&auth).await;
         assert_eq!(part(&after, 1)["iat"], START + 11);
-        assert_eq!(part(&after, 1)["exp"], START + 11 + 900);
         assert_eq!(
             auth.verify(&after).await.unwrap().username.as_ref(),
             "alice"

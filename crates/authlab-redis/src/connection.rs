@@ -32,6 +32,15 @@ pub enum RedisBackendError {
     /// token can be judged yet.
     #[error("the denylist's epoch marker vanished while it was being recreated")]
     EpochVanished,
+    /// This machine's clock is more than a moment behind the denylist's epoch (set by another
+    /// instance's clock), so a token signed now would be refused as older than the epoch.
+    #[error("the clock ({now}) is behind the denylist's epoch ({epoch}); synchronise the clocks")]
+    EpochAhead {
+        /// The epoch, Unix seconds.
+        epoch: u64,
+        /// This machine's time, Unix seconds.
+        now: u64,
+    },
 }
 
 impl From<RedisBackendError> for AuthError {

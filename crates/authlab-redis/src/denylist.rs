@@ -13,8 +13,9 @@
 //! with the same data: when it is missing, authlab recreates it as *now* (`SET NX`, then read
 //! back, so concurrent instances agree on one value) and refuses every token issued before it or
 //! in its second (`iat` counts whole seconds). What the denylist forgot can then never come back;
-//! everybody logs in again instead. Tokens signed from then on are dated at least a second after
-//! the epoch (see `authlab_core::Denylist`), so a fresh login works at once.
+//! everybody logs in again instead. A login in the epoch's own second waits for the next one
+//! before its token is signed (see `authlab_core::Denylist::epoch`), so a fresh token is never
+//! refused; this happens only in the second after the marker was (re)created.
 //!
 //! # The hot path stays one `EXISTS`
 //! The epoch key is not in the family's slot, so it cannot join the `EXISTS` in a Cluster; and
@@ -41,6 +42,10 @@ use crate::{ConnectionId, RedisBackendError, RedisConnection};
 
 /// The longest a thread judges tokens by an epoch it read earlier on the same connection.
 pub const EPOCH_REFRESH: Duration = Duration::from_secs(1);
+
+/// The longest an issuer waits for its clock to leave the epoch's second: the one second after
+/// the epoch was created, plus a little clock difference between instances.
+const MAX_EPOCH_WAIT: Duration = Duration::from_millis(2000);
 
 /// Revoked JWTs as Redis keys that expire when the tokens would have, with the epoch marker
 /// (see the module docs).
@@ -220,6 +225,23 @@ impl Denylist for RedisDenylist {
             Some(view) => view.epoch,
             None => self.read_epoch().await?,
         };
+        // A token of the epoch's own second would be refused (see `is_denied`): wait for the next
+        // one. That happens only in the second after the marker was created; a clock further
+        // behind the epoch than that is a clock problem, answered 503 rather than waited out.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let next_second = Duration::from_secs(epoch.saturating_add(1));
+        if let Some(wait) = next_second.checked_sub(now) {
+            if wait > MAX_EPOCH_WAIT {
+                return Err(RedisBackendError::EpochAhead {
+                    epoch,
+                    now: now.as_secs(),
+                }
+                .into());
+            }
+            tokio::time::sleep(wait).await;
+        }
         Ok(Some(epoch))
     }
 }
