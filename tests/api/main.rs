@@ -2,6 +2,7 @@
 //! Each test starts the real app with `spawn_app()` and talks to it over HTTP, against the
 //! machine's Redis and PostgreSQL (see README for what the suite needs).
 
+mod at_rest;
 mod binary;
 mod contract;
 mod faults;
