@@ -71,9 +71,11 @@ async fn refresh(app: &TestApp, backend: Backend, refresh_token: &str) -> Respon
     .await
 }
 
+/// An RFC 7009/7662 form post; introspection callers prove who they are with the shared secret.
 async fn form(app: &TestApp, path: &str, token: &str) -> Response {
     app.client
         .post(app.url(path))
+        .bearer_auth(INTROSPECTION_SECRET)
         .form(&[("token", token)])
         .send()
         .await
@@ -144,7 +146,11 @@ async fn dump(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<String> {
 #[tokio::test]
 async fn redis_holds_no_usable_access_or_refresh_token_in_either_format_and_tokens_still_work() {
     for format in [RedisTokenFormat::Uuid, RedisTokenFormat::Random256] {
-        let app = spawn_app_with(|s| s.redis_token_format = format).await;
+        let app = spawn_app_with(|s| {
+            s.redis_token_format = format;
+            with_introspection_secret(s);
+        })
+        .await;
         let user = app.register().await;
 
         // Every kind of state there is: a login, a refresh (a spent token, a successor), a second
@@ -418,7 +424,7 @@ async fn a_logged_out_jwt_stays_refused_after_redis_restarts_empty_and_so_does_e
 
 #[tokio::test]
 async fn losing_the_epoch_marker_refuses_every_older_jwt_and_never_lets_a_logout_back() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(with_introspection_secret).await;
     let user = app.register().await;
     let logged_out = login_tokens(&app, Backend::Jwt, &user).await;
     let kept = login_tokens(&app, Backend::Jwt, &user).await;
