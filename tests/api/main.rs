@@ -4,6 +4,7 @@
 
 mod binary;
 mod contract;
+mod doc_transcripts;
 mod faults;
 mod helpers;
 mod http_edges;
