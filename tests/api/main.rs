@@ -5,6 +5,7 @@
 mod at_rest;
 mod binary;
 mod contract;
+mod doc_transcripts;
 mod faults;
 mod helpers;
 mod http_defences;
