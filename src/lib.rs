@@ -10,6 +10,8 @@
 //!   compare` and the benches all build them here);
 //! - [`routes`]: the handlers, written once and mounted under `/session`, `/redis` and `/jwt`;
 //! - [`transport`]: where a credential is found in a request (cookie, `Authorization`, query);
+//! - [`middleware`]: the HTTP defences around every route (security headers, CORS, CSRF);
+//! - [`introspection`]: who may call RFC 7662 introspection;
 //! - [`error`]: every error the API answers, mapped to a status code in exactly one place;
 //! - [`json`]: JSON bodies, each ended by a newline;
 //! - [`throttle`]: login throttling shared by every instance (counted in Redis);
@@ -29,7 +31,9 @@ pub mod audit;
 pub mod backends;
 pub mod config;
 pub mod error;
+pub mod introspection;
 pub mod json;
+pub mod middleware;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

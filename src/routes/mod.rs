@@ -52,6 +52,7 @@ use authlab_users::UserStore;
 use crate::backends::JwtBackend;
 
 use crate::error::{ApiError, Challenge};
+use crate::introspection::IntrospectionClients;
 use crate::transport::Transport;
 
 pub mod auth;
@@ -81,6 +82,16 @@ impl<A: Authenticator> Backend<A> {
             .verify(credential)
             .await
             .map_err(|c| self.refuse(c))
+    }
+
+    /// Ends the sessions whose cookies a login request presents: one browser, one live session,
+    /// and an id planted or seen before the login is worthless after it. Only cookies are
+    /// ended (a bearer token is never sent to a login); a dead or unknown id has nothing to end.
+    async fn end_presented_sessions(&self, req: &HttpRequest) {
+        for old in self.transport.session_cookies(req) {
+            // Revoking a dead id fails harmlessly; the new login goes ahead either way.
+            let _ = self.auth.revoke(old).await;
+        }
     }
 
     /// The 401 (or 503) for a credential this backend did not accept.
@@ -137,6 +148,8 @@ pub struct Shared {
     pub backends: Vec<Arc<dyn AnyBackend>>,
     /// How the session cookie is set, so routes outside `/session` can clear it.
     pub session_transport: Transport,
+    /// Who may call RFC 7662 introspection.
+    pub introspection: IntrospectionClients,
 }
 
 /// The client details kept with a new session.

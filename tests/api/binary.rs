@@ -326,6 +326,8 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "AUTHLAB_REGISTER_IP_MAX",
         "AUTHLAB_TRUSTED_PROXIES",
         "AUTHLAB_INSTANCE_ID",
+        "AUTHLAB_CORS_ORIGINS",
+        "AUTHLAB_INTROSPECTION_SECRET_FILE",
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
@@ -338,6 +340,8 @@ fn first_run_mistakes_are_refused_before_anything_else_is_printed() {
         ("--redis-url", "http://x", "expected redis://"),
         ("--workers", "0", "must be at least 1"),
         ("--refresh-grace", "500ms", "must be whole seconds"),
+        ("--cors-origin", "*", "an origin is written `https://host`"),
+        ("--cors-origin", "https://app.example/", "no trailing slash"),
     ] {
         let mut command = authlab();
         command.args([flag, value]);
