@@ -20,7 +20,7 @@ pub const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
     connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
     form-action 'self'";
 
-/// The page, with `{{SESSION_COOKIE_ATTRIBUTES}}` to fill in (see [`page`]).
+/// The page, with `{{SESSION_SET_COOKIE}}` to fill in (see [`page`]).
 const INDEX_HTML: &str = include_str!("demo/index.html");
 /// The page's script.
 const DEMO_JS: &str = include_str!("demo/demo.js");
@@ -37,13 +37,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(super::resource("/static/favicon.svg", "GET").route(web::get().to(icon)));
 }
 
-/// `GET /`: the demo page. The session cookie's attributes are written in from the running
-/// server's own settings (`Max-Age`, `Secure`), since the page cannot read that cookie: it is
-/// `HttpOnly`, which is the point.
+/// `GET /`: the demo page. The session cookie's `Set-Cookie` is written in from the running
+/// server's own settings (name, `Max-Age`, `Secure`), since the page cannot read that cookie: it
+/// is `HttpOnly`, which is the point.
 pub async fn page(shared: web::Data<Shared>) -> HttpResponse {
     let html = INDEX_HTML.replace(
-        "{{SESSION_COOKIE_ATTRIBUTES}}",
-        &escape_html(&session_cookie_attributes(&shared)),
+        "{{SESSION_SET_COOKIE}}",
+        &escape_html(&session_set_cookie(&shared)),
     );
     asset("text/html; charset=utf-8", html)
 }
@@ -63,24 +63,24 @@ pub async fn icon() -> HttpResponse {
     asset("image/svg+xml", FAVICON_SVG)
 }
 
-/// One of the page's files, under the page's policy. `no-cache`: the browser revalidates, so a
-/// new build's page never runs an old script.
+/// One of the page's files, under the page's policy. `no-store`, as every answer of this server:
+/// a new build's page never runs an old script.
 fn asset(content_type: &'static str, body: impl Into<String>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::CONTENT_SECURITY_POLICY, DEMO_CSP))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body.into())
 }
 
-/// The `Set-Cookie` attributes a session login sends, as this server is configured
-/// (`HttpOnly; SameSite=Lax; Path=/; Max-Age=...`, and `Secure` when it is on).
-fn session_cookie_attributes(shared: &Shared) -> String {
-    let cookie = shared.session_transport.session_cookie("x").to_string();
-    match cookie.split_once("; ") {
-        Some((_, attributes)) => attributes.to_owned(),
-        None => String::new(),
-    }
+/// The `Set-Cookie` a session login sends, as this server is configured (the name, `sid` or
+/// `__Host-sid`, then `HttpOnly; SameSite=Lax; Path=/; Max-Age=...`, and `Secure` when it is on),
+/// with a placeholder where the id goes.
+fn session_set_cookie(shared: &Shared) -> String {
+    let cookie = shared.session_transport.session_cookie("x");
+    let rendered = cookie.to_string();
+    let attributes = rendered.split_once("; ").map_or("", |(_, rest)| rest);
+    format!("{}=(the session id); {attributes}", cookie.name())
 }
 
 /// Escapes text for an HTML text node or a quoted attribute.

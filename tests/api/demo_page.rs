@@ -68,12 +68,14 @@ async fn the_demo_page_and_its_assets_are_served_with_a_strict_content_security_
         let headers = response.headers();
         assert_eq!(headers[header::CONTENT_TYPE], content_type, "{path}");
         assert_eq!(headers[header::CONTENT_SECURITY_POLICY], DEMO_CSP, "{path}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
     }
     let html = app.get("/").await.text().await.expect("the page");
     assert!(html.contains(r#"<script src="/static/demo.js" defer></script>"#));
     // The page names the cookie's attributes as this server sets them.
     assert!(
-        html.contains(r#"data-cookie-attributes="HttpOnly; SameSite=Lax; Path=/; Max-Age=28800""#),
+        html.contains(r#"data-set-cookie="sid=(the session id); HttpOnly; SameSite=Lax; Path=/; Max-Age=28800""#),
         "{html}"
     );
 }
@@ -84,7 +86,7 @@ async fn the_demo_page_shows_the_secure_cookie_flag_when_the_server_sets_it() {
     let html = app.get("/").await.text().await.expect("the page");
     assert!(
         html.contains(
-            r#"data-cookie-attributes="HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=28800""#
+            r#"data-set-cookie="__Host-sid=(the session id); HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=28800""#
         ),
         "{html}"
     );

@@ -171,11 +171,12 @@
   function showTravel(backend) {
     const id = backend + '-travel';
     if (backend === 'session') {
-      const attributes = $(id).dataset.cookieAttributes;
+      const setCookie = $(id).dataset.setCookie;
+      const name = setCookie.split('=')[0];
       text(id, state.session.loggedIn
         ? 'The login answer set, and the browser now sends by itself:\n' +
-          'Set-Cookie: sid=(the session id); ' + attributes + '\n' +
-          'Cookie: sid=(the session id)\n\n' +
+          'Set-Cookie: ' + setCookie + '\n' +
+          'Cookie: ' + name + '=(the session id)\n\n' +
           'This page cannot show the id: the cookie is HttpOnly, so no script can read it ' +
           '(an injected one neither). That is the point.'
         : 'no session cookie (or the browser was told to drop it)');
