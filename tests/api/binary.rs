@@ -386,7 +386,8 @@ async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
     let log = served.stop();
     assert!(log.contains("does not answer"), "{log}");
     assert!(log.contains("/session works without it"), "{log}");
-    assert!(log.contains("next:"), "{log}");
+    assert!(log.contains("next: open http://127.0.0.1:"), "{log}");
+    assert!(log.contains("(the demo page)"), "{log}");
     assert!(log.contains("/hello"), "{log}");
     // Durations are logged as the flags spell them.
     assert!(log.contains("refresh_ttl = 14d"), "{log}");
