@@ -14,12 +14,12 @@ use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
     FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisMetrics,
-    RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig,
+    RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
 
-use crate::config::{RedisSettings, RefreshKind, Settings, Switch};
+use crate::config::{RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch};
 
 /// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
 /// families in Redis (or stateless refresh JWTs).
@@ -65,6 +65,10 @@ pub fn redis_backend(
         RedisTokenConfig {
             prefix: settings.redis_prefix.clone(),
             ttl: settings.access_ttl,
+            format: match settings.redis_token_format {
+                RedisTokenFormat::Uuid => TokenFormat::Uuid,
+                RedisTokenFormat::Random256 => TokenFormat::Random256,
+            },
         },
     )
 }

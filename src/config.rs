@@ -10,6 +10,7 @@
 //! | `--database-url` | `AUTHLAB_DATABASE_URL` | `sqlite://authlab.db` (created if missing) |
 //! | `--redis-url` | `AUTHLAB_REDIS_URL` | `redis://127.0.0.1:6379` |
 //! | `--redis-prefix` | `AUTHLAB_REDIS_PREFIX` | `authlab:` |
+//! | `--redis-token-format` | `AUTHLAB_REDIS_TOKEN_FORMAT` | `uuid` (or `random256`) |
 //! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
 //! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
 //! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
@@ -30,6 +31,8 @@
 //! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `1m` |
 //! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
 //! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
+//! | `--cors-origin` (repeatable) | `AUTHLAB_CORS_ORIGINS` (comma-separated) | none: no CORS headers at all |
+//! | `--introspection-secret-file` | `AUTHLAB_INTROSPECTION_SECRET_FILE` | none: `/introspect` answers 401 |
 //! | `--workers` | `AUTHLAB_WORKERS` | one per core |
 //! | `--password-min-length` | `AUTHLAB_PASSWORD_MIN_LENGTH` | `15` (8 to 64) |
 //! | `--metrics` | `AUTHLAB_METRICS` | `on` |
@@ -57,6 +60,15 @@ pub enum RefreshKind {
     Stored,
     /// A long-lived signed refresh JWT: no server state, and no way to revoke it.
     Stateless,
+}
+
+/// How the redis backend writes the access tokens it issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisTokenFormat {
+    /// A UUID v4 (36 characters, 122 random bits).
+    Uuid,
+    /// 32 bytes from the OS CSPRNG as base64url (43 characters, 256 random bits).
+    Random256,
 }
 
 /// How to reach Redis: declared once, and shared by `authlab serve` and `authlab compare`.
@@ -101,6 +113,17 @@ pub struct Settings {
     /// Prefix of every Redis key, so several runs or apps can share one Redis.
     #[arg(long, env = "AUTHLAB_REDIS_PREFIX", default_value = "authlab:")]
     pub redis_prefix: String,
+
+    /// Access tokens of the redis backend: `uuid` (UUID v4, 122 random bits) or `random256` (32
+    /// bytes from the OS CSPRNG as base64url, 256 bits, as OWASP ASVS 5.0's 128-bit minimum asks).
+    /// Both are accepted whichever is set; Redis stores only their SHA-256.
+    #[arg(
+        long,
+        env = "AUTHLAB_REDIS_TOKEN_FORMAT",
+        value_enum,
+        default_value = "uuid"
+    )]
+    pub redis_token_format: RedisTokenFormat,
 
     /// File holding the HS256 secret (at least 32 bytes; one trailing newline is ignored).
     #[arg(long, env = "AUTHLAB_JWT_SECRET_FILE")]
@@ -200,6 +223,25 @@ pub struct Settings {
     #[arg(long, env = "AUTHLAB_ALLOW_QUERY_TOKEN")]
     pub allow_query_token: bool,
 
+    /// An origin (`https://app.example.com`) whose pages may call this API with credentials:
+    /// CORS answers it (credentials allowed, `Authorization` and `Content-Type` headers), and the
+    /// CSRF check trusts it. Repeat the flag for more; exact match only, never `*`. Written as
+    /// browsers send it: lower case, no path, no trailing slash, no default port.
+    #[arg(
+        long = "cors-origin",
+        env = "AUTHLAB_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        value_parser = parse_origin
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// File holding the secret that callers of `/redis/introspect` and `/jwt/introspect` send as
+    /// `Authorization: Bearer <secret>` (at least 32 bytes; one trailing newline is ignored).
+    /// Without it, introspection answers 401 to everybody.
+    #[arg(long, env = "AUTHLAB_INTROSPECTION_SECRET_FILE")]
+    pub introspection_secret_file: Option<PathBuf>,
+
     /// Number of HTTP worker threads (default: one per core).
     #[arg(long, env = "AUTHLAB_WORKERS", value_parser = parse_workers)]
     pub workers: Option<usize>,
@@ -253,6 +295,10 @@ impl Settings {
             ("database_url", redact_url(&self.database_url)),
             ("redis_url", redact_url(&self.redis.url)),
             ("redis_prefix", self.redis_prefix.clone()),
+            (
+                "redis_token_format",
+                format!("{:?}", self.redis_token_format).to_lowercase(),
+            ),
             ("redis_timeout", duration(self.redis.timeout)),
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
@@ -304,6 +350,22 @@ impl Settings {
             ),
             ("cookie_secure", self.cookie_secure.to_string()),
             ("allow_query_token", self.allow_query_token.to_string()),
+            (
+                "cors_origins",
+                if self.cors_origins.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.cors_origins.join(", ")
+                },
+            ),
+            (
+                "introspection_secret",
+                self.introspection_secret_file
+                    .as_ref()
+                    .map_or("none: introspection refused".to_owned(), |path| {
+                        format!("from file {}", path.display())
+                    }),
+            ),
             (
                 "workers",
                 self.workers
@@ -412,6 +474,54 @@ fn parse_instance_id(text: &str) -> Result<String, String> {
     }
 }
 
+/// An origin exactly as a browser writes it in the `Origin` header (`scheme://host[:port]`), since
+/// CORS and the CSRF check compare origins byte for byte: `http` or `https`, a lower-case host,
+/// no path, no trailing slash, no default port; never `*` or `null`.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let shape = "an origin is written `https://host` or `http://host:port`";
+    let (scheme, authority) = text
+        .split_once("://")
+        .ok_or_else(|| format!("{text:?}: {shape}"))?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => {
+            return Err(format!(
+                "{text:?}: the scheme must be http or https ({shape})"
+            ));
+        }
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside the brackets.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.[]:".contains(&b));
+    if !host_ok {
+        return Err(format!(
+            "{text:?}: the host must be lower case, with no path, no trailing slash and no \
+             wildcard ({shape})"
+        ));
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) || port.starts_with('0') {
+            return Err(format!(
+                "{text:?}: the port must be a number from 1 to 65535"
+            ));
+        }
+        if authority.ends_with(default_port) {
+            return Err(format!(
+                "{text:?}: leave out the default port {}, as browsers do",
+                &default_port[1..]
+            ));
+        }
+    }
+    Ok(text.to_owned())
+}
+
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -444,6 +554,7 @@ mod tests {
         assert_eq!(s.database_url, "sqlite://authlab.db");
         assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
         assert_eq!(s.redis_prefix, "authlab:");
+        assert_eq!(s.redis_token_format, RedisTokenFormat::Uuid);
         assert_eq!(s.access_ttl, Duration::from_secs(900));
         assert_eq!(s.session_ttl, Duration::from_secs(1800));
         assert_eq!(s.jwt_denylist, Switch::On);
@@ -524,6 +635,65 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_repeatable_and_comma_separated() {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parse = |args: &[&str]| {
+            <Only as clap::Parser>::try_parse_from(
+                std::iter::once("authlab").chain(args.iter().copied()),
+            )
+            .map(|only| only.settings.cors_origins)
+        };
+        assert_eq!(parse(&[]).ok(), Some(vec![]));
+        assert_eq!(
+            parse(&[
+                "--cors-origin",
+                "https://app.example",
+                "--cors-origin",
+                "http://127.0.0.1:3000,https://[::1]:8443"
+            ])
+            .ok(),
+            Some(vec![
+                "https://app.example".to_owned(),
+                "http://127.0.0.1:3000".to_owned(),
+                "https://[::1]:8443".to_owned()
+            ])
+        );
+        assert!(parse(&["--cors-origin", "*"]).is_err());
+    }
+
+    #[test]
+    fn origins_must_be_written_as_browsers_send_them() {
+        for good in [
+            "https://app.example",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(parse_origin(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "*",
+            "null",
+            "app.example",
+            "ftp://app.example",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://App.Example",
+            "https://*.example",
+            "https://app.example:443",
+            "http://app.example:80",
+            "https://app.example:0",
+            "https://app.example:99999",
+            "https://",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]

@@ -109,6 +109,19 @@ pub enum ApiError {
     /// A form body (RFC 7009 / 7662 endpoints) that does not parse.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// An unsafe request carrying the session cookie came from another site (Fetch Metadata or
+    /// `Origin`; see [`crate::middleware::csrf`]). Nothing was done.
+    #[error(
+        "cross-origin request refused: it carries the session cookie but comes from another site"
+    )]
+    CsrfRejected,
+    /// A CORS preflight this server does not grant (an origin not on `--cors-origin`, or a method
+    /// or header CORS does not allow).
+    #[error("cross-origin request refused: {0}")]
+    CorsRejected(#[source] actix_cors::CorsError),
+    /// `/introspect` without a valid client secret (wrong, or none configured).
+    #[error("the introspection client credential is not valid")]
+    InvalidClient,
     /// No such route.
     #[error("no such route")]
     NotFound,
@@ -153,6 +166,7 @@ impl ApiError {
                 AuthError::Reused => "refresh_token_reused",
                 AuthError::Unsupported => "unsupported",
                 AuthError::Unavailable(_) => "backend_unavailable",
+                AuthError::Ambiguous => "invalid_request",
                 _ => "invalid_token",
             },
             Self::InvalidCredentials => "invalid_credentials",
@@ -162,6 +176,9 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::CsrfRejected => "csrf_rejected",
+            Self::CorsRejected(_) => "cors_rejected",
+            Self::InvalidClient => "invalid_client",
             Self::NotFound => "not_found",
             Self::SessionNotFound => "session_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -188,6 +205,10 @@ impl ApiError {
                 AuthError::Unavailable(_) => {
                     "the authentication backend is unavailable; try again shortly".into()
                 }
+                AuthError::Ambiguous => "more than one credential was presented (two \
+                                         Authorization headers, a header and a query token, or \
+                                         two session cookies); send exactly one"
+                    .into(),
                 _ => "the credential is not valid".into(),
             },
             Self::Unavailable { dependency, .. } => {
@@ -199,6 +220,12 @@ impl ApiError {
     }
 
     fn bearer_challenge(&self) -> Option<String> {
+        if let Self::InvalidClient = self {
+            return Some(format!(
+                r#"Bearer realm="authlab", error="invalid_token", error_description="{}""#,
+                self.message()
+            ));
+        }
         let Self::Unauthenticated {
             cause,
             challenge: Challenge::Bearer,
@@ -210,6 +237,11 @@ impl ApiError {
             // RFC 6750 §3.1: no error attribute when the request had no token at all.
             AuthError::Missing => r#"Bearer realm="authlab""#.to_owned(),
             AuthError::Unavailable(_) | AuthError::Unsupported => return None,
+            // RFC 6750 §3.1: "uses more than one method for including an access token".
+            AuthError::Ambiguous => format!(
+                r#"Bearer realm="authlab", error="invalid_request", error_description="{}""#,
+                self.message()
+            ),
             _ => format!(
                 r#"Bearer realm="authlab", error="invalid_token", error_description="{}""#,
                 self.message()
@@ -292,6 +324,10 @@ impl ResponseError for ApiError {
                 cause: AuthError::Unsupported,
                 ..
             } => StatusCode::NOT_IMPLEMENTED,
+            Self::Unauthenticated {
+                cause: AuthError::Ambiguous,
+                ..
+            } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated { .. } | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::UsernameTaken => StatusCode::CONFLICT,
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -299,6 +335,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::CsrfRejected | Self::CorsRejected(_) => StatusCode::FORBIDDEN,
+            Self::InvalidClient => StatusCode::UNAUTHORIZED,
             Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -68,6 +68,21 @@ pub const ERRORS: &[(&str, u16, &str)] = &[
         401,
         "wrong user name or password (one answer for both)",
     ),
+    (
+        "invalid_client",
+        401,
+        "`/introspect` without the right client secret",
+    ),
+    (
+        "csrf_rejected",
+        403,
+        "an unsafe request carrying the session cookie came from another site",
+    ),
+    (
+        "cors_rejected",
+        403,
+        "a CORS preflight this server does not grant",
+    ),
     ("session_not_found", 404, "no such session of the caller's"),
     ("not_found", 404, "no such route"),
     (
@@ -139,6 +154,9 @@ enum ErrorCode {
     TokenRevoked,
     RefreshTokenReused,
     InvalidCredentials,
+    InvalidClient,
+    CsrfRejected,
+    CorsRejected,
     SessionNotFound,
     NotFound,
     MethodNotAllowed,
@@ -342,10 +360,13 @@ enum Auth {
     None,
     Backend,
     Any,
+    /// The introspection client secret.
+    Introspection,
 }
 
 /// A presented credential can be refused in these ways.
 const CREDENTIAL_ERRORS: &[&str] = &[
+    "invalid_request",
     "missing_credentials",
     "invalid_token",
     "token_expired",
@@ -439,6 +460,30 @@ fn describe(route: &MountedRoute) -> Option<Doc> {
             &["not_ready"],
             Auth::None,
         ),
+        (None, "GET", "/") => doc(
+            "demo",
+            "The demo page",
+            "The three backends side by side in a browser (HTML, compiled into the binary, with \
+             its own strict Content-Security-Policy).",
+            Body::None,
+            (200, "The page", None),
+            &[],
+            Auth::None,
+        ),
+        (None, "GET", "/static/demo.js" | "/static/demo.css" | "/static/favicon.svg") => Doc {
+            name: match rest.as_str() {
+                "/static/demo.js" => "demo_script",
+                "/static/demo.css" => "demo_style",
+                _ => "demo_icon",
+            },
+            tag,
+            summary: "A file of the demo page",
+            description: "Compiled into the binary.",
+            body: Body::None,
+            ok: (200, "The file", None),
+            errors: &[],
+            auth: Auth::None,
+        },
         (None, "GET", "/openapi.json") => doc(
             "openapi",
             "This document",
@@ -617,8 +662,13 @@ fn describe(route: &MountedRoute) -> Option<Doc> {
             "What a live token is, or `{\"active\": false}`.",
             Body::Form("TokenForm"),
             (200, "The answer", Some("Introspection")),
-            &["invalid_request", "backend_unavailable"],
-            Auth::None,
+            &[
+                "invalid_request",
+                "missing_credentials",
+                "invalid_client",
+                "backend_unavailable",
+            ],
+            Auth::Introspection,
         ),
         _ => return None,
     })
@@ -701,14 +751,23 @@ fn operation(route: &MountedRoute, doc: &Doc, scope: Option<&str>) -> Operation 
         (Auth::Backend, _) => {
             op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
         }
+        (Auth::Introspection, _) => {
+            op = op.security(SecurityRequirement::new(
+                "introspection",
+                Vec::<String>::new(),
+            ));
+        }
         (Auth::Any, _) => {
             op = op
                 .security(SecurityRequirement::new("cookie", Vec::<String>::new()))
                 .security(SecurityRequirement::new("bearer", Vec::<String>::new()));
         }
     }
-    // Every route can answer these.
+    // Every route can answer these; an unsafe one also the CSRF refusal.
     extra_errors.extend(["method_not_allowed", "internal_error"]);
+    if route.method != "GET" {
+        extra_errors.push("csrf_rejected");
+    }
 
     let mut responses = ResponsesBuilder::new();
     let ok = match doc.ok.2 {
@@ -782,8 +841,21 @@ pub fn document(routes: &[MountedRoute]) -> (OpenApi, Vec<MountedRoute>) {
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 "sid",
-                "The session backend's cookie (HttpOnly, SameSite=Lax), set by /session/login.",
+                "The session backend's cookie (HttpOnly, SameSite=Lax), set by /session/login; \
+                 named `__Host-sid` with `--cookie-secure`.",
             ))),
+        );
+        components.add_security_scheme(
+            "introspection",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The introspection client secret (`--introspection-secret-file`), as \
+                         `Authorization: Bearer <secret>`: only resource servers introspect.",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "bearer",
@@ -836,7 +908,8 @@ const INFO: &str = "One login / who-am-I / logout API over three authentication 
     `Cache-Control: no-store`; the code is stable, the message is for people. The codes: \
     `malformed_json` 400, `invalid_request` 400, `missing_credentials` 401, `invalid_token` 401, \
     `token_expired` 401, `token_revoked` 401, `refresh_token_reused` 401, \
-    `invalid_credentials` 401, `session_not_found` 404, `not_found` 404, `method_not_allowed` 405, \
+    `invalid_credentials` 401, `invalid_client` 401, `csrf_rejected` 403, `cors_rejected` 403, \
+    `session_not_found` 404, `not_found` 404, `method_not_allowed` 405, \
     `username_taken` 409, `payload_too_large` 413, `unsupported_media_type` 415, \
     `invalid_field` 422, `too_many_attempts` 429, `internal_error` 500, `unsupported` 501, \
     `backend_unavailable` 503, `not_ready` 503.";
@@ -938,6 +1011,9 @@ mod tests {
             | ApiError::Unavailable { .. }
             | ApiError::NotReady(_)
             | ApiError::TooManyAttempts { .. }
+            | ApiError::CsrfRejected
+            | ApiError::CorsRejected(_)
+            | ApiError::InvalidClient
             | ApiError::Internal(_) => {}
         }
     }
@@ -957,6 +1033,10 @@ mod tests {
             unauthenticated(AuthError::Reused),
             unauthenticated(AuthError::Unsupported),
             unauthenticated(AuthError::Unavailable("down".into())),
+            unauthenticated(AuthError::Ambiguous),
+            ApiError::CsrfRejected,
+            ApiError::CorsRejected(actix_cors::CorsError::MissingOrigin),
+            ApiError::InvalidClient,
             ApiError::InvalidCredentials,
             ApiError::UsernameTaken,
             ApiError::InvalidField {

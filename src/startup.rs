@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use authlab_core::SystemClock;
 use authlab_jwt::{JwtError, JwtSecret};
@@ -22,6 +22,10 @@ use crate::audit::{self, Audit};
 use crate::backends;
 use crate::config::{Settings, Switch};
 use crate::error::ApiError;
+use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
+use crate::middleware::csrf::CsrfPolicy;
+use crate::middleware::headers::SecurityHeaders;
+use crate::middleware::{cors, csrf, headers};
 use crate::routes::{self, Backend, Shared};
 use crate::throttle::{Limits, Throttle};
 use crate::transport::Transport;
@@ -62,6 +66,26 @@ pub enum StartupError {
     /// The secret is unusable (too short).
     #[error("unusable JWT secret")]
     JwtSecret(#[source] JwtError),
+    /// The introspection secret file could not be read.
+    #[error("cannot read the introspection secret file {path}")]
+    IntrospectionSecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The introspection secret is too short to resist guessing.
+    #[error(
+        "the introspection secret in {path} has {bytes} bytes; it needs at least {MIN_SECRET_BYTES} \
+         (make one with `head -c 48 /dev/urandom | base64 > introspection.secret`)"
+    )]
+    IntrospectionSecretTooShort {
+        /// The file.
+        path: PathBuf,
+        /// How many bytes it held (after the trailing newline).
+        bytes: usize,
+    },
     /// The metrics recorder could not be set up.
     #[error("cannot set up the metrics")]
     Metrics(#[source] crate::metrics::MetricsError),
@@ -81,6 +105,7 @@ impl Application {
     /// ([`crate::backends`]), binds the listener and builds the server. Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let secret = load_jwt_secret(&settings)?;
+        let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
             .map_err(StartupError::UserStore)?
@@ -124,6 +149,7 @@ impl Application {
                 jwt.clone().into_inner(),
             ],
             session_transport: session.transport,
+            introspection,
         });
         // Login throttling and audit events: one of each per app, shared by its workers.
         let proxies: Arc<[_]> = settings.trusted_proxies.clone().into();
@@ -162,14 +188,34 @@ impl Application {
             })?
             .port();
 
+        let csrf_policy = web::Data::new(CsrfPolicy::new(
+            mounted.session.transport,
+            &settings.cors_origins,
+        ));
+        let security_headers = web::Data::new(SecurityHeaders {
+            hsts: settings.cookie_secure,
+        });
+        let cors_origins = settings.cors_origins.clone();
         let sweep_sessions = mounted.session.clone();
         let mut server = HttpServer::new(move || {
+            // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
             App::new()
-                .wrap(from_fn(access_log))
-                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .app_data(throttle.clone())
                 .app_data(audit.clone())
                 .app_data(metrics.clone())
+                .app_data(csrf_policy.clone())
+                .app_data(security_headers.clone())
+                .wrap(from_fn(csrf::csrf))
+                .wrap(Condition::new(
+                    !cors_origins.is_empty(),
+                    cors::cors(&cors_origins),
+                ))
+                .wrap(Condition::new(
+                    !cors_origins.is_empty(),
+                    from_fn(cors::cors_guard),
+                ))
+                .wrap(from_fn(access_log))
+                .wrap(from_fn(headers::security_headers))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)
@@ -270,7 +316,12 @@ fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) -
 fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
     let bytes = match (&settings.jwt_secret_file, &settings.jwt_secret) {
         (Some(_), Some(_)) => return Err(StartupError::ConflictingSecrets),
-        (Some(path), None) => read_secret_file(path)?,
+        (Some(path), None) => {
+            read_secret_file(path).map_err(|source| StartupError::SecretFile {
+                path: path.to_owned(),
+                source,
+            })?
+        }
         (None, Some(secret)) => secret.expose_secret().as_bytes().to_vec(),
         (None, None) => {
             tracing::warn!(
@@ -283,11 +334,24 @@ fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
     JwtSecret::new(bytes).map_err(StartupError::JwtSecret)
 }
 
-fn read_secret_file(path: &Path) -> Result<Vec<u8>, StartupError> {
-    let mut bytes = std::fs::read(path).map_err(|source| StartupError::SecretFile {
-        path: path.to_owned(),
+/// Who may introspect: the secret from `--introspection-secret-file`, or nobody.
+fn load_introspection_clients(settings: &Settings) -> Result<IntrospectionClients, StartupError> {
+    let Some(path) = &settings.introspection_secret_file else {
+        return Ok(IntrospectionClients::closed());
+    };
+    let bytes = read_secret_file(path).map_err(|source| StartupError::IntrospectionSecretFile {
+        path: path.clone(),
         source,
     })?;
+    let len = bytes.len();
+    IntrospectionClients::with_secret(bytes).ok_or(StartupError::IntrospectionSecretTooShort {
+        path: path.clone(),
+        bytes: len,
+    })
+}
+
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, std::io::Error> {
+    let mut bytes = std::fs::read(path)?;
     // Editors and `echo` add a newline; it is not part of the secret.
     if bytes.last() == Some(&b'\n') {
         bytes.pop();

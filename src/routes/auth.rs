@@ -144,6 +144,7 @@ pub async fn login<A: Authenticator>(
         .await
         .map_err(|c| backend.refuse(c))?;
     audit::login_succeeded(&req, backend.name, identity.user_id);
+    backend.end_presented_sessions(&req).await;
     Ok(issued_response(&backend, &issued))
 }
 

@@ -21,6 +21,7 @@
 //! | `POST /session/rotate` | a new session id for the same session (after a privilege change) |
 //! | `GET /hello` | the unauthenticated baseline for load tests, shaped like `/me` |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
+//! | `GET /`, `GET /static/{demo.js,demo.css,favicon.svg}` | the demo page and its assets |
 //! | `GET /openapi.json`, `GET /docs/` | the OpenAPI 3.1 description; Swagger UI ([`crate::openapi`]) |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 //!
@@ -34,7 +35,8 @@
 //! - [`auth`]: login, `/me`, logout and refresh: the per-backend core;
 //! - [`lifecycle`]: the registry (list, revoke one, revoke all), password change, session rotation;
 //! - [`oauth`]: RFC 7009 revocation and RFC 7662 introspection;
-//! - [`health`]: `/hello`, `/healthz`, `/readyz`.
+//! - [`health`]: `/hello`, `/healthz`, `/readyz`;
+//! - [`demo`]: the demo page at `/` (embedded HTML, script and style, with its own CSP).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,9 +55,11 @@ use crate::backends::JwtBackend;
 use crate::metrics::BackendMetrics;
 
 use crate::error::{ApiError, Challenge};
+use crate::introspection::IntrospectionClients;
 use crate::transport::Transport;
 
 pub mod auth;
+pub mod demo;
 pub mod health;
 pub mod lifecycle;
 pub mod oauth;
@@ -85,6 +89,16 @@ impl<A: Authenticator> Backend<A> {
         };
         self.metrics.verified(&result, started);
         result.map_err(|c| self.refuse(c))
+    }
+
+    /// Ends the sessions whose cookies a login request presents: one browser, one live session,
+    /// and an id planted or seen before the login is worthless after it. Only cookies are
+    /// ended (a bearer token is never sent to a login); a dead or unknown id has nothing to end.
+    async fn end_presented_sessions(&self, req: &HttpRequest) {
+        for old in self.transport.session_cookies(req) {
+            // Revoking a dead id fails harmlessly; the new login goes ahead either way.
+            let _ = self.auth.revoke(old).await;
+        }
     }
 
     /// The 401 (or 503) for a credential this backend did not accept.
@@ -141,6 +155,8 @@ pub struct Shared {
     pub backends: Vec<Arc<dyn AnyBackend>>,
     /// How the session cookie is set, so routes outside `/session` can clear it.
     pub session_transport: Transport,
+    /// Who may call RFC 7662 introspection.
+    pub introspection: IntrospectionClients,
 }
 
 /// The client details kept with a new session.
@@ -226,6 +242,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
         &mut at,
     ));
     let mut at = Mount::under("", &mut list);
+    demo::configure(cfg, &mut at);
     cfg.service(
         at.resource("/openapi.json", "GET")
             .route(web::get().to(crate::openapi::openapi_json)),

@@ -6,17 +6,17 @@
 //! - RFC 7662 introspection, `POST /{backend}/introspect` with a form body `token=...`:
 //!   `{"active": true, ...}` for a live token, `{"active": false}` for anything else.
 //!
-//! Simplification: the RFCs expect the *caller* (a client or resource server) to authenticate;
-//! authlab has no client registry, so both endpoints are open. Anyone who can call them already
-//! holds the token they ask about.
+//! Introspection authorizes its callers (RFC 7662 §2.1) with a shared secret, see
+//! [`crate::introspection`]. Revocation stays open: anyone holding a token may end it, which
+//! RFC 7009 allows for public clients, and which tells the caller nothing.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use authlab_core::{TokenEndpoints, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{Backend, refresh_refused};
+use super::{Backend, Shared, refresh_refused};
 use crate::error::ApiError;
 use crate::json::JsonLine;
 
@@ -44,11 +44,15 @@ pub async fn revoke<A: TokenEndpoints>(
         .finish())
 }
 
-/// `POST /{backend}/introspect` (RFC 7662): what a live token is, or `{"active": false}`.
+/// `POST /{backend}/introspect` (RFC 7662): what a live token is, or `{"active": false}`, for
+/// a caller holding the introspection secret.
 pub async fn introspect<A: TokenEndpoints>(
+    req: HttpRequest,
+    shared: web::Data<Shared>,
     backend: web::Data<Backend<A>>,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
+    shared.introspection.authorize(&req)?;
     let info = backend
         .auth
         .introspect(form.token.expose_secret())

@@ -326,6 +326,8 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "AUTHLAB_REGISTER_IP_MAX",
         "AUTHLAB_TRUSTED_PROXIES",
         "AUTHLAB_INSTANCE_ID",
+        "AUTHLAB_CORS_ORIGINS",
+        "AUTHLAB_INTROSPECTION_SECRET_FILE",
         "AUTHLAB_METRICS",
     ] {
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
@@ -339,6 +341,8 @@ fn first_run_mistakes_are_refused_before_anything_else_is_printed() {
         ("--redis-url", "http://x", "expected redis://"),
         ("--workers", "0", "must be at least 1"),
         ("--refresh-grace", "500ms", "must be whole seconds"),
+        ("--cors-origin", "*", "an origin is written `https://host`"),
+        ("--cors-origin", "https://app.example/", "no trailing slash"),
     ] {
         let mut command = authlab();
         command.args([flag, value]);
@@ -383,7 +387,8 @@ async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
     let log = served.stop();
     assert!(log.contains("does not answer"), "{log}");
     assert!(log.contains("/session works without it"), "{log}");
-    assert!(log.contains("next:"), "{log}");
+    assert!(log.contains("next: open http://127.0.0.1:"), "{log}");
+    assert!(log.contains("(the demo page)"), "{log}");
     assert!(log.contains("/hello"), "{log}");
     // Durations are logged as the flags spell them.
     assert!(log.contains("refresh_ttl = 14d"), "{log}");

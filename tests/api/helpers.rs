@@ -148,6 +148,15 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // Stop serving; the SQLite file is ours alone, so remove it.
         drop(self.handle.stop(false));
+        // So is an introspection secret file that `with_introspection_secret` wrote.
+        if let Some(file) = &self.settings.introspection_secret_file
+            && file
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(INTROSPECTION_SECRET_FILE_PREFIX))
+        {
+            let _ = std::fs::remove_file(file);
+        }
         if let Some(file) = &self.sqlite_file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
@@ -386,4 +395,20 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// The secret resource servers send to `/{backend}/introspect` in test apps that have one.
+pub const INTROSPECTION_SECRET: &str = "introspection-secret-0123456789abcdef";
+
+const INTROSPECTION_SECRET_FILE_PREFIX: &str = "authlab-test-introspection-";
+
+/// For `spawn_app_with`: writes [`INTROSPECTION_SECRET`] (with the trailing newline an editor
+/// adds) to a file of its own and points the settings at it. The app removes it when dropped.
+pub fn with_introspection_secret(settings: &mut Settings) {
+    let file = std::env::temp_dir().join(format!(
+        "{INTROSPECTION_SECRET_FILE_PREFIX}{}.secret",
+        Uuid::new_v4().simple()
+    ));
+    std::fs::write(&file, format!("{INTROSPECTION_SECRET}\n")).expect("the secret file is written");
+    settings.introspection_secret_file = Some(file);
 }

@@ -247,7 +247,8 @@ async fn redis_tokens_live_under_the_configured_prefix_with_a_ttl() {
     let (user, credential) = app.logged_in(Backend::Redis).await;
     let client = redis::Client::open(app.settings.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{}tok:{}", app.settings.redis_prefix, credential.value());
+    // The key is the token's SHA-256, never the token (see at_rest.rs).
+    let key = crate::at_rest::token_key(&app, credential.value());
     let value: Option<String> = redis::cmd("GET")
         .arg(&key)
         .query_async(&mut conn)

@@ -560,14 +560,21 @@ async fn rfc7009_revocation_answers_200_and_kills_what_it_names() {
 
 #[tokio::test]
 async fn rfc7662_introspection_describes_live_tokens_and_nothing_else() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(with_introspection_secret).await;
     for backend in Backend::TOKENS {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         let introspect = |token: String| {
             let app = &app;
             async move {
-                let response = form(app, &format!("/{backend}/introspect"), &token).await;
+                let response = app
+                    .client
+                    .post(app.url(&format!("/{backend}/introspect")))
+                    .bearer_auth(INTROSPECTION_SECRET)
+                    .form(&[("token", token.as_str())])
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), StatusCode::OK);
                 response.json::<Value>().await.unwrap()
             }

@@ -2,10 +2,14 @@
 //! Each test starts the real app with `spawn_app()` and talks to it over HTTP, against the
 //! machine's Redis and PostgreSQL (see README for what the suite needs).
 
+mod at_rest;
 mod binary;
 mod contract;
+mod demo_page;
+mod doc_transcripts;
 mod faults;
 mod helpers;
+mod http_defences;
 mod http_edges;
 mod jwt_forgery;
 mod lifecycle;

@@ -222,3 +222,27 @@ async fn with_metrics_off_nothing_is_counted_and_metrics_answers_404() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_cross_site_request_refused_by_the_csrf_defence_is_counted_as_csrf() {
+    let app = spawn_app().await;
+    let (_, credential) = app.logged_in(Backend::Session).await;
+    let refused = app
+        .authed(reqwest::Method::POST, "/session/logout", &credential)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, StatusCode::FORBIDDEN, "csrf_rejected").await;
+    let after = scrape(&app).await;
+    assert_eq!(
+        value(&after, &decisions(Backend::Session, "csrf")),
+        1.0,
+        "{after}"
+    );
+    // Still logged in: the refusal changed nothing.
+    assert_eq!(
+        app.me(Backend::Session, &credential).await.status(),
+        StatusCode::OK
+    );
+}

@@ -107,8 +107,8 @@ async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     tracing::info!(
-        "next: register and log in with curl (README, \"Walk-through with curl\"), for example: \
-         curl -s {base}/hello"
+        "next: open {base}/ in a browser (the demo page), or try the API with curl (README, \
+         \"Walk-through with curl\"): curl -s {base}/hello"
     );
     app.run_until_stopped().await?;
     Ok(())

@@ -143,6 +143,15 @@ pub enum JwtError {
     /// Signing failed (this does not happen with a valid HMAC key, but the library can say so).
     #[error("could not sign the token")]
     Signing(#[source] jsonwebtoken::errors::Error),
+    /// The clock has not left the denylist's epoch second, so a token signed now would be
+    /// refused as older than the denylist's memory.
+    #[error("the clock ({now}) is not past the denylist's epoch ({epoch})")]
+    BeforeEpoch {
+        /// The epoch, Unix seconds.
+        epoch: u64,
+        /// This backend's clock, Unix seconds.
+        now: u64,
+    },
 }
 
 impl From<JwtError> for AuthError {
@@ -362,14 +371,32 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         }
     }
 
-    /// A new access token and refresh token for `identity` in `family`.
-    fn mint(
+    /// A new access token and refresh token for `identity` in `family`. With a denylist, the
+    /// token must be dated after the denylist's epoch (see [`Denylist`]), or it would be refused
+    /// as older than the denylist's memory: the denylist waits out the epoch's second, and a
+    /// clock still not past it (this instance's clock lags the one that set the epoch) is
+    /// refused here rather than signing a token that cannot be used.
+    async fn mint(
         &self,
         identity: &Identity,
         family: &str,
         refresh: IssuedRefresh,
     ) -> Result<Issued, AuthError> {
-        let access = self.sign(&self.claims(identity, family, self.ttl, None))?;
+        let epoch = match &self.denylist {
+            Some(denylist) => denylist.epoch().await?,
+            None => None,
+        };
+        let claims = self.claims(identity, family, self.ttl, None);
+        if let Some(epoch) = epoch
+            && claims.iat <= epoch
+        {
+            return Err(JwtError::BeforeEpoch {
+                epoch,
+                now: claims.iat,
+            }
+            .into());
+        }
+        let access = self.sign(&claims)?;
         Ok(Issued {
             credential: access.into(),
             expires_in: self.ttl,
@@ -449,27 +476,32 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
                         expires_in: family.refresh_ttl,
                     },
                 )
+                .await
             }
             RefreshMode::Stateless { ttl } => {
                 let family = Uuid::new_v4().simple().to_string();
                 let refresh = self.stateless_refresh(identity, &family, *ttl)?;
-                self.mint(identity, &family, refresh)
+                self.mint(identity, &family, refresh).await
             }
         }
     }
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let now = self.clock.now_unix();
-        let (identity, jti) = self.access.check_token(credential, now, |claims| {
+        let (identity, asked) = self.access.check_token(credential, now, |claims| {
             let identity =
                 Identity::new(claims.user_id()?, &*claims.username).in_session(&*claims.fam);
-            // The token id is copied out only when a denylist will ask about it.
-            let jti = self.denylist.as_ref().map(|_| claims.jti.to_string());
-            Ok((identity, jti))
+            // The token id and issue time are copied out only when a denylist will ask about
+            // them (`iat` against the denylist's epoch: a token older than its memory is refused).
+            let asked = self.denylist.as_ref().map(|_| {
+                let owned = claims.to_owned_claims();
+                (owned.jti, owned.iat)
+            });
+            Ok((identity, asked))
         })?;
-        if let (Some(denylist), Some(jti), Some(family)) =
-            (&self.denylist, jti, identity.session_id.as_deref())
-            && denylist.is_denied(family, &jti).await?
+        if let (Some(denylist), Some((jti, iat)), Some(family)) =
+            (&self.denylist, asked, identity.session_id.as_deref())
+            && denylist.is_denied(family, &jti, iat).await?
         {
             return Err(AuthError::Revoked);
         }
@@ -526,13 +558,14 @@ impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> 
                         expires_in: rotated.refresh_ttl,
                     },
                 )
+                .await
             }
             RefreshMode::Stateless { ttl } => {
                 let claims = self.decode_with(refresh_token, &self.refresh_validation)?;
                 let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
                 let identity = Identity::new(user_id, claims.username);
                 let refresh = self.stateless_refresh(&identity, &claims.fam, *ttl)?;
-                self.mint(&identity, &claims.fam, refresh)
+                self.mint(&identity, &claims.fam, refresh).await
             }
         }
     }
@@ -549,7 +582,9 @@ impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> 
         };
         if let Ok(claims) = self.decode(token) {
             if let Some(denylist) = &self.denylist
-                && denylist.is_denied(&claims.fam, &claims.jti).await?
+                && denylist
+                    .is_denied(&claims.fam, &claims.jti, claims.iat)
+                    .await?
             {
                 return Ok(None);
             }
@@ -594,9 +629,10 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    /// An in-memory denylist for unit tests of this crate only (the server's tests use Redis).
+    /// An in-memory denylist for unit tests of this crate only (the server's tests use Redis),
+    /// with an epoch a test can move as if the store had lost its memory.
     #[derive(Default)]
-    struct MemoryDenylist(Mutex<HashMap<String, Duration>>);
+    struct MemoryDenylist(Mutex<HashMap<String, Duration>>, Mutex<u64>);
 
     impl Denylist for MemoryDenylist {
         async fn deny(
@@ -609,10 +645,19 @@ mod tests {
             self.0.lock().unwrap().insert(key, ttl);
             Ok(())
         }
-        async fn is_denied(&self, family: &str, jti: &str) -> Result<bool, AuthError> {
+        async fn is_denied(
+            &self,
+            family: &str,
+            jti: &str,
+            issued_at: u64,
+        ) -> Result<bool, AuthError> {
             let map = self.0.lock().unwrap();
             Ok(map.contains_key(&format!("{family}/{jti}"))
-                || map.contains_key(&format!("{family}/*")))
+                || map.contains_key(&format!("{family}/*"))
+                || issued_at <= *self.1.lock().unwrap())
+        }
+        async fn epoch(&self) -> Result<Option<u64>, AuthError> {
+            Ok(Some(*self.1.lock().unwrap()))
         }
     }
 
@@ -882,6 +927,54 @@ mod tests {
             stateless.verify(&token).await.is_ok(),
             "a stateless JWT outlives its logout"
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_before_the_denylists_epoch_is_revoked_and_a_new_login_is_not() {
+        let (auth, clock) = backend(true);
+        let before = login(&auth).await;
+        clock.advance(Duration::from_secs(10));
+        // The store lost its memory now: it cannot know whether `before` was logged out.
+        let denylist = auth.denylist.as_ref().unwrap();
+        denylist.0.lock().unwrap().clear();
+        *denylist.1.lock().unwrap() = START + 10;
+        assert!(matches!(
+            auth.verify(&before).await,
+            Err(AuthError::Revoked)
+        ));
+        assert_eq!(auth.introspect(&before).await.unwrap(), None);
+        // A token of the epoch's own second may be older than the loss: refused too.
+        let same_second = auth
+            .sign(&Claims {
+                iat: START + 10,
+                exp: START + 910,
+                ..auth.decode(&before).unwrap()
+            })
+            .unwrap();
+        assert!(matches!(
+            auth.verify(&same_second).await,
+            Err(AuthError::Revoked)
+        ));
+        // No token is signed in the epoch's own second (it would be refused)...
+        assert!(matches!(
+            auth.issue(&Identity::new(7, "alice"), &ClientInfo::default())
+                .await,
+            Err(AuthError::Unavailable(_))
+        ));
+        // ...and from the next one on, a login works.
+        clock.advance(Duration::from_secs(1));
+        let after = login(&auth).await;
+        assert_eq!(part(&after, 1)["iat"], START + 11);
+        assert_eq!(
+            auth.verify(&after).await.unwrap().username.as_ref(),
+            "alice"
+        );
+
+        // Without a denylist there is no memory to lose and no epoch: `before` lives to `exp`.
+        let (stateless, clock) = backend(false);
+        let before = login(&stateless).await;
+        clock.advance(Duration::from_secs(10));
+        assert!(stateless.verify(&before).await.is_ok());
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! default) nothing is timed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use std::time::Instant as StdInstant;
 
@@ -33,6 +34,19 @@ pub enum RedisBackendError {
     /// Redis answered with an error (wrong type, out of memory, ...).
     #[error("Redis answered with an error")]
     Command(#[source] redis::RedisError),
+    /// The JWT denylist's epoch marker was deleted again while it was being recreated, so no
+    /// token can be judged yet.
+    #[error("the denylist's epoch marker vanished while it was being recreated")]
+    EpochVanished,
+    /// This machine's clock is more than a moment behind the denylist's epoch (set by another
+    /// instance's clock), so a token signed now would be refused as older than the epoch.
+    #[error("the clock ({now}) is behind the denylist's epoch ({epoch}); synchronise the clocks")]
+    EpochAhead {
+        /// The epoch, Unix seconds.
+        epoch: u64,
+        /// This machine's time, Unix seconds.
+        now: u64,
+    },
 }
 
 impl From<RedisBackendError> for AuthError {
@@ -128,13 +142,29 @@ pub struct RedisConnection {
     retry_after: Duration,
     slots: ThreadLocal<Slot>,
     metrics: RedisMetrics,
+    /// How many connections have been established so far: the next one's [`ConnectionId`].
+    established: AtomicU64,
+}
+
+/// Which established connection answered a command: every (re)connection gets a new id.
+///
+/// Redis drops its clients when it restarts, so two answers with the same id came from the same
+/// Redis process, with no restart (and no data lost to one) in between. The JWT denylist relies
+/// on this to notice a restart without asking Redis anything more on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionId(u64);
+
+/// A live connection and its id.
+struct Live {
+    conn: MultiplexedConnection,
+    id: ConnectionId,
 }
 
 /// One thread's connection.
 #[derive(Default)]
 struct Slot {
     /// The live connection, read without locking on the hot path.
-    current: ArcSwapOption<MultiplexedConnection>,
+    current: ArcSwapOption<Live>,
     /// Held while connecting, so a burst of requests makes one attempt, not one each. Holds the
     /// time of the last failed attempt.
     connecting: Mutex<Option<Instant>>,
@@ -158,6 +188,7 @@ impl RedisConnection {
             retry_after: timeouts.retry_after,
             slots: ThreadLocal::new(),
             metrics: RedisMetrics::default(),
+            established: AtomicU64::new(0),
         })
     }
 
@@ -173,14 +204,17 @@ impl RedisConnection {
         self.slots.get_or_default()
     }
 
-    async fn connection(&self, slot: &Slot) -> Result<MultiplexedConnection, RedisBackendError> {
-        if let Some(conn) = slot.current.load_full() {
-            return Ok((*conn).clone());
+    async fn connection(
+        &self,
+        slot: &Slot,
+    ) -> Result<(MultiplexedConnection, ConnectionId), RedisBackendError> {
+        if let Some(live) = slot.current.load_full() {
+            return Ok((live.conn.clone(), live.id));
         }
         let mut last_failure = slot.connecting.lock().await;
         // Somebody else may have connected while we waited for the lock.
-        if let Some(conn) = slot.current.load_full() {
-            return Ok((*conn).clone());
+        if let Some(live) = slot.current.load_full() {
+            return Ok((live.conn.clone(), live.id));
         }
         if let Some(at) = *last_failure
             && at.elapsed() < self.retry_after
@@ -195,8 +229,12 @@ impl RedisConnection {
             Ok(conn) => {
                 tracing::debug!("connected to Redis");
                 *last_failure = None;
-                slot.current.store(Some(Arc::new(conn.clone())));
-                Ok(conn)
+                let id = ConnectionId(self.established.fetch_add(1, Ordering::Relaxed));
+                slot.current.store(Some(Arc::new(Live {
+                    conn: conn.clone(),
+                    id,
+                })));
+                Ok((conn, id))
             }
             Err(err) => {
                 *last_failure = Some(Instant::now());
@@ -208,15 +246,23 @@ impl RedisConnection {
     /// Runs one command. A failure of the connection itself (I/O, timeout, dropped) discards the
     /// connection so that the next command reconnects; an error *reply* leaves it in place.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisBackendError> {
+        self.query_traced(cmd).await.map(|(value, _)| value)
+    }
+
+    /// Like [`RedisConnection::query`], and says which connection answered.
+    pub async fn query_traced<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.query;
         let slot = self.slot();
-        let mut conn = self
+        let (mut conn, id) = self
             .connection(slot)
             .await
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = cmd.query_async(&mut conn).await;
-        observe(observed, started, classify(slot, result))
+        observe(observed, started, classify(slot, result)).map(|value| (value, id))
     }
 
     /// Runs a pipeline (several commands, one round trip), with the same failure handling.
@@ -224,15 +270,23 @@ impl RedisConnection {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisBackendError> {
+        self.pipeline_traced(pipe).await.map(|(value, _)| value)
+    }
+
+    /// Like [`RedisConnection::pipeline`], and says which connection answered.
+    pub async fn pipeline_traced<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.pipeline;
         let slot = self.slot();
-        let mut conn = self
+        let (mut conn, id) = self
             .connection(slot)
             .await
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = pipe.query_async(&mut conn).await;
-        observe(observed, started, classify(slot, result))
+        observe(observed, started, classify(slot, result)).map(|value| (value, id))
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling.
@@ -242,7 +296,7 @@ impl RedisConnection {
     ) -> Result<T, RedisBackendError> {
         let observed = &self.metrics.script;
         let slot = self.slot();
-        let mut conn = self
+        let (mut conn, _) = self
             .connection(slot)
             .await
             .inspect_err(|_| observed.errors.increment(1))?;

@@ -16,7 +16,8 @@
 //! - `fam:{F}`: hash `uid name created used exp ua refresh prev prev_until`, where `refresh` and
 //!   `prev` are SHA-256 hashes of tokens, never tokens;
 //! - `fam:{F}:spent`: set of spent token hashes (reuse detection beyond the last one);
-//! - `fam:{F}:acc`: sorted set of access-token ids issued from the family, scored by expiry;
+//! - `fam:{F}:acc`: sorted set of the access tokens issued from the family, scored by expiry:
+//!   their SHA-256 hashes (opaque backend), never the tokens;
 //! - `user:{U}:fams`: sorted set of the user's families, scored by expiry: the registry.
 //!
 //! The three `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
@@ -35,7 +36,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use redis::Value;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -147,10 +148,7 @@ impl<'a> RefreshToken<'a> {
 /// SHA-256 of a token, hex. Refresh tokens carry 256 random bits, so a fast hash is enough: there
 /// is nothing to brute-force (unlike passwords, which get argon2id).
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::token::hash(token)
 }
 
 fn field_str(value: &Value) -> Option<String> {

@@ -1,0 +1,247 @@
+//! The JWT denylist in Redis, and the epoch that keeps a logout from un-happening when Redis
+//! loses its data.
+//!
+//! # Keys
+//! - `<prefix>deny:{F}`: the whole family `F` is revoked; `<prefix>deny:{F}:<jti>`: one token.
+//!   Both expire when the tokens they name would have. The shared hash tag puts them in one
+//!   Cluster slot, so one `EXISTS` checks both.
+//! - `<prefix>epoch`: Unix seconds from which this Redis vouches for its denylist. No TTL.
+//!
+//! # The epoch
+//! A Redis that restarts without persistence, or is flushed, forgets every denylist entry, and
+//! a logged-out token whose `exp` has not passed would be accepted again. The epoch marker goes
+//! with the same data: when it is missing, authlab recreates it as *now* (`SET NX`, then read
+//! back, so concurrent instances agree on one value) and refuses every token issued before it or
+//! in its second (`iat` counts whole seconds). What the denylist forgot can then never come back;
+//! everybody logs in again instead. A login in the epoch's own second waits for the next one
+//! before its token is signed (see `authlab_core::Denylist::epoch`), so a fresh token is never
+//! refused; this happens only in the second after the marker was (re)created.
+//!
+//! # The hot path stays one `EXISTS`
+//! The epoch key is not in the family's slot, so it cannot join the `EXISTS` in a Cluster; and
+//! reading it on every request would add a command per request for a value that changes only
+//! after a disaster. Instead each thread keeps the epoch it last read, with the id of the
+//! connection it read it on and when:
+//! - Redis drops its connections when it restarts, so an `EXISTS` answered on the connection that
+//!   read the epoch was answered by the same Redis process, with no restart in between. An
+//!   `EXISTS` answered on another connection (a reconnect) is judged only after the epoch has been
+//!   read again on it, *after* the `EXISTS`: any loss before the `EXISTS` shows in that read.
+//! - A view older than [`EPOCH_REFRESH`] is never used: the `GET` of the epoch then rides in the
+//!   same pipeline as the `EXISTS` (one round trip), after it. This bounds what no connection
+//!   notices (a `FLUSHALL`, a `DEL` of the marker, a proxy that hides a restart) to one second.
+//! - Nothing is judged without a fresh epoch: if it cannot be read, the request answers 503.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authlab_core::{AuthError, Clock, Denylist, SystemClock};
+use thread_local::ThreadLocal;
+
+use crate::{ConnectionId, RedisBackendError, RedisConnection};
+
+/// The longest a thread judges tokens by an epoch it read earlier on the same connection.
+pub const EPOCH_REFRESH: Duration = Duration::from_secs(1);
+
+/// The longest an issuer waits for its clock to leave the epoch's second: the one second after
+/// the epoch was created, plus a little clock difference between instances.
+const MAX_EPOCH_WAIT: Duration = Duration::from_millis(2000);
+
+/// Revoked JWTs as Redis keys that expire when the tokens would have, with the epoch marker
+/// (see the module docs).
+pub struct RedisDenylist {
+    conn: Arc<RedisConnection>,
+    deny_prefix: String,
+    epoch_key: String,
+    /// Each thread's last reading of the epoch.
+    views: ThreadLocal<Cell<Option<EpochView>>>,
+}
+
+/// One reading of the epoch marker.
+#[derive(Debug, Clone, Copy)]
+struct EpochView {
+    /// The epoch, Unix seconds.
+    epoch: u64,
+    /// When the command that read it was sent.
+    read_at: Instant,
+    /// The connection that answered it.
+    connection: ConnectionId,
+}
+
+impl RedisDenylist {
+    /// The denylist, over a (possibly shared) connection, under `<prefix>deny:`, with its epoch
+    /// at `<prefix>epoch`.
+    pub fn new(conn: Arc<RedisConnection>, prefix: &str) -> Self {
+        Self {
+            conn,
+            deny_prefix: format!("{prefix}deny:"),
+            epoch_key: format!("{prefix}epoch"),
+            views: ThreadLocal::new(),
+        }
+    }
+
+    fn family_key(&self, family: &str) -> String {
+        let mut key = String::with_capacity(self.deny_prefix.len() + family.len() + 2);
+        key.push_str(&self.deny_prefix);
+        key.push('{');
+        key.push_str(family);
+        key.push('}');
+        key
+    }
+
+    fn token_key(&self, family: &str, jti: &str) -> String {
+        let mut key = self.family_key(family);
+        key.push(':');
+        key.push_str(jti);
+        key
+    }
+
+    /// This thread's last reading, if it is recent enough to judge by.
+    fn fresh_view(&self) -> Option<EpochView> {
+        self.views
+            .get_or_default()
+            .get()
+            .filter(|view| view.read_at.elapsed() < EPOCH_REFRESH)
+    }
+
+    fn remember(&self, view: EpochView) {
+        self.views.get_or_default().set(Some(view));
+    }
+
+    /// The epoch as read by a command sent at `read_at` on `connection`; a missing marker is
+    /// recreated first.
+    async fn settle(
+        &self,
+        read: Option<u64>,
+        read_at: Instant,
+        connection: ConnectionId,
+    ) -> Result<u64, RedisBackendError> {
+        let view = match read {
+            Some(epoch) => EpochView {
+                epoch,
+                read_at,
+                connection,
+            },
+            None => self.recreate().await?,
+        };
+        self.remember(view);
+        Ok(view.epoch)
+    }
+
+    /// Reads the epoch (one `GET`), recreating it if it is missing.
+    async fn read_epoch(&self) -> Result<u64, RedisBackendError> {
+        let read_at = Instant::now();
+        let (epoch, connection): (Option<u64>, _) = self
+            .conn
+            .query_traced(redis::cmd("GET").arg(&self.epoch_key))
+            .await?;
+        self.settle(epoch, read_at, connection).await
+    }
+
+    /// The marker is missing: Redis is new, or lost its data. Every instance that notices races
+    /// to write *now* with `SET NX` (only the first write lands, so none moves it again), and
+    /// all of them read back the one value that won.
+    async fn recreate(&self) -> Result<EpochView, RedisBackendError> {
+        let now = SystemClock.now_unix();
+        let read_at = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&self.epoch_key)
+            .arg(now)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&self.epoch_key);
+        let ((created, epoch), connection): ((Option<String>, Option<u64>), _) =
+            self.conn.pipeline_traced(&pipe).await?;
+        // `SET NX` then `GET` on one connection: the key exists at the `GET` unless something
+        // deleted it in between; judging nothing is the safe answer then.
+        let epoch = epoch.ok_or(RedisBackendError::EpochVanished)?;
+        if created.is_some() {
+            tracing::warn!(
+                epoch,
+                "Redis had no epoch marker (a first start, or Redis lost its data): every JWT \
+                 issued before it is refused, and users log in again"
+            );
+        }
+        Ok(EpochView {
+            epoch,
+            read_at,
+            connection,
+        })
+    }
+}
+
+impl Denylist for RedisDenylist {
+    async fn deny(&self, family: &str, jti: Option<&str>, ttl: Duration) -> Result<(), AuthError> {
+        let key = match jti {
+            Some(jti) => self.token_key(family, jti),
+            None => self.family_key(family),
+        };
+        // The entry only has to outlive the token; one second more covers rounding down.
+        let seconds = ttl.as_secs().saturating_add(1);
+        let _: String = self
+            .conn
+            .query(redis::cmd("SET").arg(key).arg(1).arg("EX").arg(seconds))
+            .await?;
+        Ok(())
+    }
+
+    async fn is_denied(&self, family: &str, jti: &str, issued_at: u64) -> Result<bool, AuthError> {
+        let mut exists = redis::cmd("EXISTS");
+        exists
+            .arg(self.token_key(family, jti))
+            .arg(self.family_key(family));
+        let (listed, epoch) = match self.fresh_view() {
+            // The usual case: one `EXISTS`, judged by the epoch this thread read on the same
+            // connection less than a second ago.
+            Some(view) => {
+                let (found, connection): (i64, _) = self.conn.query_traced(&exists).await?;
+                let epoch = if connection == view.connection {
+                    view.epoch
+                } else {
+                    // A new connection since the epoch was read (Redis may have restarted):
+                    // read it again, after the `EXISTS`, before trusting the answer.
+                    self.read_epoch().await?
+                };
+                (found > 0, epoch)
+            }
+            // Once a second per thread: the `GET` rides along, after the `EXISTS`.
+            None => {
+                let read_at = Instant::now();
+                let mut pipe = redis::pipe();
+                pipe.add_command(exists).cmd("GET").arg(&self.epoch_key);
+                let ((found, read), connection): ((i64, Option<u64>), _) =
+                    self.conn.pipeline_traced(&pipe).await?;
+                (found > 0, self.settle(read, read_at, connection).await?)
+            }
+        };
+        // Issued before the epoch, or in its second (`iat` counts whole seconds): this Redis
+        // cannot know whether it was revoked.
+        Ok(listed || issued_at <= epoch)
+    }
+
+    async fn epoch(&self) -> Result<Option<u64>, AuthError> {
+        let epoch = match self.fresh_view() {
+            Some(view) => view.epoch,
+            None => self.read_epoch().await?,
+        };
+        // A token of the epoch's own second would be refused (see `is_denied`): wait for the next
+        // one. That happens only in the second after the marker was created; a clock further
+        // behind the epoch than that is a clock problem, answered 503 rather than waited out.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let next_second = Duration::from_secs(epoch.saturating_add(1));
+        if let Some(wait) = next_second.checked_sub(now) {
+            if wait > MAX_EPOCH_WAIT {
+                return Err(RedisBackendError::EpochAhead {
+                    epoch,
+                    now: now.as_secs(),
+                }
+                .into());
+            }
+            tokio::time::sleep(wait).await;
+        }
+        Ok(Some(epoch))
+    }
+}
