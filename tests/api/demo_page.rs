@@ -294,6 +294,48 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 
+/// Swagger UI at `/docs/` (see `tests/api/openapi.rs`) in the same browser: it renders every
+/// operation of the document under its own Content-Security-Policy, from files this server
+/// serves, with no console error and no CSP violation.
+#[tokio::test]
+async fn a_browser_renders_every_operation_in_the_swagger_ui_without_a_console_error() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/docs/")).await;
+    let operations = authlab::routes::mounted_routes().len();
+    let deadline = Instant::now() + PATIENCE;
+    let mut rendered = 0;
+    while rendered < operations && Instant::now() < deadline {
+        let found = browser
+            .command(
+                reqwest::Method::POST,
+                &format!("{}/elements", browser.session),
+                Some(json!({ "using": "css selector", "value": ".opblock" })),
+            )
+            .await;
+        rendered = found.as_array().map_or(0, Vec::len);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let errors = browser.console_errors().await;
+    assert_eq!(
+        rendered, operations,
+        "operations shown; console errors: {errors:#?}"
+    );
+    assert!(
+        browser
+            .text(".information-container .title")
+            .await
+            .contains("authlab")
+    );
+    assert!(
+        browser
+            .text("#operations-jwt-jwt_me")
+            .await
+            .contains("/jwt/me")
+    );
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
 /// A headless Chromium under chromedriver, with one WebDriver session.
 struct Browser {
     http: reqwest::Client,
