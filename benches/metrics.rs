@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use authlab::metrics::Metrics;
+use authlab::metrics::{Metrics, Outcome};
 use authlab_core::{AuthError, Identity};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -26,12 +26,30 @@ fn per_request(c: &mut Criterion) {
                 jwt.verified(black_box(&identity), started);
             })
         });
+        group.bench_function(format!("counter_handle/{label}"), |b| {
+            b.iter(|| jwt.decided(black_box(Outcome::Ok)))
+        });
         group.bench_function(format!("verified_invalid/{label}"), |b| {
             b.iter(|| {
                 let started = jwt.start();
                 jwt.verified(black_box(&refused), started);
             })
         });
+    }
+    // The alternative the handles avoid: a lookup by name and labels on every request, through
+    // the global recorder (`counter!` hashes the key and finds the series each time).
+    if let Ok(handle) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        group.bench_function("counter_macro_lookup/on", |b| {
+            b.iter(|| {
+                metrics::counter!(
+                    "authlab_auth_decisions_total",
+                    "backend" => black_box("jwt"),
+                    "outcome" => "ok"
+                )
+                .increment(1);
+            })
+        });
+        drop(handle);
     }
     group.finish();
 }
