@@ -2,7 +2,7 @@
 //! bundled into the binary: nothing is fetched from a network.
 //!
 //! The document is built from the routes the app actually mounted ([`routes::mounted_routes`]):
-//! each one is looked up in [`describe`], so a route added to `routes::configure` without a
+//! each one is looked up in `describe` (below), so a route added to `routes::configure` without a
 //! description here is missing from the document, and `tests/api/openapi.rs` fails. The same
 //! handlers serve `/session`, `/redis` and `/jwt`; each backend's operations get their own
 //! `operationId` (`session_login`, `redis_login`, ...).
