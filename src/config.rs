@@ -187,8 +187,8 @@ pub struct Settings {
     )]
     pub trusted_proxies: Vec<crate::throttle::Cidr>,
 
-    /// This instance's name in audit events and the start-up log (1-64 of `A-Za-z0-9._-`;
-    /// default: 8 random hex digits chosen at start-up).
+    /// This instance's name in audit events, the start-up log and the `X-Authlab-Instance` header
+    /// of every response (1-64 of `A-Za-z0-9._-`; default: 8 random hex digits chosen at start-up).
     #[arg(long, env = "AUTHLAB_INSTANCE_ID", value_parser = parse_instance_id)]
     pub instance_id: Option<String>,
 
@@ -461,7 +461,7 @@ fn parse_password_policy(text: &str) -> Result<PasswordPolicy, String> {
     PasswordPolicy::new(min_chars).map_err(|e| e.to_string())
 }
 
-/// An instance id: 1-64 characters of `A-Za-z0-9._-` (it goes into logs and, later, a header).
+/// An instance id: 1-64 characters of `A-Za-z0-9._-` (it goes into logs and a response header).
 fn parse_instance_id(text: &str) -> Result<String, String> {
     let valid = (1..=64).contains(&text.len())
         && text

@@ -29,6 +29,7 @@ use crate::middleware::{cors, csrf, headers};
 use crate::routes::{self, Backend, Shared};
 use crate::throttle::{Limits, Throttle};
 use crate::transport::Transport;
+use actix_web::http::header::HeaderValue;
 
 /// Largest request body accepted (JSON bodies here are a few dozen bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -164,6 +165,8 @@ impl Application {
             .clone()
             .unwrap_or_else(audit::random_instance_id);
         tracing::info!("{:>18} = {instance}", "instance");
+        let instance_header = HeaderValue::from_str(&instance)
+            .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
         let audit = web::Data::new(Audit::new(instance, proxies));
         metrics.watch_sessions(session.clone());
         let upkeep = metrics.handle().map(spawn_metrics_upkeep);
@@ -194,6 +197,7 @@ impl Application {
         ));
         let security_headers = web::Data::new(SecurityHeaders {
             hsts: settings.cookie_secure,
+            instance: instance_header,
         });
         let cors_origins = settings.cors_origins.clone();
         let sweep_sessions = mounted.session.clone();

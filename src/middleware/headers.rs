@@ -11,6 +11,11 @@
 //! - `Strict-Transport-Security: max-age=63072000; includeSubDomains` with `--cookie-secure` only
 //!   (the flag says the service is reached over HTTPS; two years, as the HSTS preload list asks).
 //!
+//! Every response also names the instance that answered, `X-Authlab-Instance: <--instance-id>`
+//! (random when not given): behind a load balancer, which instance served a request is otherwise
+//! invisible, and where a session lives is the whole point of comparing the backends. It is the
+//! name the audit events and the start-up log use, not a secret.
+//!
 //! They are set outermost, after every other middleware, so nothing answers without them.
 
 use actix_web::body::MessageBody;
@@ -25,16 +30,26 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors '
 /// HSTS, with `--cookie-secure`: two years, subdomains included.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=63072000; includeSubDomains";
 
+/// The header that names the instance that answered, so that a person (or the demo page) behind
+/// a load balancer can see which of several instances served each request.
+pub const INSTANCE_HEADER: &str = "x-authlab-instance";
+
 /// Which optional headers to send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SecurityHeaders {
     /// Send `Strict-Transport-Security` (with `--cookie-secure`).
     pub hsts: bool,
+    /// This instance's `--instance-id`, sent as `X-Authlab-Instance` on every response.
+    pub instance: HeaderValue,
 }
 
 impl SecurityHeaders {
     /// Adds the headers to a response's header map.
-    pub fn apply(self, headers: &mut HeaderMap) {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(
+            header::HeaderName::from_static(INSTANCE_HEADER),
+            self.instance.clone(),
+        );
         headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -71,7 +86,7 @@ pub async fn security_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let policy = **policy;
+    let policy = policy.into_inner();
     match next.call(req).await {
         Ok(mut res) => {
             policy.apply(res.headers_mut());

@@ -102,7 +102,7 @@ async fn the_demo_page_is_only_for_get() {
 
 #[tokio::test]
 async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_error() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.instance_id = Some("demo-1".to_owned())).await;
     let browser = Browser::start().await;
     browser.goto(&app.url("/")).await;
     let username = format!("demo-{}", &Uuid::new_v4().simple().to_string()[..12]);
@@ -132,6 +132,10 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
         .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
         .unwrap_or_default();
     assert!(!user_id.is_empty(), "{registered}");
+    // The page names the instance that answered (`X-Authlab-Instance`).
+    browser
+        .wait_text("#instance", "Last answer from instance demo-1")
+        .await;
 
     for backend in Backend::ALL {
         browser.click(&format!("#{backend}-login")).await;

@@ -303,3 +303,31 @@ async fn every_json_body_ends_with_a_newline_so_curl_output_does_not_run_togethe
         assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
     }
 }
+
+#[tokio::test]
+async fn every_answer_names_the_instance_that_served_it() {
+    let named = spawn_app_with(|s| s.instance_id = Some("web-1".to_owned())).await;
+    for path in ["/hello", "/no-such-route", "/session/me"] {
+        let response = named.get(path).await;
+        assert_eq!(
+            response.headers()["x-authlab-instance"],
+            "web-1",
+            "{path}: {}",
+            response.status()
+        );
+    }
+    // Without --instance-id every instance still has a name of its own (random, 8 hex digits).
+    let (first, second) = (spawn_app().await, spawn_app().await);
+    let name = |response: &reqwest::Response| {
+        response.headers()["x-authlab-instance"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let a = name(&first.get("/hello").await);
+    let b = name(&second.get("/hello").await);
+    assert_eq!(a.len(), 8, "{a}");
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    assert_ne!(a, b);
+    assert_eq!(name(&first.get("/healthz").await), a);
+}
