@@ -493,10 +493,10 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
                 Identity::new(claims.user_id()?, &*claims.username).in_session(&*claims.fam);
             // The token id and issue time are copied out only when a denylist will ask about
             // them (`iat` against the denylist's epoch: a token older than its memory is refused).
-            let asked = self.denylist.as_ref().map(|_| {
-                let owned = claims.to_owned_claims();
-                (owned.jti, owned.iat)
-            });
+            let asked = self
+                .denylist
+                .as_ref()
+                .map(|_| (claims.jti.to_string(), claims.iat));
             Ok((identity, asked))
         })?;
         if let (Some(denylist), Some((jti, iat)), Some(family)) =

@@ -193,7 +193,7 @@ pub(crate) struct AccessClaims<'a> {
     sub: Cow<'a, str>,
     exp: u64,
     nbf: Option<u64>,
-    iat: u64,
+    pub(crate) iat: u64,
     pub(crate) jti: Cow<'a, str>,
     pub(crate) fam: Cow<'a, str>,
     pub(crate) username: Cow<'a, str>,
