@@ -58,9 +58,8 @@ pub fn random_instance_id() -> String {
     format!("{:08x}", u32::from_be_bytes(bytes))
 }
 
-/// Whether audit events are written at all (so that work done only to enrich them, such as
-/// looking up who a logout belongs to, can be skipped when they are not).
-pub fn enabled() -> bool {
+/// Whether audit events are written at all (an event is not even assembled when they are not).
+fn enabled() -> bool {
     tracing::enabled!(target: TARGET, tracing::Level::INFO)
 }
 
@@ -114,18 +113,18 @@ pub fn login_failed(req: &HttpRequest, backend: &str, account: &str) {
 }
 
 /// A logout (one session, or one token family).
-pub fn logout(req: &HttpRequest, backend: &str, user_id: Option<i64>) {
+pub fn logout(req: &HttpRequest, backend: &str, user_id: i64) {
     let details = Details {
-        user_id,
+        user_id: Some(user_id),
         ..Details::default()
     };
     emit(req, "logout", backend, details);
 }
 
 /// A refresh token exchanged for new tokens.
-pub fn refresh(req: &HttpRequest, backend: &str, user_id: Option<i64>) {
+pub fn refresh(req: &HttpRequest, backend: &str, user_id: i64) {
     let details = Details {
-        user_id,
+        user_id: Some(user_id),
         ..Details::default()
     };
     emit(req, "refresh", backend, details);

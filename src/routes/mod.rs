@@ -372,7 +372,7 @@ fn registry_routes<A: Authenticator + SessionRegistry>(
 }
 
 /// A token server's routes ([`TokenEndpoints`]): refresh, RFC 7009 revoke, RFC 7662 introspect.
-fn token_routes<A: TokenEndpoints + Authenticator>(
+fn token_routes<A: TokenEndpoints>(
     scope: actix_web::Scope,
     at: &mut Mount<'_>,
 ) -> actix_web::Scope {

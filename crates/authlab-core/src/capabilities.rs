@@ -19,6 +19,15 @@ use std::future::Future;
 
 use crate::{AuthError, ClientInfo, Identity, Issued, SessionInfo, TokenInfo};
 
+/// What a refresh gave: the new credentials, and whose they are (the backend learns that while
+/// exchanging the token, so the caller never looks it up again).
+pub struct Refreshed {
+    /// Whose login was refreshed.
+    pub identity: Identity,
+    /// The new access credential and refresh token.
+    pub issued: Issued,
+}
+
 /// One way of turning a login into a credential and a credential back into an [`Identity`].
 ///
 /// The server is generic over this trait, so one set of handlers serves every backend and the
@@ -50,7 +59,7 @@ use crate::{AuthError, ClientInfo, Identity, Issued, SessionInfo, TokenInfo};
 ///         let user_id = credential.parse().map_err(|_| AuthError::Invalid)?;
 ///         Ok(Identity::new(user_id, "somebody"))
 ///     }
-///     async fn revoke(&self, _credential: &str) -> Result<(), AuthError> {
+///     async fn revoke(&self, _credential: &str) -> Result<Identity, AuthError> {
 ///         Err(AuthError::Invalid) // nothing to revoke: the credential is the claim itself
 ///     }
 /// }
@@ -85,11 +94,12 @@ pub trait Authenticator: Send + Sync + 'static {
     fn verify(&self, credential: &str) -> impl Future<Output = Result<Identity, AuthError>> + Send;
 
     /// Ends a credential (logout): from the moment this returns `Ok`, `verify` rejects it, and
-    /// so does a refresh with any refresh token issued with it.
+    /// so does a refresh with any refresh token issued with it. Returns whose credential it was
+    /// (every backend has to find that out to revoke it, so the caller never verifies twice).
     ///
     /// A credential that is not currently valid cannot be revoked and gets the same error `verify`
     /// would give, so logout answers exactly like an authenticated request.
-    fn revoke(&self, credential: &str) -> impl Future<Output = Result<(), AuthError>> + Send;
+    fn revoke(&self, credential: &str) -> impl Future<Output = Result<Identity, AuthError>> + Send;
 }
 
 /// A backend that remembers each user's live sessions (or token families), so a user can list
@@ -122,7 +132,7 @@ pub trait TokenEndpoints: Send + Sync + 'static {
         &self,
         refresh_token: &str,
         client: &ClientInfo,
-    ) -> impl Future<Output = Result<Issued, AuthError>> + Send;
+    ) -> impl Future<Output = Result<Refreshed, AuthError>> + Send;
 
     /// RFC 7662: what a token is, if it is live (`Ok(None)` for anything that is not).
     fn introspect(

@@ -28,7 +28,7 @@ pub mod clock;
 pub mod denylist;
 pub mod families;
 
-pub use capabilities::{Authenticator, SessionRegistry, TokenEndpoints};
+pub use capabilities::{Authenticator, Refreshed, SessionRegistry, TokenEndpoints};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use denylist::Denylist;
 pub use families::{

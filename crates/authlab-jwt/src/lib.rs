@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use authlab_core::{
     AuthError, Authenticator, ClientInfo, Clock, Denylist, FamilyAccess, FamilyLifecycle, Identity,
-    Issued, IssuedRefresh, RefreshFamilies, RevokedFamily, SessionInfo, SessionRegistry,
+    Issued, IssuedRefresh, RefreshFamilies, Refreshed, RevokedFamily, SessionInfo, SessionRegistry,
     TokenEndpoints, TokenInfo, TokenKind,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -511,11 +511,11 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
     /// Logout ends the login: the refresh token is revoked and, with a denylist, every access
     /// token of the family. Without a denylist the access token stays valid until `exp`: nothing
     /// on the server can end it early, the client just forgets it.
-    async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
+    async fn revoke(&self, credential: &str) -> Result<Identity, AuthError> {
         let identity = self.verify(credential).await?;
         let family = identity.session_id.as_deref().unwrap_or_default();
         self.end_family(family).await?;
-        Ok(())
+        Ok(identity)
     }
 }
 
@@ -540,7 +540,7 @@ impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> 
         &self,
         refresh_token: &str,
         _client: &ClientInfo,
-    ) -> Result<Issued, AuthError> {
+    ) -> Result<Refreshed, AuthError> {
         match &self.refresh {
             RefreshMode::Stored(families) => {
                 // A reused refresh token ends the whole login, access tokens included.
@@ -550,22 +550,31 @@ impl<D: Denylist, F: RefreshFamilies> TokenEndpoints for JwtAuthenticator<D, F> 
                 };
                 let rotated = lifecycle.exchange(refresh_token).await?;
                 let family = rotated.identity.session_id.clone().unwrap_or_default();
-                self.mint(
-                    &rotated.identity,
-                    &family,
-                    IssuedRefresh {
-                        token: rotated.refresh_token,
-                        expires_in: rotated.refresh_ttl,
-                    },
-                )
-                .await
+                let issued = self
+                    .mint(
+                        &rotated.identity,
+                        &family,
+                        IssuedRefresh {
+                            token: rotated.refresh_token,
+                            expires_in: rotated.refresh_ttl,
+                        },
+                    )
+                    .await?;
+                Ok(Refreshed {
+                    identity: rotated.identity,
+                    issued,
+                })
             }
             RefreshMode::Stateless { ttl } => {
                 let claims = self.decode_with(refresh_token, &self.refresh_validation)?;
                 let user_id = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
                 let identity = Identity::new(user_id, claims.username);
                 let refresh = self.stateless_refresh(&identity, &claims.fam, *ttl)?;
-                self.mint(&identity, &claims.fam, refresh).await
+                let issued = self.mint(&identity, &claims.fam, refresh).await?;
+                Ok(Refreshed {
+                    identity: identity.in_session(claims.fam),
+                    issued,
+                })
             }
         }
     }
@@ -1006,7 +1015,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            auth.verify(renewed.credential.expose_secret())
+            auth.verify(renewed.issued.credential.expose_secret())
                 .await
                 .is_ok()
         );

@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use authlab_core::{
     AuthError, Authenticator, ClientInfo, Clock, FamilyAccess, FamilyLifecycle, Identity, Issued,
-    IssuedRefresh, RefreshFamilies, RevokedFamily, SessionInfo, SessionRegistry, SystemClock,
-    TokenEndpoints, TokenInfo, TokenKind,
+    IssuedRefresh, RefreshFamilies, Refreshed, RevokedFamily, SessionInfo, SessionRegistry,
+    SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 
 mod connection;
@@ -232,14 +232,14 @@ impl Authenticator for RedisTokenAuthenticator {
     }
 
     /// Logout ends the whole login: every access token of the family and its refresh token.
-    async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
+    async fn revoke(&self, credential: &str) -> Result<Identity, AuthError> {
         let (key, identity) = self.lookup(credential).await?;
         let family = identity.session_id.as_deref().unwrap_or_default();
         if !self.lifecycle().end(family).await? {
             // The family had already gone (expired); the token itself still goes.
             self.delete_key(key).await?;
         }
-        Ok(())
+        Ok(identity)
     }
 }
 
@@ -262,18 +262,21 @@ impl TokenEndpoints for RedisTokenAuthenticator {
         &self,
         refresh_token: &str,
         _client: &ClientInfo,
-    ) -> Result<Issued, AuthError> {
+    ) -> Result<Refreshed, AuthError> {
         // A reused refresh token ends the whole login, access tokens included.
         let rotated = self.lifecycle().exchange(refresh_token).await?;
         let family = rotated.identity.session_id.clone().unwrap_or_default();
         let access = self.mint(&rotated.identity, &family).await?;
-        Ok(Issued {
-            credential: access.into(),
-            expires_in: self.ttl,
-            refresh: Some(IssuedRefresh {
-                token: rotated.refresh_token,
-                expires_in: rotated.refresh_ttl,
-            }),
+        Ok(Refreshed {
+            identity: rotated.identity,
+            issued: Issued {
+                credential: access.into(),
+                expires_in: self.ttl,
+                refresh: Some(IssuedRefresh {
+                    token: rotated.refresh_token,
+                    expires_in: rotated.refresh_ttl,
+                }),
+            },
         })
     }
 

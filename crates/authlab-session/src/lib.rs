@@ -373,13 +373,13 @@ impl Authenticator for SessionAuthenticator {
         Err(AuthError::Expired)
     }
 
-    async fn revoke(&self, credential: &str) -> Result<(), AuthError> {
+    async fn revoke(&self, credential: &str) -> Result<Identity, AuthError> {
         let id = SessionId::parse(credential)?;
         let now = self.now_ms();
         let (_, session) = self.sessions.remove(&id).ok_or(AuthError::Invalid)?;
         self.unindex(session.identity.user_id, &id);
         if session.expires_at_ms.load(Ordering::Relaxed) > now {
-            Ok(())
+            Ok(session.identity)
         } else {
             Err(AuthError::Expired)
         }
