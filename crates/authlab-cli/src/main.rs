@@ -21,7 +21,7 @@ which would show it to everyone running `ps`).";
 
 const COMPARE_NOTES: &str = "\
 Examples:
-  authlab compare --out report                    # about 2.5 minutes; needs the local Redis
+  authlab compare --out report                    # about 3.5 minutes; needs the local Redis
   authlab compare --rounds 5 --skip-memory        # throughput and latency only
 
 Every line it prints fits 80 columns. The in-process servers log warnings only; RUST_LOG=info
