@@ -43,12 +43,16 @@ use authlab_core::{
     SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 
+mod cluster;
 mod connection;
 mod denylist;
 mod families;
+mod standalone;
 mod throttle;
 mod token;
+pub mod topology;
 
+pub use cluster::ClusterTuning;
 pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
 };
@@ -56,6 +60,7 @@ pub use denylist::{EPOCH_REFRESH, RedisDenylist};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
+pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
@@ -329,7 +334,7 @@ mod tests {
     fn a_bad_url_is_rejected_at_construction() {
         assert!(matches!(
             RedisConnection::new("http://nope", RedisTimeouts::default()),
-            Err(RedisBackendError::InvalidUrl(_))
+            Err(RedisBackendError::InvalidTarget(_))
         ));
     }
 }
