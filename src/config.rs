@@ -89,6 +89,47 @@ pub struct RedisSettings {
     /// Longest wait for Redis (connect, and each reply) before answering 503.
     #[arg(id = "redis_timeout", long = "redis-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Replicas that must confirm (Redis `WAIT`) every write that ends a credential (logout,
+    /// logout-all, revocations, refresh rotation, JWT denylist entries) before it is answered;
+    /// fewer within --redis-confirm-timeout answers 503, so a failover cannot undo an answered
+    /// logout. `auto`: 1 for redis+sentinel:// and redis+cluster://, 0 for one Redis (redis://,
+    /// which has nothing to fail over to; give 1 if that URL is a replicated master).
+    #[arg(
+        id = "redis_confirm_replicas",
+        long = "redis-confirm-replicas",
+        value_name = "N|auto",
+        env = "AUTHLAB_REDIS_CONFIRM_REPLICAS",
+        default_value = "auto",
+        value_parser = parse_confirm_replicas
+    )]
+    pub confirm_replicas: ConfirmReplicas,
+
+    /// Longest wait for those replicas (shorter than --redis-timeout).
+    #[arg(id = "redis_confirm_timeout", long = "redis-confirm-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_CONFIRM_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub confirm_timeout: Duration,
+}
+
+/// How many replicas confirm a write that ends a credential (`--redis-confirm-replicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmReplicas {
+    /// By topology: 1 behind Sentinel or in a Cluster, 0 for one Redis.
+    Auto,
+    /// Exactly this many.
+    Exactly(u32),
+}
+
+impl RedisSettings {
+    /// The replicas a credential-ending write waits for, `auto` resolved by the URL's form.
+    pub fn confirm_replicas(&self) -> u32 {
+        match self.confirm_replicas {
+            ConfirmReplicas::Exactly(n) => n,
+            ConfirmReplicas::Auto => {
+                let replicated = ["redis+sentinel://", "redis+cluster://", "rediss+cluster://"];
+                u32::from(replicated.iter().any(|form| self.url.starts_with(form)))
+            }
+        }
+    }
 }
 
 /// Everything `authlab serve` can be told.
@@ -300,6 +341,16 @@ impl Settings {
                 format!("{:?}", self.redis_token_format).to_lowercase(),
             ),
             ("redis_timeout", duration(self.redis.timeout)),
+            (
+                "redis_confirm",
+                match self.redis.confirm_replicas() {
+                    0 => "off (no replica confirms a revocation)".to_owned(),
+                    n => format!(
+                        "{n} replica(s) within {}",
+                        duration(self.redis.confirm_timeout)
+                    ),
+                },
+            ),
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
             (
@@ -418,15 +469,25 @@ fn parse_bind(text: &str) -> Result<String, String> {
 }
 
 /// The URL forms Redis is reached by, shown whenever a URL is refused.
-pub const REDIS_URL_FORMS: &str =
-    "redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://[:PASSWORD@]HOST:PORT[/DB] (TLS)";
+pub const REDIS_URL_FORMS: &str = "redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://[:PASSWORD@]HOST:PORT[/DB] (TLS) or redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../MASTER-NAME";
 
 /// A Redis URL of an accepted form, checked before anything else starts.
 fn parse_redis_url(text: &str) -> Result<String, String> {
     let scheme = text.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
-        Some("redis" | "rediss") => Ok(text.to_owned()),
+        Some("redis" | "rediss" | "redis+sentinel") => Ok(text.to_owned()),
         _ => Err(format!("expected {REDIS_URL_FORMS}")),
+    }
+}
+
+/// `auto` or a number of replicas.
+fn parse_confirm_replicas(text: &str) -> Result<ConfirmReplicas, String> {
+    if text == "auto" {
+        return Ok(ConfirmReplicas::Auto);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n <= 16 => Ok(ConfirmReplicas::Exactly(n)),
+        _ => Err("expected `auto` or a number of replicas from 0 to 16".to_owned()),
     }
 }
 

@@ -216,6 +216,7 @@ impl RedisFamilies {
         script: &redis::Script,
         keys: &[String],
         args: &[String],
+        ends_credentials: bool,
     ) -> Result<Value, RedisBackendError> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
@@ -224,7 +225,12 @@ impl RedisFamilies {
         for arg in args {
             invocation.arg(arg);
         }
-        self.conn.invoke(&invocation).await
+        if ends_credentials {
+            // Confirmed where it will survive a failover before anybody is told it happened.
+            self.conn.invoke_confirmed(&invocation).await
+        } else {
+            self.conn.invoke(&invocation).await
+        }
     }
 }
 
@@ -307,6 +313,9 @@ impl RefreshFamilies for RedisFamilies {
                     self.grace.as_secs().to_string(),
                     ttl.to_string(),
                 ],
+                // A rotation spends the presented token: undone by a failover, a spent (maybe
+                // stolen) token would be live again.
+                true,
             )
             .await?;
         let Value::Array(parts) = reply else {
@@ -379,6 +388,7 @@ impl RefreshFamilies for RedisFamilies {
                     access_id.to_owned(),
                     self.refresh_ttl.as_secs().max(1).to_string(),
                 ],
+                false,
             )
             .await?;
         match reply {
@@ -398,6 +408,7 @@ impl RefreshFamilies for RedisFamilies {
                     self.access_key(family),
                 ],
                 &[],
+                true,
             )
             .await?;
         let Value::Array(parts) = reply else {

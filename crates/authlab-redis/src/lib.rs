@@ -43,12 +43,15 @@ use authlab_core::{
     SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 
+mod confirm;
 mod connection;
 mod denylist;
 mod families;
+pub mod sentinel;
 mod throttle;
 mod token;
 
+pub use confirm::WriteConfirmation;
 pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
 };
@@ -159,9 +162,12 @@ impl RedisTokenAuthenticator {
         }
     }
 
-    /// Deletes one access token's key.
+    /// Deletes one access token's key, confirmed where it survives a failover.
     async fn delete_key(&self, key: String) -> Result<(), AuthError> {
-        let _: i64 = self.conn.query(redis::cmd("DEL").arg(key)).await?;
+        let _: i64 = self
+            .conn
+            .query_confirmed(redis::cmd("DEL").arg(key))
+            .await?;
         Ok(())
     }
 
@@ -208,7 +214,8 @@ impl FamilyAccess for RedisTokenAuthenticator {
                 .arg(self.hash_key(|key| key.push_str(hash)))
                 .ignore();
         }
-        let () = self.conn.pipeline(&pipe).await?;
+        // Confirmed before the logout is answered: a failover must not bring them back.
+        let () = self.conn.pipeline_confirmed(&pipe).await?;
         Ok(())
     }
 }
