@@ -758,6 +758,27 @@ mod tests {
     }
 
     #[test]
+    fn revocations_wait_for_a_replica_by_default_wherever_there_is_one() {
+        let mut redis = Settings::defaults().redis;
+        assert_eq!(redis.confirm_replicas, ConfirmReplicas::Auto);
+        assert_eq!(redis.confirm_timeout, Duration::from_millis(250));
+        assert_eq!(
+            redis.confirm_replicas(),
+            0,
+            "one Redis has nothing to fail over to"
+        );
+        redis.url = "redis+sentinel://127.0.0.1:26379/authlab".to_owned();
+        assert_eq!(redis.confirm_replicas(), 1);
+        redis.url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001".to_owned();
+        assert_eq!(redis.confirm_replicas(), 1);
+        redis.confirm_replicas = ConfirmReplicas::Exactly(0);
+        assert_eq!(redis.confirm_replicas(), 0, "an explicit 0 turns it off");
+        assert_eq!(parse_confirm_replicas("2"), Ok(ConfirmReplicas::Exactly(2)));
+        assert!(parse_confirm_replicas("-1").unwrap_err().contains("auto"));
+        assert!(parse_confirm_replicas("many").is_err());
+    }
+
+    #[test]
     fn first_run_mistakes_are_refused_with_the_expected_form() {
         assert!(parse_bind("nonsense").unwrap_err().contains("HOST:PORT"));
         assert!(parse_bind("127.0.0.1:99999").unwrap_err().contains("port"));

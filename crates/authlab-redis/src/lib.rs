@@ -333,6 +333,34 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmation_wait_must_end_before_the_response_timeout() {
+        let conn = || RedisConnection::new("redis://127.0.0.1:1", RedisTimeouts::default());
+        let slow = WriteConfirmation {
+            replicas: 1,
+            timeout: RedisTimeouts::default().response,
+        };
+        assert!(matches!(
+            conn().unwrap().with_confirmation(slow),
+            Err(RedisBackendError::ConfirmationTooSlow { .. })
+        ));
+        let quick = WriteConfirmation {
+            timeout: Duration::from_millis(250),
+            ..slow
+        };
+        let confirmed = conn().unwrap().with_confirmation(quick).unwrap();
+        assert_eq!(confirmed.confirmation(), quick);
+        assert!(!confirmed.is_sentinel());
+        assert!(
+            RedisConnection::new(
+                "redis+sentinel://127.0.0.1:26379/m",
+                RedisTimeouts::default()
+            )
+            .unwrap()
+            .is_sentinel()
+        );
+    }
+
+    #[test]
     fn a_bad_url_is_rejected_at_construction() {
         assert!(matches!(
             RedisConnection::new("http://nope", RedisTimeouts::default()),
