@@ -13,8 +13,9 @@ use std::sync::Arc;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
-    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisMetrics,
-    RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat, WriteConfirmation,
+    ClusterTuning, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies,
+    RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
+    WriteConfirmation,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
@@ -25,7 +26,8 @@ use crate::config::{RedisSettings, RedisTokenFormat, RefreshKind, Settings, Swit
 /// families in Redis (or stateless refresh JWTs).
 pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 
-/// The connection every Redis-backed piece shares. Fails only on a URL that does not parse.
+/// The connection every Redis-backed piece shares, to whichever topology `--redis-url` names.
+/// Fails only on a URL that does not parse (or names a topology this build lacks).
 pub fn redis_connection(
     settings: &RedisSettings,
 ) -> Result<Arc<RedisConnection>, RedisBackendError> {
@@ -40,6 +42,11 @@ pub fn redis_connection_with_metrics(
     let timeouts = RedisTimeouts {
         connect: settings.timeout,
         response: settings.timeout,
+        cluster: ClusterTuning {
+            response_timeout: settings.cluster_timeout,
+            min_retry_wait: settings.cluster_retry_wait.min,
+            max_retry_wait: settings.cluster_retry_wait.max,
+        },
         ..RedisTimeouts::default()
     };
     let confirmation = WriteConfirmation {

@@ -49,8 +49,8 @@ pub enum StartupError {
     /// The user store could not be opened or migrated.
     #[error("cannot open the user store")]
     UserStore(#[source] UserStoreError),
-    /// The Redis URL does not parse.
-    #[error("invalid --redis-url")]
+    /// The Redis URL does not parse, or names a topology this build cannot connect to.
+    #[error("cannot use --redis-url")]
     RedisUrl(#[source] RedisBackendError),
     /// `--redis-confirm-timeout` is not shorter than `--redis-timeout`.
     #[error("--redis-confirm-timeout must be shorter than --redis-timeout")]

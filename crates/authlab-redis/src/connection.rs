@@ -1,4 +1,6 @@
-//! Multiplexed Redis connections, one per worker thread, re-established after a failure.
+//! Multiplexed Redis connections, one per worker thread, to one Redis, a Redis Cluster or the
+//! master Sentinel names, re-established after a failure; and the confirmed writes (`WAIT`) that
+//! end credentials (see [`crate::WriteConfirmation`]).
 //!
 //! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
 //! latency histogram and an error counter per kind of command), which the server registers with its
@@ -13,16 +15,18 @@ use std::time::Instant as StdInstant;
 use arc_swap::ArcSwapOption;
 use authlab_core::AuthError;
 use redis::aio::MultiplexedConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{
-    AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo, Value,
-};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{FromRedisValue, RedisFuture, Value};
 use thread_local::ThreadLocal;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::cluster::{Cluster, ClusterTuning};
 use crate::confirm::WriteConfirmation;
 use crate::sentinel::SentinelMaster;
+use crate::standalone::Standalone;
+use crate::topology::{RedisTarget, TargetError};
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,12 @@ pub enum RedisBackendError {
     /// The configured URL is not a Redis URL.
     #[error("invalid Redis URL")]
     InvalidUrl(#[source] redis::RedisError),
+    /// The configured URL is none of the accepted forms.
+    #[error("invalid Redis URL")]
+    InvalidTarget(#[source] TargetError),
+    /// The URL names a topology this build cannot connect to yet.
+    #[error("{0} support: not built")]
+    NotBuilt(&'static str),
     /// Redis could not be reached, or did not answer in time.
     #[error("Redis is unreachable")]
     Unreachable(#[source] redis::RedisError),
@@ -47,7 +57,7 @@ pub enum RedisBackendError {
         confirmed: i64,
     },
     /// The write-confirmation wait is not shorter than the response timeout, so the connection
-    /// would be dropped as timed out while Redis is still waiting for replicas.
+    /// would give up on `WAIT` while Redis is still waiting for replicas.
     #[error(
         "the write-confirmation timeout ({confirm:?}) must be shorter than the Redis response \
          timeout ({response:?})"
@@ -55,7 +65,7 @@ pub enum RedisBackendError {
     ConfirmationTooSlow {
         /// The confirmation timeout asked for.
         confirm: Duration,
-        /// The response timeout.
+        /// The response timeout it must stay below.
         response: Duration,
     },
     /// A recent attempt to connect failed; we are waiting before trying again.
@@ -96,6 +106,8 @@ pub struct RedisTimeouts {
     /// After a failed connection attempt, requests fail at once for this long instead of each
     /// trying again (so an outage does not turn every request into a connection attempt).
     pub retry_after: Duration,
+    /// How a cluster connection waits and retries (ignored by the other topologies).
+    pub cluster: ClusterTuning,
 }
 
 impl Default for RedisTimeouts {
@@ -104,6 +116,7 @@ impl Default for RedisTimeouts {
             connect: Duration::from_millis(500),
             response: Duration::from_millis(500),
             retry_after: Duration::from_millis(200),
+            cluster: ClusterTuning::default(),
         }
     }
 }
@@ -154,7 +167,8 @@ impl Default for RedisMetrics {
     }
 }
 
-/// One multiplexed Redis connection per worker thread, re-established after a failure.
+/// One connection per worker thread, to whichever topology the URL names, re-established after a
+/// failure.
 ///
 /// Nothing connects at construction: the server starts even when Redis is down, and the first
 /// command connects. A command that fails because the connection broke drops it, and the next
@@ -166,46 +180,100 @@ impl Default for RedisMetrics {
 /// shared connection against 0.70x for one per worker). With a connection per thread, a request,
 /// its Redis round trip and its reply stay on one thread, and each connection still pipelines all
 /// of that worker's in-flight commands.
+///
+/// The same holds for a Redis Cluster: redis-rs's `ClusterConnection` is a multiplexed connection
+/// per node driven by one task on the runtime that built it, so this type keeps one per worker
+/// too (W workers and N masters make W x N sockets, a handful). Unlike a standalone connection, a
+/// cluster connection is never dropped after a failed command: it reconnects to a failed node and
+/// refreshes its slot map by itself, and rebuilding it would stall the users of every other shard
+/// while it connects to all of them again (see [`crate::cluster`]).
+///
+/// Which topology is chosen by the URL ([`RedisTarget`]); the public API is the same for all, so
+/// no backend knows which one it runs on. What the backends must respect on a cluster is the slot
+/// rule: one command, pipeline or script touches keys of one hash slot (see `docs/backends.md`).
 pub struct RedisConnection {
-    target: Target,
-    config: AsyncConnectionConfig,
-    /// Bumped when every connection must go (the master changed): a connection made in an
-    /// earlier generation is not used again.
-    generation: Arc<AtomicU64>,
-    /// What a write that ends a credential waits for.
-    confirmation: WriteConfirmation,
-    /// The response timeout, which a confirmation's `WAIT` must stay below.
-    response_timeout: Duration,
+    topology: Topology,
     retry_after: Duration,
     slots: ThreadLocal<Slot>,
     /// A second connection per thread for the writes that are confirmed with `WAIT`: Redis holds
     /// a connection's later commands back while its `WAIT` waits, and the hot path's reads must
     /// not queue behind a revocation waiting for a replica.
     confirming: ThreadLocal<Slot>,
+    /// Bumped when every connection must go (the Sentinel master changed): a connection made in
+    /// an earlier generation is not used again.
+    generation: Arc<AtomicU64>,
+    /// What a write that ends a credential waits for.
+    confirmation: WriteConfirmation,
+    /// The response timeout a confirmation's `WAIT` must stay below.
+    response_timeout: Duration,
     metrics: RedisMetrics,
     /// How many connections have been established so far: the next one's [`ConnectionId`].
     established: AtomicU64,
 }
 
-/// Where connections go.
-enum Target {
-    /// One Redis server.
-    Standalone(Client),
+/// How connections are made, per topology.
+enum Topology {
+    /// One Redis: a multiplexed connection per thread.
+    Standalone(Standalone),
+    /// A Redis Cluster: a cluster connection (one multiplexed connection per node) per thread.
+    Cluster(Cluster),
     /// The master a set of sentinels names, followed across failovers (see [`crate::sentinel`]).
+    /// Its connections are plain multiplexed ones ([`Conn::Standalone`]).
     Sentinel(SentinelMaster),
+}
+
+/// A live connection of any topology. Each arm is a cheap, cloneable handle to a multiplexed
+/// connection, so a command clones it out of the slot without locking.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// To one Redis.
+    Standalone(MultiplexedConnection),
+    /// To a Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// Which established connection answered a command: every (re)connection gets a new id.
 ///
 /// Redis drops its clients when it restarts, so two answers with the same id came from the same
 /// Redis process, with no restart (and no data lost to one) in between. The JWT denylist relies
-/// on this to notice a restart without asking Redis anything more on the hot path.
+/// on this to notice a restart without asking Redis anything more on the hot path. On a cluster
+/// the id names the cluster connection, which outlives a node's restart or failover: there the
+/// denylist's one-second refresh of its epoch is what bounds an unnoticed loss (see
+/// `denylist.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionId(u64);
 
 /// A live connection and its id.
 struct Live {
-    conn: MultiplexedConnection,
+    conn: Conn,
     id: ConnectionId,
     /// The generation it was made in (see [`RedisConnection::invalidate_all`]).
     generation: u64,
@@ -222,47 +290,61 @@ struct Slot {
 }
 
 impl RedisConnection {
-    /// Prepares connections to `url` (for example `redis://127.0.0.1:6379`, or
-    /// `redis+sentinel://h:p,h:p/MASTER`) without connecting.
+    /// Prepares connections to `url` (any form [`RedisTarget::parse`] accepts, for example
+    /// `redis://127.0.0.1:6379` or `redis+cluster://10.0.0.1:7000,10.0.0.2:7000`) without
+    /// connecting.
     pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeouts.connect))
-            .set_response_timeout(Some(timeouts.response));
+        let target = RedisTarget::parse(url).map_err(RedisBackendError::InvalidTarget)?;
+        Self::to(&target, timeouts)
+    }
+
+    /// Prepares connections to a parsed target without connecting.
+    pub fn to(target: &RedisTarget, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
         let generation = Arc::new(AtomicU64::new(0));
-        let target = match url.strip_prefix("redis+sentinel://") {
-            Some(rest) => {
-                let (sentinels, master, node) = sentinel_parts(rest)?;
-                Target::Sentinel(SentinelMaster::new(
-                    &sentinels,
-                    &master,
-                    node,
+        let (topology, response_timeout) = match target {
+            RedisTarget::Standalone(target) => (
+                Topology::Standalone(Standalone::new(target, &timeouts)?),
+                timeouts.response,
+            ),
+            RedisTarget::Cluster(target) => (
+                Topology::Cluster(Cluster::new(target, &timeouts)?),
+                timeouts.response.min(timeouts.cluster.response_timeout),
+            ),
+            RedisTarget::Sentinel(target) => (
+                Topology::Sentinel(SentinelMaster::new(
+                    target,
+                    &timeouts,
                     Arc::clone(&generation),
-                    config.clone(),
-                )?)
-            }
-            None => Target::Standalone(Self::standalone_client(url)?),
+                )?),
+                timeouts.response,
+            ),
         };
         Ok(Self {
-            target,
-            config,
-            generation,
-            confirmation: WriteConfirmation::NONE,
-            response_timeout: timeouts.response,
+            topology,
             retry_after: timeouts.retry_after,
             slots: ThreadLocal::new(),
             confirming: ThreadLocal::new(),
+            generation,
+            confirmation: WriteConfirmation::NONE,
+            response_timeout,
             metrics: RedisMetrics::default(),
             established: AtomicU64::new(0),
         })
     }
 
-    fn standalone_client(url: &str) -> Result<Client, RedisBackendError> {
-        let info = url
-            .into_connection_info()
-            .map_err(RedisBackendError::InvalidUrl)?
-            // Small request/response pairs: Nagle's algorithm would only add latency.
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        Client::open(info).map_err(RedisBackendError::InvalidUrl)
+    /// Reports every command's latency and failures to `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The topology's name: `standalone`, `cluster` (or `sentinel`).
+    pub fn topology(&self) -> &'static str {
+        match self.topology {
+            Topology::Standalone(_) => "standalone",
+            Topology::Cluster(_) => "cluster",
+            Topology::Sentinel(_) => "sentinel",
+        }
     }
 
     /// Confirms every write that ends a credential with `confirmation` from now on (see
@@ -286,37 +368,16 @@ impl RedisConnection {
         self.confirmation
     }
 
-    /// Whether this is a master followed through Sentinel.
-    pub fn is_sentinel(&self) -> bool {
-        matches!(self.target, Target::Sentinel(_))
-    }
-
-    /// Drops every thread's connection: the next command on each resolves the master again.
+    /// Drops every thread's connections: the next command on each finds the master again.
     fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A connection of the current generation, if this slot has one.
-    fn current(&self, slot: &Slot) -> Option<(MultiplexedConnection, ConnectionId)> {
+    /// This slot's connection, if it has one of the current generation.
+    fn current(&self, slot: &Slot) -> Option<(Conn, ConnectionId)> {
         let live = slot.current.load_full()?;
         (live.generation == self.generation.load(Ordering::Acquire))
             .then(|| (live.conn.clone(), live.id))
-    }
-
-    async fn open(&self) -> Result<MultiplexedConnection, RedisBackendError> {
-        match &self.target {
-            Target::Standalone(client) => client
-                .get_multiplexed_async_connection_with_config(&self.config)
-                .await
-                .map_err(RedisBackendError::Unreachable),
-            Target::Sentinel(master) => master.connect(&self.config).await,
-        }
-    }
-
-    /// Reports every command's latency and failures to `metrics` from now on.
-    pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
-        self.metrics = metrics;
-        self
     }
 
     /// This thread's slot. The caller keeps the reference for the whole command, so a task that
@@ -330,10 +391,7 @@ impl RedisConnection {
         self.confirming.get_or_default()
     }
 
-    async fn connection(
-        &self,
-        slot: &Slot,
-    ) -> Result<(MultiplexedConnection, ConnectionId), RedisBackendError> {
+    async fn connection(&self, slot: &Slot) -> Result<(Conn, ConnectionId), RedisBackendError> {
         if let Some(current) = self.current(slot) {
             return Ok(current);
         }
@@ -350,9 +408,22 @@ impl RedisConnection {
         // Read before resolving: if the master changes while we connect, this connection is
         // already of an old generation and will not be used again.
         let generation = self.generation.load(Ordering::Acquire);
-        match self.open().await {
+        let connected = match &self.topology {
+            Topology::Standalone(standalone) => standalone
+                .connect()
+                .await
+                .map(Conn::Standalone)
+                .map_err(RedisBackendError::Unreachable),
+            Topology::Cluster(cluster) => cluster
+                .connect()
+                .await
+                .map(Conn::Cluster)
+                .map_err(RedisBackendError::Unreachable),
+            Topology::Sentinel(master) => master.connect().await.map(Conn::Standalone),
+        };
+        match connected {
             Ok(conn) => {
-                tracing::debug!("connected to Redis");
+                tracing::debug!(topology = self.topology(), "connected to Redis");
                 *last_failure = None;
                 let id = ConnectionId(self.established.fetch_add(1, Ordering::Relaxed));
                 slot.current.store(Some(Arc::new(Live {
@@ -366,6 +437,15 @@ impl RedisConnection {
                 *last_failure = Some(Instant::now());
                 Err(err)
             }
+        }
+    }
+
+    /// This thread's cluster connection, for the few operations that address nodes rather than
+    /// keys (`delete_prefix`). `None` on other topologies.
+    async fn cluster_connection(&self) -> Result<Option<ClusterConnection>, RedisBackendError> {
+        match self.connection(self.slot()).await? {
+            (Conn::Cluster(conn), _) => Ok(Some(conn)),
+            _ => Ok(None),
         }
     }
 
@@ -391,7 +471,8 @@ impl RedisConnection {
         observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
-    /// Runs a pipeline (several commands, one round trip), with the same failure handling.
+    /// Runs a pipeline (several commands, one round trip), with the same failure handling. On a
+    /// cluster every command of the pipeline must touch the same hash slot.
     pub async fn pipeline<T: FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
@@ -404,15 +485,8 @@ impl RedisConnection {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
-        self.pipeline_in(self.slot(), pipe).await
-    }
-
-    async fn pipeline_in<T: FromRedisValue>(
-        &self,
-        slot: &Slot,
-        pipe: &redis::Pipeline,
-    ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.pipeline;
+        let slot = self.slot();
         let (mut conn, id) = self
             .connection(slot)
             .await
@@ -422,7 +496,9 @@ impl RedisConnection {
         observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
-    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling.
+    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling. On
+    /// a cluster the script runs on the node of its first key, so every key it touches must be
+    /// declared in `KEYS` and share that key's hash slot.
     pub async fn invoke<T: FromRedisValue>(
         &self,
         script: &redis::ScriptInvocation<'_>,
@@ -438,6 +514,89 @@ impl RedisConnection {
         observe(observed, started, self.classify(slot, result))
     }
 
+    /// Sorts a failed command: a broken standalone or Sentinel connection is dropped (the next
+    /// command reconnects, through Sentinel for the latter); a cluster connection is kept (it
+    /// heals itself, node by node). A `READONLY` reply from a Sentinel master (it was demoted)
+    /// drops *every* thread's connection, so that each finds the new master.
+    fn classify<T>(
+        &self,
+        slot: &Slot,
+        result: redis::RedisResult<T>,
+    ) -> Result<T, RedisBackendError> {
+        let follows_one_node = !matches!(self.topology, Topology::Cluster(_));
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if is_connection_failure(&err) => {
+                if follows_one_node && slot.current.swap(None).is_some() {
+                    tracing::warn!(error = %err, "lost the Redis connection");
+                }
+                Err(RedisBackendError::Unreachable(err))
+            }
+            Err(err) if follows_one_node && err.code() == Some("READONLY") => {
+                slot.current.store(None);
+                if matches!(self.topology, Topology::Sentinel(_)) {
+                    self.invalidate_all();
+                }
+                tracing::warn!("Redis answered READONLY (a demoted master): reconnecting");
+                Err(RedisBackendError::NotMaster)
+            }
+            Err(err) => Err(RedisBackendError::Command(err)),
+        }
+    }
+
+    /// Runs one command that ends a credential on `key`, and confirms it (see
+    /// [`crate::WriteConfirmation`]) before returning: `WAIT` follows it in the same pipeline,
+    /// on the same connection, a connection kept for confirmed writes. On a cluster the pipeline
+    /// goes as a whole to the master of `key`'s slot, where the write lands. Without a
+    /// confirmation policy this is [`RedisConnection::query`].
+    pub async fn query_confirmed<T: FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisBackendError> {
+        if !self.confirmation.is_required() {
+            return self.query(cmd).await;
+        }
+        let observed = &self.metrics.pipeline;
+        let slot = self.confirming_slot();
+        let (conn, _) = self
+            .connection(slot)
+            .await
+            .inspect_err(|_| observed.errors.increment(1))?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .add_command(self.confirmation.wait_command());
+        let started = self.metrics.timed.then(StdInstant::now);
+        let result = match conn {
+            Conn::Cluster(mut conn) => {
+                let master = Route::with_key(key, SlotAddr::Master);
+                conn.route_pipeline(pipe, 0, 2, SingleNodeRoutingInfo::SpecificNode(master))
+                    .await
+            }
+            mut conn @ Conn::Standalone(_) => pipe.query_async::<Vec<Value>>(&mut conn).await,
+        };
+        let mut replies = observe(observed, started, self.classify(slot, result))?;
+        let acknowledged = replies.pop();
+        let reply = replies.pop();
+        self.judge_wait(acknowledged)?;
+        let reply = reply.ok_or_else(|| RedisBackendError::Command(unexpected("a reply")))?;
+        T::from_redis_value(reply).map_err(|err| RedisBackendError::Command(err.into()))
+    }
+
+    /// Judges `WAIT`'s answer, and says so in the log when it falls short.
+    fn judge_wait(&self, reply: Option<Value>) -> Result<(), RedisBackendError> {
+        let Some(Value::Int(confirmed)) = reply else {
+            return Err(RedisBackendError::Command(unexpected("WAIT's count")));
+        };
+        self.confirmation.judge(confirmed).inspect_err(|_| {
+            tracing::warn!(
+                confirmed,
+                wanted = self.confirmation.replicas,
+                "a revocation was not confirmed by enough Redis replicas: answering 503"
+            );
+        })
+    }
+
     /// Deletes every key under `prefix` (`SCAN` + `UNLINK`), for tooling and test clean-up
     /// (`authlab compare`, the benches). It walks the whole keyspace, so it never runs on a
     /// request path, and an empty prefix deletes nothing.
@@ -446,6 +605,11 @@ impl RedisConnection {
             return Ok(());
         }
         let pattern = format!("{prefix}*");
+        if let Some(conn) = self.cluster_connection().await? {
+            return crate::cluster::delete_matching(conn, &pattern)
+                .await
+                .map_err(RedisBackendError::Command);
+        }
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = self
@@ -468,181 +632,10 @@ impl RedisConnection {
         }
     }
 
-    /// Runs one command that ends a credential, then confirms it (see
-    /// [`crate::WriteConfirmation`]): `WAIT` rides in the same pipeline, on the same connection.
-    pub async fn query_confirmed<T: FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, RedisBackendError> {
-        if !self.confirmation.is_required() {
-            return self.query(cmd).await;
-        }
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone());
-        let reply = self
-            .confirmed_replies(&pipe)
-            .await?
-            .pop()
-            .ok_or_else(|| RedisBackendError::Command(unexpected("the command's reply")))?;
-        T::from_redis_value(reply).map_err(|e| RedisBackendError::Command(e.into()))
-    }
-
-    /// Runs a pipeline of writes that end credentials, with `WAIT` appended to it: one round
-    /// trip, one connection. Not for `MULTI` pipelines (`WAIT` does not block in a transaction).
-    pub async fn pipeline_confirmed<T: FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, RedisBackendError> {
-        if !self.confirmation.is_required() {
-            return self.pipeline(pipe).await;
-        }
-        let replies = self.confirmed_replies(pipe).await?;
-        T::from_redis_value(Value::Array(replies)).map_err(|e| RedisBackendError::Command(e.into()))
-    }
-
-    /// The pipeline's own replies, once `WAIT` (sent after it) has confirmed them.
-    async fn confirmed_replies(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<Vec<Value>, RedisBackendError> {
-        let mut confirmed = pipe.clone();
-        confirmed.add_command(self.confirmation.wait_command());
-        let (reply, _) = self
-            .pipeline_in::<Value>(self.confirming_slot(), &confirmed)
-            .await?;
-        let Value::Array(mut replies) = reply else {
-            return Err(RedisBackendError::Command(unexpected(
-                "a pipeline's replies",
-            )));
-        };
-        self.judge_wait(replies.pop())?;
-        Ok(replies)
-    }
-
-    /// Runs a Lua script that ends credentials, then `WAIT` on the connection the script ran on
-    /// (a script cannot call `WAIT` itself).
-    pub async fn invoke_confirmed<T: FromRedisValue>(
-        &self,
-        script: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, RedisBackendError> {
-        if !self.confirmation.is_required() {
-            return self.invoke(script).await;
-        }
-        let observed = &self.metrics.script;
-        let slot = self.confirming_slot();
-        let (mut conn, _) = self
-            .connection(slot)
-            .await
-            .inspect_err(|_| observed.errors.increment(1))?;
-        let started = self.metrics.timed.then(StdInstant::now);
-        let result = script.invoke_async(&mut conn).await;
-        let value: T = observe(observed, started, self.classify(slot, result))?;
-        // The same `conn`, even if this thread's slot has moved on to a new one meanwhile:
-        // `WAIT` counts only this connection's writes.
-        let acknowledged = self
-            .confirmation
-            .wait_command()
-            .query_async(&mut conn)
-            .await;
-        let acknowledged = self.classify(slot, acknowledged)?;
-        self.judge_wait(Some(acknowledged))?;
-        Ok(value)
-    }
-
-    fn judge_wait(&self, reply: Option<Value>) -> Result<(), RedisBackendError> {
-        match reply {
-            Some(Value::Int(confirmed)) => {
-                let judged = self.confirmation.judge(confirmed);
-                if judged.is_err() {
-                    tracing::warn!(
-                        confirmed,
-                        wanted = self.confirmation.replicas,
-                        "a revocation was not confirmed by enough Redis replicas: answering 503"
-                    );
-                }
-                judged
-            }
-            _ => Err(RedisBackendError::Command(unexpected("WAIT's count"))),
-        }
-    }
-
-    /// Asks Redis for `PONG`: the readiness check.
+    /// Asks Redis for `PONG`: the readiness check. On a cluster every master must answer.
     pub async fn ping(&self) -> Result<(), RedisBackendError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
-}
-
-impl RedisConnection {
-    /// Sorts a command's failure: a broken connection is dropped (the next command reconnects),
-    /// and a `READONLY` reply (the node was demoted to a replica) drops *every* connection, so
-    /// that each thread finds the master again; an error reply leaves the connection in place.
-    fn classify<T>(
-        &self,
-        slot: &Slot,
-        result: redis::RedisResult<T>,
-    ) -> Result<T, RedisBackendError> {
-        match result {
-            Ok(value) => Ok(value),
-            Err(err) if is_connection_failure(&err) => {
-                if slot.current.swap(None).is_some() {
-                    tracing::warn!(error = %err, "lost the Redis connection");
-                }
-                Err(RedisBackendError::Unreachable(err))
-            }
-            Err(err) if is_read_only(&err) => {
-                slot.current.store(None);
-                self.invalidate_all();
-                tracing::warn!("Redis answered READONLY (a demoted master): reconnecting");
-                Err(RedisBackendError::NotMaster)
-            }
-            Err(err) => Err(RedisBackendError::Command(err)),
-        }
-    }
-}
-
-fn is_read_only(err: &redis::RedisError) -> bool {
-    err.code() == Some("READONLY")
-}
-
-fn unexpected(what: &'static str) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", what.to_owned()))
-}
-
-/// The sentinels, master name and node settings of `h:p,h:p/MASTER` (after
-/// `redis+sentinel://`, with an optional `:PASSWORD@` in front).
-fn sentinel_parts(
-    rest: &str,
-) -> Result<(Vec<(String, u16)>, String, RedisConnectionInfo), RedisBackendError> {
-    let invalid = |why: &'static str| {
-        RedisBackendError::InvalidUrl(redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            why,
-        )))
-    };
-    let (authority, master) = rest
-        .rsplit_once('/')
-        .ok_or_else(|| invalid("a sentinel URL ends with /MASTER-NAME"))?;
-    let (password, hosts) = match authority.rsplit_once('@') {
-        Some((user_info, hosts)) => (user_info.split_once(':').map(|(_, p)| p), hosts),
-        None => (None, authority),
-    };
-    let sentinels = hosts
-        .split(',')
-        .map(|host| {
-            let (name, port) = host.rsplit_once(':')?;
-            let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
-            (!name.is_empty()).then(|| (name.to_owned(), port))
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| invalid("every sentinel is HOST:PORT"))?;
-    if master.is_empty() {
-        return Err(invalid("a sentinel URL ends with /MASTER-NAME"));
-    }
-    let mut node = RedisConnectionInfo::default();
-    if let Some(password) = password.filter(|p| !p.is_empty()) {
-        node = node.set_password(password);
-    }
-    Ok((sentinels, master.to_owned(), node))
 }
 
 /// Records one command's latency (if timed) and failure (if it failed).
@@ -658,6 +651,10 @@ fn observe<T>(
         metrics.errors.increment(1);
     }
     result
+}
+
+fn unexpected(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", what.to_owned()))
 }
 
 fn is_connection_failure(err: &redis::RedisError) -> bool {

@@ -41,9 +41,11 @@ use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
     RedisConnectionInfo, Role,
 };
+use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
-use crate::RedisBackendError;
+use crate::topology::SentinelTarget;
+use crate::{RedisBackendError, RedisTimeouts};
 
 /// How often the watcher asks a sentinel where the master is, in case a `+switch-master`
 /// message was missed.
@@ -53,11 +55,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const WATCH_RETRY: Duration = Duration::from_millis(250);
 
 /// TCP connection info for each sentinel, `TCP_NODELAY` on.
-fn sentinel_infos(sentinels: &[(String, u16)]) -> Vec<ConnectionInfo> {
-    sentinels
+fn sentinel_infos(target: &SentinelTarget) -> Vec<ConnectionInfo> {
+    target
+        .sentinels
         .iter()
-        .map(|(host, port)| {
-            ConnectionAddr::Tcp(host.clone(), *port)
+        .map(|node| {
+            ConnectionAddr::Tcp(node.host.clone(), node.port)
                 .into_connection_info()
                 .unwrap_or_else(|_| unreachable!("a TCP address is connection info"))
                 .set_tcp_settings(TcpSettings::default().set_nodelay(true))
@@ -70,7 +73,7 @@ type Resolved = Arc<StdMutex<Option<(String, u16)>>>;
 
 /// The master behind a set of sentinels, resolved for each new connection and followed by a
 /// background watcher (see the module docs).
-pub struct SentinelMaster {
+pub(crate) struct SentinelMaster {
     sentinels: Vec<ConnectionInfo>,
     master: String,
     client: tokio::sync::Mutex<SentinelClient>,
@@ -82,18 +85,28 @@ pub struct SentinelMaster {
 }
 
 impl SentinelMaster {
-    /// Prepares the client; nothing connects until the first command.
-    ///
-    /// `sentinels` are asked in this order; `master` is the name in their `sentinel monitor`
-    /// line; `node` holds the master's database and credentials.
-    pub fn new(
-        sentinels: &[(String, u16)],
-        master: &str,
-        node: RedisConnectionInfo,
+    /// Prepares the client; nothing connects until the first command. The sentinels are asked
+    /// in the order given; the URL's credentials are the master's.
+    pub(crate) fn new(
+        target: &SentinelTarget,
+        timeouts: &RedisTimeouts,
         generation: Arc<AtomicU64>,
-        sentinel_config: AsyncConnectionConfig,
     ) -> Result<Self, RedisBackendError> {
-        let sentinels = sentinel_infos(sentinels);
+        if target.tls {
+            return Err(RedisBackendError::NotBuilt("rediss+sentinel (TLS)"));
+        }
+        let mut node = RedisConnectionInfo::default();
+        if let Some(username) = &target.credentials.username {
+            node = node.set_username(username.as_str());
+        }
+        if let Some(password) = &target.credentials.password {
+            node = node.set_password(password.expose_secret());
+        }
+        let sentinel_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.response));
+        let master = target.master_name.as_str();
+        let sentinels = sentinel_infos(target);
         let node_info = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(node)
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
@@ -116,10 +129,8 @@ impl SentinelMaster {
     }
 
     /// A new connection to the current master, checked with `ROLE` on the connection itself.
-    pub async fn connect(
-        &self,
-        config: &AsyncConnectionConfig,
-    ) -> Result<MultiplexedConnection, RedisBackendError> {
+    pub(crate) async fn connect(&self) -> Result<MultiplexedConnection, RedisBackendError> {
+        let config = &self.sentinel_config;
         self.ensure_watcher();
         let client: Client = {
             let mut sentinel = self.client.lock().await;
