@@ -19,5 +19,6 @@ mod openapi;
 mod password_policy;
 mod postgres;
 mod redis_cluster;
+mod sentinel;
 mod throttle;
 mod users;
