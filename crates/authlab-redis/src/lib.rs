@@ -397,19 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_url_is_prepared_without_connecting_and_sentinel_is_refused_until_built() {
+    fn cluster_and_sentinel_urls_are_prepared_without_connecting() {
         let cluster = RedisConnection::new(
             "redis+cluster://127.0.0.1:1,127.0.0.1:2",
             RedisTimeouts::default(),
         );
         assert_eq!(cluster.map(|c| c.topology()).ok(), Some("cluster"));
         let sentinel = RedisConnection::new(
-            "redis+sentinel://127.0.0.1:26379/mymaster",
+            "redis+sentinel://127.0.0.1:1/mymaster",
             RedisTimeouts::default(),
         );
-        assert_eq!(
-            sentinel.err().map(|e| e.to_string()).as_deref(),
-            Some("sentinel support: not built")
-        );
+        assert_eq!(sentinel.map(|c| c.topology()).ok(), Some("sentinel"));
     }
 }
