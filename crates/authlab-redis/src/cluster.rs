@@ -39,8 +39,10 @@ use crate::{RedisBackendError, RedisTimeouts};
 /// module docs.
 #[derive(Debug, Clone)]
 pub struct ClusterTuning {
-    /// The longest wait for one node's answer, and for a whole request with its retries.
+    /// The longest wait for one node's answer.
     pub response_timeout: Duration,
+    /// The longest a whole request may take, its retries, redirections and waits included.
+    pub request_deadline: Duration,
     /// The first wait before a retry (a redirection, a reconnect).
     pub min_retry_wait: Duration,
     /// The longest wait before a retry.
@@ -51,6 +53,7 @@ impl Default for ClusterTuning {
     fn default() -> Self {
         Self {
             response_timeout: Duration::from_millis(250),
+            request_deadline: Duration::from_millis(1000),
             min_retry_wait: Duration::from_millis(20),
             max_retry_wait: Duration::from_millis(200),
         }
@@ -72,6 +75,7 @@ impl Cluster {
         let client = ClusterClient::builder(target.seed_urls())
             .connection_timeout(timeouts.connect)
             .response_timeout(tuning.response_timeout)
+            .overall_response_timeout(Some(tuning.request_deadline))
             .min_retry_wait(millis(tuning.min_retry_wait))
             .max_retry_wait(millis(tuning.max_retry_wait))
             // Small request/response pairs: Nagle's algorithm would only add latency.
