@@ -24,6 +24,10 @@
 //!   from un-happening when Redis loses its data.
 //! - [`AttemptCounters`]: the login-throttling counters every instance shares (one atomic Lua
 //!   script over one key per call).
+//! - `sentinel`: the master found through Sentinel and followed across failovers (connections
+//!   checked with `ROLE`, dropped on `READONLY` and on `+switch-master`).
+//! - [`WriteConfirmation`]: every write that ends a credential waits (`WAIT`) for a replica before
+//!   it is acknowledged, so a failover cannot bring a logged-out credential back.
 //!
 //! Why not a connection pool? A pool lends one connection per request, so throughput is capped at
 //! pool size divided by the round-trip time, and deadpool-redis also sends `UNWATCH` + `PING` at
