@@ -17,5 +17,6 @@ mod metrics;
 mod openapi;
 mod password_policy;
 mod postgres;
+mod scale_out;
 mod throttle;
 mod users;
