@@ -207,4 +207,28 @@ mod tests {
             vec![("a1".into(), "UP".into()), ("a2".into(), "DOWN".into())]
         );
     }
+
+    #[test]
+    fn the_compose_files_haproxy_cfg_has_every_rule_the_drill_generates() {
+        let checked_in = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy.cfg"),
+        )
+        .unwrap_or_default();
+        let checked_in: Vec<&str> = checked_in.lines().map(str::trim).collect();
+        let generated = config("127.0.0.1:80", &[], None);
+        for line in generated.lines().map(str::trim) {
+            // Addresses differ (ports here, service names there); every rule must be the same.
+            if line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with("bind ")
+                || line.starts_with("server ")
+            {
+                continue;
+            }
+            assert!(
+                checked_in.contains(&line),
+                "deploy/haproxy.cfg lacks `{line}`"
+            );
+        }
+    }
 }
