@@ -13,8 +13,8 @@ use std::sync::Arc;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
-    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisMetrics,
-    RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
+    ClusterTuning, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies,
+    RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
@@ -25,7 +25,8 @@ use crate::config::{RedisSettings, RedisTokenFormat, RefreshKind, Settings, Swit
 /// families in Redis (or stateless refresh JWTs).
 pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 
-/// The connection every Redis-backed piece shares. Fails only on a URL that does not parse.
+/// The connection every Redis-backed piece shares, to whichever topology `--redis-url` names.
+/// Fails only on a URL that does not parse (or names a topology this build lacks).
 pub fn redis_connection(
     settings: &RedisSettings,
 ) -> Result<Arc<RedisConnection>, RedisBackendError> {
@@ -40,6 +41,11 @@ pub fn redis_connection_with_metrics(
     let timeouts = RedisTimeouts {
         connect: settings.timeout,
         response: settings.timeout,
+        cluster: ClusterTuning {
+            response_timeout: settings.cluster_timeout,
+            min_retry_wait: settings.cluster_retry_wait.min,
+            max_retry_wait: settings.cluster_retry_wait.max,
+        },
         ..RedisTimeouts::default()
     };
     RedisConnection::new(&settings.url, timeouts).map(|c| Arc::new(c.with_metrics(metrics)))

@@ -49,8 +49,8 @@ pub enum StartupError {
     /// The user store could not be opened or migrated.
     #[error("cannot open the user store")]
     UserStore(#[source] UserStoreError),
-    /// The Redis URL does not parse.
-    #[error("invalid --redis-url")]
+    /// The Redis URL does not parse, or names a topology this build cannot connect to.
+    #[error("cannot use --redis-url")]
     RedisUrl(#[source] RedisBackendError),
     /// The JWT secret file could not be read.
     #[error("cannot read the JWT secret file {path}")]

@@ -1,4 +1,5 @@
-//! Multiplexed Redis connections, one per worker thread, re-established after a failure.
+//! Multiplexed Redis connections, one per worker thread, to one Redis or a Redis Cluster,
+//! re-established after a failure.
 //!
 //! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
 //! latency histogram and an error counter per kind of command), which the server registers with its
@@ -13,11 +14,15 @@ use std::time::Instant as StdInstant;
 use arc_swap::ArcSwapOption;
 use authlab_core::AuthError;
 use redis::aio::MultiplexedConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo};
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, RedisFuture, Value};
 use thread_local::ThreadLocal;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use crate::cluster::{Cluster, ClusterTuning};
+use crate::standalone::Standalone;
+use crate::topology::{RedisTarget, TargetError};
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,12 @@ pub enum RedisBackendError {
     /// The configured URL is not a Redis URL.
     #[error("invalid Redis URL")]
     InvalidUrl(#[source] redis::RedisError),
+    /// The configured URL is none of the accepted forms.
+    #[error("invalid Redis URL")]
+    InvalidTarget(#[source] TargetError),
+    /// The URL names a topology this build cannot connect to yet.
+    #[error("{0} support: not built")]
+    NotBuilt(&'static str),
     /// Redis could not be reached, or did not answer in time.
     #[error("Redis is unreachable")]
     Unreachable(#[source] redis::RedisError),
@@ -66,6 +77,8 @@ pub struct RedisTimeouts {
     /// After a failed connection attempt, requests fail at once for this long instead of each
     /// trying again (so an outage does not turn every request into a connection attempt).
     pub retry_after: Duration,
+    /// How a cluster connection waits and retries (ignored by the other topologies).
+    pub cluster: ClusterTuning,
 }
 
 impl Default for RedisTimeouts {
@@ -74,6 +87,7 @@ impl Default for RedisTimeouts {
             connect: Duration::from_millis(500),
             response: Duration::from_millis(500),
             retry_after: Duration::from_millis(200),
+            cluster: ClusterTuning::default(),
         }
     }
 }
@@ -124,7 +138,8 @@ impl Default for RedisMetrics {
     }
 }
 
-/// One multiplexed Redis connection per worker thread, re-established after a failure.
+/// One connection per worker thread, to whichever topology the URL names, re-established after a
+/// failure.
 ///
 /// Nothing connects at construction: the server starts even when Redis is down, and the first
 /// command connects. A command that fails because the connection broke drops it, and the next
@@ -136,9 +151,19 @@ impl Default for RedisMetrics {
 /// shared connection against 0.70x for one per worker). With a connection per thread, a request,
 /// its Redis round trip and its reply stay on one thread, and each connection still pipelines all
 /// of that worker's in-flight commands.
+///
+/// The same holds for a Redis Cluster: redis-rs's `ClusterConnection` is a multiplexed connection
+/// per node driven by one task on the runtime that built it, so this type keeps one per worker
+/// too (W workers and N masters make W x N sockets, a handful). Unlike a standalone connection, a
+/// cluster connection is never dropped after a failed command: it reconnects to a failed node and
+/// refreshes its slot map by itself, and rebuilding it would stall the users of every other shard
+/// while it connects to all of them again (see [`crate::cluster`]).
+///
+/// Which topology is chosen by the URL ([`RedisTarget`]); the public API is the same for all, so
+/// no backend knows which one it runs on. What the backends must respect on a cluster is the slot
+/// rule: one command, pipeline or script touches keys of one hash slot (see `docs/backends.md`).
 pub struct RedisConnection {
-    client: Client,
-    config: AsyncConnectionConfig,
+    topology: Topology,
     retry_after: Duration,
     slots: ThreadLocal<Slot>,
     metrics: RedisMetrics,
@@ -146,17 +171,69 @@ pub struct RedisConnection {
     established: AtomicU64,
 }
 
+/// How connections are made, per topology.
+enum Topology {
+    /// One Redis: a multiplexed connection per thread.
+    Standalone(Standalone),
+    /// A Redis Cluster: a cluster connection (one multiplexed connection per node) per thread.
+    Cluster(Cluster),
+    // SENTINEL: the master found and followed through Sentinel goes here (`sentinel.rs`), with
+    // its arms in `connect`, `Conn` and `classify` below.
+}
+
+/// A live connection of any topology. Each arm is a cheap, cloneable handle to a multiplexed
+/// connection, so a command clones it out of the slot without locking.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// To one Redis.
+    Standalone(MultiplexedConnection),
+    /// To a Redis Cluster.
+    Cluster(ClusterConnection),
+    // SENTINEL: the connection to the current master.
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 /// Which established connection answered a command: every (re)connection gets a new id.
 ///
 /// Redis drops its clients when it restarts, so two answers with the same id came from the same
 /// Redis process, with no restart (and no data lost to one) in between. The JWT denylist relies
-/// on this to notice a restart without asking Redis anything more on the hot path.
+/// on this to notice a restart without asking Redis anything more on the hot path. On a cluster
+/// the id names the cluster connection, which outlives a node's restart or failover: there the
+/// denylist's one-second refresh of its epoch is what bounds an unnoticed loss (see
+/// `denylist.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionId(u64);
 
 /// A live connection and its id.
 struct Live {
-    conn: MultiplexedConnection,
+    conn: Conn,
     id: ConnectionId,
 }
 
@@ -171,20 +248,26 @@ struct Slot {
 }
 
 impl RedisConnection {
-    /// Prepares connections to `url` (for example `redis://127.0.0.1:6379`) without connecting.
+    /// Prepares connections to `url` (any form [`RedisTarget::parse`] accepts, for example
+    /// `redis://127.0.0.1:6379` or `redis+cluster://10.0.0.1:7000,10.0.0.2:7000`) without
+    /// connecting.
     pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
-        let info = url
-            .into_connection_info()
-            .map_err(RedisBackendError::InvalidUrl)?
-            // Small request/response pairs: Nagle's algorithm would only add latency.
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = Client::open(info).map_err(RedisBackendError::InvalidUrl)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeouts.connect))
-            .set_response_timeout(Some(timeouts.response));
+        let target = RedisTarget::parse(url).map_err(RedisBackendError::InvalidTarget)?;
+        Self::to(&target, timeouts)
+    }
+
+    /// Prepares connections to a parsed target without connecting.
+    pub fn to(target: &RedisTarget, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
+        let topology = match target {
+            RedisTarget::Standalone(target) => {
+                Topology::Standalone(Standalone::new(target, &timeouts)?)
+            }
+            RedisTarget::Cluster(target) => Topology::Cluster(Cluster::new(target, &timeouts)?),
+            // SENTINEL: `Topology::Sentinel(Sentinel::new(target, &timeouts)?)`.
+            RedisTarget::Sentinel(_) => return Err(RedisBackendError::NotBuilt("sentinel")),
+        };
         Ok(Self {
-            client,
-            config,
+            topology,
             retry_after: timeouts.retry_after,
             slots: ThreadLocal::new(),
             metrics: RedisMetrics::default(),
@@ -198,16 +281,21 @@ impl RedisConnection {
         self
     }
 
+    /// The topology's name: `standalone`, `cluster` (or `sentinel`).
+    pub fn topology(&self) -> &'static str {
+        match self.topology {
+            Topology::Standalone(_) => "standalone",
+            Topology::Cluster(_) => "cluster",
+        }
+    }
+
     /// This thread's slot. The caller keeps the reference for the whole command, so a task that
     /// resumes on another thread still reports a failure to the slot whose connection failed.
     fn slot(&self) -> &Slot {
         self.slots.get_or_default()
     }
 
-    async fn connection(
-        &self,
-        slot: &Slot,
-    ) -> Result<(MultiplexedConnection, ConnectionId), RedisBackendError> {
+    async fn connection(&self, slot: &Slot) -> Result<(Conn, ConnectionId), RedisBackendError> {
         if let Some(live) = slot.current.load_full() {
             return Ok((live.conn.clone(), live.id));
         }
@@ -221,13 +309,13 @@ impl RedisConnection {
         {
             return Err(RedisBackendError::BackingOff);
         }
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
+        let connected = match &self.topology {
+            Topology::Standalone(standalone) => standalone.connect().await.map(Conn::Standalone),
+            Topology::Cluster(cluster) => cluster.connect().await.map(Conn::Cluster),
+        };
+        match connected {
             Ok(conn) => {
-                tracing::debug!("connected to Redis");
+                tracing::debug!(topology = self.topology(), "connected to Redis");
                 *last_failure = None;
                 let id = ConnectionId(self.established.fetch_add(1, Ordering::Relaxed));
                 slot.current.store(Some(Arc::new(Live {
@@ -240,6 +328,15 @@ impl RedisConnection {
                 *last_failure = Some(Instant::now());
                 Err(RedisBackendError::Unreachable(err))
             }
+        }
+    }
+
+    /// This thread's cluster connection, for the few operations that address nodes rather than
+    /// keys (`delete_prefix`). `None` on other topologies.
+    async fn cluster_connection(&self) -> Result<Option<ClusterConnection>, RedisBackendError> {
+        match self.connection(self.slot()).await? {
+            (Conn::Cluster(conn), _) => Ok(Some(conn)),
+            _ => Ok(None),
         }
     }
 
@@ -262,10 +359,11 @@ impl RedisConnection {
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = cmd.query_async(&mut conn).await;
-        observe(observed, started, classify(slot, result)).map(|value| (value, id))
+        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
-    /// Runs a pipeline (several commands, one round trip), with the same failure handling.
+    /// Runs a pipeline (several commands, one round trip), with the same failure handling. On a
+    /// cluster every command of the pipeline must touch the same hash slot.
     pub async fn pipeline<T: FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
@@ -286,10 +384,12 @@ impl RedisConnection {
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = pipe.query_async(&mut conn).await;
-        observe(observed, started, classify(slot, result)).map(|value| (value, id))
+        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
-    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling.
+    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling. On
+    /// a cluster the script runs on the node of its first key, so every key it touches must be
+    /// declared in `KEYS` and share that key's hash slot.
     pub async fn invoke<T: FromRedisValue>(
         &self,
         script: &redis::ScriptInvocation<'_>,
@@ -302,7 +402,28 @@ impl RedisConnection {
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = script.invoke_async(&mut conn).await;
-        observe(observed, started, classify(slot, result))
+        observe(observed, started, self.classify(slot, result))
+    }
+
+    /// Sorts a failed command: a broken standalone connection is dropped (the next command
+    /// reconnects); a cluster connection is kept (it heals itself, node by node).
+    fn classify<T>(
+        &self,
+        slot: &Slot,
+        result: redis::RedisResult<T>,
+    ) -> Result<T, RedisBackendError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if is_connection_failure(&err) => {
+                if matches!(self.topology, Topology::Standalone(_))
+                    && slot.current.swap(None).is_some()
+                {
+                    tracing::warn!(error = %err, "lost the Redis connection");
+                }
+                Err(RedisBackendError::Unreachable(err))
+            }
+            Err(err) => Err(RedisBackendError::Command(err)),
+        }
     }
 
     /// Deletes every key under `prefix` (`SCAN` + `UNLINK`), for tooling and test clean-up
@@ -313,6 +434,11 @@ impl RedisConnection {
             return Ok(());
         }
         let pattern = format!("{prefix}*");
+        if let Some(conn) = self.cluster_connection().await? {
+            return crate::cluster::delete_matching(conn, &pattern)
+                .await
+                .map_err(RedisBackendError::Command);
+        }
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = self
@@ -335,7 +461,7 @@ impl RedisConnection {
         }
     }
 
-    /// Asks Redis for `PONG`: the readiness check.
+    /// Asks Redis for `PONG`: the readiness check. On a cluster every master must answer.
     pub async fn ping(&self) -> Result<(), RedisBackendError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
@@ -354,19 +480,6 @@ fn observe<T>(
         metrics.errors.increment(1);
     }
     result
-}
-
-fn classify<T>(slot: &Slot, result: redis::RedisResult<T>) -> Result<T, RedisBackendError> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(err) if is_connection_failure(&err) => {
-            if slot.current.swap(None).is_some() {
-                tracing::warn!(error = %err, "lost the Redis connection");
-            }
-            Err(RedisBackendError::Unreachable(err))
-        }
-        Err(err) => Err(RedisBackendError::Command(err)),
-    }
 }
 
 fn is_connection_failure(err: &redis::RedisError) -> bool {

@@ -43,12 +43,18 @@ use authlab_core::{
     SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 
+mod cluster;
 mod connection;
 mod denylist;
 mod families;
+#[cfg(test)]
+mod slot_rule;
+mod standalone;
 mod throttle;
 mod token;
+pub mod topology;
 
+pub use cluster::ClusterTuning;
 pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
 };
@@ -56,6 +62,7 @@ pub use denylist::{EPOCH_REFRESH, RedisDenylist};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
+pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
@@ -95,7 +102,7 @@ impl RedisTokenAuthenticator {
 
     /// The Redis key for a token: `<prefix>tok:<hex sha256(token)>`. The token itself is never
     /// written to Redis, so nothing read out of Redis can be presented as a token.
-    fn key(&self, token: &str) -> String {
+    pub(crate) fn key(&self, token: &str) -> String {
         self.hash_key(|key| token::push_hash(key, token))
     }
 
@@ -119,6 +126,14 @@ impl RedisTokenAuthenticator {
 
     /// Mints an access token for a family: `SET NX EX` under its hash, then attach the hash to
     /// the family.
+    ///
+    /// The token's key and the family sit in different Cluster slots, so no script can do both
+    /// at once; the order makes it safe against a concurrent logout (which ends the family, then
+    /// deletes the tokens it lists). `ATTACH` refuses when the family is gone: if the logout ran
+    /// first, the attach fails and the token is deleted here before anyone has seen it; if it
+    /// ran after, it finds the hash in the family and deletes the token itself. Attaching first
+    /// would not do: a logout between the attach and the `SET` would delete a key that does not
+    /// exist yet, and the `SET` would then bring a token of an ended family to life.
     async fn mint(&self, identity: &Identity, family: &str) -> Result<String, AuthError> {
         let value = encode_identity(identity, family);
         loop {
@@ -200,15 +215,17 @@ impl FamilyAccess for RedisTokenAuthenticator {
         let Some(ended) = ended.filter(|e| !e.attached.is_empty()) else {
             return Ok(());
         };
-        // One DEL per key, pipelined: the tokens live in different Cluster slots, so a single
-        // multi-key DEL would be refused there. The family holds the tokens' hashes.
-        let mut pipe = redis::pipe();
-        for hash in ended.attached.iter().filter(|h| token::is_hash(h)) {
-            pipe.cmd("DEL")
-                .arg(self.hash_key(|key| key.push_str(hash)))
-                .ignore();
+        // One `DEL` per key, sent at once: each token's key hashes to its own Cluster slot, so
+        // neither a multi-key `DEL` nor a pipeline of them may group them (the slot rule). The
+        // family already ended (its script ran first), so no new token can join it meanwhile.
+        let deletes = ended
+            .attached
+            .iter()
+            .filter(|h| token::is_hash(h))
+            .map(|hash| self.delete_key(self.hash_key(|key| key.push_str(hash))));
+        for deleted in futures_util::future::join_all(deletes).await {
+            deleted?;
         }
-        let () = self.conn.pipeline(&pipe).await?;
         Ok(())
     }
 }
@@ -329,7 +346,7 @@ mod tests {
     fn a_bad_url_is_rejected_at_construction() {
         assert!(matches!(
             RedisConnection::new("http://nope", RedisTimeouts::default()),
-            Err(RedisBackendError::InvalidUrl(_))
+            Err(RedisBackendError::InvalidTarget(_))
         ));
     }
 }
