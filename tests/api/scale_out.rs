@@ -33,15 +33,19 @@ impl Drop for TempDir {
     }
 }
 
-/// `count` consecutive free ports on 127.0.0.1: the first of them.
+/// `count` consecutive free ports on 127.0.0.1, and the six at +10000 (a cluster node's bus
+/// port): the first of them.
 fn free_port_block(count: u16) -> u16 {
     for _ in 0..200 {
         let probe = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let base = 20_000 + probe % 40_000;
-        if (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        let base = 20_000 + probe % 30_000;
+        if (base..base + count)
+            .chain(base + 10_000..base + 10_006)
+            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
             return base;
         }
     }
@@ -414,4 +418,51 @@ fn drill_kill_instance_loses_that_instances_sessions_while_redis_and_jwt_recover
     for name in ["session", "redis", "jwt"] {
         assert_eq!(backend(&report, name)["revocations_undone"], 0);
     }
+}
+
+#[test]
+fn drill_kill_master_on_a_cluster_stays_within_the_issues_bounds_and_leaves_sessions_untouched() {
+    let out = TempDir::new("drill-kill-master");
+    let report = drill(
+        &[
+            "--scenario",
+            "kill-master",
+            "--instances",
+            "2",
+            "--duration",
+            "12s",
+            "--fault-at",
+            "3s",
+            "--rate",
+            "60",
+            "--users",
+            "9",
+            "--logout-share",
+            "0.1",
+        ],
+        &out.0,
+    );
+    assert_eq!(report["topology"], "cluster");
+    let fault = &report["fault"];
+    assert!(
+        fault["failover_ms"].as_u64().is_some(),
+        "the replica took over: {fault}"
+    );
+    // Issue #9's targets: no request slower than 1.5 s, >= 90 % success within 6 s of the kill.
+    for name in ["session", "redis", "jwt"] {
+        let b = backend(&report, name);
+        assert!(
+            b["slowest_ms"].as_f64().is_some_and(|ms| ms <= 1500.0),
+            "{name}: {b}"
+        );
+        assert!(
+            b["recovered_after_ms"]
+                .as_u64()
+                .is_some_and(|ms| ms <= 6000),
+            "{name}: {b}"
+        );
+        assert_eq!(b["revocations_undone"], 0, "{name}: {b}");
+    }
+    // Sessions never touch Redis: the kill is invisible to them.
+    assert_eq!(backend(&report, "session")["success_share"], 1.0);
 }

@@ -111,6 +111,16 @@ impl DrillArgs {
                 topology
             )));
         }
+        if topology == Topology::Cluster
+            && u32::from(self.base_port) + 5 + u32::from(crate::topology::CLUSTER_BUS_OFFSET)
+                > u32::from(u16::MAX)
+        {
+            return Err(DrillError::BadArgs(format!(
+                "a cluster's nodes also use --base-port + {} (their bus): --base-port must be at most {}",
+                crate::topology::CLUSTER_BUS_OFFSET,
+                u16::MAX - 5 - crate::topology::CLUSTER_BUS_OFFSET
+            )));
+        }
         if self.scenario != Scenario::None && self.fault_at >= self.duration {
             return Err(DrillError::BadArgs(
                 "--fault-at must come before the end of --duration".into(),

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use crate::DrillError;
 use crate::procs::{Process, locate, redis_cli};
 
+/// A cluster node's bus port is its port plus this.
+pub const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
 /// The master name the sentinels watch (`redis+sentinel://.../authlab`).
 pub const SENTINEL_MASTER: &str = "authlab";
 
@@ -69,7 +72,10 @@ impl Topology {
                 ports.sentinel(1),
                 ports.sentinel(2),
             ],
-            Self::Cluster => (0..6).map(|i| ports.node(i)).collect(),
+            // Each cluster node also listens on its port + 10000 (the cluster bus).
+            Self::Cluster => (0..6)
+                .flat_map(|i| [ports.node(i), ports.node(i) + CLUSTER_BUS_OFFSET])
+                .collect(),
         }
     }
 }
