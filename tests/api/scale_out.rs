@@ -81,7 +81,7 @@ impl Deployment {
             })
             .collect();
         let servers: Vec<Server> = instances.iter().map(Instance::server).collect();
-        let balancer = Balancer::start(base + count as u16, &servers, &dir.0)
+        let balancer = Balancer::start(base + count as u16, &servers, &dir.0, "/livez")
             .expect("haproxy starts (apt-get install -y haproxy)");
         let deployment = Self {
             balancer,

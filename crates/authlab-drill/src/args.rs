@@ -11,6 +11,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| e.to_string())
 }
 
+fn parse_check_path(text: &str) -> Result<String, String> {
+    let valid = text.starts_with('/')
+        && text.len() <= 100
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.?=&".contains(&b));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("a path such as /livez or /readyz".to_owned())
+    }
+}
+
 /// `authlab drill`: the flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrillArgs {
@@ -77,6 +90,12 @@ pub struct DrillArgs {
     /// `--instance-arg=--jwt-denylist=off`.
     #[arg(long = "instance-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub instance_args: Vec<String>,
+
+    /// The path HAProxy checks on each instance. `/livez` keeps an instance in the pool while
+    /// it can serve anything; `/readyz` takes every instance out while Redis is down (try it
+    /// with `--scenario redis-restart`: sessions fail too).
+    #[arg(long, default_value = crate::balancer::DEFAULT_CHECK, value_parser = parse_check_path)]
+    pub balancer_check: String,
 
     /// Where drill.json, drill.md, timeline.svg and the processes' logs go.
     #[arg(long, default_value = "drill")]

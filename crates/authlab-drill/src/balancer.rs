@@ -39,9 +39,13 @@ pub struct Server {
     pub address: String,
 }
 
-/// The HAProxy configuration for `servers`, listening on `bind`. `admin_socket`: where the
-/// admin socket goes (none for the checked-in compose file).
-pub fn config(bind: &str, servers: &[Server], admin_socket: Option<&Path>) -> String {
+/// The health check the drill uses unless `--balancer-check` says otherwise.
+pub const DEFAULT_CHECK: &str = "/livez";
+
+/// The HAProxy configuration for `servers`, listening on `bind`, checking each server with
+/// `GET check` ([`DEFAULT_CHECK`]). `admin_socket`: where the admin socket goes (none for the
+/// checked-in compose file).
+pub fn config(bind: &str, servers: &[Server], admin_socket: Option<&Path>, check: &str) -> String {
     let mut text = String::from("global\n    maxconn 4096\n");
     if let Some(socket) = admin_socket {
         text += &format!(
@@ -75,7 +79,7 @@ frontend authlab
     text += &format!(
         "    cookie {AFFINITY_COOKIE} insert indirect nocache httponly attr \"SameSite=Lax\"\n"
     );
-    text += "    option httpchk GET /livez\n    http-check expect status 200\n";
+    text += &format!("    option httpchk GET {check}\n    http-check expect status 200\n");
     for server in servers {
         text += &format!(
             "    server {name} {address} check inter 500 fall 2 rise 2 cookie {name}\n",
@@ -85,7 +89,7 @@ frontend authlab
     }
     text += "\n# Redis tokens and JWTs are valid on every instance: plain round robin.\n";
     text += "backend tokens\n    balance roundrobin\n";
-    text += "    option httpchk GET /livez\n    http-check expect status 200\n";
+    text += &format!("    option httpchk GET {check}\n    http-check expect status 200\n");
     for server in servers {
         text += &format!(
             "    server {name} {address} check inter 500 fall 2 rise 2\n",
@@ -107,12 +111,17 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// Writes `haproxy.cfg` to `dir`, checks it (`haproxy -c`), starts HAProxy and waits for
-    /// its port.
-    pub fn start(port: u16, servers: &[Server], dir: &Path) -> Result<Self, DrillError> {
+    /// Writes `haproxy.cfg` to `dir`, starts HAProxy (health checks on `GET check`) and waits
+    /// for its port.
+    pub fn start(
+        port: u16,
+        servers: &[Server],
+        dir: &Path,
+        check: &str,
+    ) -> Result<Self, DrillError> {
         let socket = dir.join("haproxy.sock");
         let cfg = dir.join("haproxy.cfg");
-        let text = config(&format!("127.0.0.1:{port}"), servers, Some(&socket));
+        let text = config(&format!("127.0.0.1:{port}"), servers, Some(&socket), check);
         std::fs::write(&cfg, text).map_err(|source| DrillError::Io {
             path: cfg.clone(),
             source,
@@ -182,7 +191,7 @@ mod tests {
                 address: "127.0.0.1:2".into(),
             },
         ];
-        let text = config("127.0.0.1:80", &servers, None);
+        let text = config("127.0.0.1:80", &servers, None, DEFAULT_CHECK);
         let sessions = text.split("\nbackend sessions").nth(1).unwrap_or_default();
         let sessions = sessions
             .split("\nbackend tokens")
@@ -215,7 +224,7 @@ mod tests {
         )
         .unwrap_or_default();
         let checked_in: Vec<&str> = checked_in.lines().map(str::trim).collect();
-        let generated = config("127.0.0.1:80", &[], None);
+        let generated = config("127.0.0.1:80", &[], None, DEFAULT_CHECK);
         for line in generated.lines().map(str::trim) {
             // Addresses differ (ports here, service names there); every rule must be the same.
             if line.is_empty()

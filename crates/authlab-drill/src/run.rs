@@ -88,10 +88,11 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
     }
     let servers: Vec<_> = running.iter().map(instances::Instance::server).collect();
     step(&format!(
-        "starting HAProxy on 127.0.0.1:{}",
-        args.balancer_port()
+        "starting HAProxy on 127.0.0.1:{} (health check GET {})",
+        args.balancer_port(),
+        args.balancer_check
     ));
-    let balancer = Balancer::start(args.balancer_port(), &servers, &logs)?;
+    let balancer = Balancer::start(args.balancer_port(), &servers, &logs, &args.balancer_check)?;
     let all_up = wait_until(Duration::from_secs(15), || {
         let states = balancer.server_states();
         states.len() == servers.len() && states.iter().all(|(_, s)| s == "UP")
@@ -100,7 +101,8 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
         return Err(DrillError::Setup {
             step: "HAProxy",
             detail: format!(
-                "not every instance passed the /livez check within 15 s: {:?}",
+                "not every instance passed the {} check within 15 s: {:?}",
+                args.balancer_check,
                 balancer.server_states()
             ),
         });
@@ -203,6 +205,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
             topology,
             redis_url: spec.redis_url.clone(),
             instances: running.iter().map(|i| i.name.clone()).collect(),
+            balancer_check: args.balancer_check.clone(),
             rate: args.rate,
             users: args.users as usize,
             duration_ms: u32::try_from(args.duration.as_millis()).unwrap_or(u32::MAX),

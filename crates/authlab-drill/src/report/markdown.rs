@@ -13,10 +13,11 @@ pub fn render(report: &DrillReport, command: &str) -> String {
     let _ = writeln!(
         md,
         "Redis: `{}`; instances {} behind HAProxy (cookie affinity for `/session`, round robin \
-         for `/redis` and `/jwt`, health check `GET /livez`). Open-loop load: {} requests/s \
+         for `/redis` and `/jwt`, health check `GET {}`). Open-loop load: {} requests/s \
          scheduled for {:.0} s over {} users, latency measured from each request's scheduled time.\n",
         report.redis_url,
         report.instances.join(", "),
+        report.balancer_check,
         report.rate,
         f64::from(report.duration_ms) / 1000.0,
         report.users

@@ -31,6 +31,8 @@ pub struct DrillReport {
     pub redis_url: String,
     /// The instance ids, in order (`a1`, ...).
     pub instances: Vec<String>,
+    /// The path HAProxy checked (`/livez`).
+    pub balancer_check: String,
     /// Scheduled requests per second.
     pub rate: u32,
     /// Simulated users.
@@ -140,6 +142,8 @@ pub struct RunInfo {
     pub redis_url: String,
     /// The instance ids.
     pub instances: Vec<String>,
+    /// The path HAProxy checked.
+    pub balancer_check: String,
     /// Requests per second.
     pub rate: u32,
     /// Users.
@@ -235,6 +239,7 @@ pub fn build(info: RunInfo, findings: Findings<'_>) -> DrillReport {
         topology: info.topology,
         redis_url: info.redis_url,
         instances: info.instances,
+        balancer_check: info.balancer_check,
         rate: info.rate,
         users: info.users,
         duration_ms: info.duration_ms,
