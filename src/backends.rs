@@ -15,6 +15,7 @@ use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
     ClusterTuning, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies,
     RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
+    WriteConfirmation,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
@@ -48,7 +49,13 @@ pub fn redis_connection_with_metrics(
         },
         ..RedisTimeouts::default()
     };
-    RedisConnection::new(&settings.url, timeouts).map(|c| Arc::new(c.with_metrics(metrics)))
+    let confirmation = WriteConfirmation {
+        replicas: settings.confirm_replicas(),
+        timeout: settings.confirm_timeout,
+    };
+    RedisConnection::new(&settings.url, timeouts)?
+        .with_confirmation(confirmation)
+        .map(|c| Arc::new(c.with_metrics(metrics)))
 }
 
 /// In-memory sessions with the configured idle and absolute lifetimes.

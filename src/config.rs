@@ -94,6 +94,26 @@ pub struct RedisSettings {
     #[arg(id = "redis_timeout", long = "redis-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// Replicas that must confirm (Redis `WAIT`) every write that ends a credential (logout,
+    /// logout-all, revocations, refresh rotation, JWT denylist entries) before it is answered;
+    /// fewer within --redis-confirm-timeout answers 503, so a failover cannot undo an answered
+    /// logout. `auto`: 1 for redis+sentinel:// and redis+cluster://, 0 for one Redis (redis://,
+    /// which has nothing to fail over to; give 1 if that URL is a replicated master).
+    #[arg(
+        id = "redis_confirm_replicas",
+        long = "redis-confirm-replicas",
+        value_name = "N|auto",
+        env = "AUTHLAB_REDIS_CONFIRM_REPLICAS",
+        default_value = "auto",
+        value_parser = parse_confirm_replicas
+    )]
+    pub confirm_replicas: ConfirmReplicas,
+
+    /// Longest wait for those replicas (shorter than --redis-timeout, and on a cluster than
+    /// --redis-cluster-timeout).
+    #[arg(id = "redis_confirm_timeout", long = "redis-confirm-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_CONFIRM_TIMEOUT", default_value = "200ms", value_parser = parse_duration)]
+    pub confirm_timeout: Duration,
+
     /// On a Redis Cluster: the longest wait for a node's answer, and for a whole request with
     /// its retries, before answering 503. Short, so a dead master costs a burst of 503s, not a
     /// stall of the whole failover.
@@ -104,6 +124,28 @@ pub struct RedisSettings {
     /// (growing from the first to the longest), so requests succeed right after a failover.
     #[arg(id = "redis_cluster_retry_wait", long = "redis-cluster-retry-wait", value_name = "MIN..MAX", env = "AUTHLAB_REDIS_CLUSTER_RETRY_WAIT", default_value = "20ms..200ms", value_parser = parse_retry_wait)]
     pub cluster_retry_wait: RetryWait,
+}
+
+/// How many replicas confirm a write that ends a credential (`--redis-confirm-replicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmReplicas {
+    /// By topology: 1 behind Sentinel or in a Cluster, 0 for one Redis.
+    Auto,
+    /// Exactly this many.
+    Exactly(u32),
+}
+
+impl RedisSettings {
+    /// The replicas a credential-ending write waits for, `auto` resolved by the URL's form.
+    pub fn confirm_replicas(&self) -> u32 {
+        match self.confirm_replicas {
+            ConfirmReplicas::Exactly(n) => n,
+            ConfirmReplicas::Auto => {
+                let replicated = ["redis+sentinel://", "redis+cluster://", "rediss+cluster://"];
+                u32::from(replicated.iter().any(|form| self.url.starts_with(form)))
+            }
+        }
+    }
 }
 
 /// The first and the longest wait before a retry (`--redis-cluster-retry-wait 20ms..200ms`).
@@ -336,6 +378,16 @@ impl Settings {
             ),
             ("redis_timeout", duration(self.redis.timeout)),
             (
+                "redis_confirm",
+                match self.redis.confirm_replicas() {
+                    0 => "off (no replica confirms a revocation)".to_owned(),
+                    n => format!(
+                        "{n} replica(s) within {}",
+                        duration(self.redis.confirm_timeout)
+                    ),
+                },
+            ),
+            (
                 "redis_cluster_timeout",
                 duration(self.redis.cluster_timeout),
             ),
@@ -482,6 +534,17 @@ fn parse_retry_wait(text: &str) -> Result<RetryWait, String> {
             "the first wait is longer than the longest; {expected}"
         )),
         (Err(err), _) | (_, Err(err)) => Err(format!("{err}; {expected}")),
+    }
+}
+
+/// `auto` or a number of replicas.
+fn parse_confirm_replicas(text: &str) -> Result<ConfirmReplicas, String> {
+    if text == "auto" {
+        return Ok(ConfirmReplicas::Auto);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n <= 16 => Ok(ConfirmReplicas::Exactly(n)),
+        _ => Err("expected `auto` or a number of replicas from 0 to 16".to_owned()),
     }
 }
 
@@ -749,6 +812,27 @@ mod tests {
         ] {
             assert!(parse_origin(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn revocations_wait_for_a_replica_by_default_wherever_there_is_one() {
+        let mut redis = Settings::defaults().redis;
+        assert_eq!(redis.confirm_replicas, ConfirmReplicas::Auto);
+        assert_eq!(redis.confirm_timeout, Duration::from_millis(200));
+        assert_eq!(
+            redis.confirm_replicas(),
+            0,
+            "one Redis has nothing to fail over to"
+        );
+        redis.url = "redis+sentinel://127.0.0.1:26379/authlab".to_owned();
+        assert_eq!(redis.confirm_replicas(), 1);
+        redis.url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001".to_owned();
+        assert_eq!(redis.confirm_replicas(), 1);
+        redis.confirm_replicas = ConfirmReplicas::Exactly(0);
+        assert_eq!(redis.confirm_replicas(), 0, "an explicit 0 turns it off");
+        assert_eq!(parse_confirm_replicas("2"), Ok(ConfirmReplicas::Exactly(2)));
+        assert!(parse_confirm_replicas("-1").unwrap_err().contains("auto"));
+        assert!(parse_confirm_replicas("many").is_err());
     }
 
     #[test]

@@ -18,5 +18,6 @@ mod openapi;
 mod password_policy;
 mod postgres;
 mod scale_out;
+mod sentinel;
 mod throttle;
 mod users;

@@ -1,5 +1,6 @@
-//! Multiplexed Redis connections, one per worker thread, to one Redis or a Redis Cluster,
-//! re-established after a failure.
+//! Multiplexed Redis connections, one per worker thread, to one Redis, a Redis Cluster or the
+//! master Sentinel names, re-established after a failure; and the confirmed writes (`WAIT`) that
+//! end credentials (see [`crate::WriteConfirmation`]).
 //!
 //! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
 //! latency histogram and an error counter per kind of command), which the server registers with its
@@ -15,12 +16,15 @@ use arc_swap::ArcSwapOption;
 use authlab_core::AuthError;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{FromRedisValue, RedisFuture, Value};
 use thread_local::ThreadLocal;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ClusterTuning};
+use crate::confirm::WriteConfirmation;
+use crate::sentinel::SentinelMaster;
 use crate::standalone::Standalone;
 use crate::topology::{RedisTarget, TargetError};
 
@@ -39,6 +43,31 @@ pub enum RedisBackendError {
     /// Redis could not be reached, or did not answer in time.
     #[error("Redis is unreachable")]
     Unreachable(#[source] redis::RedisError),
+    /// The node Sentinel named is not (or no longer) a master: it was demoted, or Sentinel's
+    /// answer was stale. Auth state is never read from a replica.
+    #[error("the Redis node Sentinel named is not a master")]
+    NotMaster,
+    /// A write that ends a credential reached fewer replicas than required within the timeout,
+    /// so a failover could undo it (see [`crate::WriteConfirmation`]).
+    #[error("only {confirmed} of {wanted} Redis replicas confirmed the write in time")]
+    NotConfirmed {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged the write.
+        confirmed: i64,
+    },
+    /// The write-confirmation wait is not shorter than the response timeout, so the connection
+    /// would give up on `WAIT` while Redis is still waiting for replicas.
+    #[error(
+        "the write-confirmation timeout ({confirm:?}) must be shorter than the Redis response \
+         timeout ({response:?})"
+    )]
+    ConfirmationTooSlow {
+        /// The confirmation timeout asked for.
+        confirm: Duration,
+        /// The response timeout it must stay below.
+        response: Duration,
+    },
     /// A recent attempt to connect failed; we are waiting before trying again.
     #[error("Redis was unreachable moments ago; not retrying yet")]
     BackingOff,
@@ -166,6 +195,17 @@ pub struct RedisConnection {
     topology: Topology,
     retry_after: Duration,
     slots: ThreadLocal<Slot>,
+    /// A second connection per thread for the writes that are confirmed with `WAIT`: Redis holds
+    /// a connection's later commands back while its `WAIT` waits, and the hot path's reads must
+    /// not queue behind a revocation waiting for a replica.
+    confirming: ThreadLocal<Slot>,
+    /// Bumped when every connection must go (the Sentinel master changed): a connection made in
+    /// an earlier generation is not used again.
+    generation: Arc<AtomicU64>,
+    /// What a write that ends a credential waits for.
+    confirmation: WriteConfirmation,
+    /// The response timeout a confirmation's `WAIT` must stay below.
+    response_timeout: Duration,
     metrics: RedisMetrics,
     /// How many connections have been established so far: the next one's [`ConnectionId`].
     established: AtomicU64,
@@ -177,8 +217,9 @@ enum Topology {
     Standalone(Standalone),
     /// A Redis Cluster: a cluster connection (one multiplexed connection per node) per thread.
     Cluster(Cluster),
-    // SENTINEL: the master found and followed through Sentinel goes here (`sentinel.rs`), with
-    // its arms in `connect`, `Conn` and `classify` below.
+    /// The master a set of sentinels names, followed across failovers (see [`crate::sentinel`]).
+    /// Its connections are plain multiplexed ones ([`Conn::Standalone`]).
+    Sentinel(SentinelMaster),
 }
 
 /// A live connection of any topology. Each arm is a cheap, cloneable handle to a multiplexed
@@ -189,7 +230,6 @@ pub(crate) enum Conn {
     Standalone(MultiplexedConnection),
     /// To a Redis Cluster.
     Cluster(ClusterConnection),
-    // SENTINEL: the connection to the current master.
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -235,6 +275,8 @@ pub struct ConnectionId(u64);
 struct Live {
     conn: Conn,
     id: ConnectionId,
+    /// The generation it was made in (see [`RedisConnection::invalidate_all`]).
+    generation: u64,
 }
 
 /// One thread's connection.
@@ -258,18 +300,33 @@ impl RedisConnection {
 
     /// Prepares connections to a parsed target without connecting.
     pub fn to(target: &RedisTarget, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
-        let topology = match target {
-            RedisTarget::Standalone(target) => {
-                Topology::Standalone(Standalone::new(target, &timeouts)?)
-            }
-            RedisTarget::Cluster(target) => Topology::Cluster(Cluster::new(target, &timeouts)?),
-            // SENTINEL: `Topology::Sentinel(Sentinel::new(target, &timeouts)?)`.
-            RedisTarget::Sentinel(_) => return Err(RedisBackendError::NotBuilt("sentinel")),
+        let generation = Arc::new(AtomicU64::new(0));
+        let (topology, response_timeout) = match target {
+            RedisTarget::Standalone(target) => (
+                Topology::Standalone(Standalone::new(target, &timeouts)?),
+                timeouts.response,
+            ),
+            RedisTarget::Cluster(target) => (
+                Topology::Cluster(Cluster::new(target, &timeouts)?),
+                timeouts.response.min(timeouts.cluster.response_timeout),
+            ),
+            RedisTarget::Sentinel(target) => (
+                Topology::Sentinel(SentinelMaster::new(
+                    target,
+                    &timeouts,
+                    Arc::clone(&generation),
+                )?),
+                timeouts.response,
+            ),
         };
         Ok(Self {
             topology,
             retry_after: timeouts.retry_after,
             slots: ThreadLocal::new(),
+            confirming: ThreadLocal::new(),
+            generation,
+            confirmation: WriteConfirmation::NONE,
+            response_timeout,
             metrics: RedisMetrics::default(),
             established: AtomicU64::new(0),
         })
@@ -286,7 +343,41 @@ impl RedisConnection {
         match self.topology {
             Topology::Standalone(_) => "standalone",
             Topology::Cluster(_) => "cluster",
+            Topology::Sentinel(_) => "sentinel",
         }
+    }
+
+    /// Confirms every write that ends a credential with `confirmation` from now on (see
+    /// [`crate::WriteConfirmation`]). Its timeout must be shorter than the response timeout.
+    pub fn with_confirmation(
+        mut self,
+        confirmation: WriteConfirmation,
+    ) -> Result<Self, RedisBackendError> {
+        if confirmation.is_required() && confirmation.timeout >= self.response_timeout {
+            return Err(RedisBackendError::ConfirmationTooSlow {
+                confirm: confirmation.timeout,
+                response: self.response_timeout,
+            });
+        }
+        self.confirmation = confirmation;
+        Ok(self)
+    }
+
+    /// What a write that ends a credential waits for.
+    pub fn confirmation(&self) -> WriteConfirmation {
+        self.confirmation
+    }
+
+    /// Drops every thread's connections: the next command on each finds the master again.
+    fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// This slot's connection, if it has one of the current generation.
+    fn current(&self, slot: &Slot) -> Option<(Conn, ConnectionId)> {
+        let live = slot.current.load_full()?;
+        (live.generation == self.generation.load(Ordering::Acquire))
+            .then(|| (live.conn.clone(), live.id))
     }
 
     /// This thread's slot. The caller keeps the reference for the whole command, so a task that
@@ -295,23 +386,40 @@ impl RedisConnection {
         self.slots.get_or_default()
     }
 
+    /// This thread's slot for confirmed writes.
+    fn confirming_slot(&self) -> &Slot {
+        self.confirming.get_or_default()
+    }
+
     async fn connection(&self, slot: &Slot) -> Result<(Conn, ConnectionId), RedisBackendError> {
-        if let Some(live) = slot.current.load_full() {
-            return Ok((live.conn.clone(), live.id));
+        if let Some(current) = self.current(slot) {
+            return Ok(current);
         }
         let mut last_failure = slot.connecting.lock().await;
         // Somebody else may have connected while we waited for the lock.
-        if let Some(live) = slot.current.load_full() {
-            return Ok((live.conn.clone(), live.id));
+        if let Some(current) = self.current(slot) {
+            return Ok(current);
         }
         if let Some(at) = *last_failure
             && at.elapsed() < self.retry_after
         {
             return Err(RedisBackendError::BackingOff);
         }
+        // Read before resolving: if the master changes while we connect, this connection is
+        // already of an old generation and will not be used again.
+        let generation = self.generation.load(Ordering::Acquire);
         let connected = match &self.topology {
-            Topology::Standalone(standalone) => standalone.connect().await.map(Conn::Standalone),
-            Topology::Cluster(cluster) => cluster.connect().await.map(Conn::Cluster),
+            Topology::Standalone(standalone) => standalone
+                .connect()
+                .await
+                .map(Conn::Standalone)
+                .map_err(RedisBackendError::Unreachable),
+            Topology::Cluster(cluster) => cluster
+                .connect()
+                .await
+                .map(Conn::Cluster)
+                .map_err(RedisBackendError::Unreachable),
+            Topology::Sentinel(master) => master.connect().await.map(Conn::Standalone),
         };
         match connected {
             Ok(conn) => {
@@ -321,12 +429,13 @@ impl RedisConnection {
                 slot.current.store(Some(Arc::new(Live {
                     conn: conn.clone(),
                     id,
+                    generation,
                 })));
                 Ok((conn, id))
             }
             Err(err) => {
                 *last_failure = Some(Instant::now());
-                Err(RedisBackendError::Unreachable(err))
+                Err(err)
             }
         }
     }
@@ -405,25 +514,87 @@ impl RedisConnection {
         observe(observed, started, self.classify(slot, result))
     }
 
-    /// Sorts a failed command: a broken standalone connection is dropped (the next command
-    /// reconnects); a cluster connection is kept (it heals itself, node by node).
+    /// Sorts a failed command: a broken standalone or Sentinel connection is dropped (the next
+    /// command reconnects, through Sentinel for the latter); a cluster connection is kept (it
+    /// heals itself, node by node). A `READONLY` reply from a Sentinel master (it was demoted)
+    /// drops *every* thread's connection, so that each finds the new master.
     fn classify<T>(
         &self,
         slot: &Slot,
         result: redis::RedisResult<T>,
     ) -> Result<T, RedisBackendError> {
+        let follows_one_node = !matches!(self.topology, Topology::Cluster(_));
         match result {
             Ok(value) => Ok(value),
             Err(err) if is_connection_failure(&err) => {
-                if matches!(self.topology, Topology::Standalone(_))
-                    && slot.current.swap(None).is_some()
-                {
+                if follows_one_node && slot.current.swap(None).is_some() {
                     tracing::warn!(error = %err, "lost the Redis connection");
                 }
                 Err(RedisBackendError::Unreachable(err))
             }
+            Err(err) if follows_one_node && err.code() == Some("READONLY") => {
+                slot.current.store(None);
+                if matches!(self.topology, Topology::Sentinel(_)) {
+                    self.invalidate_all();
+                }
+                tracing::warn!("Redis answered READONLY (a demoted master): reconnecting");
+                Err(RedisBackendError::NotMaster)
+            }
             Err(err) => Err(RedisBackendError::Command(err)),
         }
+    }
+
+    /// Runs one command that ends a credential on `key`, and confirms it (see
+    /// [`crate::WriteConfirmation`]) before returning: `WAIT` follows it in the same pipeline,
+    /// on the same connection, a connection kept for confirmed writes. On a cluster the pipeline
+    /// goes as a whole to the master of `key`'s slot, where the write lands. Without a
+    /// confirmation policy this is [`RedisConnection::query`].
+    pub async fn query_confirmed<T: FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisBackendError> {
+        if !self.confirmation.is_required() {
+            return self.query(cmd).await;
+        }
+        let observed = &self.metrics.pipeline;
+        let slot = self.confirming_slot();
+        let (conn, _) = self
+            .connection(slot)
+            .await
+            .inspect_err(|_| observed.errors.increment(1))?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .add_command(self.confirmation.wait_command());
+        let started = self.metrics.timed.then(StdInstant::now);
+        let result = match conn {
+            Conn::Cluster(mut conn) => {
+                let master = Route::with_key(key, SlotAddr::Master);
+                conn.route_pipeline(pipe, 0, 2, SingleNodeRoutingInfo::SpecificNode(master))
+                    .await
+            }
+            mut conn @ Conn::Standalone(_) => pipe.query_async::<Vec<Value>>(&mut conn).await,
+        };
+        let mut replies = observe(observed, started, self.classify(slot, result))?;
+        let acknowledged = replies.pop();
+        let reply = replies.pop();
+        self.judge_wait(acknowledged)?;
+        let reply = reply.ok_or_else(|| RedisBackendError::Command(unexpected("a reply")))?;
+        T::from_redis_value(reply).map_err(|err| RedisBackendError::Command(err.into()))
+    }
+
+    /// Judges `WAIT`'s answer, and says so in the log when it falls short.
+    fn judge_wait(&self, reply: Option<Value>) -> Result<(), RedisBackendError> {
+        let Some(Value::Int(confirmed)) = reply else {
+            return Err(RedisBackendError::Command(unexpected("WAIT's count")));
+        };
+        self.confirmation.judge(confirmed).inspect_err(|_| {
+            tracing::warn!(
+                confirmed,
+                wanted = self.confirmation.replicas,
+                "a revocation was not confirmed by enough Redis replicas: answering 503"
+            );
+        })
     }
 
     /// Deletes every key under `prefix` (`SCAN` + `UNLINK`), for tooling and test clean-up
@@ -480,6 +651,10 @@ fn observe<T>(
         metrics.errors.increment(1);
     }
     result
+}
+
+fn unexpected(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", what.to_owned()))
 }
 
 fn is_connection_failure(err: &redis::RedisError) -> bool {

@@ -195,9 +195,14 @@ impl Denylist for RedisDenylist {
         };
         // The entry only has to outlive the token; one second more covers rounding down.
         let seconds = ttl.as_secs().saturating_add(1);
+        // Confirmed where it survives a failover: an entry lost with a dying master would let a
+        // logged-out token through again.
         let _: String = self
             .conn
-            .query(redis::cmd("SET").arg(key).arg(1).arg("EX").arg(seconds))
+            .query_confirmed(
+                &key,
+                redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(seconds),
+            )
             .await?;
         Ok(())
     }

@@ -130,8 +130,6 @@ pub struct RedisFamilies {
     refresh_ttl: Duration,
     grace: Duration,
     successor_key: Hmac<Sha256>,
-    exchange: redis::Script,
-    revoke_family: redis::Script,
     attach: redis::Script,
 }
 
@@ -197,8 +195,6 @@ impl RedisFamilies {
             refresh_ttl: config.refresh_ttl,
             grace: config.grace,
             successor_key,
-            exchange: redis::Script::new(EXCHANGE),
-            revoke_family: redis::Script::new(REVOKE_FAMILY),
             attach: redis::Script::new(ATTACH),
         }
     }
@@ -241,6 +237,24 @@ impl RedisFamilies {
             invocation.arg(arg);
         }
         self.conn.invoke(&invocation).await
+    }
+
+    /// Runs a script that ends credentials, confirmed where it will survive a failover before
+    /// anybody is told it happened (see [`crate::WriteConfirmation`]). Sent as `EVAL` with its
+    /// source, so that `WAIT` can follow it in the same pipeline on the same connection (a
+    /// script cannot call `WAIT`, and `EVALSHA` would need a round trip to load it first); these
+    /// writes are rare (logouts, rotations), so the few hundred bytes of source cost little.
+    async fn run_confirmed(
+        &self,
+        source: &'static str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, RedisBackendError> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(source).arg(keys.len()).arg(keys).arg(args);
+        // Every key of a script shares one slot: the first names it.
+        let slot_key = keys.first().map(String::as_str).unwrap_or_default();
+        self.conn.query_confirmed(slot_key, &eval).await
     }
 }
 
@@ -316,8 +330,8 @@ impl RefreshFamilies for RedisFamilies {
         let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
         let reply = self
-            .run_script(
-                &self.exchange,
+            .run_confirmed(
+                EXCHANGE,
                 &[
                     self.family_key(token.family),
                     self.spent_key(token.family),
@@ -413,8 +427,8 @@ impl RefreshFamilies for RedisFamilies {
 
     async fn revoke_family(&self, family: &str) -> Result<Option<RevokedFamily>, AuthError> {
         let reply = self
-            .run_script(
-                &self.revoke_family,
+            .run_confirmed(
+                REVOKE_FAMILY,
                 &[
                     self.family_key(family),
                     self.spent_key(family),

@@ -44,9 +44,11 @@ use authlab_core::{
 };
 
 mod cluster;
+mod confirm;
 mod connection;
 mod denylist;
 mod families;
+mod sentinel;
 #[cfg(test)]
 mod slot_rule;
 mod standalone;
@@ -55,6 +57,7 @@ mod token;
 pub mod topology;
 
 pub use cluster::ClusterTuning;
+pub use confirm::WriteConfirmation;
 pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
 };
@@ -174,9 +177,12 @@ impl RedisTokenAuthenticator {
         }
     }
 
-    /// Deletes one access token's key.
+    /// Deletes one access token's key, confirmed where it survives a failover.
     async fn delete_key(&self, key: String) -> Result<(), AuthError> {
-        let _: i64 = self.conn.query(redis::cmd("DEL").arg(key)).await?;
+        let _: i64 = self
+            .conn
+            .query_confirmed(&key, redis::cmd("DEL").arg(&key))
+            .await?;
         Ok(())
     }
 
@@ -218,6 +224,7 @@ impl FamilyAccess for RedisTokenAuthenticator {
         // One `DEL` per key, sent at once: each token's key hashes to its own Cluster slot, so
         // neither a multi-key `DEL` nor a pipeline of them may group them (the slot rule). The
         // family already ended (its script ran first), so no new token can join it meanwhile.
+        // Each `DEL` is confirmed (`delete_key`) before the logout is answered.
         let deletes = ended
             .attached
             .iter()
@@ -340,6 +347,45 @@ mod tests {
         assert_eq!(decode_identity(&encode_identity(&who, "f00d")), Some(who));
         assert_eq!(decode_identity("no-colon"), None);
         assert_eq!(decode_identity("x:fam:name"), None);
+    }
+
+    #[test]
+    fn a_confirmation_wait_must_end_before_the_response_timeout() {
+        let conn = |url| RedisConnection::new(url, RedisTimeouts::default()).unwrap();
+        let slow = WriteConfirmation {
+            replicas: 1,
+            timeout: RedisTimeouts::default().response,
+        };
+        assert!(matches!(
+            conn("redis://127.0.0.1:1").with_confirmation(slow),
+            Err(RedisBackendError::ConfirmationTooSlow { .. })
+        ));
+        let quick = WriteConfirmation {
+            timeout: Duration::from_millis(200),
+            ..slow
+        };
+        for url in [
+            "redis://127.0.0.1:1",
+            "redis+sentinel://127.0.0.1:26379/m",
+            "redis+cluster://127.0.0.1:7000",
+        ] {
+            let confirmed = conn(url).with_confirmation(quick).unwrap();
+            assert_eq!(confirmed.confirmation(), quick, "{url}");
+        }
+        // On a cluster the node timeout (250 ms by default) bounds it too.
+        let cluster_slow = WriteConfirmation {
+            timeout: Duration::from_millis(300),
+            ..slow
+        };
+        assert!(
+            conn("redis+cluster://127.0.0.1:7000")
+                .with_confirmation(cluster_slow)
+                .is_err()
+        );
+        assert_eq!(
+            conn("redis+sentinel://127.0.0.1:26379/m").topology(),
+            "sentinel"
+        );
     }
 
     #[test]
