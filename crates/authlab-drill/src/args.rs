@@ -56,6 +56,10 @@ pub struct DrillArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub fault_at: Duration,
 
+    /// `redis-restart`: how long Redis stays down before it starts again (empty).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub redis_down_for: Duration,
+
     /// Share of requests that are logouts (the user logs in again on its next turn).
     #[arg(long, default_value_t = 0.05)]
     pub logout_share: f64,

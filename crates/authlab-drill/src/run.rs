@@ -145,7 +145,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
             detail,
         })?;
     interrupt.check()?;
-    let target = scenario::target(args.scenario, &redis)?;
+    let target = scenario::target(args.scenario, &redis, args.redis_down_for)?;
 
     step(&format!(
         "load: {} req/s for {} s{}",

@@ -89,12 +89,17 @@ pub enum Target {
     SentinelMaster(u16),
     /// Instance 0.
     FirstInstance,
-    /// The one Redis.
-    SingleRedis,
+    /// The one Redis, and how long it stays down before it starts again.
+    SingleRedis(Duration),
 }
 
-/// Finds the fault's target in the running topology.
-pub fn target(scenario: Scenario, redis: &Redis) -> Result<Target, DrillError> {
+/// Finds the fault's target in the running topology. `redis_down_for`: how long
+/// `redis-restart` keeps Redis down.
+pub fn target(
+    scenario: Scenario,
+    redis: &Redis,
+    redis_down_for: Duration,
+) -> Result<Target, DrillError> {
     Ok(match scenario {
         Scenario::None => Target::Nothing,
         Scenario::KillMaster | Scenario::PlannedFailover => {
@@ -108,7 +113,7 @@ pub fn target(scenario: Scenario, redis: &Redis) -> Result<Target, DrillError> {
             })?)
         }
         Scenario::KillInstance => Target::FirstInstance,
-        Scenario::RedisRestart => Target::SingleRedis,
+        Scenario::RedisRestart => Target::SingleRedis(redis_down_for),
     })
 }
 
@@ -187,11 +192,14 @@ pub fn inject(
                 }),
             )
         }
-        Target::SingleRedis => {
-            redis.restart_single()?;
+        Target::SingleRedis(down_for) => {
+            redis.restart_single(down_for)?;
             let port = redis.ports.node(0);
             (
-                format!("SIGKILL to Redis :{port}, started again empty (no persistence)"),
+                format!(
+                    "SIGKILL to Redis :{port}, started again empty (no persistence) {:.1} s later",
+                    down_for.as_secs_f64()
+                ),
                 "Redis answers PING again",
                 Box::new(move || redis_cli(port, &["PING"]).is_ok_and(|r| r.contains("PONG"))),
             )

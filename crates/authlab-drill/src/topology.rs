@@ -235,11 +235,12 @@ impl Redis {
         Some(port)
     }
 
-    /// Starts the node on `port` again, empty (no persistence), with the same flags as before
-    /// (single topology only: a cluster node would need its config file).
-    pub fn restart_single(&mut self) -> Result<(), DrillError> {
+    /// Kills the one Redis (single topology), waits `down_for`, and starts it again on the same
+    /// port, empty (no persistence).
+    pub fn restart_single(&mut self, down_for: Duration) -> Result<(), DrillError> {
         let port = self.ports.node(0);
         self.kill_node(port);
+        std::thread::sleep(down_for);
         let process = redis_node(&self.dir, port, &[])?;
         self.nodes[0] = Some(process);
         Ok(())
