@@ -177,6 +177,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
                 started,
                 args.fault_at,
                 wait_limit,
+                interrupt,
             )
         });
         let outcome = runtime.block_on(load.run(

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::DrillError;
 use crate::balancer::Balancer;
 use crate::instances::Instance;
+use crate::interrupt::Interrupt;
 use crate::procs::redis_cli;
 use crate::topology::{Redis, SENTINEL_MASTER, Topology, wait_until};
 
@@ -118,7 +119,8 @@ pub fn target(
 }
 
 /// Waits until `load_started + at`, injects the fault, then waits (at most `limit`) until it
-/// has failed over. Runs on a thread of its own beside the load.
+/// has failed over. Runs on a thread of its own beside the load; after Ctrl-C it injects
+/// nothing more and stops waiting.
 #[allow(clippy::too_many_arguments)]
 pub fn inject(
     scenario: Scenario,
@@ -129,14 +131,17 @@ pub fn inject(
     load_started: Instant,
     at: Duration,
     limit: Duration,
+    interrupt: &Interrupt,
 ) -> Result<Option<Fault>, DrillError> {
     if matches!(target, Target::Nothing) {
         return Ok(None);
     }
     let wake = load_started + at;
-    let now = Instant::now();
-    if wake > now {
-        std::thread::sleep(wake - now);
+    while Instant::now() < wake {
+        if interrupt.is_raised() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20).min(wake - Instant::now()));
     }
     let injected = Instant::now();
     let at_ms = u32::try_from(injected.duration_since(load_started).as_millis()).unwrap_or(0);
@@ -206,7 +211,7 @@ pub fn inject(
         }
     };
     let mut done = done;
-    let failover_ms = wait_until(limit, &mut done)
+    let failover_ms = wait_until(limit, || interrupt.is_raised() || done())
         .then(|| u32::try_from(injected.elapsed().as_millis()).unwrap_or(u32::MAX));
     Ok(Some(Fault {
         at_ms,

@@ -81,11 +81,17 @@ impl Topology {
 }
 
 fn redis_node(dir: &Path, port: u16, extra: &[String]) -> Result<Process, DrillError> {
+    // A replica writes the snapshot it syncs from to disk even with `--save ""`, and any node
+    // loads one it finds at start-up: each node gets a file of its own, removed first, so no
+    // node starts with another's (or an earlier run's) data.
+    let snapshot = format!("dump-{port}.rdb");
+    let _ = std::fs::remove_file(dir.join(&snapshot));
     let mut command = Command::new(locate("redis-server"));
     command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .args(["--dir", &dir.display().to_string()])
+        .args(["--dbfilename", &snapshot])
         .args(extra);
     let mut process = Process::spawn(
         format!("redis-server :{port}"),
@@ -171,6 +177,9 @@ impl Redis {
     fn start_cluster(&mut self) -> Result<(), DrillError> {
         for i in 0..6 {
             let port = self.ports.node(i);
+            // A node that finds the config file of an earlier run in --out believes it is still
+            // in that run's cluster and refuses to join a new one.
+            let _ = std::fs::remove_file(self.dir.join(format!("nodes-{port}.conf")));
             let extra = [
                 "--cluster-enabled".to_owned(),
                 "yes".to_owned(),
