@@ -44,6 +44,7 @@ pub fn redis_connection_with_metrics(
         response: settings.timeout,
         cluster: ClusterTuning {
             response_timeout: settings.cluster_timeout,
+            request_deadline: settings.cluster_deadline,
             min_retry_wait: settings.cluster_retry_wait.min,
             max_retry_wait: settings.cluster_retry_wait.max,
         },

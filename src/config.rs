@@ -12,7 +12,8 @@
 //! | `--redis-prefix` | `AUTHLAB_REDIS_PREFIX` | `authlab:` |
 //! | `--redis-token-format` | `AUTHLAB_REDIS_TOKEN_FORMAT` | `uuid` (or `random256`) |
 //! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
-//! | `--redis-cluster-timeout` | `AUTHLAB_REDIS_CLUSTER_TIMEOUT` | `250ms` (a cluster request, retries included) |
+//! | `--redis-cluster-timeout` | `AUTHLAB_REDIS_CLUSTER_TIMEOUT` | `250ms` (one cluster node's answer) |
+//! | `--redis-cluster-deadline` | `AUTHLAB_REDIS_CLUSTER_DEADLINE` | `1s` (a cluster request, retries included) |
 //! | `--redis-cluster-retry-wait` | `AUTHLAB_REDIS_CLUSTER_RETRY_WAIT` | `20ms..200ms` (first..longest wait before a cluster retry) |
 //! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
 //! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
@@ -114,11 +115,16 @@ pub struct RedisSettings {
     #[arg(id = "redis_confirm_timeout", long = "redis-confirm-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_CONFIRM_TIMEOUT", default_value = "200ms", value_parser = parse_duration)]
     pub confirm_timeout: Duration,
 
-    /// On a Redis Cluster: the longest wait for a node's answer, and for a whole request with
-    /// its retries, before answering 503. Short, so a dead master costs a burst of 503s, not a
-    /// stall of the whole failover.
+    /// On a Redis Cluster: the longest wait for one node's answer. Short, so a dead master is
+    /// given up on quickly (then retried, within the deadline).
     #[arg(id = "redis_cluster_timeout", long = "redis-cluster-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_CLUSTER_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
     pub cluster_timeout: Duration,
+
+    /// On a Redis Cluster: the longest a request waits for Redis, its retries included, before
+    /// answering 503. A dead master costs a burst of 503s this long, not a stall of the whole
+    /// failover.
+    #[arg(id = "redis_cluster_deadline", long = "redis-cluster-deadline", value_name = "DURATION", env = "AUTHLAB_REDIS_CLUSTER_DEADLINE", default_value = "1s", value_parser = parse_duration)]
+    pub cluster_deadline: Duration,
 
     /// On a Redis Cluster: `FIRST..LONGEST` wait before retrying a redirected or failed command
     /// (growing from the first to the longest), so requests succeed right after a failover.
@@ -390,6 +396,10 @@ impl Settings {
             (
                 "redis_cluster_timeout",
                 duration(self.redis.cluster_timeout),
+            ),
+            (
+                "redis_cluster_deadline",
+                duration(self.redis.cluster_deadline),
             ),
             (
                 "redis_cluster_retry_wait",
@@ -883,6 +893,7 @@ mod tests {
         assert_eq!(shown("refresh_ttl").as_deref(), Some("14d"));
         assert_eq!(shown("session_sweep_interval").as_deref(), Some("1m"));
         assert_eq!(shown("redis_cluster_timeout").as_deref(), Some("250ms"));
+        assert_eq!(shown("redis_cluster_deadline").as_deref(), Some("1s"));
         assert_eq!(
             shown("redis_cluster_retry_wait").as_deref(),
             Some("20ms..200ms")

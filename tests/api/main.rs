@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod binary;
+mod cluster;
 mod contract;
 mod demo_page;
 mod doc_transcripts;
@@ -17,6 +18,7 @@ mod metrics;
 mod openapi;
 mod password_policy;
 mod postgres;
+mod redis_cluster;
 mod scale_out;
 mod sentinel;
 mod throttle;

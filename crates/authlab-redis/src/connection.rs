@@ -186,7 +186,7 @@ impl Default for RedisMetrics {
 /// too (W workers and N masters make W x N sockets, a handful). Unlike a standalone connection, a
 /// cluster connection is never dropped after a failed command: it reconnects to a failed node and
 /// refreshes its slot map by itself, and rebuilding it would stall the users of every other shard
-/// while it connects to all of them again (see [`crate::cluster`]).
+/// while it connects to all of them again (see `cluster.rs` and [`crate::ClusterTuning`]).
 ///
 /// Which topology is chosen by the URL ([`RedisTarget`]); the public API is the same for all, so
 /// no backend knows which one it runs on. What the backends must respect on a cluster is the slot

@@ -395,4 +395,18 @@ mod tests {
             Err(RedisBackendError::InvalidTarget(_))
         ));
     }
+
+    #[test]
+    fn cluster_and_sentinel_urls_are_prepared_without_connecting() {
+        let cluster = RedisConnection::new(
+            "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+            RedisTimeouts::default(),
+        );
+        assert_eq!(cluster.map(|c| c.topology()).ok(), Some("cluster"));
+        let sentinel = RedisConnection::new(
+            "redis+sentinel://127.0.0.1:1/mymaster",
+            RedisTimeouts::default(),
+        );
+        assert_eq!(sentinel.map(|c| c.topology()).ok(), Some("sentinel"));
+    }
 }
