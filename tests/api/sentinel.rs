@@ -84,12 +84,18 @@ impl Drop for SentinelSet {
     }
 }
 
-fn data_node_args(port: u16, replica_of: Option<u16>) -> Vec<String> {
+/// A data node: nothing persisted, and its working directory (where a replica keeps the copy a
+/// full resynchronisation sends it) is the fixture's own.
+fn data_node_args(dir: &std::path::Path, port: u16, replica_of: Option<u16>) -> Vec<String> {
     let mut args: Vec<String> = [
         "--port",
         &port.to_string(),
         "--bind",
         "127.0.0.1",
+        "--dir",
+        &dir.display().to_string(),
+        "--dbfilename",
+        &format!("dump-{port}.rdb"),
         "--save",
         "",
         "--appendonly",
@@ -111,11 +117,11 @@ impl SentinelSet {
         let dir = std::env::temp_dir().join(format!("authlab-sentinel-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let master_port = free_port();
-        let master = Node::spawn(master_port, &data_node_args(master_port, None));
+        let master = Node::spawn(master_port, &data_node_args(&dir, master_port, None));
         let replica_port = free_port();
         let replica = Node::spawn(
             replica_port,
-            &data_node_args(replica_port, Some(master_port)),
+            &data_node_args(&dir, replica_port, Some(master_port)),
         );
         let mut set = Self {
             dir,
