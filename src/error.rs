@@ -60,6 +60,56 @@ impl Readiness {
     }
 }
 
+/// What each backend can do, as `/livez` reports it: `ok`, `degraded` (it verifies credentials
+/// it issued but cannot issue new ones: the user store is down) or `unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackendStates {
+    /// In-memory sessions: verified without any dependency; logins need the user store.
+    pub session: BackendState,
+    /// Opaque tokens: every request needs Redis.
+    pub redis: BackendState,
+    /// JWT: needs Redis only for the denylist and stored refresh tokens.
+    pub jwt: BackendState,
+}
+
+/// One backend's state on `/livez`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Everything works.
+    Ok,
+    /// Credentials already issued work; logins do not (the user store is down).
+    Degraded,
+    /// Nothing works (Redis is down and this backend needs it on every request).
+    Unavailable,
+}
+
+impl BackendStates {
+    /// What the backends can do given what the dependency checks found. `jwt_uses_redis`: the JWT
+    /// backend has its denylist or stored refresh tokens on.
+    pub fn from_checks(checks: &Readiness, jwt_uses_redis: bool) -> Self {
+        let logins = checks.database == DependencyState::Ok;
+        let redis = checks.redis == DependencyState::Ok;
+        let state = |needs_redis: bool| match (needs_redis && !redis, logins) {
+            (true, _) => BackendState::Unavailable,
+            (false, false) => BackendState::Degraded,
+            (false, true) => BackendState::Ok,
+        };
+        Self {
+            session: state(false),
+            redis: state(true),
+            jwt: state(jwt_uses_redis),
+        }
+    }
+
+    /// Whether every backend is fully `ok`.
+    pub fn all_ok(&self) -> bool {
+        [self.session, self.redis, self.jwt]
+            .iter()
+            .all(|s| *s == BackendState::Ok)
+    }
+}
+
 /// Whether a 401 should carry an RFC 6750 `WWW-Authenticate: Bearer` challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Challenge {

@@ -310,6 +310,30 @@ struct Health {
     checks: Option<Checks>,
 }
 
+/// `200` of `/livez`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Serving {
+    /// `ok`, or `degraded` when a backend is not fully `ok`.
+    status: String,
+    /// Each dependency, `ok` or `unavailable`.
+    checks: Checks,
+    /// Each backend: `ok`, `degraded` or `unavailable`.
+    backends: BackendStates,
+}
+
+/// `/livez`: what each backend can do now.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct BackendStates {
+    /// In-memory sessions: `ok`, or `degraded` while the user store is down.
+    session: String,
+    /// Opaque tokens: `unavailable` while Redis is down.
+    redis: String,
+    /// JWT: `unavailable` while Redis is down if the denylist or stored refresh tokens are on.
+    jwt: String,
+}
+
 /// The schemas, gathered by utoipa.
 #[derive(utoipa::OpenApi)]
 #[openapi(components(schemas(
@@ -327,7 +351,9 @@ struct Health {
     SessionList,
     TokenForm,
     Introspection,
-    Health
+    Health,
+    Serving,
+    BackendStates
 )))]
 struct Schemas;
 
@@ -454,10 +480,24 @@ fn describe(route: &MountedRoute) -> Option<Doc> {
         (None, "GET", "/readyz") => doc(
             "readyz",
             "Readiness",
-            "Redis and the user store both answer within a second.",
+            "Redis and the user store both answer within a second. Strict: do not balance on it \
+             (a Redis outage would take every instance out at once); use `/livez`.",
             Body::None,
             (200, "Ready", Some("Health")),
             &["not_ready"],
+            Auth::None,
+        ),
+        (None, "GET", "/livez") => doc(
+            "livez",
+            "The load balancer's check",
+            "200 whenever this instance can serve (in-memory sessions need nothing else), with \
+             each backend's state: `ok`, `degraded` (issued credentials work, logins do not: the \
+             user store is down) or `unavailable` (Redis is down and the backend needs it). \
+             `status` is `degraded` when any backend is not `ok`. It fails only when the \
+             process does not answer.",
+            Body::None,
+            (200, "This instance can serve", Some("Serving")),
+            &[],
             Auth::None,
         ),
         (None, "GET", "/") => doc(

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::{self, Audit};
 use crate::backends;
-use crate::config::{Settings, Switch};
+use crate::config::{RefreshKind, Settings, Switch};
 use crate::error::ApiError;
 use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
 use crate::middleware::csrf::CsrfPolicy;
@@ -152,6 +152,8 @@ impl Application {
         let shared = web::Data::new(Shared {
             users,
             redis: redis.clone(),
+            jwt_uses_redis: settings.jwt_denylist == Switch::On
+                || settings.jwt_refresh == RefreshKind::Stored,
             backends: vec![
                 session.clone().into_inner(),
                 opaque.clone().into_inner(),

@@ -1,4 +1,20 @@
-//! `/hello` (the load-test baseline), `/healthz` (liveness) and `/readyz` (readiness).
+//! `/hello` (the load-test baseline), `/healthz` (liveness), `/readyz` (readiness) and `/livez`
+//! (the load balancer's check).
+//!
+//! # Three checks, three questions
+//! - `/healthz`: is the process up? No I/O; for a supervisor that restarts dead processes.
+//! - `/readyz`: is *everything* up (Redis and the user store)? Strict: 503 as soon as one is down.
+//!   Right for a rolling deploy ("do not send traffic until it is fully connected").
+//! - `/livez`: can *this instance* serve anything? 200 whenever the process answers, with each
+//!   backend's state in the body (`degraded` when a dependency is down). This is the check a load
+//!   balancer should use. Redis and the user store are shared by every instance: when Redis is
+//!   down it is down for all of them, so a balancer checking `/readyz` takes *every* instance out
+//!   of the pool at once and turns a Redis outage (which only `/redis` and the JWT denylist need)
+//!   into a total one, in-memory sessions and stateless JWT included. A shared dependency's outage
+//!   is not a reason to prefer one instance over another; a dead process is, and `/livez` fails
+//!   exactly then (no answer). It is a separate path rather than `/readyz?for=balancer` so that
+//!   each path has one meaning and one set of answers (and one entry in the OpenAPI document),
+//!   and a check configured without the query cannot silently become the strict one.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,7 +23,7 @@ use actix_web::{HttpResponse, web};
 
 use super::Shared;
 use super::auth::Me;
-use crate::error::{ApiError, DependencyState, Readiness};
+use crate::error::{ApiError, BackendStates, DependencyState, Readiness};
 use crate::json::JsonLine;
 
 /// How long a readiness check waits for each dependency.
@@ -30,6 +46,28 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: Redis and the user store both answer within a second (else 503, through the
 /// one error mapping, naming what is down).
 pub async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
+    let checks = dependencies(&shared).await;
+    if !checks.failing().is_empty() {
+        return Err(ApiError::NotReady(checks));
+    }
+    Ok(HttpResponse::Ok().json_line(serde_json::json!({ "status": "ok", "checks": checks })))
+}
+
+/// `GET /livez`: the load balancer's check. 200 whenever this process answers, with what each
+/// backend can do right now (see the module doc for why it does not fail on a shared dependency).
+pub async fn livez(shared: web::Data<Shared>) -> HttpResponse {
+    let checks = dependencies(&shared).await;
+    let backends = BackendStates::from_checks(&checks, shared.jwt_uses_redis);
+    let status = if backends.all_ok() { "ok" } else { "degraded" };
+    HttpResponse::Ok().json_line(serde_json::json!({
+        "status": status,
+        "checks": checks,
+        "backends": backends,
+    }))
+}
+
+/// Redis and the user store, each asked once with [`READY_TIMEOUT`], side by side.
+async fn dependencies(shared: &Shared) -> Readiness {
     async fn check<E>(probe: impl Future<Output = Result<(), E>>) -> DependencyState {
         match tokio::time::timeout(READY_TIMEOUT, probe).await {
             Ok(Ok(())) => DependencyState::Ok,
@@ -37,9 +75,5 @@ pub async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, ApiError>
         }
     }
     let (redis, database) = tokio::join!(check(shared.redis.ping()), check(shared.users.ping()));
-    let checks = Readiness { redis, database };
-    if !checks.failing().is_empty() {
-        return Err(ApiError::NotReady(checks));
-    }
-    Ok(HttpResponse::Ok().json_line(serde_json::json!({ "status": "ok", "checks": checks })))
+    Readiness { redis, database }
 }

@@ -21,6 +21,7 @@
 //! | `POST /session/rotate` | a new session id for the same session (after a privilege change) |
 //! | `GET /hello` | the unauthenticated baseline for load tests, shaped like `/me` |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
+//! | `GET /livez` | the load balancer's check: 200 while this instance can serve, degraded backends named |
 //! | `GET /`, `GET /static/{demo.js,demo.css,favicon.svg}` | the demo page and its assets |
 //! | `GET /openapi.json`, `GET /docs/` | the OpenAPI 3.1 description; Swagger UI ([`crate::openapi`]) |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
@@ -35,7 +36,7 @@
 //! - [`auth`]: login, `/me`, logout and refresh: the per-backend core;
 //! - [`lifecycle`]: the registry (list, revoke one, revoke all), password change, session rotation;
 //! - [`oauth`]: RFC 7009 revocation and RFC 7662 introspection;
-//! - [`health`]: `/hello`, `/healthz`, `/readyz`;
+//! - [`health`]: `/hello`, `/healthz`, `/readyz`, `/livez`;
 //! - [`demo`]: the demo page at `/` (embedded HTML, script and style, with its own CSP).
 
 use std::future::Future;
@@ -151,6 +152,8 @@ pub struct Shared {
     pub users: UserStore,
     /// The Redis connection, for the readiness check.
     pub redis: Arc<RedisConnection>,
+    /// Whether the JWT backend needs Redis (denylist or stored refresh tokens), for `/livez`.
+    pub jwt_uses_redis: bool,
     /// Every mounted backend, for what spans them all.
     pub backends: Vec<Arc<dyn AnyBackend>>,
     /// How the session cookie is set, so routes outside `/session` can clear it.
@@ -216,6 +219,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
         .service(
             at.resource("/readyz", "GET")
                 .route(web::get().to(health::readyz)),
+        )
+        .service(
+            at.resource("/livez", "GET")
+                .route(web::get().to(health::livez)),
         );
     let mut at = Mount::under(mounted.session.name, &mut list);
     cfg.service(

@@ -59,6 +59,15 @@ async fn when_redis_dies_redis_routes_answer_503_the_others_keep_working_and_all
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["redis"], "unavailable");
     assert_eq!(body["checks"]["database"], "ok");
+    // The load balancer's check keeps this instance in the pool: it can still serve sessions.
+    let live = app.get("/livez").await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let body: Value = live.json().await.unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["checks"]["redis"], "unavailable");
+    assert_eq!(body["backends"]["session"], "ok");
+    assert_eq!(body["backends"]["redis"], "unavailable");
+    assert_eq!(body["backends"]["jwt"], "unavailable");
 
     redis.restart();
 
@@ -180,5 +189,41 @@ async fn a_redis_that_hangs_gets_a_503_after_the_timeout_not_a_hung_request() {
         })
         .await,
         "the backend recovers once Redis answers again"
+    );
+}
+
+#[tokio::test]
+async fn livez_says_ok_with_every_backend_ok_and_keeps_stateless_jwt_ok_when_redis_is_down() {
+    let healthy = spawn_app().await;
+    let live = healthy.get("/livez").await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let body: Value = live.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "status": "ok",
+            "checks": {"redis": "ok", "database": "ok"},
+            "backends": {"session": "ok", "redis": "ok", "jwt": "ok"},
+        })
+    );
+
+    let redis = PrivateRedis::not_started();
+    let url = redis.url();
+    let stateless = spawn_app_with(|s| {
+        s.redis.url = url;
+        s.jwt_denylist = authlab::config::Switch::Off;
+        s.jwt_refresh = authlab::config::RefreshKind::Stateless;
+    })
+    .await;
+    let live = stateless.get("/livez").await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let body: Value = live.json().await.unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["backends"]["session"], "ok");
+    assert_eq!(body["backends"]["redis"], "unavailable");
+    assert_eq!(body["backends"]["jwt"], "ok");
+    assert_eq!(
+        stateless.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
     );
 }

@@ -19,6 +19,7 @@ mod openapi;
 mod password_policy;
 mod postgres;
 mod redis_cluster;
+mod scale_out;
 mod sentinel;
 mod throttle;
 mod users;

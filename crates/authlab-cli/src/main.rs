@@ -1,6 +1,7 @@
 //! The `authlab` command: `serve` runs the service (the `authlab` server library), `compare`
-//! measures it (the `authlab-compare` library). This file only parses the command line and hands
-//! over; neither library knows the other's flags.
+//! measures it (the `authlab-compare` library), `drill` breaks a deployment of it on purpose (the
+//! `authlab-drill` library). This file only parses the command line and hands
+//! over; no library knows another's flags.
 
 use std::process::ExitCode;
 
@@ -28,6 +29,16 @@ Every line it prints fits 80 columns. The in-process servers log warnings only; 
 shows their start-up lines. Ctrl-C stops the run, the servers, and removes the run's Redis keys
 and temporary files (exit code 130).";
 
+const DRILL_NOTES: &str = "\
+Examples:
+  authlab drill --scenario kill-instance          # 3 instances, one Redis; about 45 s
+  authlab drill --scenario kill-master            # a 6-node Redis Cluster; a master SIGKILLed
+  authlab drill --scenario redis-restart --duration 20s --fault-at 8s
+
+Needs redis-server, redis-cli and haproxy (apt-get install -y redis-server haproxy). Every
+process it starts is stopped again, also on Ctrl-C (exit code 130). Exit code 1 when an
+acknowledged logout was accepted again afterwards.";
+
 /// Sessions vs opaque Redis tokens vs JWT: one service, three authentication backends.
 #[derive(Parser)]
 #[command(name = "authlab", version, about, after_help = EXAMPLES)]
@@ -45,6 +56,11 @@ enum Command {
     /// login cost and scale-out, in one run; writes report.json, report.md and SVG charts.
     #[command(after_help = COMPARE_NOTES)]
     Compare(Box<authlab_compare::CompareArgs>),
+    /// Run real Redis (one, Sentinel or Cluster), N instances of this server and HAProxy on
+    /// loopback, drive open-loop load through HAProxy, inject one fault, and report what each
+    /// backend did: drill.json, drill.md and an SVG timeline.
+    #[command(after_help = DRILL_NOTES)]
+    Drill(Box<authlab_drill::DrillArgs>),
 }
 
 fn main() -> ExitCode {
@@ -61,7 +77,7 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         // The comparison's own output is the point: the in-process servers log warnings only.
-        Command::Compare(_) => authlab_compare::init_logging(),
+        Command::Compare(_) | Command::Drill(_) => authlab_compare::init_logging(),
         Command::Serve(_) => authlab::telemetry::init(),
     }
     match cli.command {
@@ -80,6 +96,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Compare(args) => authlab_compare::main(&args),
+        Command::Drill(args) => authlab_drill::main(&args),
     }
 }
 
