@@ -185,7 +185,11 @@ fn jwt(c: &mut Criterion) {
     // The same user's token, issued by a clock two lifetimes ago: expired now.
     let past = SystemClock.now_unix() - 2 * TTL.as_secs();
     let expired = issue_str(
-        &jwt_backend(&settings, Arc::new(ManualClock::new(past)), DenylistMode::Off),
+        &jwt_backend(
+            &settings,
+            Arc::new(ManualClock::new(past)),
+            DenylistMode::Off,
+        ),
         &alice(),
     );
     // One flipped character in the signature.

@@ -20,9 +20,7 @@ use authlab_redis::{
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
 
-use crate::config::{
-    DenylistMode, RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch,
-};
+use crate::config::{DenylistMode, RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch};
 
 /// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
 /// families in Redis (or stateless refresh JWTs).

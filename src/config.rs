@@ -166,7 +166,12 @@ pub struct Settings {
     pub redis_cache: Switch,
 
     /// Most entries each client-side cache holds (`--redis-cache`, `--jwt-denylist cached`).
-    #[arg(long, env = "AUTHLAB_REDIS_CACHE_SIZE", value_name = "ENTRIES", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "AUTHLAB_REDIS_CACHE_SIZE",
+        value_name = "ENTRIES",
+        default_value_t = 100_000
+    )]
     pub redis_cache_size: usize,
 
     /// Lifetime of redis and jwt access tokens (`900s`, `15m`, ...).

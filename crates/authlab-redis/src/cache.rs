@@ -198,7 +198,8 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -271,7 +272,11 @@ mod tests {
         let entries = Entries::new(100);
         let ticket = entries.begin("k", 0).unwrap();
         entries.fill("k", ticket, None, 10);
-        assert_eq!(entries.get("k", 9), Some(None), "a missing key is an answer too");
+        assert_eq!(
+            entries.get("k", 9),
+            Some(None),
+            "a missing key is an answer too"
+        );
         assert_eq!(entries.get("k", 10), None);
         entries.sweep(10);
         assert_eq!(entries.len(), 0);

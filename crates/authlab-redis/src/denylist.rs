@@ -241,9 +241,7 @@ impl Denylist for RedisDenylist {
 
     async fn is_denied(&self, family: &str, jti: &str, issued_at: u64) -> Result<bool, AuthError> {
         if let Some(cache) = &self.cache {
-            return Ok(self
-                .is_denied_cached(cache, family, jti, issued_at)
-                .await?);
+            return Ok(self.is_denied_cached(cache, family, jti, issued_at).await?);
         }
         let mut exists = redis::cmd("EXISTS");
         exists

@@ -281,7 +281,11 @@ impl TrackedCache {
     /// and is trusted, else read from Redis on the tracking connection and kept (see the module
     /// docs). `remember_missing` also keeps "no such key" (for the JWT denylist); a token store
     /// does not, so that random guesses cannot fill the cache.
-    pub async fn get(&self, key: &str, remember_missing: bool) -> Result<Stored, RedisBackendError> {
+    pub async fn get(
+        &self,
+        key: &str,
+        remember_missing: bool,
+    ) -> Result<Stored, RedisBackendError> {
         let local = &self.shared.local;
         let now = local.now();
         if local.trusted(now)

@@ -44,7 +44,12 @@ async fn thousands_of_misses_raced_against_writes_leave_no_stale_entry() {
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("{prefix}k{i}")).collect());
     let mut pipe = redis::pipe();
     for key in keys.iter() {
-        pipe.cmd("SET").arg(key).arg("old").arg("EX").arg(60).ignore();
+        pipe.cmd("SET")
+            .arg(key)
+            .arg("old")
+            .arg("EX")
+            .arg(60)
+            .ignore();
     }
     let () = conn.pipeline(&pipe).await.expect("keys written");
 
@@ -68,7 +73,12 @@ async fn thousands_of_misses_raced_against_writes_leave_no_stale_entry() {
         tasks.spawn(async move {
             for (i, key) in keys.iter().enumerate() {
                 let cmd = if i % 2 == 0 {
-                    redis::cmd("SET").arg(key).arg("new").arg("EX").arg(60).clone()
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg("new")
+                        .arg("EX")
+                        .arg(60)
+                        .clone()
                 } else {
                     redis::cmd("DEL").arg(key).clone()
                 };
@@ -94,10 +104,18 @@ async fn thousands_of_misses_raced_against_writes_leave_no_stale_entry() {
         }
     }
     let after = cache.stats();
-    assert!(stale.is_empty(), "{} stale entries, e.g. {:?}", stale.len(), &stale[..stale.len().min(3)]);
+    assert!(
+        stale.is_empty(),
+        "{} stale entries, e.g. {:?}",
+        stale.len(),
+        &stale[..stale.len().min(3)]
+    );
     // The race was real: values were cached, and invalidations arrived.
     assert!(before.invalidations > 0, "{before:?}");
-    assert!(after.hits > before.hits, "the final reads were served partly from memory: {after:?}");
+    assert!(
+        after.hits > before.hits,
+        "the final reads were served partly from memory: {after:?}"
+    );
     conn.delete_prefix(&prefix).await.expect("clean-up");
 }
 
@@ -143,7 +161,10 @@ async fn a_cluster_or_sentinel_url_is_refused_with_a_reason() {
     let conn = Arc::new(
         RedisConnection::new("redis://127.0.0.1:1", RedisTimeouts::default()).expect("a URL"),
     );
-    for url in ["redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "redis+sentinel://127.0.0.1:26379/mymaster"] {
+    for url in [
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+    ] {
         let refused = TrackedCache::start(url, CacheConfig::new(10), conn.clone())
             .err()
             .expect("refused");
