@@ -15,9 +15,9 @@ use std::sync::Arc;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
-    CacheConfig, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies,
-    RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
-    TrackedCache,
+    CacheConfig, ClusterTuning, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist,
+    RedisFamilies, RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig,
+    TokenFormat, TrackedCache, WriteConfirmation,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
@@ -28,7 +28,8 @@ use crate::config::{DenylistMode, RedisSettings, RedisTokenFormat, RefreshKind, 
 /// families in Redis (or stateless refresh JWTs).
 pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 
-/// The connection every Redis-backed piece shares. Fails only on a URL that does not parse.
+/// The connection every Redis-backed piece shares, to whichever topology `--redis-url` names.
+/// Fails only on a URL that does not parse (or names a topology this build lacks).
 pub fn redis_connection(
     settings: &RedisSettings,
 ) -> Result<Arc<RedisConnection>, RedisBackendError> {
@@ -43,9 +44,21 @@ pub fn redis_connection_with_metrics(
     let timeouts = RedisTimeouts {
         connect: settings.timeout,
         response: settings.timeout,
+        cluster: ClusterTuning {
+            response_timeout: settings.cluster_timeout,
+            request_deadline: settings.cluster_deadline,
+            min_retry_wait: settings.cluster_retry_wait.min,
+            max_retry_wait: settings.cluster_retry_wait.max,
+        },
         ..RedisTimeouts::default()
     };
-    RedisConnection::new(&settings.url, timeouts).map(|c| Arc::new(c.with_metrics(metrics)))
+    let confirmation = WriteConfirmation {
+        replicas: settings.confirm_replicas(),
+        timeout: settings.confirm_timeout,
+    };
+    RedisConnection::new(&settings.url, timeouts)?
+        .with_confirmation(confirmation)
+        .map(|c| Arc::new(c.with_metrics(metrics)))
 }
 
 /// In-memory sessions with the configured idle and absolute lifetimes.

@@ -8,12 +8,15 @@
 //! |---|---|---|
 //! | `--bind` | `AUTHLAB_BIND` | `127.0.0.1:8080` |
 //! | `--database-url` | `AUTHLAB_DATABASE_URL` | `sqlite://authlab.db` (created if missing) |
-//! | `--redis-url` | `AUTHLAB_REDIS_URL` | `redis://127.0.0.1:6379` |
+//! | `--redis-url` | `AUTHLAB_REDIS_URL` | `redis://127.0.0.1:6379` (also `redis+cluster://H:P,H:P,…`, `redis+sentinel://H:P,…/MASTER`) |
 //! | `--redis-prefix` | `AUTHLAB_REDIS_PREFIX` | `authlab:` |
 //! | `--redis-token-format` | `AUTHLAB_REDIS_TOKEN_FORMAT` | `uuid` (or `random256`) |
 //! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
 //! | `--redis-cache` | `AUTHLAB_REDIS_CACHE` | `off` (or `on`: verified tokens served from process memory) |
 //! | `--redis-cache-size` | `AUTHLAB_REDIS_CACHE_SIZE` | `100000` (entries, per cache) |
+//! | `--redis-cluster-timeout` | `AUTHLAB_REDIS_CLUSTER_TIMEOUT` | `250ms` (one cluster node's answer) |
+//! | `--redis-cluster-deadline` | `AUTHLAB_REDIS_CLUSTER_DEADLINE` | `1s` (a cluster request, retries included) |
+//! | `--redis-cluster-retry-wait` | `AUTHLAB_REDIS_CLUSTER_RETRY_WAIT` | `20ms..200ms` (first..longest wait before a cluster retry) |
 //! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
 //! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
 //! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
@@ -88,8 +91,10 @@ pub enum RedisTokenFormat {
 /// How to reach Redis: declared once, and shared by `authlab serve` and `authlab compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisSettings {
-    /// Redis for the redis backend, refresh tokens and the JWT denylist. The server starts even
-    /// if it is down.
+    /// Redis for the redis backend, refresh tokens and the JWT denylist: `redis://HOST:PORT[/DB]`
+    /// (`rediss://` for TLS), `redis+cluster://HOST:PORT,HOST:PORT,...` (seed nodes of a Redis
+    /// Cluster; `rediss+cluster://` for TLS) or `redis+sentinel://HOST:PORT,.../MASTER-NAME`. The
+    /// server starts even if it is down.
     #[arg(
         id = "redis_url",
         long = "redis-url",
@@ -103,6 +108,84 @@ pub struct RedisSettings {
     /// Longest wait for Redis (connect, and each reply) before answering 503.
     #[arg(id = "redis_timeout", long = "redis-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Replicas that must confirm (Redis `WAIT`) every write that ends a credential (logout,
+    /// logout-all, revocations, refresh rotation, JWT denylist entries) before it is answered;
+    /// fewer within --redis-confirm-timeout answers 503, so a failover cannot undo an answered
+    /// logout. `auto`: 1 for redis+sentinel:// and redis+cluster://, 0 for one Redis (redis://,
+    /// which has nothing to fail over to; give 1 if that URL is a replicated master).
+    #[arg(
+        id = "redis_confirm_replicas",
+        long = "redis-confirm-replicas",
+        value_name = "N|auto",
+        env = "AUTHLAB_REDIS_CONFIRM_REPLICAS",
+        default_value = "auto",
+        value_parser = parse_confirm_replicas
+    )]
+    pub confirm_replicas: ConfirmReplicas,
+
+    /// Longest wait for those replicas (shorter than --redis-timeout, and on a cluster than
+    /// --redis-cluster-timeout).
+    #[arg(id = "redis_confirm_timeout", long = "redis-confirm-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_CONFIRM_TIMEOUT", default_value = "200ms", value_parser = parse_duration)]
+    pub confirm_timeout: Duration,
+
+    /// On a Redis Cluster: the longest wait for one node's answer. Short, so a dead master is
+    /// given up on quickly (then retried, within the deadline).
+    #[arg(id = "redis_cluster_timeout", long = "redis-cluster-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_CLUSTER_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub cluster_timeout: Duration,
+
+    /// On a Redis Cluster: the longest a request waits for Redis, its retries included, before
+    /// answering 503. A dead master costs a burst of 503s this long, not a stall of the whole
+    /// failover.
+    #[arg(id = "redis_cluster_deadline", long = "redis-cluster-deadline", value_name = "DURATION", env = "AUTHLAB_REDIS_CLUSTER_DEADLINE", default_value = "1s", value_parser = parse_duration)]
+    pub cluster_deadline: Duration,
+
+    /// On a Redis Cluster: `FIRST..LONGEST` wait before retrying a redirected or failed command
+    /// (growing from the first to the longest), so requests succeed right after a failover.
+    #[arg(id = "redis_cluster_retry_wait", long = "redis-cluster-retry-wait", value_name = "MIN..MAX", env = "AUTHLAB_REDIS_CLUSTER_RETRY_WAIT", default_value = "20ms..200ms", value_parser = parse_retry_wait)]
+    pub cluster_retry_wait: RetryWait,
+}
+
+/// How many replicas confirm a write that ends a credential (`--redis-confirm-replicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmReplicas {
+    /// By topology: 1 behind Sentinel or in a Cluster, 0 for one Redis.
+    Auto,
+    /// Exactly this many.
+    Exactly(u32),
+}
+
+impl RedisSettings {
+    /// The replicas a credential-ending write waits for, `auto` resolved by the URL's form.
+    pub fn confirm_replicas(&self) -> u32 {
+        match self.confirm_replicas {
+            ConfirmReplicas::Exactly(n) => n,
+            ConfirmReplicas::Auto => {
+                let replicated = ["redis+sentinel://", "redis+cluster://", "rediss+cluster://"];
+                u32::from(replicated.iter().any(|form| self.url.starts_with(form)))
+            }
+        }
+    }
+}
+
+/// The first and the longest wait before a retry (`--redis-cluster-retry-wait 20ms..200ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryWait {
+    /// The first wait.
+    pub min: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl std::fmt::Display for RetryWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}..{}",
+            flag_duration(self.min),
+            flag_duration(self.max)
+        )
+    }
 }
 
 /// Everything `authlab serve` can be told.
@@ -340,6 +423,28 @@ impl Settings {
                     self.redis_cache_size
                 ),
             ),
+            (
+                "redis_confirm",
+                match self.redis.confirm_replicas() {
+                    0 => "off (no replica confirms a revocation)".to_owned(),
+                    n => format!(
+                        "{n} replica(s) within {}",
+                        duration(self.redis.confirm_timeout)
+                    ),
+                },
+            ),
+            (
+                "redis_cluster_timeout",
+                duration(self.redis.cluster_timeout),
+            ),
+            (
+                "redis_cluster_deadline",
+                duration(self.redis.cluster_deadline),
+            ),
+            (
+                "redis_cluster_retry_wait",
+                self.redis.cluster_retry_wait.to_string(),
+            ),
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
             (
@@ -458,15 +563,38 @@ fn parse_bind(text: &str) -> Result<String, String> {
 }
 
 /// The URL forms Redis is reached by, shown whenever a URL is refused.
-pub const REDIS_URL_FORMS: &str =
-    "redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://[:PASSWORD@]HOST:PORT[/DB] (TLS)";
+pub use authlab_redis::REDIS_URL_FORMS;
 
-/// A Redis URL of an accepted form, checked before anything else starts.
+/// A Redis URL of an accepted form (see [`authlab_redis::RedisTarget`]), checked before anything
+/// else starts; the message names the accepted forms.
 fn parse_redis_url(text: &str) -> Result<String, String> {
-    let scheme = text.split_once("://").map(|(scheme, _)| scheme);
-    match scheme {
-        Some("redis" | "rediss") => Ok(text.to_owned()),
-        _ => Err(format!("expected {REDIS_URL_FORMS}")),
+    authlab_redis::RedisTarget::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| err.to_string())
+}
+
+/// `MIN..MAX`, two durations with `0 < MIN <= MAX` (`20ms..200ms`).
+fn parse_retry_wait(text: &str) -> Result<RetryWait, String> {
+    let expected = "expected FIRST..LONGEST, two durations such as 20ms..200ms";
+    let (min, max) = text.split_once("..").ok_or(expected)?;
+    let (min, max) = (parse_duration(min.trim()), parse_duration(max.trim()));
+    match (min, max) {
+        (Ok(min), Ok(max)) if min <= max => Ok(RetryWait { min, max }),
+        (Ok(_), Ok(_)) => Err(format!(
+            "the first wait is longer than the longest; {expected}"
+        )),
+        (Err(err), _) | (_, Err(err)) => Err(format!("{err}; {expected}")),
+    }
+}
+
+/// `auto` or a number of replicas.
+fn parse_confirm_replicas(text: &str) -> Result<ConfirmReplicas, String> {
+    if text == "auto" {
+        return Ok(ConfirmReplicas::Auto);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n <= 16 => Ok(ConfirmReplicas::Exactly(n)),
+        _ => Err("expected `auto` or a number of replicas from 0 to 16".to_owned()),
     }
 }
 
@@ -739,16 +867,49 @@ mod tests {
     }
 
     #[test]
+    fn revocations_wait_for_a_replica_by_default_wherever_there_is_one() {
+        let mut redis = Settings::defaults().redis;
+        assert_eq!(redis.confirm_replicas, ConfirmReplicas::Auto);
+        assert_eq!(redis.confirm_timeout, Duration::from_millis(200));
+        assert_eq!(
+            redis.confirm_replicas(),
+            0,
+            "one Redis has nothing to fail over to"
+        );
+        redis.url = "redis+sentinel://127.0.0.1:26379/authlab".to_owned();
+        assert_eq!(redis.confirm_replicas(), 1);
+        redis.url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001".to_owned();
+        assert_eq!(redis.confirm_replicas(), 1);
+        redis.confirm_replicas = ConfirmReplicas::Exactly(0);
+        assert_eq!(redis.confirm_replicas(), 0, "an explicit 0 turns it off");
+        assert_eq!(parse_confirm_replicas("2"), Ok(ConfirmReplicas::Exactly(2)));
+        assert!(parse_confirm_replicas("-1").unwrap_err().contains("auto"));
+        assert!(parse_confirm_replicas("many").is_err());
+    }
+
+    #[test]
     fn first_run_mistakes_are_refused_with_the_expected_form() {
         assert!(parse_bind("nonsense").unwrap_err().contains("HOST:PORT"));
         assert!(parse_bind("127.0.0.1:99999").unwrap_err().contains("port"));
         assert_eq!(parse_bind("127.0.0.1:0"), Ok("127.0.0.1:0".to_owned()));
-        assert!(
-            parse_redis_url("http://x")
-                .unwrap_err()
-                .contains("redis://")
-        );
+        let refused = parse_redis_url("http://x").unwrap_err();
+        for form in ["redis://", "redis+cluster://", "redis+sentinel://"] {
+            assert!(refused.contains(form), "{refused}");
+        }
         assert!(parse_redis_url("rediss://h:6380/2").is_ok());
+        assert!(parse_redis_url("redis+cluster://a:7000,b:7001").is_ok());
+        assert!(parse_redis_url("redis+sentinel://s:26379/mymaster").is_ok());
+        assert!(parse_redis_url("redis+cluster://a").is_err());
+        assert_eq!(
+            parse_retry_wait("20ms..200ms"),
+            Ok(RetryWait {
+                min: Duration::from_millis(20),
+                max: Duration::from_millis(200)
+            })
+        );
+        for bad in ["20ms", "200ms..20ms", "0s..1s", "x..1s", ".."] {
+            assert!(parse_retry_wait(bad).is_err(), "{bad}");
+        }
         assert!(parse_workers("0").is_err());
         assert_eq!(parse_workers("2"), Ok(2));
         assert!(parse_grace("500ms").unwrap_err().contains("whole seconds"));
@@ -773,6 +934,12 @@ mod tests {
         };
         assert_eq!(shown("refresh_ttl").as_deref(), Some("14d"));
         assert_eq!(shown("session_sweep_interval").as_deref(), Some("1m"));
+        assert_eq!(shown("redis_cluster_timeout").as_deref(), Some("250ms"));
+        assert_eq!(shown("redis_cluster_deadline").as_deref(), Some("1s"));
+        assert_eq!(
+            shown("redis_cluster_retry_wait").as_deref(),
+            Some("20ms..200ms")
+        );
     }
 
     #[test]
@@ -790,5 +957,13 @@ mod tests {
             "redis://127.0.0.1:6379"
         );
         assert_eq!(redact_url("sqlite://authlab.db"), "sqlite://authlab.db");
+        assert_eq!(
+            redact_url("redis+cluster://:pw@a:7000,b:7001"),
+            "redis+cluster://:***@a:7000,b:7001"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://app:pw@s:26379,t:26379/mymaster"),
+            "redis+sentinel://app:***@s:26379,t:26379/mymaster"
+        );
     }
 }

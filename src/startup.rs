@@ -49,12 +49,15 @@ pub enum StartupError {
     /// The user store could not be opened or migrated.
     #[error("cannot open the user store")]
     UserStore(#[source] UserStoreError),
-    /// The Redis URL does not parse.
-    #[error("invalid --redis-url")]
+    /// The Redis URL does not parse, or names a topology this build cannot connect to.
+    #[error("cannot use --redis-url")]
     RedisUrl(#[source] RedisBackendError),
     /// The Redis client-side cache (`--redis-cache on`, `--jwt-denylist cached`) cannot start.
     #[error("cannot start the Redis client-side cache")]
     RedisCache(#[source] RedisBackendError),
+    /// `--redis-confirm-timeout` is not shorter than `--redis-timeout`.
+    #[error("--redis-confirm-timeout must be shorter than --redis-timeout")]
+    RedisConfirmation(#[source] RedisBackendError),
     /// The JWT secret file could not be read.
     #[error("cannot read the JWT secret file {path}")]
     SecretFile {
@@ -118,7 +121,12 @@ impl Application {
         let mut metrics = crate::metrics::Metrics::new(settings.metrics == Switch::On)
             .map_err(StartupError::Metrics)?;
         let redis = backends::redis_connection_with_metrics(&settings.redis, metrics.redis())
-            .map_err(StartupError::RedisUrl)?;
+            .map_err(|err| match err {
+                RedisBackendError::ConfirmationTooSlow { .. } => {
+                    StartupError::RedisConfirmation(err)
+                }
+                other => StartupError::RedisUrl(other),
+            })?;
 
         let session = web::Data::new(Backend {
             auth: backends::session_backend(&settings),

@@ -31,8 +31,8 @@ fn is_bearer(backend: Backend) -> bool {
     backend != Backend::Session
 }
 
-pub async fn login_then_me_answers_who_the_user_is(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn login_then_me_answers_who_the_user_is(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let (user, credential) = app.logged_in(backend).await;
     let response = app.me(backend, &credential).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -43,8 +43,8 @@ pub async fn login_then_me_answers_who_the_user_is(backend: Backend) {
     );
 }
 
-pub async fn login_answers_with_the_documented_shape(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn login_answers_with_the_documented_shape(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let user = app.register().await;
     let response = app
         .login_response(backend, &user.username, &user.password)
@@ -96,8 +96,8 @@ pub async fn login_answers_with_the_documented_shape(backend: Backend) {
     }
 }
 
-pub async fn every_login_mints_a_new_credential(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn every_login_mints_a_new_credential(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let (user, first) = app.logged_in(backend).await;
     // Log in again while presenting the first credential: the server must not adopt it.
     let request = app
@@ -116,8 +116,11 @@ pub async fn every_login_mints_a_new_credential(backend: Backend) {
     }
 }
 
-pub async fn a_wrong_password_and_an_unknown_user_get_the_same_401(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn a_wrong_password_and_an_unknown_user_get_the_same_401(
+    backend: Backend,
+    store: &Store,
+) {
+    let app = store.spawn().await;
     let user = app.register().await;
     let wrong = app
         .login_response(backend, &user.username, "not the password")
@@ -134,8 +137,8 @@ pub async fn a_wrong_password_and_an_unknown_user_get_the_same_401(backend: Back
     );
 }
 
-pub async fn me_without_a_credential_is_401_missing_credentials(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn me_without_a_credential_is_401_missing_credentials(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let response = app.get(&format!("/{backend}/me")).await;
     let challenge = response
         .headers()
@@ -150,8 +153,8 @@ pub async fn me_without_a_credential_is_401_missing_credentials(backend: Backend
     }
 }
 
-pub async fn a_tampered_credential_is_401_invalid_token(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn a_tampered_credential_is_401_invalid_token(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let (_, credential) = app.logged_in(backend).await;
     let value = credential.value();
     // Change one character in the middle (a JWT's middle is its payload).
@@ -186,8 +189,8 @@ pub async fn a_tampered_credential_is_401_invalid_token(backend: Backend) {
     }
 }
 
-pub async fn logout_kills_the_credential(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn logout_kills_the_credential(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let (_, credential) = app.logged_in(backend).await;
     let response = app.logout(backend, &credential).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -212,8 +215,8 @@ pub async fn logout_kills_the_credential(backend: Backend) {
     .await;
 }
 
-pub async fn logout_without_a_credential_is_401(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn logout_without_a_credential_is_401(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     let response = app
         .client
         .post(app.url(&format!("/{backend}/logout")))
@@ -223,15 +226,16 @@ pub async fn logout_without_a_credential_is_401(backend: Backend) {
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_credentials").await;
 }
 
-pub async fn an_expired_credential_is_refused(backend: Backend) {
+pub async fn an_expired_credential_is_refused(backend: Backend, store: &Store) {
     // Real time is the thing under test here (a Redis TTL, a JWT `exp` in whole seconds, the
     // session's idle clock), so this test sleeps: 1 s lifetimes, a 2.2 s wait.
-    let app = spawn_app_with(|s| {
-        s.access_ttl = Duration::from_secs(1);
-        s.session_ttl = Duration::from_secs(1);
-        s.session_sweep_interval = Duration::from_secs(3600);
-    })
-    .await;
+    let app = store
+        .spawn_with(|s| {
+            s.access_ttl = Duration::from_secs(1);
+            s.session_ttl = Duration::from_secs(1);
+            s.session_sweep_interval = Duration::from_secs(3600);
+        })
+        .await;
     let (_, credential) = app.logged_in(backend).await;
     assert_eq!(app.me(backend, &credential).await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -244,8 +248,8 @@ pub async fn an_expired_credential_is_refused(backend: Backend) {
     .await;
 }
 
-pub async fn a_credential_from_another_backend_is_refused(backend: Backend) {
-    let app = spawn_app().await;
+pub async fn a_credential_from_another_backend_is_refused(backend: Backend, store: &Store) {
+    let app = store.spawn().await;
     for other in Backend::ALL.into_iter().filter(|b| *b != backend) {
         let (_, foreign) = app.logged_in(other).await;
         // Present the foreign value the way this backend expects credentials.
@@ -263,52 +267,63 @@ pub async fn a_credential_from_another_backend_is_refused(backend: Backend) {
     }
 }
 
-/// Generates the contract's tests for one backend, with identical names in each module.
+/// Generates the contract's tests for one backend, with identical names in each module, on the
+/// machine's Redis or on the store given (`tests/api/cluster.rs` runs them on a Redis Cluster).
 macro_rules! contract_suite {
     ($backend:ident, $typed:expr) => {
+        contract_suite!($backend, $typed, crate::helpers::Store::Standalone);
+    };
+    ($backend:ident, $typed:expr, $store:expr) => {
         mod $backend {
             use crate::helpers::Backend;
             const BACKEND: Backend = $typed;
 
             #[tokio::test]
             async fn login_then_me_answers_who_the_user_is() {
-                super::login_then_me_answers_who_the_user_is(BACKEND).await
+                crate::contract::login_then_me_answers_who_the_user_is(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn login_answers_with_the_documented_shape() {
-                super::login_answers_with_the_documented_shape(BACKEND).await
+                crate::contract::login_answers_with_the_documented_shape(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn every_login_mints_a_new_credential() {
-                super::every_login_mints_a_new_credential(BACKEND).await
+                crate::contract::every_login_mints_a_new_credential(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
-                super::a_wrong_password_and_an_unknown_user_get_the_same_401(BACKEND).await
+                crate::contract::a_wrong_password_and_an_unknown_user_get_the_same_401(
+                    BACKEND, &$store,
+                )
+                .await
             }
             #[tokio::test]
             async fn me_without_a_credential_is_401_missing_credentials() {
-                super::me_without_a_credential_is_401_missing_credentials(BACKEND).await
+                crate::contract::me_without_a_credential_is_401_missing_credentials(
+                    BACKEND, &$store,
+                )
+                .await
             }
             #[tokio::test]
             async fn a_tampered_credential_is_401_invalid_token() {
-                super::a_tampered_credential_is_401_invalid_token(BACKEND).await
+                crate::contract::a_tampered_credential_is_401_invalid_token(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn logout_kills_the_credential() {
-                super::logout_kills_the_credential(BACKEND).await
+                crate::contract::logout_kills_the_credential(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn logout_without_a_credential_is_401() {
-                super::logout_without_a_credential_is_401(BACKEND).await
+                crate::contract::logout_without_a_credential_is_401(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn an_expired_credential_is_refused() {
-                super::an_expired_credential_is_refused(BACKEND).await
+                crate::contract::an_expired_credential_is_refused(BACKEND, &$store).await
             }
             #[tokio::test]
             async fn a_credential_from_another_backend_is_refused() {
-                super::a_credential_from_another_backend_is_refused(BACKEND).await
+                crate::contract::a_credential_from_another_backend_is_refused(BACKEND, &$store)
+                    .await
             }
         }
     };
@@ -317,3 +332,5 @@ macro_rules! contract_suite {
 contract_suite!(session, Backend::Session);
 contract_suite!(redis, Backend::Redis);
 contract_suite!(jwt, Backend::Jwt);
+
+pub(crate) use contract_suite;

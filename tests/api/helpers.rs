@@ -113,6 +113,42 @@ pub fn test_settings() -> Settings {
     settings
 }
 
+/// Which Redis an app is given: the machine's own, or a Redis Cluster. The contract and
+/// lifecycle suites take one, so the same test bodies run on both.
+#[derive(Clone)]
+pub enum Store {
+    /// `redis://127.0.0.1:6379`, the default.
+    Standalone,
+    /// A 6-node cluster of the tests' own (kept alive while the store is held).
+    Cluster(std::sync::Arc<crate::redis_cluster::RedisCluster>),
+}
+
+impl Store {
+    /// The shared test cluster.
+    pub fn cluster() -> Self {
+        Store::Cluster(crate::redis_cluster::RedisCluster::shared())
+    }
+
+    pub async fn spawn(&self) -> TestApp {
+        self.spawn_with(|_| {}).await
+    }
+
+    /// [`spawn_app_with`] on this store.
+    pub async fn spawn_with(&self, customise: impl FnOnce(&mut Settings)) -> TestApp {
+        let url = match self {
+            Store::Standalone => None,
+            Store::Cluster(cluster) => Some(cluster.url()),
+        };
+        spawn_app_with(|settings| {
+            if let Some(url) = url {
+                settings.redis.url = url;
+            }
+            customise(settings);
+        })
+        .await
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }

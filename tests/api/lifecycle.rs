@@ -58,9 +58,8 @@ fn revoked_code(backend: Backend) -> &'static str {
     }
 }
 
-#[tokio::test]
-async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token() {
-    let app = spawn_app_with(|s| s.refresh_grace = Duration::ZERO).await;
+pub async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token(store: &Store) {
+    let app = store.spawn_with(|s| s.refresh_grace = Duration::ZERO).await;
     for backend in Backend::TOKENS {
         let user = app.register().await;
         let first = login_tokens(&app, backend, &user).await;
@@ -78,9 +77,8 @@ async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token() {
     }
 }
 
-#[tokio::test]
-async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else() {
-    let app = spawn_app_with(|s| s.refresh_grace = Duration::ZERO).await;
+pub async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else(store: &Store) {
+    let app = store.spawn_with(|s| s.refresh_grace = Duration::ZERO).await;
     for backend in Backend::TOKENS {
         let user = app.register().await;
         let stolen = login_tokens(&app, backend, &user).await;
@@ -113,9 +111,8 @@ async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else() {
     }
 }
 
-#[tokio::test]
-async fn within_the_grace_window_a_retry_gets_the_same_successor() {
-    let app = spawn_app().await; // the default 10 s grace
+pub async fn within_the_grace_window_a_retry_gets_the_same_successor(store: &Store) {
+    let app = store.spawn().await; // the default 10 s grace
     for backend in Backend::TOKENS {
         let user = app.register().await;
         let first = login_tokens(&app, backend, &user).await;
@@ -164,9 +161,10 @@ async fn race_refreshes(
 
 /// Two tabs (here eight) refreshing the same token at the same instant, many times over: with the
 /// grace window none of them is taken for a thief, and they all agree on one successor.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_successor() {
-    let app = spawn_app_with(|s| s.workers = Some(2)).await;
+pub async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_successor(
+    store: &Store,
+) {
+    let app = store.spawn_with(|s| s.workers = Some(2)).await;
     let user = app.register().await;
     for backend in Backend::TOKENS {
         for round in 0..20 {
@@ -194,13 +192,15 @@ async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_succe
 /// atomic, so at most one racer gets new tokens, the others are told the token was reused, and
 /// the family is revoked, winner included: no racer walks away with a live token, not even one
 /// minted while the revocation was under way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_alarm() {
-    let app = spawn_app_with(|s| {
-        s.workers = Some(2);
-        s.refresh_grace = Duration::ZERO;
-    })
-    .await;
+pub async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_alarm(
+    store: &Store,
+) {
+    let app = store
+        .spawn_with(|s| {
+            s.workers = Some(2);
+            s.refresh_grace = Duration::ZERO;
+        })
+        .await;
     let user = app.register().await;
     for backend in Backend::TOKENS {
         for round in 0..10 {
@@ -239,9 +239,8 @@ async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_ala
     }
 }
 
-#[tokio::test]
-async fn logout_also_kills_the_refresh_token() {
-    let app = spawn_app().await;
+pub async fn logout_also_kills_the_refresh_token(store: &Store) {
+    let app = store.spawn().await;
     for backend in Backend::TOKENS {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
@@ -254,9 +253,8 @@ async fn logout_also_kills_the_refresh_token() {
     }
 }
 
-#[tokio::test]
-async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400() {
-    let app = spawn_app().await;
+pub async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400(store: &Store) {
+    let app = store.spawn().await;
     for backend in Backend::TOKENS {
         for junk in [
             "",
@@ -314,9 +312,8 @@ async fn login_with_agent(
     credential_from_login(backend, response).await
 }
 
-#[tokio::test]
-async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
-    let app = spawn_app().await;
+pub async fn each_backend_lists_revokes_one_and_logs_out_everywhere(store: &Store) {
+    let app = store.spawn().await;
     for backend in Backend::ALL {
         let user = app.register().await;
         let laptop = login_with_agent(&app, backend, &user, "Laptop/1.0").await;
@@ -402,10 +399,13 @@ async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
 /// refused, for every backend whose verify consults state. A JWT checked without a denylist
 /// cannot be refused until its `exp`: that is the price of no lookup. (The time it takes is
 /// measured by `authlab compare`; here we pin down *how many requests* get through: zero.)
-#[tokio::test]
-async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_without_a_denylist() {
-    let app = spawn_app().await;
-    let stateless = spawn_app_with(|s| s.jwt_denylist = authlab::config::DenylistMode::Off).await;
+pub async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_without_a_denylist(
+    store: &Store,
+) {
+    let app = store.spawn().await;
+    let stateless = store
+        .spawn_with(|s| s.jwt_denylist = authlab::config::DenylistMode::Off)
+        .await;
     for (app, backend, refused) in [
         (&app, Backend::Session, true),
         (&app, Backend::Redis, true),
@@ -433,9 +433,8 @@ async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_withou
     }
 }
 
-#[tokio::test]
-async fn changing_the_password_revokes_every_credential_on_every_backend() {
-    let app = spawn_app().await;
+pub async fn changing_the_password_revokes_every_credential_on_every_backend(store: &Store) {
+    let app = store.spawn().await;
     let user = app.register().await;
     let sid = app.login(Backend::Session, &user).await;
     let opaque = login_tokens(&app, Backend::Redis, &user).await;
@@ -496,9 +495,8 @@ async fn changing_the_password_revokes_every_credential_on_every_backend() {
     assert_eq!(new.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn rfc7009_revocation_answers_200_and_kills_what_it_names() {
-    let app = spawn_app().await;
+pub async fn rfc7009_revocation_answers_200_and_kills_what_it_names(store: &Store) {
+    let app = store.spawn().await;
     for backend in Backend::TOKENS {
         let user = app.register().await;
         // An access token alone.
@@ -558,9 +556,8 @@ async fn rfc7009_revocation_answers_200_and_kills_what_it_names() {
     }
 }
 
-#[tokio::test]
-async fn rfc7662_introspection_describes_live_tokens_and_nothing_else() {
-    let app = spawn_app_with(with_introspection_secret).await;
+pub async fn rfc7662_introspection_describes_live_tokens_and_nothing_else(store: &Store) {
+    let app = store.spawn_with(with_introspection_secret).await;
     for backend in Backend::TOKENS {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
@@ -700,9 +697,10 @@ async fn registry_entries_go_when_their_families_expire() {
     }
 }
 
-#[tokio::test]
-async fn stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed() {
-    let app = spawn_app_with(|s| s.jwt_refresh = authlab::config::RefreshKind::Stateless).await;
+pub async fn stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed(store: &Store) {
+    let app = store
+        .spawn_with(|s| s.jwt_refresh = authlab::config::RefreshKind::Stateless)
+        .await;
     let user = app.register().await;
     let tokens = login_tokens(&app, Backend::Jwt, &user).await;
     assert_eq!(
@@ -741,9 +739,10 @@ async fn stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed() {
     assert_error(listing, StatusCode::NOT_IMPLEMENTED, "unsupported").await;
 }
 
-#[tokio::test]
-async fn a_password_change_with_stateless_jwt_refresh_still_succeeds() {
-    let app = spawn_app_with(|s| s.jwt_refresh = authlab::config::RefreshKind::Stateless).await;
+pub async fn a_password_change_with_stateless_jwt_refresh_still_succeeds(store: &Store) {
+    let app = store
+        .spawn_with(|s| s.jwt_refresh = authlab::config::RefreshKind::Stateless)
+        .await;
     let (user, sid) = app.logged_in(Backend::Session).await;
     let response = app
         .authed(Method::POST, "/users/me/password", &sid)
@@ -782,4 +781,73 @@ async fn a_password_change_that_cannot_revoke_everything_leaves_the_password_unc
         .login_response(Backend::Session, &user.username, &user.password)
         .await;
     assert_eq!(login.status(), StatusCode::OK);
+}
+
+/// Generates the lifecycle tests that run on every store (the machine's Redis here, a Redis
+/// Cluster in `tests/api/cluster.rs`), with the same names.
+macro_rules! lifecycle_suite {
+    ($store:expr) => {
+        #[tokio::test]
+        async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token() {
+            crate::lifecycle::refresh_rotates_both_tokens_and_spends_the_old_refresh_token(&$store).await
+        }
+        #[tokio::test]
+        async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else() {
+            crate::lifecycle::a_reused_refresh_token_revokes_its_whole_family_and_nothing_else(&$store).await
+        }
+        #[tokio::test]
+        async fn within_the_grace_window_a_retry_gets_the_same_successor() {
+            crate::lifecycle::within_the_grace_window_a_retry_gets_the_same_successor(&$store).await
+        }
+        #[tokio::test]
+        async fn logout_also_kills_the_refresh_token() {
+            crate::lifecycle::logout_also_kills_the_refresh_token(&$store).await
+        }
+        #[tokio::test]
+        async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400() {
+            crate::lifecycle::garbage_refresh_tokens_are_401_and_malformed_bodies_400(&$store).await
+        }
+        #[tokio::test]
+        async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
+            crate::lifecycle::each_backend_lists_revokes_one_and_logs_out_everywhere(&$store).await
+        }
+        #[tokio::test]
+        async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_without_a_denylist() {
+            crate::lifecycle::after_logout_all_the_very_next_request_is_refused_except_for_jwt_without_a_denylist(&$store).await
+        }
+        #[tokio::test]
+        async fn changing_the_password_revokes_every_credential_on_every_backend() {
+            crate::lifecycle::changing_the_password_revokes_every_credential_on_every_backend(&$store).await
+        }
+        #[tokio::test]
+        async fn rfc7009_revocation_answers_200_and_kills_what_it_names() {
+            crate::lifecycle::rfc7009_revocation_answers_200_and_kills_what_it_names(&$store).await
+        }
+        #[tokio::test]
+        async fn rfc7662_introspection_describes_live_tokens_and_nothing_else() {
+            crate::lifecycle::rfc7662_introspection_describes_live_tokens_and_nothing_else(&$store).await
+        }
+        #[tokio::test]
+        async fn stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed() {
+            crate::lifecycle::stateless_jwt_refresh_works_but_cannot_be_revoked_or_listed(&$store).await
+        }
+        #[tokio::test]
+        async fn a_password_change_with_stateless_jwt_refresh_still_succeeds() {
+            crate::lifecycle::a_password_change_with_stateless_jwt_refresh_still_succeeds(&$store).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_successor() {
+            crate::lifecycle::concurrent_refreshes_within_the_grace_window_all_succeed_with_one_successor(&$store).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_alarm() {
+            crate::lifecycle::without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the_alarm(&$store).await
+        }
+    };
+}
+
+pub(crate) use lifecycle_suite;
+
+mod standalone {
+    crate::lifecycle::lifecycle_suite!(crate::helpers::Store::Standalone);
 }

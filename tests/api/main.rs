@@ -5,6 +5,7 @@
 mod at_rest;
 mod binary;
 mod client_cache;
+mod cluster;
 mod contract;
 mod demo_page;
 mod doc_transcripts;
@@ -18,5 +19,7 @@ mod metrics;
 mod openapi;
 mod password_policy;
 mod postgres;
+mod redis_cluster;
+mod sentinel;
 mod throttle;
 mod users;

@@ -1,4 +1,6 @@
-//! Multiplexed Redis connections, one per worker thread, re-established after a failure.
+//! Multiplexed Redis connections, one per worker thread, to one Redis, a Redis Cluster or the
+//! master Sentinel names, re-established after a failure; and the confirmed writes (`WAIT`) that
+//! end credentials (see [`crate::WriteConfirmation`]).
 //!
 //! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
 //! latency histogram and an error counter per kind of command), which the server registers with its
@@ -13,11 +15,18 @@ use std::time::Instant as StdInstant;
 use arc_swap::ArcSwapOption;
 use authlab_core::AuthError;
 use redis::aio::MultiplexedConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{FromRedisValue, RedisFuture, Value};
 use thread_local::ThreadLocal;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use crate::cluster::{Cluster, ClusterTuning};
+use crate::confirm::WriteConfirmation;
+use crate::sentinel::SentinelMaster;
+use crate::standalone::Standalone;
+use crate::topology::{RedisTarget, TargetError};
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +34,40 @@ pub enum RedisBackendError {
     /// The configured URL is not a Redis URL.
     #[error("invalid Redis URL")]
     InvalidUrl(#[source] redis::RedisError),
+    /// The configured URL is none of the accepted forms.
+    #[error("invalid Redis URL")]
+    InvalidTarget(#[source] TargetError),
+    /// The URL names a topology this build cannot connect to yet.
+    #[error("{0} support: not built")]
+    NotBuilt(&'static str),
     /// Redis could not be reached, or did not answer in time.
     #[error("Redis is unreachable")]
     Unreachable(#[source] redis::RedisError),
+    /// The node Sentinel named is not (or no longer) a master: it was demoted, or Sentinel's
+    /// answer was stale. Auth state is never read from a replica.
+    #[error("the Redis node Sentinel named is not a master")]
+    NotMaster,
+    /// A write that ends a credential reached fewer replicas than required within the timeout,
+    /// so a failover could undo it (see [`crate::WriteConfirmation`]).
+    #[error("only {confirmed} of {wanted} Redis replicas confirmed the write in time")]
+    NotConfirmed {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged the write.
+        confirmed: i64,
+    },
+    /// The write-confirmation wait is not shorter than the response timeout, so the connection
+    /// would give up on `WAIT` while Redis is still waiting for replicas.
+    #[error(
+        "the write-confirmation timeout ({confirm:?}) must be shorter than the Redis response \
+         timeout ({response:?})"
+    )]
+    ConfirmationTooSlow {
+        /// The confirmation timeout asked for.
+        confirm: Duration,
+        /// The response timeout it must stay below.
+        response: Duration,
+    },
     /// A recent attempt to connect failed; we are waiting before trying again.
     #[error("Redis was unreachable moments ago; not retrying yet")]
     BackingOff,
@@ -76,6 +116,8 @@ pub struct RedisTimeouts {
     /// After a failed connection attempt, requests fail at once for this long instead of each
     /// trying again (so an outage does not turn every request into a connection attempt).
     pub retry_after: Duration,
+    /// How a cluster connection waits and retries (ignored by the other topologies).
+    pub cluster: ClusterTuning,
 }
 
 impl Default for RedisTimeouts {
@@ -84,6 +126,7 @@ impl Default for RedisTimeouts {
             connect: Duration::from_millis(500),
             response: Duration::from_millis(500),
             retry_after: Duration::from_millis(200),
+            cluster: ClusterTuning::default(),
         }
     }
 }
@@ -134,7 +177,8 @@ impl Default for RedisMetrics {
     }
 }
 
-/// One multiplexed Redis connection per worker thread, re-established after a failure.
+/// One connection per worker thread, to whichever topology the URL names, re-established after a
+/// failure.
 ///
 /// Nothing connects at construction: the server starts even when Redis is down, and the first
 /// command connects. A command that fails because the connection broke drops it, and the next
@@ -146,28 +190,103 @@ impl Default for RedisMetrics {
 /// shared connection against 0.70x for one per worker). With a connection per thread, a request,
 /// its Redis round trip and its reply stay on one thread, and each connection still pipelines all
 /// of that worker's in-flight commands.
+///
+/// The same holds for a Redis Cluster: redis-rs's `ClusterConnection` is a multiplexed connection
+/// per node driven by one task on the runtime that built it, so this type keeps one per worker
+/// too (W workers and N masters make W x N sockets, a handful). Unlike a standalone connection, a
+/// cluster connection is never dropped after a failed command: it reconnects to a failed node and
+/// refreshes its slot map by itself, and rebuilding it would stall the users of every other shard
+/// while it connects to all of them again (see `cluster.rs` and [`crate::ClusterTuning`]).
+///
+/// Which topology is chosen by the URL ([`RedisTarget`]); the public API is the same for all, so
+/// no backend knows which one it runs on. What the backends must respect on a cluster is the slot
+/// rule: one command, pipeline or script touches keys of one hash slot (see `docs/backends.md`).
 pub struct RedisConnection {
-    client: Client,
-    config: AsyncConnectionConfig,
+    topology: Topology,
     retry_after: Duration,
     slots: ThreadLocal<Slot>,
+    /// A second connection per thread for the writes that are confirmed with `WAIT`: Redis holds
+    /// a connection's later commands back while its `WAIT` waits, and the hot path's reads must
+    /// not queue behind a revocation waiting for a replica.
+    confirming: ThreadLocal<Slot>,
+    /// Bumped when every connection must go (the Sentinel master changed): a connection made in
+    /// an earlier generation is not used again.
+    generation: Arc<AtomicU64>,
+    /// What a write that ends a credential waits for.
+    confirmation: WriteConfirmation,
+    /// The response timeout a confirmation's `WAIT` must stay below.
+    response_timeout: Duration,
     metrics: RedisMetrics,
     /// How many connections have been established so far: the next one's [`ConnectionId`].
     established: AtomicU64,
+}
+
+/// How connections are made, per topology.
+enum Topology {
+    /// One Redis: a multiplexed connection per thread.
+    Standalone(Standalone),
+    /// A Redis Cluster: a cluster connection (one multiplexed connection per node) per thread.
+    Cluster(Cluster),
+    /// The master a set of sentinels names, followed across failovers (see [`crate::sentinel`]).
+    /// Its connections are plain multiplexed ones ([`Conn::Standalone`]).
+    Sentinel(SentinelMaster),
+}
+
+/// A live connection of any topology. Each arm is a cheap, cloneable handle to a multiplexed
+/// connection, so a command clones it out of the slot without locking.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// To one Redis.
+    Standalone(MultiplexedConnection),
+    /// To a Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// Which established connection answered a command: every (re)connection gets a new id.
 ///
 /// Redis drops its clients when it restarts, so two answers with the same id came from the same
 /// Redis process, with no restart (and no data lost to one) in between. The JWT denylist relies
-/// on this to notice a restart without asking Redis anything more on the hot path.
+/// on this to notice a restart without asking Redis anything more on the hot path. On a cluster
+/// the id names the cluster connection, which outlives a node's restart or failover: there the
+/// denylist's one-second refresh of its epoch is what bounds an unnoticed loss (see
+/// `denylist.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionId(u64);
 
 /// A live connection and its id.
 struct Live {
-    conn: MultiplexedConnection,
+    conn: Conn,
     id: ConnectionId,
+    /// The generation it was made in (see [`RedisConnection::invalidate_all`]).
+    generation: u64,
 }
 
 /// One thread's connection.
@@ -181,22 +300,43 @@ struct Slot {
 }
 
 impl RedisConnection {
-    /// Prepares connections to `url` (for example `redis://127.0.0.1:6379`) without connecting.
+    /// Prepares connections to `url` (any form [`RedisTarget::parse`] accepts, for example
+    /// `redis://127.0.0.1:6379` or `redis+cluster://10.0.0.1:7000,10.0.0.2:7000`) without
+    /// connecting.
     pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
-        let info = url
-            .into_connection_info()
-            .map_err(RedisBackendError::InvalidUrl)?
-            // Small request/response pairs: Nagle's algorithm would only add latency.
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = Client::open(info).map_err(RedisBackendError::InvalidUrl)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeouts.connect))
-            .set_response_timeout(Some(timeouts.response));
+        let target = RedisTarget::parse(url).map_err(RedisBackendError::InvalidTarget)?;
+        Self::to(&target, timeouts)
+    }
+
+    /// Prepares connections to a parsed target without connecting.
+    pub fn to(target: &RedisTarget, timeouts: RedisTimeouts) -> Result<Self, RedisBackendError> {
+        let generation = Arc::new(AtomicU64::new(0));
+        let (topology, response_timeout) = match target {
+            RedisTarget::Standalone(target) => (
+                Topology::Standalone(Standalone::new(target, &timeouts)?),
+                timeouts.response,
+            ),
+            RedisTarget::Cluster(target) => (
+                Topology::Cluster(Cluster::new(target, &timeouts)?),
+                timeouts.response.min(timeouts.cluster.response_timeout),
+            ),
+            RedisTarget::Sentinel(target) => (
+                Topology::Sentinel(SentinelMaster::new(
+                    target,
+                    &timeouts,
+                    Arc::clone(&generation),
+                )?),
+                timeouts.response,
+            ),
+        };
         Ok(Self {
-            client,
-            config,
+            topology,
             retry_after: timeouts.retry_after,
             slots: ThreadLocal::new(),
+            confirming: ThreadLocal::new(),
+            generation,
+            confirmation: WriteConfirmation::NONE,
+            response_timeout,
             metrics: RedisMetrics::default(),
             established: AtomicU64::new(0),
         })
@@ -208,48 +348,114 @@ impl RedisConnection {
         self
     }
 
+    /// The topology's name: `standalone`, `cluster` (or `sentinel`).
+    pub fn topology(&self) -> &'static str {
+        match self.topology {
+            Topology::Standalone(_) => "standalone",
+            Topology::Cluster(_) => "cluster",
+            Topology::Sentinel(_) => "sentinel",
+        }
+    }
+
+    /// Confirms every write that ends a credential with `confirmation` from now on (see
+    /// [`crate::WriteConfirmation`]). Its timeout must be shorter than the response timeout.
+    pub fn with_confirmation(
+        mut self,
+        confirmation: WriteConfirmation,
+    ) -> Result<Self, RedisBackendError> {
+        if confirmation.is_required() && confirmation.timeout >= self.response_timeout {
+            return Err(RedisBackendError::ConfirmationTooSlow {
+                confirm: confirmation.timeout,
+                response: self.response_timeout,
+            });
+        }
+        self.confirmation = confirmation;
+        Ok(self)
+    }
+
+    /// What a write that ends a credential waits for.
+    pub fn confirmation(&self) -> WriteConfirmation {
+        self.confirmation
+    }
+
+    /// Drops every thread's connections: the next command on each finds the master again.
+    fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// This slot's connection, if it has one of the current generation.
+    fn current(&self, slot: &Slot) -> Option<(Conn, ConnectionId)> {
+        let live = slot.current.load_full()?;
+        (live.generation == self.generation.load(Ordering::Acquire))
+            .then(|| (live.conn.clone(), live.id))
+    }
+
     /// This thread's slot. The caller keeps the reference for the whole command, so a task that
     /// resumes on another thread still reports a failure to the slot whose connection failed.
     fn slot(&self) -> &Slot {
         self.slots.get_or_default()
     }
 
-    async fn connection(
-        &self,
-        slot: &Slot,
-    ) -> Result<(MultiplexedConnection, ConnectionId), RedisBackendError> {
-        if let Some(live) = slot.current.load_full() {
-            return Ok((live.conn.clone(), live.id));
+    /// This thread's slot for confirmed writes.
+    fn confirming_slot(&self) -> &Slot {
+        self.confirming.get_or_default()
+    }
+
+    async fn connection(&self, slot: &Slot) -> Result<(Conn, ConnectionId), RedisBackendError> {
+        if let Some(current) = self.current(slot) {
+            return Ok(current);
         }
         let mut last_failure = slot.connecting.lock().await;
         // Somebody else may have connected while we waited for the lock.
-        if let Some(live) = slot.current.load_full() {
-            return Ok((live.conn.clone(), live.id));
+        if let Some(current) = self.current(slot) {
+            return Ok(current);
         }
         if let Some(at) = *last_failure
             && at.elapsed() < self.retry_after
         {
             return Err(RedisBackendError::BackingOff);
         }
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
+        // Read before resolving: if the master changes while we connect, this connection is
+        // already of an old generation and will not be used again.
+        let generation = self.generation.load(Ordering::Acquire);
+        let connected = match &self.topology {
+            Topology::Standalone(standalone) => standalone
+                .connect()
+                .await
+                .map(Conn::Standalone)
+                .map_err(RedisBackendError::Unreachable),
+            Topology::Cluster(cluster) => cluster
+                .connect()
+                .await
+                .map(Conn::Cluster)
+                .map_err(RedisBackendError::Unreachable),
+            Topology::Sentinel(master) => master.connect().await.map(Conn::Standalone),
+        };
+        match connected {
             Ok(conn) => {
-                tracing::debug!("connected to Redis");
+                tracing::debug!(topology = self.topology(), "connected to Redis");
                 *last_failure = None;
                 let id = ConnectionId(self.established.fetch_add(1, Ordering::Relaxed));
                 slot.current.store(Some(Arc::new(Live {
                     conn: conn.clone(),
                     id,
+                    generation,
                 })));
                 Ok((conn, id))
             }
             Err(err) => {
                 *last_failure = Some(Instant::now());
-                Err(RedisBackendError::Unreachable(err))
+                Err(err)
             }
+        }
+    }
+
+    /// This thread's cluster connection, for the few operations that address nodes rather than
+    /// keys (`delete_prefix`). `None` on other topologies.
+    async fn cluster_connection(&self) -> Result<Option<ClusterConnection>, RedisBackendError> {
+        match self.connection(self.slot()).await? {
+            (Conn::Cluster(conn), _) => Ok(Some(conn)),
+            _ => Ok(None),
         }
     }
 
@@ -272,10 +478,11 @@ impl RedisConnection {
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = cmd.query_async(&mut conn).await;
-        observe(observed, started, classify(slot, result)).map(|value| (value, id))
+        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
-    /// Runs a pipeline (several commands, one round trip), with the same failure handling.
+    /// Runs a pipeline (several commands, one round trip), with the same failure handling. On a
+    /// cluster every command of the pipeline must touch the same hash slot.
     pub async fn pipeline<T: FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
@@ -296,10 +503,12 @@ impl RedisConnection {
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = pipe.query_async(&mut conn).await;
-        observe(observed, started, classify(slot, result)).map(|value| (value, id))
+        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
-    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling.
+    /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling. On
+    /// a cluster the script runs on the node of its first key, so every key it touches must be
+    /// declared in `KEYS` and share that key's hash slot.
     pub async fn invoke<T: FromRedisValue>(
         &self,
         script: &redis::ScriptInvocation<'_>,
@@ -312,7 +521,90 @@ impl RedisConnection {
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
         let result = script.invoke_async(&mut conn).await;
-        observe(observed, started, classify(slot, result))
+        observe(observed, started, self.classify(slot, result))
+    }
+
+    /// Sorts a failed command: a broken standalone or Sentinel connection is dropped (the next
+    /// command reconnects, through Sentinel for the latter); a cluster connection is kept (it
+    /// heals itself, node by node). A `READONLY` reply from a Sentinel master (it was demoted)
+    /// drops *every* thread's connection, so that each finds the new master.
+    fn classify<T>(
+        &self,
+        slot: &Slot,
+        result: redis::RedisResult<T>,
+    ) -> Result<T, RedisBackendError> {
+        let follows_one_node = !matches!(self.topology, Topology::Cluster(_));
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if is_connection_failure(&err) => {
+                if follows_one_node && slot.current.swap(None).is_some() {
+                    tracing::warn!(error = %err, "lost the Redis connection");
+                }
+                Err(RedisBackendError::Unreachable(err))
+            }
+            Err(err) if follows_one_node && err.code() == Some("READONLY") => {
+                slot.current.store(None);
+                if matches!(self.topology, Topology::Sentinel(_)) {
+                    self.invalidate_all();
+                }
+                tracing::warn!("Redis answered READONLY (a demoted master): reconnecting");
+                Err(RedisBackendError::NotMaster)
+            }
+            Err(err) => Err(RedisBackendError::Command(err)),
+        }
+    }
+
+    /// Runs one command that ends a credential on `key`, and confirms it (see
+    /// [`crate::WriteConfirmation`]) before returning: `WAIT` follows it in the same pipeline,
+    /// on the same connection, a connection kept for confirmed writes. On a cluster the pipeline
+    /// goes as a whole to the master of `key`'s slot, where the write lands. Without a
+    /// confirmation policy this is [`RedisConnection::query`].
+    pub async fn query_confirmed<T: FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisBackendError> {
+        if !self.confirmation.is_required() {
+            return self.query(cmd).await;
+        }
+        let observed = &self.metrics.pipeline;
+        let slot = self.confirming_slot();
+        let (conn, _) = self
+            .connection(slot)
+            .await
+            .inspect_err(|_| observed.errors.increment(1))?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .add_command(self.confirmation.wait_command());
+        let started = self.metrics.timed.then(StdInstant::now);
+        let result = match conn {
+            Conn::Cluster(mut conn) => {
+                let master = Route::with_key(key, SlotAddr::Master);
+                conn.route_pipeline(pipe, 0, 2, SingleNodeRoutingInfo::SpecificNode(master))
+                    .await
+            }
+            mut conn @ Conn::Standalone(_) => pipe.query_async::<Vec<Value>>(&mut conn).await,
+        };
+        let mut replies = observe(observed, started, self.classify(slot, result))?;
+        let acknowledged = replies.pop();
+        let reply = replies.pop();
+        self.judge_wait(acknowledged)?;
+        let reply = reply.ok_or_else(|| RedisBackendError::Command(unexpected("a reply")))?;
+        T::from_redis_value(reply).map_err(|err| RedisBackendError::Command(err.into()))
+    }
+
+    /// Judges `WAIT`'s answer, and says so in the log when it falls short.
+    fn judge_wait(&self, reply: Option<Value>) -> Result<(), RedisBackendError> {
+        let Some(Value::Int(confirmed)) = reply else {
+            return Err(RedisBackendError::Command(unexpected("WAIT's count")));
+        };
+        self.confirmation.judge(confirmed).inspect_err(|_| {
+            tracing::warn!(
+                confirmed,
+                wanted = self.confirmation.replicas,
+                "a revocation was not confirmed by enough Redis replicas: answering 503"
+            );
+        })
     }
 
     /// Deletes every key under `prefix` (`SCAN` + `UNLINK`), for tooling and test clean-up
@@ -323,6 +615,11 @@ impl RedisConnection {
             return Ok(());
         }
         let pattern = format!("{prefix}*");
+        if let Some(conn) = self.cluster_connection().await? {
+            return crate::cluster::delete_matching(conn, &pattern)
+                .await
+                .map_err(RedisBackendError::Command);
+        }
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = self
@@ -345,7 +642,7 @@ impl RedisConnection {
         }
     }
 
-    /// Asks Redis for `PONG`: the readiness check.
+    /// Asks Redis for `PONG`: the readiness check. On a cluster every master must answer.
     pub async fn ping(&self) -> Result<(), RedisBackendError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
@@ -366,17 +663,8 @@ fn observe<T>(
     result
 }
 
-fn classify<T>(slot: &Slot, result: redis::RedisResult<T>) -> Result<T, RedisBackendError> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(err) if is_connection_failure(&err) => {
-            if slot.current.swap(None).is_some() {
-                tracing::warn!(error = %err, "lost the Redis connection");
-            }
-            Err(RedisBackendError::Unreachable(err))
-        }
-        Err(err) => Err(RedisBackendError::Command(err)),
-    }
+fn unexpected(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", what.to_owned()))
 }
 
 fn is_connection_failure(err: &redis::RedisError) -> bool {

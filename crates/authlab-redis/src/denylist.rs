@@ -26,9 +26,17 @@
 //!   read the epoch was answered by the same Redis process, with no restart in between. An
 //!   `EXISTS` answered on another connection (a reconnect) is judged only after the epoch has been
 //!   read again on it, *after* the `EXISTS`: any loss before the `EXISTS` shows in that read.
-//! - A view older than [`EPOCH_REFRESH`] is never used: the `GET` of the epoch then rides in the
-//!   same pipeline as the `EXISTS` (one round trip), after it. This bounds what no connection
-//!   notices (a `FLUSHALL`, a `DEL` of the marker, a proxy that hides a restart) to one second.
+//! - A view older than [`EPOCH_REFRESH`] is never used: the epoch is then read again right after
+//!   the `EXISTS` (a second command: the marker and the entries are in different Cluster slots,
+//!   so they may not share a pipeline). This bounds what no connection notices (a `FLUSHALL`, a
+//!   `DEL` of the marker, a proxy that hides a restart) to one second.
+//!
+//! On a Redis Cluster the connection id names the cluster connection, which outlives a node's
+//! failover or restart, and the epoch lives on one shard while the entries are spread over all
+//! of them. A failover promotes a replica with the data it had (a logout lost to asynchronous
+//! replication is the write confirmation's business, not the epoch's); a master that restarts
+//! *empty* and keeps its slots (no replica took over) loses its shard's entries without touching
+//! the epoch's shard. Run every master with a replica, or with persistence.
 //! - Nothing is judged without a fresh epoch: if it cannot be read, the request answers 503.
 //!
 //! # Cached (`--jwt-denylist cached`)
@@ -65,6 +73,14 @@ pub struct RedisDenylist {
     views: ThreadLocal<Cell<Option<EpochView>>>,
     /// Answers kept in process, kept current by Redis (`--jwt-denylist cached`).
     cache: Option<TrackedCache>,
+}
+
+#[cfg(test)]
+impl RedisDenylist {
+    /// The epoch marker's key, for the slot-rule test.
+    pub(crate) fn epoch_key(&self) -> &str {
+        &self.epoch_key
+    }
 }
 
 /// One reading of the epoch marker.
@@ -129,7 +145,7 @@ impl RedisDenylist {
         Ok(token.is_some() || family.is_some() || issued_at <= epoch)
     }
 
-    fn family_key(&self, family: &str) -> String {
+    pub(crate) fn family_key(&self, family: &str) -> String {
         let mut key = String::with_capacity(self.deny_prefix.len() + family.len() + 2);
         key.push_str(&self.deny_prefix);
         key.push('{');
@@ -138,7 +154,7 @@ impl RedisDenylist {
         key
     }
 
-    fn token_key(&self, family: &str, jti: &str) -> String {
+    pub(crate) fn token_key(&self, family: &str, jti: &str) -> String {
         let mut key = self.family_key(family);
         key.push(':');
         key.push_str(jti);
@@ -228,9 +244,14 @@ impl Denylist for RedisDenylist {
         };
         // The entry only has to outlive the token; one second more covers rounding down.
         let seconds = ttl.as_secs().saturating_add(1);
+        // Confirmed where it survives a failover: an entry lost with a dying master would let a
+        // logged-out token through again.
         let _: String = self
             .conn
-            .query(redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(seconds))
+            .query_confirmed(
+                &key,
+                redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(seconds),
+            )
             .await?;
         // Our own cache forgets "not listed" now, without waiting for Redis's push.
         if let Some(cache) = &self.cache {
@@ -261,14 +282,11 @@ impl Denylist for RedisDenylist {
                 };
                 (found > 0, epoch)
             }
-            // Once a second per thread: the `GET` rides along, after the `EXISTS`.
+            // Once a second per thread: the epoch is read again, after the `EXISTS`. Not in its
+            // pipeline: the epoch and the entries sit in different Cluster slots.
             None => {
-                let read_at = Instant::now();
-                let mut pipe = redis::pipe();
-                pipe.add_command(exists).cmd("GET").arg(&self.epoch_key);
-                let ((found, read), connection): ((i64, Option<u64>), _) =
-                    self.conn.pipeline_traced(&pipe).await?;
-                (found > 0, self.settle(read, read_at, connection).await?)
+                let (found, _): (i64, _) = self.conn.query_traced(&exists).await?;
+                (found > 0, self.read_epoch().await?)
             }
         };
         // Issued before the epoch, or in its second (`iat` counts whole seconds): this Redis

@@ -23,6 +23,22 @@
 //! The three `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
 //! one Lua script can touch them atomically. The refresh token carries `F` in clear, so the server
 //! finds that slot without a lookup.
+//!
+//! # Flows that span slots, made safe by their order
+//! The registry `user:{U}:fams`, a family's keys and each access token's key (`tok:<hash>`, the
+//! hash of a random token) sit in different slots, so no script or pipeline spans them. Where a
+//! flow touches several, the order of its steps keeps it safe:
+//! - **login** writes the registry entry, then the family: a family always has its entry, so
+//!   "log out everywhere" and a password change find it;
+//! - **ending a family** (logout, revoke one, logout-all, reuse, RFC 7009) deletes the family
+//!   first, atomically reading which access tokens it issued (`REVOKE_FAMILY`), then those
+//!   tokens' keys, then the registry entry: once the family is gone no refresh can mint from it
+//!   and no new token can attach to it (`ATTACH` refuses), so the list read is complete;
+//! - **minting** an access token writes its key, then attaches it (see the redis backend's
+//!   `mint`): a logout racing it either lists the token or makes the attach fail, and then the
+//!   minting request deletes the token itself;
+//! - a **rotation** updates the family (one script) and then extends the registry entry; an entry
+//!   that outlives its family is pruned when the list is read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +66,7 @@ const SECRET_LEN: usize = 43;
 /// The exchange, atomically: rotate, answer a retry within the grace window, or report reuse.
 /// KEYS: fam, spent, acc (only its TTL is extended). ARGV: presented hash, successor hash, now,
 /// grace, ttl.
-const EXCHANGE: &str = r#"
+pub(crate) const EXCHANGE: &str = r#"
 local fam, spent = KEYS[1], KEYS[2]
 local now, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local f = redis.call('HMGET', fam, 'uid', 'name', 'refresh', 'prev', 'prev_until')
@@ -74,7 +90,7 @@ return {'unknown'}
 /// Records an access id in a live family; refuses (0) if the family is gone, so a token minted
 /// while the family was being revoked cannot outlive it. KEYS: fam, acc. ARGV: now, expiry, id,
 /// family ttl.
-const ATTACH: &str = r#"
+pub(crate) const ATTACH: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -84,7 +100,7 @@ return 1
 
 /// Deletes a family's keys and returns its user id and the access ids attached to it.
 /// KEYS: fam, spent, acc.
-const REVOKE_FAMILY: &str = r#"
+pub(crate) const REVOKE_FAMILY: &str = r#"
 local uid = redis.call('HGET', KEYS[1], 'uid')
 if not uid then return {} end
 local acc = redis.call('ZRANGE', KEYS[3], 0, -1)
@@ -114,8 +130,6 @@ pub struct RedisFamilies {
     refresh_ttl: Duration,
     grace: Duration,
     successor_key: Hmac<Sha256>,
-    exchange: redis::Script,
-    revoke_family: redis::Script,
     attach: redis::Script,
 }
 
@@ -181,25 +195,23 @@ impl RedisFamilies {
             refresh_ttl: config.refresh_ttl,
             grace: config.grace,
             successor_key,
-            exchange: redis::Script::new(EXCHANGE),
-            revoke_family: redis::Script::new(REVOKE_FAMILY),
             attach: redis::Script::new(ATTACH),
         }
     }
 
-    fn family_key(&self, family: &str) -> String {
+    pub(crate) fn family_key(&self, family: &str) -> String {
         format!("{}fam:{{{family}}}", self.keys)
     }
 
-    fn spent_key(&self, family: &str) -> String {
+    pub(crate) fn spent_key(&self, family: &str) -> String {
         format!("{}fam:{{{family}}}:spent", self.keys)
     }
 
-    fn access_key(&self, family: &str) -> String {
+    pub(crate) fn access_key(&self, family: &str) -> String {
         format!("{}fam:{{{family}}}:acc", self.keys)
     }
 
-    fn user_key(&self, user_id: i64) -> String {
+    pub(crate) fn user_key(&self, user_id: i64) -> String {
         format!("{}user:{{{user_id}}}:fams", self.keys)
     }
 
@@ -226,6 +238,24 @@ impl RedisFamilies {
         }
         self.conn.invoke(&invocation).await
     }
+
+    /// Runs a script that ends credentials, confirmed where it will survive a failover before
+    /// anybody is told it happened (see [`crate::WriteConfirmation`]). Sent as `EVAL` with its
+    /// source, so that `WAIT` can follow it in the same pipeline on the same connection (a
+    /// script cannot call `WAIT`, and `EVALSHA` would need a round trip to load it first); these
+    /// writes are rare (logouts, rotations), so the few hundred bytes of source cost little.
+    async fn run_confirmed(
+        &self,
+        source: &'static str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, RedisBackendError> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(source).arg(keys.len()).arg(keys).arg(args);
+        // Every key of a script shares one slot: the first names it.
+        let slot_key = keys.first().map(String::as_str).unwrap_or_default();
+        self.conn.query_confirmed(slot_key, &eval).await
+    }
 }
 
 impl RefreshFamilies for RedisFamilies {
@@ -241,6 +271,29 @@ impl RefreshFamilies for RedisFamilies {
         let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
         let user_key = self.user_key(identity.user_id);
+        // Two pipelines, one per hash slot (the user's registry and the family are in different
+        // slots), in this order: the registry entry first, so a family never exists that "log
+        // out everywhere" cannot find. A logout-all between the two finds an id without a family
+        // (and skips it): this login then simply happened after the logout-all.
+        let mut registry = redis::pipe();
+        // The registry: score = expiry, so entries are pruned by score as they are read.
+        registry
+            .cmd("ZADD")
+            .arg(&user_key)
+            .arg(now + ttl)
+            .arg(&family)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(ttl)
+            .arg("GT")
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(ttl)
+            .arg("NX")
+            .ignore();
+        let () = self.conn.pipeline(&registry).await?;
         let mut pipe = redis::pipe();
         pipe.cmd("HSET")
             .arg(self.family_key(&family))
@@ -262,22 +315,6 @@ impl RefreshFamilies for RedisFamilies {
             .cmd("EXPIRE")
             .arg(self.family_key(&family))
             .arg(ttl)
-            .ignore()
-            // The registry: score = expiry, so entries are pruned by score as they are read.
-            .cmd("ZADD")
-            .arg(&user_key)
-            .arg(now + ttl)
-            .arg(&family)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&user_key)
-            .arg(ttl)
-            .arg("GT")
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&user_key)
-            .arg(ttl)
-            .arg("NX")
             .ignore();
         let () = self.conn.pipeline(&pipe).await?;
         Ok(NewFamily {
@@ -293,8 +330,8 @@ impl RefreshFamilies for RedisFamilies {
         let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
         let reply = self
-            .run_script(
-                &self.exchange,
+            .run_confirmed(
+                EXCHANGE,
                 &[
                     self.family_key(token.family),
                     self.spent_key(token.family),
@@ -390,8 +427,8 @@ impl RefreshFamilies for RedisFamilies {
 
     async fn revoke_family(&self, family: &str) -> Result<Option<RevokedFamily>, AuthError> {
         let reply = self
-            .run_script(
-                &self.revoke_family,
+            .run_confirmed(
+                REVOKE_FAMILY,
                 &[
                     self.family_key(family),
                     self.spent_key(family),
@@ -420,16 +457,21 @@ impl RefreshFamilies for RedisFamilies {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.family_key(id))
+        // One `HMGET` per family, sent at once: each family is in its own Cluster slot, so they
+        // cannot share a pipeline.
+        let reads = ids.iter().map(|id| {
+            let mut read = redis::cmd("HMGET");
+            read.arg(self.family_key(id))
                 .arg("created")
                 .arg("used")
                 .arg("exp")
                 .arg("ua");
-        }
-        let rows: Vec<Vec<Value>> = self.conn.pipeline(&pipe).await?;
+            async move { self.conn.query::<Vec<Value>>(&read).await }
+        });
+        let rows = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let mut live = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for (id, row) in ids.into_iter().zip(rows) {

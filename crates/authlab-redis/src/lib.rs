@@ -48,13 +48,22 @@ use authlab_core::{
 };
 
 mod cache;
+mod cluster;
+mod confirm;
 mod connection;
 mod denylist;
 mod families;
+mod sentinel;
+#[cfg(test)]
+mod slot_rule;
+mod standalone;
 mod throttle;
 mod token;
 mod tracking;
+pub mod topology;
 
+pub use cluster::ClusterTuning;
+pub use confirm::WriteConfirmation;
 pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
 };
@@ -63,6 +72,7 @@ pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
 pub use tracking::{CacheConfig, CacheStats, TrackedCache};
+pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
@@ -125,7 +135,7 @@ impl RedisTokenAuthenticator {
 
     /// The Redis key for a token: `<prefix>tok:<hex sha256(token)>`. The token itself is never
     /// written to Redis, so nothing read out of Redis can be presented as a token.
-    fn key(&self, token: &str) -> String {
+    pub(crate) fn key(&self, token: &str) -> String {
         self.hash_key(|key| token::push_hash(key, token))
     }
 
@@ -149,6 +159,14 @@ impl RedisTokenAuthenticator {
 
     /// Mints an access token for a family: `SET NX EX` under its hash, then attach the hash to
     /// the family.
+    ///
+    /// The token's key and the family sit in different Cluster slots, so no script can do both
+    /// at once; the order makes it safe against a concurrent logout (which ends the family, then
+    /// deletes the tokens it lists). `ATTACH` refuses when the family is gone: if the logout ran
+    /// first, the attach fails and the token is deleted here before anyone has seen it; if it
+    /// ran after, it finds the hash in the family and deletes the token itself. Attaching first
+    /// would not do: a logout between the attach and the `SET` would delete a key that does not
+    /// exist yet, and the `SET` would then bring a token of an ended family to life.
     async fn mint(&self, identity: &Identity, family: &str) -> Result<String, AuthError> {
         let value = encode_identity(identity, family);
         loop {
@@ -189,9 +207,12 @@ impl RedisTokenAuthenticator {
         }
     }
 
-    /// Deletes one access token's key.
+    /// Deletes one access token's key, confirmed where it survives a failover.
     async fn delete_key(&self, key: String) -> Result<(), AuthError> {
-        let _: i64 = self.conn.query(redis::cmd("DEL").arg(&key)).await?;
+        let _: i64 = self
+            .conn
+            .query_confirmed(&key, redis::cmd("DEL").arg(&key))
+            .await?;
         self.forget(&key);
         Ok(())
     }
@@ -239,21 +260,17 @@ impl FamilyAccess for RedisTokenAuthenticator {
         let Some(ended) = ended.filter(|e| !e.attached.is_empty()) else {
             return Ok(());
         };
-        // One DEL per key, pipelined: the tokens live in different Cluster slots, so a single
-        // multi-key DEL would be refused there. The family holds the tokens' hashes.
-        let mut pipe = redis::pipe();
-        let keys: Vec<String> = ended
+        // One `DEL` per key, sent at once: each token's key hashes to its own Cluster slot, so
+        // neither a multi-key `DEL` nor a pipeline of them may group them (the slot rule). The
+        // family already ended (its script ran first), so no new token can join it meanwhile.
+        // Each `DEL` is confirmed (`delete_key`) before the logout is answered.
+        let deletes = ended
             .attached
             .iter()
             .filter(|h| token::is_hash(h))
-            .map(|hash| self.hash_key(|key| key.push_str(hash)))
-            .collect();
-        for key in &keys {
-            pipe.cmd("DEL").arg(key).ignore();
-        }
-        let () = self.conn.pipeline(&pipe).await?;
-        for key in &keys {
-            self.forget(key);
+            .map(|hash| self.delete_key(self.hash_key(|key| key.push_str(hash))));
+        for deleted in futures_util::future::join_all(deletes).await {
+            deleted?;
         }
         Ok(())
     }
@@ -372,10 +389,63 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmation_wait_must_end_before_the_response_timeout() {
+        let conn = |url| RedisConnection::new(url, RedisTimeouts::default()).unwrap();
+        let slow = WriteConfirmation {
+            replicas: 1,
+            timeout: RedisTimeouts::default().response,
+        };
+        assert!(matches!(
+            conn("redis://127.0.0.1:1").with_confirmation(slow),
+            Err(RedisBackendError::ConfirmationTooSlow { .. })
+        ));
+        let quick = WriteConfirmation {
+            timeout: Duration::from_millis(200),
+            ..slow
+        };
+        for url in [
+            "redis://127.0.0.1:1",
+            "redis+sentinel://127.0.0.1:26379/m",
+            "redis+cluster://127.0.0.1:7000",
+        ] {
+            let confirmed = conn(url).with_confirmation(quick).unwrap();
+            assert_eq!(confirmed.confirmation(), quick, "{url}");
+        }
+        // On a cluster the node timeout (250 ms by default) bounds it too.
+        let cluster_slow = WriteConfirmation {
+            timeout: Duration::from_millis(300),
+            ..slow
+        };
+        assert!(
+            conn("redis+cluster://127.0.0.1:7000")
+                .with_confirmation(cluster_slow)
+                .is_err()
+        );
+        assert_eq!(
+            conn("redis+sentinel://127.0.0.1:26379/m").topology(),
+            "sentinel"
+        );
+    }
+
+    #[test]
     fn a_bad_url_is_rejected_at_construction() {
         assert!(matches!(
             RedisConnection::new("http://nope", RedisTimeouts::default()),
-            Err(RedisBackendError::InvalidUrl(_))
+            Err(RedisBackendError::InvalidTarget(_))
         ));
+    }
+
+    #[test]
+    fn cluster_and_sentinel_urls_are_prepared_without_connecting() {
+        let cluster = RedisConnection::new(
+            "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+            RedisTimeouts::default(),
+        );
+        assert_eq!(cluster.map(|c| c.topology()).ok(), Some("cluster"));
+        let sentinel = RedisConnection::new(
+            "redis+sentinel://127.0.0.1:1/mymaster",
+            RedisTimeouts::default(),
+        );
+        assert_eq!(sentinel.map(|c| c.topology()).ok(), Some("sentinel"));
     }
 }

@@ -27,7 +27,7 @@ use crate::{RedisBackendError, RedisConnection};
 /// The counter operations. KEYS[1]: the counter. ARGV: operation, limit, window (ms).
 /// Returns `{verdict, pttl}`: verdict 1 allowed, 0 blocked (pttl = what is left of the window),
 /// 2 busy (the limit is taken up by guesses still being checked).
-const COUNTER: &str = r#"
+pub(crate) const COUNTER: &str = r#"
 local key, op = KEYS[1], ARGV[1]
 local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 local failed = tonumber(redis.call('HGET', key, 'failed') or '0')
