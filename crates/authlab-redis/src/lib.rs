@@ -59,8 +59,8 @@ mod slot_rule;
 mod standalone;
 mod throttle;
 mod token;
-mod tracking;
 pub mod topology;
+mod tracking;
 
 pub use cluster::ClusterTuning;
 pub use confirm::WriteConfirmation;
@@ -71,8 +71,8 @@ pub use denylist::{EPOCH_REFRESH, RedisDenylist};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
-pub use tracking::{CacheConfig, CacheStats, TrackedCache};
 pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};
+pub use tracking::{CacheConfig, CacheStats, TrackedCache};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
