@@ -404,7 +404,7 @@ pub async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_wi
 ) {
     let app = store.spawn().await;
     let stateless = store
-        .spawn_with(|s| s.jwt_denylist = authlab::config::Switch::Off)
+        .spawn_with(|s| s.jwt_denylist = authlab::config::DenylistMode::Off)
         .await;
     for (app, backend, refused) in [
         (&app, Backend::Session, true),

@@ -70,6 +70,7 @@ pub mod interrupt;
 pub mod probes;
 pub mod progress;
 pub mod report;
+pub mod revocation;
 pub mod run;
 pub mod setup;
 

@@ -243,7 +243,7 @@ pub async fn redis_token_memory(
     let connection = backends::redis_connection(&settings.redis)?;
     let secret = JwtSecret::generate().map_err(|e| ProbeError::Secret(Box::new(e)))?;
     // As the server builds it: every login is an access token plus a refresh-token family.
-    let auth = Arc::new(backends::redis_backend(&settings, &connection, &secret));
+    let auth = Arc::new(backends::redis_backend(&settings, &connection, &secret)?);
     let used = |info: String| -> i64 {
         info_field(&info, "used_memory")
             .and_then(|v| v.parse().ok())

@@ -15,7 +15,7 @@ use authlab_loadgen::{FetchedResponse, RequestSpec, fetch, header};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use authlab::config::{Settings, Switch};
+use authlab::config::{DenylistMode, Settings, Switch};
 use authlab::startup::Application;
 
 use crate::{CompareArgs, CompareError};
@@ -187,11 +187,11 @@ impl Instances {
         );
         base.jwt_secret = Some(SecretString::from(secret));
         let mut settings_a = base.clone();
-        settings_a.jwt_denylist = Switch::Off;
+        settings_a.jwt_denylist = DenylistMode::Off;
         let mut settings_c = settings_a.clone();
         settings_c.metrics = Switch::Off;
         let mut settings_b = base;
-        settings_b.jwt_denylist = Switch::On;
+        settings_b.jwt_denylist = DenylistMode::On;
 
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()

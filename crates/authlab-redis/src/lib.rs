@@ -2,7 +2,7 @@
 //!
 //! - **State** lives in Redis, shared by every instance: `<prefix>tok:<sha256(token)>` ->
 //!   `"<user id>:<family>:<name>"`. Redis holds hashes of tokens, never tokens.
-//! - **Verify** is one `GET`: a network round trip on every authenticated request.
+//! - **Verify** is one `GET` per request; none for a token already seen, with the cache on.
 //! - **Revocation** is instant and exact: `DEL` the key (logout), or let its `EX` run out.
 //! - **Scaling out** is free for the application (any instance can verify any token); the cost
 //!   moves to Redis, which every request now depends on: when it is down, nobody is authenticated.
@@ -22,6 +22,10 @@
 //! - [`RedisDenylist`]: the revoked-JWT set that the JWT backend can consult, kept here so that the
 //!   JWT crate never needs to know where the set lives, with the epoch marker that keeps a logout
 //!   from un-happening when Redis loses its data.
+//! - [`TrackedCache`] (`tracking`, `cache`): server-assisted client-side caching (RESP3 client
+//!   tracking), so that a verified token, or a denylist answer, is served from process memory
+//!   while a logout anywhere still ends it everywhere within milliseconds (`--redis-cache on`,
+//!   `--jwt-denylist cached`). The module docs list its guarantees and what keeps each.
 //! - [`AttemptCounters`]: the login-throttling counters every instance shares (one atomic Lua
 //!   script over one key per call).
 //! - `sentinel`: the master found through Sentinel and followed across failovers (connections
@@ -47,6 +51,7 @@ use authlab_core::{
     SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 
+mod cache;
 mod cluster;
 mod confirm;
 mod connection;
@@ -59,6 +64,7 @@ mod standalone;
 mod throttle;
 mod token;
 pub mod topology;
+mod tracking;
 
 pub use cluster::ClusterTuning;
 pub use confirm::WriteConfirmation;
@@ -70,6 +76,7 @@ pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
 pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};
+pub use tracking::{CacheConfig, CacheStats, TrackedCache};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
@@ -85,6 +92,8 @@ pub struct RedisTokenConfig {
 /// Opaque random tokens whose meaning is stored in Redis.
 pub struct RedisTokenAuthenticator {
     conn: Arc<RedisConnection>,
+    /// Verified tokens in process memory, kept coherent by Redis (`--redis-cache on`).
+    cache: Option<TrackedCache>,
     families: RedisFamilies,
     token_prefix: String,
     ttl: Duration,
@@ -100,10 +109,31 @@ impl RedisTokenAuthenticator {
     ) -> Self {
         Self {
             conn,
+            cache: None,
             families,
             token_prefix: format!("{}tok:", config.prefix),
             ttl: config.ttl,
             format: config.format,
+        }
+    }
+
+    /// Serves verified tokens from `cache` (see [`TrackedCache`]): a hit costs no round trip,
+    /// and a logout anywhere still ends the token everywhere within the cache's trust window.
+    pub fn with_cache(mut self, cache: TrackedCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The cache's counters, if the cache is on.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(TrackedCache::stats)
+    }
+
+    /// This instance just deleted `key`: its own cache forgets it now, without waiting for
+    /// Redis's invalidation.
+    fn forget(&self, key: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(key);
         }
     }
 
@@ -187,13 +217,22 @@ impl RedisTokenAuthenticator {
             .conn
             .query_confirmed(&key, redis::cmd("DEL").arg(&key))
             .await?;
+        self.forget(&key);
         Ok(())
     }
 
     /// Looks a token up: one `GET` of its hash's key. Returns the key and who it belongs to.
     async fn lookup(&self, credential: &str) -> Result<(String, Identity), AuthError> {
         let key = self.key(Self::parse(credential)?);
-        let value: Option<String> = self.conn.query(redis::cmd("GET").arg(&key)).await?;
+        let value: Option<Arc<str>> = match &self.cache {
+            // A token that does not exist is not remembered: random guesses must not fill it.
+            Some(cache) => cache.get(&key, false).await?,
+            None => self
+                .conn
+                .query::<Option<String>>(redis::cmd("GET").arg(&key))
+                .await?
+                .map(Arc::from),
+        };
         // An expired token is simply gone: Redis cannot tell "expired" from "never existed".
         let identity = value
             .as_deref()
