@@ -67,9 +67,11 @@
 pub mod args;
 pub mod error;
 pub mod interrupt;
+pub mod modes;
 pub mod probes;
 pub mod progress;
 pub mod report;
+pub mod revocation;
 pub mod run;
 pub mod setup;
 

@@ -216,6 +216,63 @@ pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -
     }
 }
 
+/// The prefix of the client-side cache's series at `/metrics` (the redis backend's
+/// `--redis-cache` and the JWT denylist's `cached` mode).
+pub const CACHE_SERIES_PREFIX: &str = "authlab_redis_cache_";
+
+/// Counter values by series name (labels summed), as `/metrics` shows them.
+pub type Counters = BTreeMap<String, f64>;
+
+/// Reads every `authlab_redis_cache_*` sample from Prometheus text: the series name (labels
+/// dropped, their values summed) and its value. Comments and other series are skipped.
+pub fn cache_counters(text: &str) -> Counters {
+    let mut counters = Counters::new();
+    for line in text.lines() {
+        if !line.starts_with(CACHE_SERIES_PREFIX) {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let Some(value) = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        else {
+            continue;
+        };
+        *counters.entry(line[..name_end].to_owned()).or_default() += value;
+    }
+    counters
+}
+
+/// The client-side cache's work during one route: its counters' growth, and the hit ratio.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct CacheActivity {
+    /// Hits (series whose name has `hit`) over hits and misses (`miss`); `None` if neither moved.
+    pub hit_ratio: Option<f64>,
+    /// Growth of every `authlab_redis_cache_*` series, over every round (warm-ups included).
+    pub delta: BTreeMap<String, f64>,
+}
+
+/// What the cache did between two scrapes summed over the rounds (`None` when the instance has no
+/// cache series: no cache, or `--metrics off`).
+pub fn cache_activity(delta: &Counters) -> Option<CacheActivity> {
+    if delta.is_empty() {
+        return None;
+    }
+    let sum = |word: &str| -> f64 {
+        delta
+            .iter()
+            .filter(|(name, _)| name.contains(word))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let (hits, misses) = (sum("hit"), sum("miss"));
+    Some(CacheActivity {
+        hit_ratio: (hits + misses > 0.0).then(|| hits / (hits + misses)),
+        delta: delta.clone(),
+    })
+}
+
 /// What `used_memory` grew by per login (access token + refresh family + user index entry).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RedisTokenMemory {
@@ -323,6 +380,22 @@ mod tests {
         assert_eq!(per.by_command.get("get"), Some(&1.0));
         assert_eq!(per.by_command.get("exists"), Some(&0.5));
         assert!(!per.by_command.contains_key("info"));
+    }
+
+    #[test]
+    fn cache_counters_sum_the_labels_of_each_cache_series_and_skip_the_rest() {
+        let text = "# HELP authlab_redis_cache_hits_total hits\n\
+            # TYPE authlab_redis_cache_hits_total counter\n\
+            authlab_redis_cache_hits_total{backend=\"redis\"} 90\n\
+            authlab_redis_cache_hits_total{backend=\"jwt\"} 5\n\
+            authlab_redis_cache_misses_total 5\n\
+            authlab_redis_errors_total{command=\"query\"} 3\n";
+        let counters = cache_counters(text);
+        assert_eq!(counters.len(), 2, "{counters:?}");
+        assert_eq!(counters["authlab_redis_cache_hits_total"], 95.0);
+        let activity = cache_activity(&counters).unwrap();
+        assert_eq!(activity.hit_ratio, Some(0.95));
+        assert!(cache_activity(&Counters::new()).is_none());
     }
 
     #[test]

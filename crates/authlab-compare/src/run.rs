@@ -6,13 +6,17 @@
 //! cleans up as it would at the end.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use authlab_core::Identity;
 use authlab_loadgen::{LoadReport, LoadSpec, RequestSpec};
 
 use crate::interrupt::Interrupt;
+use crate::modes::{self, Mode};
 use crate::probes::{self, CommandStats};
 use crate::progress::{self, Plan, StepId};
 use crate::report::{self, Report, RouteResult, format};
+use crate::revocation::{self, RevocationLatency};
 use crate::setup::{self, CredentialHeader, Instances, Logins};
 use crate::{CompareArgs, CompareError};
 
@@ -22,48 +26,19 @@ struct RouteSpec {
     addr: SocketAddr,
     path: &'static str,
     credential: Option<CredentialHeader>,
-    /// The ratio to `/hello` asked of this route, and where that figure comes from.
-    target: Option<Target>,
+    /// The mode the row measures (`None` for `/hello`).
+    mode: Option<&'static Mode>,
 }
 
-/// A target ratio to `/hello` and its source.
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    ratio: f64,
-    source: &'static str,
-}
-
-/// The targets, as issue #4 set them, each with what it was based on (the architecture notes'
-/// prototypes, measured with wrk on the same kind of machine before authlab was written).
-const SESSION_TARGET: Target = Target {
-    ratio: 0.95,
-    source: "issue #4; the architecture notes' prototype of an in-memory map lookup reached 0.92x",
-};
-const REDIS_TARGET: Target = Target {
-    ratio: 0.60,
-    source: "issue #4; the architecture notes' prototype of a Redis GET on one multiplexed connection per worker reached 0.70x (0.55x on one shared connection)",
-};
-const JWT_OFF_TARGET: Target = Target {
-    ratio: 0.90,
-    source: "issue #4; the architecture notes' lean hand-written HS256 verifier reached 0.90x (jsonwebtoken's decode 0.79x)",
-};
-const JWT_ON_TARGET: Target = Target {
-    ratio: 0.60,
-    source: "issue #4; as /redis/me: one Redis round trip (EXISTS) per request on top of the JWT",
-};
-
-/// The route names of a run, in the order of a round (what [`Plan`] counts).
-fn route_names(in_process: bool) -> Vec<&'static str> {
-    let mut names = vec!["/hello", setup::SESSION];
-    if in_process {
-        names.push(setup::SESSION_METRICS_OFF);
-    }
-    names.push(setup::REDIS);
-    if in_process {
-        names.extend([setup::JWT_OFF, setup::JWT_METRICS_OFF, setup::JWT_ON]);
-    } else {
-        names.push("/jwt/me (as served)");
-    }
+/// The rows of a run, in the order of a round (what [`Plan`] counts): `/hello`, every mode,
+/// `/hello` again.
+fn route_names(args: &CompareArgs) -> Vec<&'static str> {
+    let modes = match args.target {
+        Some(_) => modes::AS_SERVED.iter().collect(),
+        None => modes::selected(&args.modes),
+    };
+    let mut names = vec!["/hello"];
+    names.extend(modes.iter().map(|m| m.row));
     names.push("/hello (again)");
     names
 }
@@ -76,6 +51,8 @@ struct CommandTally {
     requests: u64,
     /// False if any snapshot could not be read (then no figure is reported).
     complete: bool,
+    /// Growth of the instance's `authlab_redis_cache_*` series, over every round.
+    cache: probes::Counters,
 }
 
 /// Runs the whole comparison and writes the report. Blocks; call it outside any async runtime.
@@ -87,7 +64,7 @@ pub fn run(args: &CompareArgs, interrupt: &Interrupt) -> Result<Report, CompareE
         .build()
         .map_err(CompareError::Io)?;
     let mut report = Report::new(args);
-    let mut plan = Plan::new(args, &route_names(args.target.is_none()));
+    let mut plan = Plan::new(args, &route_names(args));
     eprintln!(
         "{}",
         format::wrap(
@@ -172,13 +149,17 @@ fn run_against(
             interrupt.outcome(rt.block_on(setup::scale_out(instances, args.timeout)))?;
     }
 
+    if instances.in_process() && args.revocation_samples > 0 {
+        report.revocation = revocation_latency(args, rt, instances, &logins, plan, interrupt)?;
+    }
+
     let routes = route_plan(instances, &logins);
     report.routes = measure_routes(args, rt, &routes, plan, interrupt)?;
 
     plan.start(StepId::Login);
     eprintln!("{}", plan.line("login cost: POST /jwt/login (argon2id)"));
     let progress = plan.step_progress("POST /jwt/login");
-    let login = interrupt.outcome(login_cost(args, instances.a, progress, interrupt))?;
+    let login = interrupt.outcome(login_cost(args, instances.hello, progress, interrupt))?;
     eprintln!(
         "{}",
         plan.line(&format!(
@@ -211,78 +192,80 @@ fn run_against(
     Ok(())
 }
 
-/// The routes, in the order every round runs them: `/hello` opens and closes each round.
+/// The revocation-latency probe of every revocable mode (in-process runs only).
+fn revocation_latency(
+    args: &CompareArgs,
+    rt: &tokio::runtime::Runtime,
+    instances: &Instances,
+    logins: &Logins,
+    plan: &mut Plan,
+    interrupt: &Interrupt,
+) -> Result<Vec<RevocationLatency>, CompareError> {
+    let user = Identity::new(logins.user_id, setup::USERNAME);
+    let mut found = Vec::new();
+    let revocable = instances.modes.iter().filter(|i| i.mode.revocable);
+    for (index, instance) in (1..).zip(revocable) {
+        let (Some(twin), Some(settings)) = (instance.twin, &instance.settings) else {
+            continue;
+        };
+        plan.start(StepId::Revocation { index });
+        eprintln!(
+            "{}",
+            plan.line(&format!(
+                "revocation latency: {} ({} samples)",
+                instance.mode.row,
+                format::thousands(args.revocation_samples as u64)
+            ))
+        );
+        let measured = rt.block_on(revocation::measure(
+            instance.mode,
+            settings,
+            (instance.addr, twin),
+            &user,
+            args.revocation_samples,
+            args.timeout,
+            &interrupt.flag(),
+        ));
+        let measured = interrupt.outcome(measured)?;
+        interrupt.check()?;
+        eprintln!(
+            "{}",
+            plan.line(&format!(
+                "revocation latency: {}: p50 {}, p99 {}, {} never refused",
+                instance.mode.row,
+                measured.p50_us.map_or("n/a".to_owned(), format::latency),
+                measured.p99_us.map_or("n/a".to_owned(), format::latency),
+                measured.never_refused
+            ))
+        );
+        found.push(measured);
+    }
+    Ok(found)
+}
+
+/// The routes, in the order every round runs them: `/hello` opens and closes each round, every
+/// mode in between in the table's order.
 fn route_plan(instances: &Instances, logins: &Logins) -> Vec<RouteSpec> {
-    let a = instances.a;
-    let b = instances.b;
-    let names = route_names(instances.in_process());
-    let mut routes = vec![
-        RouteSpec {
-            name: names[0],
-            addr: a,
-            path: "/hello",
-            credential: None,
-            target: None,
-        },
-        RouteSpec {
-            name: names[1],
-            addr: a,
-            path: "/session/me",
-            credential: Some(logins.session.clone()),
-            target: Some(SESSION_TARGET),
-        },
-    ];
-    // Each metrics-off row right after its metrics-on row, so that the two see the same machine.
-    if let (Some(c), Some((session_c, _))) = (instances.c, &logins.metrics_off) {
-        routes.push(RouteSpec {
-            name: setup::SESSION_METRICS_OFF,
-            addr: c,
-            path: "/session/me",
-            credential: Some(session_c.clone()),
-            target: None,
-        });
-    }
-    routes.push(RouteSpec {
-        name: setup::REDIS,
-        addr: a,
-        path: "/redis/me",
-        credential: Some(logins.redis.clone()),
-        target: Some(REDIS_TARGET),
-    });
-    if instances.in_process() {
-        routes.push(RouteSpec {
-            name: setup::JWT_OFF,
-            addr: a,
-            path: "/jwt/me",
-            credential: Some(logins.jwt_a.clone()),
-            target: Some(JWT_OFF_TARGET),
-        });
-    }
-    if let (Some(c), Some((_, jwt_c))) = (instances.c, &logins.metrics_off) {
-        routes.push(RouteSpec {
-            name: setup::JWT_METRICS_OFF,
-            addr: c,
-            path: "/jwt/me",
-            credential: Some(jwt_c.clone()),
-            target: None,
-        });
-    }
-    routes.push(RouteSpec {
-        name: names[names.len() - 2],
-        addr: b,
-        path: "/jwt/me",
-        credential: Some(logins.jwt_b.clone()),
-        target: instances.in_process().then_some(JWT_ON_TARGET),
-    });
-    // The baseline again, last: if the machine drifted during the run, the two `/hello` rows
-    // differ, and the ratios use their mean.
-    routes.push(RouteSpec {
-        name: names[names.len() - 1],
-        addr: a,
+    let hello = |name| RouteSpec {
+        name,
+        addr: instances.hello,
         path: "/hello",
         credential: None,
-        target: None,
-    });
+        mode: None,
+    };
+    let mut routes = vec![hello("/hello")];
+    for (instance, credential) in instances.modes.iter().zip(&logins.credentials) {
+        routes.push(RouteSpec {
+            name: instance.mode.row,
+            addr: instance.addr,
+            path: instance.mode.backend.me_path(),
+            credential: Some(credential.clone()),
+            mode: Some(instance.mode),
+        });
+    }
+    // The baseline again, last: if the machine drifted during the run, the two `/hello` rows
+    // differ, and the ratios use their mean.
+    routes.push(hello("/hello (again)"));
     routes
 }
 
@@ -302,6 +285,7 @@ fn measure_routes(
             delta: CommandStats::new(),
             requests: 0,
             complete: true,
+            cache: probes::Counters::new(),
         })
         .collect();
     for round in 1..=rounds {
@@ -326,14 +310,23 @@ fn measure_routes(
             let redis = tally
                 .complete
                 .then(|| probes::per_request(&CommandStats::new(), &tally.delta, tally.requests));
-            RouteResult::new(
+            let mut row = RouteResult::new(
                 route.name,
                 route.path,
                 route.credential.as_ref(),
-                route.target.map(|t| (t.ratio, t.source)),
+                route
+                    .mode
+                    .and_then(|m| m.target)
+                    .map(|t| (t.ratio, t.source)),
                 rounds,
                 redis,
-            )
+            );
+            if let Some(mode) = route.mode {
+                row.mode = Some(mode.key.to_owned());
+                row.flags = Some(mode.flags_text());
+            }
+            row.cache = probes::cache_activity(&tally.cache);
+            row
         })
         .collect())
 }
@@ -353,6 +346,7 @@ fn measure_once(
         request = request.header(name, value);
     }
     let before = rt.block_on(probes::command_stats(&args.redis.url)).ok();
+    let cache_before = rt.block_on(cache_counters(route, args.timeout));
     let spec = LoadSpec {
         request,
         connections: args.connections,
@@ -365,6 +359,15 @@ fn measure_once(
     };
     let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
     let after = rt.block_on(probes::command_stats(&args.redis.url)).ok();
+    if let (Some(before), Some(after)) = (
+        cache_before,
+        rt.block_on(cache_counters(route, args.timeout)),
+    ) {
+        for (name, value) in after {
+            let grown = value - before.get(&name).copied().unwrap_or(0.0);
+            *tally.cache.entry(name).or_default() += grown;
+        }
+    }
     match (before, after) {
         (Some(before), Some(after)) => {
             for (name, calls) in after {
@@ -376,6 +379,19 @@ fn measure_once(
         _ => tally.complete = false,
     }
     Ok(load)
+}
+
+/// The `authlab_redis_cache_*` counters of the instance a mode's row is measured on (`None`
+/// for `/hello`, or when `/metrics` does not answer: `--metrics off`).
+async fn cache_counters(route: &RouteSpec, timeout: Duration) -> Option<probes::Counters> {
+    route.mode?;
+    let answer = authlab_loadgen::fetch(&RequestSpec::get(route.addr, "/metrics"), timeout)
+        .await
+        .ok()
+        .filter(|answer| answer.status == 200)?;
+    Some(probes::cache_counters(&String::from_utf8_lossy(
+        &answer.body,
+    )))
 }
 
 /// Logins per second at `POST /jwt/login` (argon2id dominates).
@@ -400,19 +416,36 @@ fn login_cost(
 
 #[cfg(test)]
 mod tests {
+    use clap::{Args, FromArgMatches};
+
     use super::*;
 
-    #[test]
-    fn every_target_names_its_source() {
-        for target in [SESSION_TARGET, REDIS_TARGET, JWT_OFF_TARGET, JWT_ON_TARGET] {
-            assert!(target.source.starts_with("issue #4"), "{}", target.source);
-        }
+    fn args(extra: &[&str]) -> CompareArgs {
+        let argv = std::iter::once("compare").chain(extra.iter().copied());
+        let matches = CompareArgs::augment_args(clap::Command::new("compare"))
+            .try_get_matches_from(argv)
+            .unwrap();
+        CompareArgs::from_arg_matches(&matches).unwrap()
     }
 
     #[test]
-    fn an_external_target_has_one_jwt_row_and_in_process_two() {
-        assert_eq!(route_names(true).len(), 8);
-        assert_eq!(route_names(false).len(), 5);
-        assert!(route_names(true).contains(&setup::JWT_ON));
+    fn a_round_is_hello_every_mode_then_hello_again() {
+        let all = route_names(&args(&[]));
+        assert_eq!(all.len(), modes::MODES.len() + 2);
+        assert_eq!(all[0], "/hello");
+        assert_eq!(all[all.len() - 1], "/hello (again)");
+        assert!(all.contains(&setup::JWT_ON));
+    }
+
+    #[test]
+    fn modes_picks_the_rows_and_an_external_target_has_one_row_per_backend() {
+        assert_eq!(
+            route_names(&args(&["--modes", "jwt-denylist,redis"])),
+            vec!["/hello", setup::REDIS, setup::JWT_ON, "/hello (again)"]
+        );
+        assert_eq!(
+            route_names(&args(&["--target", "http://127.0.0.1:1"])).len(),
+            5
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::choose;
 use super::model::Report;
-use super::terminal::{errors_cell, ratio_cell, redis_cell};
+use super::terminal::{errors_cell, hit_ratio_cell, ratio_cell, redis_cell};
 
 /// `report.md`: the same table and the rest of the measurements, as Markdown.
 pub fn markdown(report: &Report) -> String {
@@ -45,13 +45,13 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "| route | req/s | ratio to /hello (target) | p50 us | p99 us | p99.9 us | errors | credential bytes | Redis cmds/req |"
+        "| route | req/s | ratio to /hello (target) | p50 us | p99 us | p99.9 us | errors | credential bytes | Redis cmds/req | cache hits |"
     );
-    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---|---:|---|");
+    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---|---:|---|---:|");
     for r in &report.routes {
         let _ = writeln!(
             md,
-            "| `{}` | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.requests_per_sec,
             ratio_cell(r),
@@ -60,8 +60,23 @@ pub fn markdown(report: &Report) -> String {
             r.load.latency.p999_us,
             errors_cell(r),
             r.credential_bytes,
-            redis_cell(r.redis.as_ref())
+            redis_cell(r.redis.as_ref()),
+            hit_ratio_cell(r)
         );
+    }
+    let modes: Vec<_> = report
+        .routes
+        .iter()
+        .filter_map(|r| Some((r, r.mode.as_deref()?, r.flags.as_deref()?)))
+        .collect();
+    if !modes.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nEach mode is an instance of its own, started with these `authlab serve` flags (on top of the run's address, database, Redis, key prefix and JWT secret); `--modes` picks a subset.\n\n| route | `--modes` | flags |\n|---|---|---|"
+        );
+        for (route, mode, flags) in modes {
+            let _ = writeln!(md, "| `{}` | `{mode}` | `{flags}` |", route.name);
+        }
     }
     let _ = writeln!(md, "\n![requests per second](throughput.svg)\n");
     let _ = writeln!(md, "![latency percentiles](latency.svg)\n");
@@ -143,7 +158,7 @@ pub fn markdown(report: &Report) -> String {
     if !report.scale_out.is_empty() {
         let _ = writeln!(
             md,
-            "## Scale-out and revocation (two instances: A denylist off, B denylist on; shared Redis and JWT secret)\n\n| credential | issuer /me | other /me | logout | issuer /me after | other /me after | logout -> first rejection |\n|---|---:|---:|---:|---:|---:|---:|"
+            "## Scale-out and revocation (each mode's instance and a second one with the same flags; shared Redis and JWT secret)\n\n| credential | issuer /me | other /me | logout | issuer /me after | other /me after | logout -> first rejection |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         for c in &report.scale_out {
             let revocation = c
@@ -171,6 +186,35 @@ pub fn markdown(report: &Report) -> String {
              it is revoked only where a denylist is checked, so a token logged out on A (no denylist) stays valid \
              until it expires, everywhere."
         );
+    }
+    if !report.revocation.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Revocation latency across two instances\n\nPer sample: a fresh credential (issued by the mode's own backend, as a login on instance 1 would issue it), accepted by `GET /me` on instance 2, logged out on instance 1, then `GET /me` on instance 2 again and again until it refuses; the figure is the time from the logout's answer to the refusing answer, over kept connections. A mode that asks Redis on every request refuses at the first probe (one request's round trip); a cached mode refuses once Redis's invalidation has reached instance 2.\n\n| route | samples | refused | never refused (1 s) | p50 | p99 | max | probes until refused (mean) | refusal statuses |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        let us = |v: Option<u64>| v.map_or("n/a".to_owned(), |us| format!("{us} us"));
+        for r in &report.revocation {
+            let statuses: Vec<String> = r
+                .refusal_statuses
+                .iter()
+                .map(|(status, n)| format!("{n}x{status}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.route,
+                r.samples,
+                r.refused,
+                r.never_refused,
+                us(r.p50_us),
+                us(r.p99_us),
+                us(r.max_us),
+                r.mean_probes
+                    .map_or("n/a".to_owned(), |p| format!("{p:.2}")),
+                statuses.join(", ")
+            );
+        }
+        md.push('\n');
     }
     md
 }
