@@ -26,8 +26,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use authlab::backends::{self, JwtBackend};
-use authlab::config::{RefreshKind, Settings, Switch};
-use authlab_core::{Authenticator, ClientInfo, Clock, Identity, ManualClock, SystemClock};
+use authlab::config::{DenylistMode, RefreshKind, Settings, Switch};
+use authlab_core::{
+    AuthError, Authenticator, ClientInfo, Clock, Identity, ManualClock, SystemClock,
+};
 use authlab_jwt::JwtSecret;
 use authlab_redis::{RedisConnection, RedisTokenAuthenticator};
 use authlab_session::SessionAuthenticator;
@@ -165,22 +167,29 @@ fn session(c: &mut Criterion) {
 
 /// The JWT backend with stateless refresh tokens (issue does no I/O, so the JWT group measures
 /// signing alone), with or without the Redis denylist.
-fn jwt_backend(settings: &Settings, clock: Arc<dyn Clock>, denylist: Switch) -> JwtBackend {
+fn jwt_backend(settings: &Settings, clock: Arc<dyn Clock>, denylist: DenylistMode) -> JwtBackend {
     let mut settings = settings.clone();
     settings.jwt_refresh = RefreshKind::Stateless;
     settings.jwt_denylist = denylist;
-    backends::jwt_backend(&settings, &redis_connection(&settings), secret(), clock)
+    match backends::jwt_backend(&settings, &redis_connection(&settings), secret(), clock) {
+        Ok(backend) => backend,
+        Err(err) => panic!("jwt backend: {err}"),
+    }
 }
 
 fn jwt(c: &mut Criterion) {
     let mut group = c.benchmark_group("jwt");
     let settings = settings();
-    let auth = jwt_backend(&settings, Arc::new(SystemClock), Switch::Off);
+    let auth = jwt_backend(&settings, Arc::new(SystemClock), DenylistMode::Off);
     let token = issue_str(&auth, &alice());
     // The same user's token, issued by a clock two lifetimes ago: expired now.
     let past = SystemClock.now_unix() - 2 * TTL.as_secs();
     let expired = issue_str(
-        &jwt_backend(&settings, Arc::new(ManualClock::new(past)), Switch::Off),
+        &jwt_backend(
+            &settings,
+            Arc::new(ManualClock::new(past)),
+            DenylistMode::Off,
+        ),
         &alice(),
     );
     // One flipped character in the signature.
@@ -262,7 +271,11 @@ fn redis_backends(c: &mut Criterion) {
         eprintln!("redis: no Redis at {url}; skipping the Redis groups");
         return;
     }
-    let auth = backends::redis_backend(&settings, &conn, &secret());
+    let build = |settings: &Settings| match backends::redis_backend(settings, &conn, &secret()) {
+        Ok(backend) => backend,
+        Err(err) => panic!("redis backend: {err}"),
+    };
+    let auth = build(&settings);
     let issue = |auth: &RedisTokenAuthenticator| -> String {
         match rt.block_on(auth.issue(&alice(), &client())) {
             Ok(issued) => issued.credential.expose_secret().to_owned(),
@@ -294,7 +307,19 @@ fn redis_backends(c: &mut Criterion) {
         )
     });
 
-    let with_denylist = jwt_backend(&settings, Arc::new(SystemClock), Switch::On);
+    // The same token through `--redis-cache on`: after the first miss, every verify is a hit
+    // (a map lookup and the decode of the stored identity), while the uncached verify above
+    // pays a Redis round trip.
+    let mut cached_settings = settings.clone();
+    cached_settings.redis_cache = Switch::On;
+    let cached = build(&cached_settings);
+    warm_up_cache(&rt, || cached.verify(&token));
+    group.bench_function("verify_valid_cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(cached.verify(black_box(&token)).await.is_ok()) })
+    });
+
+    let with_denylist = jwt_backend(&settings, Arc::new(SystemClock), DenylistMode::On);
     // Issuing with a denylist reads its epoch from Redis first, so it runs on the runtime.
     let jwt_token = match rt.block_on(with_denylist.issue(&alice(), &client())) {
         Ok(issued) => issued.credential.expose_secret().to_owned(),
@@ -304,10 +329,32 @@ fn redis_backends(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { black_box(with_denylist.verify(black_box(&jwt_token)).await.is_ok()) })
     });
+    let denylist_cached = jwt_backend(&settings, Arc::new(SystemClock), DenylistMode::Cached);
+    warm_up_cache(&rt, || denylist_cached.verify(&jwt_token));
+    group.bench_function("jwt_verify_with_denylist_cached", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(denylist_cached.verify(black_box(&jwt_token)).await.is_ok())
+        })
+    });
     group.finish();
 
     if let Err(err) = rt.block_on(conn.delete_prefix(prefix)) {
         eprintln!("redis: could not delete the bench keys under {prefix}: {err}");
+    }
+}
+
+/// Verifies until the client-side cache answers (its tracking connection is up and its first
+/// heartbeat acknowledged), so the measurement sees hits only.
+fn warm_up_cache<F, Fut>(rt: &tokio::runtime::Runtime, verify: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Identity, AuthError>>,
+{
+    for _ in 0..200 {
+        if let Err(err) = rt.block_on(verify()) {
+            panic!("verify failed while warming the cache: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
-    FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies, RedisMetrics,
-    RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
+    CacheConfig, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist, RedisFamilies,
+    RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig, TokenFormat,
+    TrackedCache,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
 
-use crate::config::{RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch};
+use crate::config::{DenylistMode, RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch};
 
 /// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
 /// families in Redis (or stateless refresh JWTs).
@@ -53,13 +54,31 @@ pub fn session_backend(settings: &Settings) -> SessionAuthenticator {
     })
 }
 
-/// Opaque tokens in Redis, with their refresh-token families.
+/// A client-side cache of the Redis in `settings` (see authlab-redis `tracking`): entries live
+/// at most one access-token lifetime, the tracking connection waits as long as any Redis call.
+/// Fails on a topology where the cache cannot keep its guarantees.
+pub fn redis_cache(
+    settings: &Settings,
+    redis: &Arc<RedisConnection>,
+) -> Result<TrackedCache, RedisBackendError> {
+    let mut config = CacheConfig::new(settings.redis_cache_size);
+    config.max_entry_life = settings.access_ttl;
+    config.timeouts = RedisTimeouts {
+        connect: settings.redis.timeout,
+        response: settings.redis.timeout,
+        ..RedisTimeouts::default()
+    };
+    TrackedCache::start(&settings.redis.url, config, redis.clone())
+}
+
+/// Opaque tokens in Redis, with their refresh-token families, and the client-side cache if
+/// `--redis-cache on`. Fails only when the cache cannot start.
 pub fn redis_backend(
     settings: &Settings,
     redis: &Arc<RedisConnection>,
     secret: &JwtSecret,
-) -> RedisTokenAuthenticator {
-    RedisTokenAuthenticator::new(
+) -> Result<RedisTokenAuthenticator, RedisBackendError> {
+    let backend = RedisTokenAuthenticator::new(
         redis.clone(),
         refresh_families(settings, redis, secret, "redis"),
         RedisTokenConfig {
@@ -70,16 +89,21 @@ pub fn redis_backend(
                 RedisTokenFormat::Random256 => TokenFormat::Random256,
             },
         },
-    )
+    );
+    Ok(match settings.redis_cache {
+        Switch::On => backend.with_cache(redis_cache(settings, redis)?),
+        Switch::Off => backend,
+    })
 }
 
-/// JWTs signed with `secret`, with the denylist and refresh mode the settings name.
+/// JWTs signed with `secret`, with the denylist and refresh mode the settings name. Fails only
+/// when the denylist's cache (`--jwt-denylist cached`) cannot start.
 pub fn jwt_backend(
     settings: &Settings,
     redis: &Arc<RedisConnection>,
     secret: JwtSecret,
     clock: Arc<dyn Clock>,
-) -> JwtBackend {
+) -> Result<JwtBackend, RedisBackendError> {
     let refresh = match settings.jwt_refresh {
         RefreshKind::Stored => {
             RefreshMode::Stored(refresh_families(settings, redis, &secret, "jwt"))
@@ -88,17 +112,22 @@ pub fn jwt_backend(
             ttl: settings.refresh_ttl,
         },
     };
-    JwtAuthenticator::new(
+    let denylist = || RedisDenylist::new(redis.clone(), &settings.redis_prefix);
+    let denylist = match settings.jwt_denylist {
+        DenylistMode::Off => None,
+        DenylistMode::On => Some(denylist()),
+        DenylistMode::Cached => Some(denylist().with_cache(redis_cache(settings, redis)?)),
+    };
+    Ok(JwtAuthenticator::new(
         JwtConfig {
             secret,
             issuer: settings.jwt_issuer.clone(),
             ttl: settings.access_ttl,
-            denylist: (settings.jwt_denylist == Switch::On)
-                .then(|| RedisDenylist::new(redis.clone(), &settings.redis_prefix)),
+            denylist,
             refresh,
         },
         clock,
-    )
+    ))
 }
 
 /// A token backend's refresh-token families, in their own key space (`scope`).

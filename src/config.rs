@@ -12,10 +12,12 @@
 //! | `--redis-prefix` | `AUTHLAB_REDIS_PREFIX` | `authlab:` |
 //! | `--redis-token-format` | `AUTHLAB_REDIS_TOKEN_FORMAT` | `uuid` (or `random256`) |
 //! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
+//! | `--redis-cache` | `AUTHLAB_REDIS_CACHE` | `off` (or `on`: verified tokens served from process memory) |
+//! | `--redis-cache-size` | `AUTHLAB_REDIS_CACHE_SIZE` | `100000` (entries, per cache) |
 //! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
 //! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
 //! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
-//! | `--jwt-denylist` | `AUTHLAB_JWT_DENYLIST` | `on` |
+//! | `--jwt-denylist` | `AUTHLAB_JWT_DENYLIST` | `on` (or `off`, `cached`) |
 //! | `--access-ttl` | `AUTHLAB_ACCESS_TTL` | `15m` |
 //! | `--refresh-ttl` | `AUTHLAB_REFRESH_TTL` | `14d` |
 //! | `--refresh-grace` | `AUTHLAB_REFRESH_GRACE` | `10s` |
@@ -51,6 +53,18 @@ pub enum Switch {
     On,
     /// Disabled.
     Off,
+}
+
+/// Whether and how the JWT backend checks its denylist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DenylistMode {
+    /// One Redis round trip per request (`EXISTS`).
+    On,
+    /// No denylist: pure stateless JWT; a logged-out token stays valid until it expires.
+    Off,
+    /// The denylist's answers kept in process memory, kept current by Redis invalidations
+    /// (client-side caching); fails closed (503) while it cannot vouch for them.
+    Cached,
 }
 
 /// How the JWT backend's refresh tokens work.
@@ -138,9 +152,27 @@ pub struct Settings {
     pub jwt_issuer: String,
 
     /// Check a Redis denylist on every JWT request so logout really revokes (`off`: pure
-    /// stateless JWT, no I/O per request, and a logged-out token stays valid until it expires).
+    /// stateless JWT, no I/O per request, and a logged-out token stays valid until it expires;
+    /// `cached`: the answers are kept in process memory and Redis says when one changes, so a
+    /// revocation still reaches every instance within 5 ms; see docs/backends.md).
     #[arg(long, env = "AUTHLAB_JWT_DENYLIST", value_enum, default_value = "on")]
-    pub jwt_denylist: Switch,
+    pub jwt_denylist: DenylistMode,
+
+    /// Serve verified redis-backend tokens from process memory, kept coherent by Redis
+    /// (RESP3 client tracking): a logout anywhere still ends the token everywhere within 5 ms,
+    /// and while Redis cannot vouch for the cache, requests go to Redis (503 if it is down).
+    /// Standalone Redis only. See docs/backends.md.
+    #[arg(long, env = "AUTHLAB_REDIS_CACHE", value_enum, default_value = "off")]
+    pub redis_cache: Switch,
+
+    /// Most entries each client-side cache holds (`--redis-cache`, `--jwt-denylist cached`).
+    #[arg(
+        long,
+        env = "AUTHLAB_REDIS_CACHE_SIZE",
+        value_name = "ENTRIES",
+        default_value_t = 100_000
+    )]
+    pub redis_cache_size: usize,
 
     /// Lifetime of redis and jwt access tokens (`900s`, `15m`, ...).
     #[arg(long, env = "AUTHLAB_ACCESS_TTL", default_value = "15m", value_parser = parse_duration)]
@@ -300,6 +332,14 @@ impl Settings {
                 format!("{:?}", self.redis_token_format).to_lowercase(),
             ),
             ("redis_timeout", duration(self.redis.timeout)),
+            (
+                "redis_cache",
+                format!(
+                    "{} ({} entries)",
+                    format!("{:?}", self.redis_cache).to_lowercase(),
+                    self.redis_cache_size
+                ),
+            ),
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
             (
@@ -557,7 +597,9 @@ mod tests {
         assert_eq!(s.redis_token_format, RedisTokenFormat::Uuid);
         assert_eq!(s.access_ttl, Duration::from_secs(900));
         assert_eq!(s.session_ttl, Duration::from_secs(1800));
-        assert_eq!(s.jwt_denylist, Switch::On);
+        assert_eq!(s.jwt_denylist, DenylistMode::On);
+        assert_eq!(s.redis_cache, Switch::Off);
+        assert_eq!(s.redis_cache_size, 100_000);
         assert!(!s.allow_query_token);
         assert!(!s.cookie_secure);
         assert_eq!(s.password_policy.min_chars(), 15);

@@ -14,21 +14,26 @@
 //! | `authlab_redis_command_seconds` (histogram) | `command` (`query`, `pipeline`, `script`) | Redis round trips |
 //! | `authlab_redis_errors_total` | `command` | failed Redis commands (unreachable, timed out, error reply) |
 //! | `authlab_live_sessions` (gauge) | | sessions in this instance's memory, read at each scrape |
+//! | `authlab_redis_cache_hits_total`, `_misses_total` | `cache` (`redis`, `jwt_denylist`) | lookups of a client-side cache answered from memory / from Redis |
+//! | `authlab_redis_cache_invalidations_total`, `_flushes_total`, `_evictions_total` | `cache` | keys Redis (or this instance) invalidated; times the cache was emptied (disconnect, failed heartbeat, `FLUSHALL`); entries dropped for room |
+//! | `authlab_redis_cache_entries`, `authlab_redis_cache_hit_ratio` (gauges) | `cache` | entries held; hits over lookups since start |
 //!
-//! Refresh-token reuse events are `authlab_auth_decisions_total{outcome="reused"}`. There is no
-//! cache yet, so no cache-hit series.
+//! Refresh-token reuse events are `authlab_auth_decisions_total{outcome="reused"}`. The cache
+//! series exist only for a cache that is on (`--redis-cache on`, `--jwt-denylist cached`); they
+//! are read from the cache's own counters at each scrape.
 
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use authlab_core::{AuthError, Identity};
-use authlab_redis::{CommandMetrics, RedisMetrics};
+use authlab_redis::{CacheStats, CommandMetrics, RedisMetrics, RedisTokenAuthenticator};
 use authlab_session::SessionAuthenticator;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::backends::JwtBackend;
 use crate::error::ApiError;
 use crate::routes::Backend;
 
@@ -181,6 +186,52 @@ pub struct Metrics {
     redis: RedisMetrics,
     live_sessions: Gauge,
     sessions: Option<web::Data<Backend<SessionAuthenticator>>>,
+    caches: Vec<CacheSeries>,
+}
+
+/// Reads a client-side cache's counters (`None` if the cache is off).
+type ReadStats = Box<dyn Fn() -> Option<CacheStats> + Send + Sync>;
+
+/// One client-side cache's series, set from its counters at each scrape.
+struct CacheSeries {
+    read: ReadStats,
+    hits: Counter,
+    misses: Counter,
+    invalidations: Counter,
+    flushes: Counter,
+    evictions: Counter,
+    entries: Gauge,
+    hit_ratio: Gauge,
+}
+
+impl CacheSeries {
+    fn register(recorder: &PrometheusRecorder, cache: &'static str, read: ReadStats) -> Self {
+        let key = |name: &'static str| Key::from_parts(name, vec![Label::new("cache", cache)]);
+        let counter = |name| recorder.register_counter(&key(name), &METADATA);
+        let gauge = |name| recorder.register_gauge(&key(name), &METADATA);
+        Self {
+            read,
+            hits: counter("authlab_redis_cache_hits_total"),
+            misses: counter("authlab_redis_cache_misses_total"),
+            invalidations: counter("authlab_redis_cache_invalidations_total"),
+            flushes: counter("authlab_redis_cache_flushes_total"),
+            evictions: counter("authlab_redis_cache_evictions_total"),
+            entries: gauge("authlab_redis_cache_entries"),
+            hit_ratio: gauge("authlab_redis_cache_hit_ratio"),
+        }
+    }
+
+    fn update(&self) {
+        if let Some(stats) = (self.read)() {
+            self.hits.absolute(stats.hits);
+            self.misses.absolute(stats.misses);
+            self.invalidations.absolute(stats.invalidations);
+            self.flushes.absolute(stats.flushes);
+            self.evictions.absolute(stats.evictions);
+            self.entries.set(stats.entries as f64);
+            self.hit_ratio.set(stats.hit_ratio());
+        }
+    }
 }
 
 /// Where registered series say they come from (the Prometheus recorder ignores it).
@@ -197,6 +248,7 @@ impl Metrics {
                 redis: RedisMetrics::default(),
                 live_sessions: Gauge::noop(),
                 sessions: None,
+                caches: Vec::new(),
             });
         }
         let recorder = PrometheusBuilder::new()
@@ -293,6 +345,7 @@ impl Metrics {
             redis,
             live_sessions,
             sessions: None,
+            caches: Vec::new(),
         })
     }
 
@@ -319,6 +372,28 @@ impl Metrics {
         self.sessions = Some(sessions);
     }
 
+    /// Reports the client-side caches of the redis backend and the JWT denylist, those that are
+    /// on, at each scrape.
+    pub fn watch_caches(
+        &mut self,
+        redis: web::Data<Backend<RedisTokenAuthenticator>>,
+        jwt: web::Data<Backend<JwtBackend>>,
+    ) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        if redis.auth.cache_stats().is_some() {
+            let read = Box::new(move || redis.auth.cache_stats());
+            self.caches
+                .push(CacheSeries::register(recorder, "redis", read));
+        }
+        if jwt.auth.denylist().and_then(|d| d.cache_stats()).is_some() {
+            let read = Box::new(move || jwt.auth.denylist().and_then(|d| d.cache_stats()));
+            self.caches
+                .push(CacheSeries::register(recorder, "jwt_denylist", read));
+        }
+    }
+
     /// A handle for the periodic upkeep, if metrics are on.
     pub fn handle(&self) -> Option<PrometheusHandle> {
         self.recorder.as_ref().map(PrometheusRecorder::handle)
@@ -329,6 +404,9 @@ impl Metrics {
         let recorder = self.recorder.as_ref()?;
         if let Some(sessions) = &self.sessions {
             self.live_sessions.set(sessions.auth.len() as f64);
+        }
+        for cache in &self.caches {
+            cache.update();
         }
         Some(recorder.handle().render())
     }
@@ -380,12 +458,54 @@ fn describe(recorder: &PrometheusRecorder) {
     ] {
         recorder.describe_histogram(name, unit, text);
     }
-    let (name, unit, text) = help(
-        "authlab_live_sessions",
-        None,
-        "Sessions in this instance's memory (the session backend), read at each scrape.",
-    );
-    recorder.describe_gauge(name, unit, text);
+    for (name, unit, text) in [
+        help(
+            "authlab_redis_cache_hits_total",
+            None,
+            "Lookups a Redis client-side cache answered from memory, by cache.",
+        ),
+        help(
+            "authlab_redis_cache_misses_total",
+            None,
+            "Lookups a Redis client-side cache sent to Redis, by cache.",
+        ),
+        help(
+            "authlab_redis_cache_invalidations_total",
+            None,
+            "Keys a Redis client-side cache forgot because Redis (or this instance) changed them.",
+        ),
+        help(
+            "authlab_redis_cache_flushes_total",
+            None,
+            "Times a Redis client-side cache was emptied (disconnect, failed heartbeat, FLUSHALL).",
+        ),
+        help(
+            "authlab_redis_cache_evictions_total",
+            None,
+            "Entries a Redis client-side cache dropped to stay within --redis-cache-size.",
+        ),
+    ] {
+        recorder.describe_counter(name, unit, text);
+    }
+    for (name, unit, text) in [
+        help(
+            "authlab_live_sessions",
+            None,
+            "Sessions in this instance's memory (the session backend), read at each scrape.",
+        ),
+        help(
+            "authlab_redis_cache_entries",
+            None,
+            "Entries a Redis client-side cache holds now, by cache.",
+        ),
+        help(
+            "authlab_redis_cache_hit_ratio",
+            None,
+            "Hits over lookups of a Redis client-side cache since start, by cache.",
+        ),
+    ] {
+        recorder.describe_gauge(name, unit, text);
+    }
 }
 
 /// For login throttling: counts a `429 too_many_attempts` for `backend` (`session`, `redis`,

@@ -52,6 +52,9 @@ pub enum StartupError {
     /// The Redis URL does not parse.
     #[error("invalid --redis-url")]
     RedisUrl(#[source] RedisBackendError),
+    /// The Redis client-side cache (`--redis-cache on`, `--jwt-denylist cached`) cannot start.
+    #[error("cannot start the Redis client-side cache")]
+    RedisCache(#[source] RedisBackendError),
     /// The JWT secret file could not be read.
     #[error("cannot read the JWT secret file {path}")]
     SecretFile {
@@ -130,13 +133,15 @@ impl Application {
             allow_query: settings.allow_query_token,
         };
         let opaque = web::Data::new(Backend {
-            auth: backends::redis_backend(&settings, &redis, &secret),
+            auth: backends::redis_backend(&settings, &redis, &secret)
+                .map_err(StartupError::RedisCache)?,
             transport: bearer,
             name: "redis",
             metrics: metrics.backend("redis"),
         });
         let jwt = web::Data::new(Backend {
-            auth: backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock)),
+            auth: backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock))
+                .map_err(StartupError::RedisCache)?,
             transport: bearer,
             name: "jwt",
             metrics: metrics.backend("jwt"),
@@ -169,6 +174,7 @@ impl Application {
             .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
         let audit = web::Data::new(Audit::new(instance, proxies));
         metrics.watch_sessions(session.clone());
+        metrics.watch_caches(opaque.clone(), jwt.clone());
         let upkeep = metrics.handle().map(spawn_metrics_upkeep);
         let metrics = web::Data::new(metrics);
         let mounted = routes::Mounted {

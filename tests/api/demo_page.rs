@@ -269,7 +269,7 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
     }
 
     // The same probe against a server without the denylist: the logged-out JWT keeps working.
-    let stateless = spawn_app_with(|s| s.jwt_denylist = Switch::Off).await;
+    let stateless = spawn_app_with(|s| s.jwt_denylist = authlab::config::DenylistMode::Off).await;
     browser.goto(&stateless.url("/")).await;
     browser.type_into("#username", &username).await;
     browser.type_into("#password", PASSWORD).await;

@@ -100,7 +100,7 @@ async fn the_server_starts_while_redis_is_down_and_connects_when_it_comes_up() {
     let app = spawn_app_with(|s| {
         s.redis.url = url;
         // The fully stateless JWT configuration: no denylist, refresh tokens that are JWTs too.
-        s.jwt_denylist = authlab::config::Switch::Off;
+        s.jwt_denylist = authlab::config::DenylistMode::Off;
         s.jwt_refresh = authlab::config::RefreshKind::Stateless;
     })
     .await;

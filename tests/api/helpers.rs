@@ -108,7 +108,7 @@ pub fn test_settings() -> Settings {
     settings.database_url = format!("sqlite://{}", file.display());
     settings.redis_prefix = format!("authlab-test:{}:", Uuid::new_v4().simple());
     settings.jwt_secret = Some(SecretString::from(TEST_JWT_SECRET));
-    settings.jwt_denylist = Switch::On;
+    settings.jwt_denylist = authlab::config::DenylistMode::On;
     settings.workers = Some(1);
     settings
 }

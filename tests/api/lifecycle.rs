@@ -405,7 +405,7 @@ async fn each_backend_lists_revokes_one_and_logs_out_everywhere() {
 #[tokio::test]
 async fn after_logout_all_the_very_next_request_is_refused_except_for_jwt_without_a_denylist() {
     let app = spawn_app().await;
-    let stateless = spawn_app_with(|s| s.jwt_denylist = authlab::config::Switch::Off).await;
+    let stateless = spawn_app_with(|s| s.jwt_denylist = authlab::config::DenylistMode::Off).await;
     for (app, backend, refused) in [
         (&app, Backend::Session, true),
         (&app, Backend::Redis, true),

@@ -216,61 +216,76 @@ pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -
     }
 }
 
-/// The prefix of the client-side cache's series at `/metrics` (the redis backend's
-/// `--redis-cache` and the JWT denylist's `cached` mode).
+/// The prefix of the client-side caches' series at `/metrics` (the redis backend's
+/// `--redis-cache on`, label `cache="redis"`, and `--jwt-denylist cached`, `cache="jwt_denylist"`).
 pub const CACHE_SERIES_PREFIX: &str = "authlab_redis_cache_";
 
-/// Counter values by series name (labels summed), as `/metrics` shows them.
+/// Series values by name, as `/metrics` shows them.
 pub type Counters = BTreeMap<String, f64>;
 
-/// Reads every `authlab_redis_cache_*` sample from Prometheus text: the series name (labels
-/// dropped, their values summed) and its value. Comments and other series are skipped.
-pub fn cache_counters(text: &str) -> Counters {
+/// Reads the `authlab_redis_cache_*` samples of one cache (`cache="<cache>"`) from Prometheus
+/// text: the series name and its value. Comments, other series and other caches are skipped.
+pub fn cache_counters(text: &str, cache: &str) -> Counters {
+    let label = format!("cache=\"{cache}\"");
     let mut counters = Counters::new();
     for line in text.lines() {
         if !line.starts_with(CACHE_SERIES_PREFIX) {
             continue;
         }
-        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-        let Some(value) = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-        else {
+        let Some((name, rest)) = line.split_once('{') else {
             continue;
         };
-        *counters.entry(line[..name_end].to_owned()).or_default() += value;
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        if !labels.split(',').any(|l| l.trim() == label) {
+            continue;
+        }
+        if let Ok(value) = value.trim().parse::<f64>() {
+            counters.insert(name.to_owned(), value);
+        }
     }
     counters
 }
 
-/// The client-side cache's work during one route: its counters' growth, and the hit ratio.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+/// What a mode's client-side cache did while its row was measured (every round, warm-ups
+/// included), from its `/metrics` series.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct CacheActivity {
-    /// Hits (series whose name has `hit`) over hits and misses (`miss`); `None` if neither moved.
+    /// Lookups answered from memory (`authlab_redis_cache_hits_total` growth).
+    pub hits: u64,
+    /// Lookups that went to Redis (`authlab_redis_cache_misses_total` growth).
+    pub misses: u64,
+    /// Hits over lookups; `None` if there was no lookup.
     pub hit_ratio: Option<f64>,
-    /// Growth of every `authlab_redis_cache_*` series, over every round (warm-ups included).
-    pub delta: BTreeMap<String, f64>,
+    /// Keys Redis (or the instance) invalidated.
+    pub invalidations: u64,
+    /// Times the whole cache was emptied (a disconnect, a failed heartbeat, `FLUSHALL`).
+    pub flushes: u64,
+    /// Entries dropped to stay within `--redis-cache-size`.
+    pub evictions: u64,
+    /// Entries held at the end of the last round.
+    pub entries: u64,
 }
 
-/// What the cache did between two scrapes summed over the rounds (`None` when the instance has no
-/// cache series: no cache, or `--metrics off`).
-pub fn cache_activity(delta: &Counters) -> Option<CacheActivity> {
-    if delta.is_empty() {
-        return None;
+impl CacheActivity {
+    /// Adds what changed between two scrapes of the same cache.
+    pub fn add(&mut self, before: &Counters, after: &Counters) {
+        let grown = |name: &str| {
+            let (b, a) = (before.get(name), after.get(name));
+            a.zip(b).map_or(0, |(a, b)| (a - b).max(0.0) as u64)
+        };
+        self.hits += grown("authlab_redis_cache_hits_total");
+        self.misses += grown("authlab_redis_cache_misses_total");
+        self.invalidations += grown("authlab_redis_cache_invalidations_total");
+        self.flushes += grown("authlab_redis_cache_flushes_total");
+        self.evictions += grown("authlab_redis_cache_evictions_total");
+        self.entries = after
+            .get("authlab_redis_cache_entries")
+            .map_or(self.entries, |e| *e as u64);
+        let lookups = self.hits + self.misses;
+        self.hit_ratio = (lookups > 0).then(|| self.hits as f64 / lookups as f64);
     }
-    let sum = |word: &str| -> f64 {
-        delta
-            .iter()
-            .filter(|(name, _)| name.contains(word))
-            .map(|(_, v)| *v)
-            .sum()
-    };
-    let (hits, misses) = (sum("hit"), sum("miss"));
-    Some(CacheActivity {
-        hit_ratio: (hits + misses > 0.0).then(|| hits / (hits + misses)),
-        delta: delta.clone(),
-    })
 }
 
 /// What `used_memory` grew by per login (access token + refresh family + user index entry).
@@ -300,7 +315,7 @@ pub async fn redis_token_memory(
     let connection = backends::redis_connection(&settings.redis)?;
     let secret = JwtSecret::generate().map_err(|e| ProbeError::Secret(Box::new(e)))?;
     // As the server builds it: every login is an access token plus a refresh-token family.
-    let auth = Arc::new(backends::redis_backend(&settings, &connection, &secret));
+    let auth = Arc::new(backends::redis_backend(&settings, &connection, &secret)?);
     let used = |info: String| -> i64 {
         info_field(&info, "used_memory")
             .and_then(|v| v.parse().ok())
@@ -383,19 +398,28 @@ mod tests {
     }
 
     #[test]
-    fn cache_counters_sum_the_labels_of_each_cache_series_and_skip_the_rest() {
-        let text = "# HELP authlab_redis_cache_hits_total hits\n\
-            # TYPE authlab_redis_cache_hits_total counter\n\
-            authlab_redis_cache_hits_total{backend=\"redis\"} 90\n\
-            authlab_redis_cache_hits_total{backend=\"jwt\"} 5\n\
-            authlab_redis_cache_misses_total 5\n\
-            authlab_redis_errors_total{command=\"query\"} 3\n";
-        let counters = cache_counters(text);
-        assert_eq!(counters.len(), 2, "{counters:?}");
-        assert_eq!(counters["authlab_redis_cache_hits_total"], 95.0);
-        let activity = cache_activity(&counters).unwrap();
+    fn a_caches_series_are_read_by_its_label_and_its_activity_is_the_growth() {
+        let scrape = |hits: u64, misses: u64| {
+            format!(
+                "# TYPE authlab_redis_cache_hits_total counter\n\
+                 authlab_redis_cache_hits_total{{cache=\"redis\"}} {hits}\n\
+                 authlab_redis_cache_hits_total{{cache=\"jwt_denylist\"}} 7\n\
+                 authlab_redis_cache_misses_total{{cache=\"redis\"}} {misses}\n\
+                 authlab_redis_cache_hit_ratio{{cache=\"redis\"}} 0.5\n\
+                 authlab_redis_cache_entries{{cache=\"redis\"}} 3\n\
+                 authlab_redis_errors_total{{command=\"query\"}} 3\n"
+            )
+        };
+        let before = cache_counters(&scrape(10, 10), "redis");
+        assert_eq!(before.len(), 4, "{before:?}");
+        assert_eq!(before["authlab_redis_cache_hits_total"], 10.0);
+        let after = cache_counters(&scrape(105, 15), "redis");
+        let mut activity = CacheActivity::default();
+        activity.add(&before, &after);
+        assert_eq!((activity.hits, activity.misses), (95, 5));
         assert_eq!(activity.hit_ratio, Some(0.95));
-        assert!(cache_activity(&Counters::new()).is_none());
+        assert_eq!(activity.entries, 3);
+        assert!(cache_counters(&scrape(1, 1), "none").is_empty());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use authlab::backends;
-use authlab::config::Settings;
+use authlab::config::{DenylistMode, Settings, Switch};
 use authlab_core::{Authenticator, ClientInfo, Identity, SystemClock};
 use authlab_jwt::JwtSecret;
 use authlab_loadgen::{KeepAlive, LoadError, header};
@@ -74,19 +74,22 @@ enum Issuer {
 
 impl Issuer {
     fn new(backend: Backend, settings: &Settings) -> Option<Self> {
+        // Issuing never reads a cache: the issuer is built without one (no tracking connection).
+        let mut settings = settings.clone();
+        settings.redis_cache = Switch::Off;
+        if settings.jwt_denylist == DenylistMode::Cached {
+            settings.jwt_denylist = DenylistMode::On;
+        }
         let redis = backends::redis_connection(&settings.redis).ok()?;
         let secret = settings.jwt_secret.as_ref()?.expose_secret().as_bytes();
         let secret = JwtSecret::new(secret.to_vec()).ok()?;
         match backend {
-            Backend::Redis => Some(Self::Redis(backends::redis_backend(
-                settings, &redis, &secret,
-            ))),
-            Backend::Jwt => Some(Self::Jwt(Box::new(backends::jwt_backend(
-                settings,
-                &redis,
-                secret,
-                Arc::new(SystemClock),
-            )))),
+            Backend::Redis => backends::redis_backend(&settings, &redis, &secret)
+                .ok()
+                .map(Self::Redis),
+            Backend::Jwt => backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock))
+                .ok()
+                .map(|jwt| Self::Jwt(Box::new(jwt))),
             Backend::Session => None,
         }
     }

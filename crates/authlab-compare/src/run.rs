@@ -5,6 +5,7 @@
 //! between steps, and inside the long ones, the run checks for Ctrl-C ([`Interrupt`]) and then
 //! cleans up as it would at the end.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use authlab_core::Identity;
 use authlab_loadgen::{LoadReport, LoadSpec, RequestSpec};
 
 use crate::interrupt::Interrupt;
-use crate::modes::{self, Mode};
-use crate::probes::{self, CommandStats};
+use crate::modes::{self, Backend, Mode};
+use crate::probes::{self, CacheActivity, CommandStats};
 use crate::progress::{self, Plan, StepId};
 use crate::report::{self, Report, RouteResult, format};
 use crate::revocation::{self, RevocationLatency};
@@ -51,8 +52,10 @@ struct CommandTally {
     requests: u64,
     /// False if any snapshot could not be read (then no figure is reported).
     complete: bool,
-    /// Growth of the instance's `authlab_redis_cache_*` series, over every round.
-    cache: probes::Counters,
+    /// Wall time between the snapshots, over every round (for the background rate).
+    elapsed: Duration,
+    /// What the mode's client-side cache did, over every round (`None`: no cache series).
+    cache: Option<CacheActivity>,
 }
 
 /// Runs the whole comparison and writes the report. Blocks; call it outside any async runtime.
@@ -154,7 +157,8 @@ fn run_against(
     }
 
     let routes = route_plan(instances, &logins);
-    report.routes = measure_routes(args, rt, &routes, plan, interrupt)?;
+    (report.routes, report.redis_background_per_second) =
+        measure_routes(args, rt, &routes, plan, interrupt)?;
 
     plan.start(StepId::Login);
     eprintln!("{}", plan.line("login cost: POST /jwt/login (argon2id)"));
@@ -276,7 +280,7 @@ fn measure_routes(
     routes: &[RouteSpec],
     plan: &mut Plan,
     interrupt: &Interrupt,
-) -> Result<Vec<RouteResult>, CompareError> {
+) -> Result<(Vec<RouteResult>, BTreeMap<String, f64>), CompareError> {
     let rounds = args.rounds.max(1);
     let mut loads: Vec<Vec<LoadReport>> = vec![Vec::new(); routes.len()];
     let mut tallies: Vec<CommandTally> = routes
@@ -285,7 +289,8 @@ fn measure_routes(
             delta: CommandStats::new(),
             requests: 0,
             complete: true,
-            cache: probes::Counters::new(),
+            elapsed: Duration::ZERO,
+            cache: None,
         })
         .collect();
     for round in 1..=rounds {
@@ -302,14 +307,17 @@ fn measure_routes(
             rounds_so_far.push(load);
         }
     }
-    Ok(routes
+    let background = background_rate(routes, &tallies);
+    let rows = routes
         .iter()
         .zip(loads)
         .zip(tallies)
         .map(|((route, rounds), tally)| {
-            let redis = tally
-                .complete
-                .then(|| probes::per_request(&CommandStats::new(), &tally.delta, tally.requests));
+            let redis = tally.complete.then(|| {
+                let own =
+                    without_background(&tally.delta, &background, tally.elapsed, tally.requests);
+                probes::per_request(&CommandStats::new(), &own, tally.requests)
+            });
             let mut row = RouteResult::new(
                 route.name,
                 route.path,
@@ -325,10 +333,67 @@ fn measure_routes(
                 row.mode = Some(mode.key.to_owned());
                 row.flags = Some(mode.flags_text());
             }
-            row.cache = probes::cache_activity(&tally.cache);
+            row.cache = tally.cache;
             row
         })
-        .collect())
+        .collect();
+    Ok((rows, background))
+}
+
+/// Redis commands per second that no request sent (the heartbeats of the cached instances'
+/// tracking connections, 1,000 a second each by default): what Redis ran while only `/hello`,
+/// which never touches Redis, was loaded.
+fn background_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> BTreeMap<String, f64> {
+    let mut calls = CommandStats::new();
+    let mut seconds = 0.0;
+    for (_, tally) in routes
+        .iter()
+        .zip(tallies)
+        .filter(|(route, tally)| route.mode.is_none() && tally.complete)
+    {
+        for (name, delta) in &tally.delta {
+            *calls.entry(name.clone()).or_default() += delta;
+        }
+        seconds += tally.elapsed.as_secs_f64();
+    }
+    if seconds <= 0.0 {
+        return BTreeMap::new();
+    }
+    probes::per_request(&CommandStats::new(), &calls, 1)
+        .by_command
+        .into_iter()
+        .map(|(name, calls)| (name, calls / seconds))
+        .collect()
+}
+
+/// Below this many per request, what is left of a background command after the subtraction is
+/// taken for the background's own jitter (a heartbeat's rate moves with the load on the
+/// machine), not for the route: a route that really sends one, like a pool's `PING` at every
+/// checkout, sends about one per request.
+const BACKGROUND_JITTER_PER_REQUEST: f64 = 0.5;
+
+/// A route's command counts less the background rate over its measured wall time.
+fn without_background(
+    delta: &CommandStats,
+    background: &BTreeMap<String, f64>,
+    elapsed: Duration,
+    requests: u64,
+) -> CommandStats {
+    delta
+        .iter()
+        .map(|(name, calls)| {
+            let Some(rate) = background.get(name) else {
+                return (name.clone(), *calls);
+            };
+            let left = calls.saturating_sub((rate * elapsed.as_secs_f64()).round() as u64);
+            let own = if (left as f64) < BACKGROUND_JITTER_PER_REQUEST * requests.max(1) as f64 {
+                0
+            } else {
+                left
+            };
+            (name.clone(), own)
+        })
+        .collect()
 }
 
 /// One route, one round: the load, with Redis's command counters read before and after.
@@ -347,6 +412,7 @@ fn measure_once(
     }
     let before = rt.block_on(probes::command_stats(&args.redis.url)).ok();
     let cache_before = rt.block_on(cache_counters(route, args.timeout));
+    let started = std::time::Instant::now();
     let spec = LoadSpec {
         request,
         connections: args.connections,
@@ -358,15 +424,14 @@ fn measure_once(
         cancel: Some(interrupt.flag()),
     };
     let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
+    let elapsed = started.elapsed();
     let after = rt.block_on(probes::command_stats(&args.redis.url)).ok();
-    if let (Some(before), Some(after)) = (
-        cache_before,
-        rt.block_on(cache_counters(route, args.timeout)),
-    ) {
-        for (name, value) in after {
-            let grown = value - before.get(&name).copied().unwrap_or(0.0);
-            *tally.cache.entry(name).or_default() += grown;
-        }
+    let cache_after = rt.block_on(cache_counters(route, args.timeout));
+    if let (Some(before), Some(after)) = (cache_before, cache_after) {
+        tally
+            .cache
+            .get_or_insert_with(CacheActivity::default)
+            .add(&before, &after);
     }
     match (before, after) {
         (Some(before), Some(after)) => {
@@ -375,23 +440,28 @@ fn measure_once(
                 *tally.delta.entry(name).or_default() += delta;
             }
             tally.requests += load.total_requests();
+            tally.elapsed += elapsed;
         }
         _ => tally.complete = false,
     }
     Ok(load)
 }
 
-/// The `authlab_redis_cache_*` counters of the instance a mode's row is measured on (`None`
-/// for `/hello`, or when `/metrics` does not answer: `--metrics off`).
+/// The `authlab_redis_cache_*` series of the cache a mode's row uses, from its instance's
+/// `/metrics` (`None` for `/hello`, for a mode without a cache, or when `/metrics` does not
+/// answer: `--metrics off`).
 async fn cache_counters(route: &RouteSpec, timeout: Duration) -> Option<probes::Counters> {
-    route.mode?;
+    let cache = match route.mode?.backend {
+        Backend::Redis => "redis",
+        Backend::Jwt => "jwt_denylist",
+        Backend::Session => return None,
+    };
     let answer = authlab_loadgen::fetch(&RequestSpec::get(route.addr, "/metrics"), timeout)
         .await
         .ok()
         .filter(|answer| answer.status == 200)?;
-    Some(probes::cache_counters(&String::from_utf8_lossy(
-        &answer.body,
-    )))
+    let counters = probes::cache_counters(&String::from_utf8_lossy(&answer.body), cache);
+    (!counters.is_empty()).then_some(counters)
 }
 
 /// Logins per second at `POST /jwt/login` (argon2id dominates).
@@ -426,6 +496,23 @@ mod tests {
             .try_get_matches_from(argv)
             .unwrap();
         CompareArgs::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn the_background_is_subtracted_and_what_is_left_of_it_counts_only_near_one_per_request() {
+        let background = BTreeMap::from([("ping".to_owned(), 1_000.0)]);
+        let second = Duration::from_secs(1);
+        // 1,000 requests in a second: heartbeats alone (1,100 after jitter), and a pool that
+        // sends a PING per request on top of them.
+        let heartbeats = CommandStats::from([("ping".into(), 1_100), ("get".into(), 1_000)]);
+        let own = without_background(&heartbeats, &background, second, 1_000);
+        assert_eq!(own["ping"], 0);
+        assert_eq!(own["get"], 1_000, "a command the background lacks is kept");
+        let pooled = CommandStats::from([("ping".into(), 2_050)]);
+        assert_eq!(
+            without_background(&pooled, &background, second, 1_000)["ping"],
+            1_050
+        );
     }
 
     #[test]

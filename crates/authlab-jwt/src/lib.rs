@@ -308,6 +308,11 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         }
     }
 
+    /// The denylist, if this backend has one (for its counters; verification goes through it).
+    pub fn denylist(&self) -> Option<&D> {
+        self.denylist.as_ref()
+    }
+
     /// Checks signature, algorithm, issuer and lifetime of an access token (the hand-written checks of `verify.rs`);
     /// does not consult the denylist.
     pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {

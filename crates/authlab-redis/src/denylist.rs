@@ -30,6 +30,14 @@
 //!   same pipeline as the `EXISTS` (one round trip), after it. This bounds what no connection
 //!   notices (a `FLUSHALL`, a `DEL` of the marker, a proxy that hides a restart) to one second.
 //! - Nothing is judged without a fresh epoch: if it cannot be read, the request answers 503.
+//!
+//! # Cached (`--jwt-denylist cached`)
+//! With a [`TrackedCache`] the three answers a check needs (the token's entry, its family's
+//! entry, the epoch) come from process memory, "not listed" included: Redis tracks keys that
+//! were read while missing too, and pushes an invalidation when one is written. A restart or a
+//! lost connection empties the cache (no connection-id bookkeeping needed), a `FLUSHALL` or a
+//! deleted epoch is an invalidation, and while the cache cannot vouch for itself (no recent
+//! heartbeat) the answers are read from Redis, which fails closed (503) when it cannot answer.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -38,7 +46,7 @@ use std::time::{Duration, Instant};
 use authlab_core::{AuthError, Clock, Denylist, SystemClock};
 use thread_local::ThreadLocal;
 
-use crate::{ConnectionId, RedisBackendError, RedisConnection};
+use crate::{ConnectionId, RedisBackendError, RedisConnection, TrackedCache};
 
 /// The longest a thread judges tokens by an epoch it read earlier on the same connection.
 pub const EPOCH_REFRESH: Duration = Duration::from_secs(1);
@@ -55,6 +63,8 @@ pub struct RedisDenylist {
     epoch_key: String,
     /// Each thread's last reading of the epoch.
     views: ThreadLocal<Cell<Option<EpochView>>>,
+    /// Answers kept in process, kept current by Redis (`--jwt-denylist cached`).
+    cache: Option<TrackedCache>,
 }
 
 /// One reading of the epoch marker.
@@ -77,7 +87,46 @@ impl RedisDenylist {
             deny_prefix: format!("{prefix}deny:"),
             epoch_key: format!("{prefix}epoch"),
             views: ThreadLocal::new(),
+            cache: None,
         }
+    }
+
+    /// Keeps the denylist's answers in `cache` (see the module docs).
+    pub fn with_cache(mut self, cache: TrackedCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The cache's counters, if the cache is on.
+    pub fn cache_stats(&self) -> Option<crate::CacheStats> {
+        self.cache.as_ref().map(TrackedCache::stats)
+    }
+
+    /// The check, answered from the cache: token entry, family entry and epoch, read together
+    /// (one round trip on a miss: the tracking connection pipelines them).
+    async fn is_denied_cached(
+        &self,
+        cache: &TrackedCache,
+        family: &str,
+        jti: &str,
+        issued_at: u64,
+    ) -> Result<bool, RedisBackendError> {
+        let (token_key, family_key) = (self.token_key(family, jti), self.family_key(family));
+        let (token, family, epoch) = tokio::try_join!(
+            cache.get(&token_key, true),
+            cache.get(&family_key, true),
+            cache.get(&self.epoch_key, true),
+        )?;
+        let epoch = match epoch {
+            Some(epoch) => epoch.parse::<u64>().map_err(|_| {
+                RedisBackendError::Command(redis::RedisError::from((
+                    redis::ErrorKind::Parse,
+                    "the denylist's epoch is not a number",
+                )))
+            })?,
+            None => self.recreate().await?.epoch,
+        };
+        Ok(token.is_some() || family.is_some() || issued_at <= epoch)
     }
 
     fn family_key(&self, family: &str) -> String {
@@ -181,12 +230,19 @@ impl Denylist for RedisDenylist {
         let seconds = ttl.as_secs().saturating_add(1);
         let _: String = self
             .conn
-            .query(redis::cmd("SET").arg(key).arg(1).arg("EX").arg(seconds))
+            .query(redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(seconds))
             .await?;
+        // Our own cache forgets "not listed" now, without waiting for Redis's push.
+        if let Some(cache) = &self.cache {
+            cache.forget(&key);
+        }
         Ok(())
     }
 
     async fn is_denied(&self, family: &str, jti: &str, issued_at: u64) -> Result<bool, AuthError> {
+        if let Some(cache) = &self.cache {
+            return Ok(self.is_denied_cached(cache, family, jti, issued_at).await?);
+        }
         let mut exists = redis::cmd("EXISTS");
         exists
             .arg(self.token_key(family, jti))

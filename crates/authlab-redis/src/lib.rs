@@ -43,11 +43,13 @@ use authlab_core::{
     SystemClock, TokenEndpoints, TokenInfo, TokenKind,
 };
 
+mod cache;
 mod connection;
 mod denylist;
 mod families;
 mod throttle;
 mod token;
+mod tracking;
 
 pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
@@ -56,6 +58,7 @@ pub use denylist::{EPOCH_REFRESH, RedisDenylist};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
+pub use tracking::{CacheConfig, CacheStats, TrackedCache};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]
@@ -71,6 +74,8 @@ pub struct RedisTokenConfig {
 /// Opaque random tokens whose meaning is stored in Redis.
 pub struct RedisTokenAuthenticator {
     conn: Arc<RedisConnection>,
+    /// Verified tokens in process memory, kept coherent by Redis (`--redis-cache on`).
+    cache: Option<TrackedCache>,
     families: RedisFamilies,
     token_prefix: String,
     ttl: Duration,
@@ -86,10 +91,31 @@ impl RedisTokenAuthenticator {
     ) -> Self {
         Self {
             conn,
+            cache: None,
             families,
             token_prefix: format!("{}tok:", config.prefix),
             ttl: config.ttl,
             format: config.format,
+        }
+    }
+
+    /// Serves verified tokens from `cache` (see [`TrackedCache`]): a hit costs no round trip,
+    /// and a logout anywhere still ends the token everywhere within the cache's trust window.
+    pub fn with_cache(mut self, cache: TrackedCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The cache's counters, if the cache is on.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(TrackedCache::stats)
+    }
+
+    /// This instance just deleted `key`: its own cache forgets it now, without waiting for
+    /// Redis's invalidation.
+    fn forget(&self, key: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(key);
         }
     }
 
@@ -161,14 +187,23 @@ impl RedisTokenAuthenticator {
 
     /// Deletes one access token's key.
     async fn delete_key(&self, key: String) -> Result<(), AuthError> {
-        let _: i64 = self.conn.query(redis::cmd("DEL").arg(key)).await?;
+        let _: i64 = self.conn.query(redis::cmd("DEL").arg(&key)).await?;
+        self.forget(&key);
         Ok(())
     }
 
     /// Looks a token up: one `GET` of its hash's key. Returns the key and who it belongs to.
     async fn lookup(&self, credential: &str) -> Result<(String, Identity), AuthError> {
         let key = self.key(Self::parse(credential)?);
-        let value: Option<String> = self.conn.query(redis::cmd("GET").arg(&key)).await?;
+        let value: Option<Arc<str>> = match &self.cache {
+            // A token that does not exist is not remembered: random guesses must not fill it.
+            Some(cache) => cache.get(&key, false).await?,
+            None => self
+                .conn
+                .query::<Option<String>>(redis::cmd("GET").arg(&key))
+                .await?
+                .map(Arc::from),
+        };
         // An expired token is simply gone: Redis cannot tell "expired" from "never existed".
         let identity = value
             .as_deref()
@@ -203,12 +238,19 @@ impl FamilyAccess for RedisTokenAuthenticator {
         // One DEL per key, pipelined: the tokens live in different Cluster slots, so a single
         // multi-key DEL would be refused there. The family holds the tokens' hashes.
         let mut pipe = redis::pipe();
-        for hash in ended.attached.iter().filter(|h| token::is_hash(h)) {
-            pipe.cmd("DEL")
-                .arg(self.hash_key(|key| key.push_str(hash)))
-                .ignore();
+        let keys: Vec<String> = ended
+            .attached
+            .iter()
+            .filter(|h| token::is_hash(h))
+            .map(|hash| self.hash_key(|key| key.push_str(hash)))
+            .collect();
+        for key in &keys {
+            pipe.cmd("DEL").arg(key).ignore();
         }
         let () = self.conn.pipeline(&pipe).await?;
+        for key in &keys {
+            self.forget(key);
+        }
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::choose;
 use super::model::Report;
-use super::terminal::{errors_cell, hit_ratio_cell, ratio_cell, redis_cell};
+use super::terminal::{background_line, errors_cell, hit_ratio_cell, ratio_cell, redis_cell};
 
 /// `report.md`: the same table and the rest of the measurements, as Markdown.
 pub fn markdown(report: &Report) -> String {
@@ -63,6 +63,9 @@ pub fn markdown(report: &Report) -> String {
             redis_cell(r.redis.as_ref()),
             hit_ratio_cell(r)
         );
+    }
+    if let Some(line) = background_line(report) {
+        let _ = writeln!(md, "\n{line}");
     }
     let modes: Vec<_> = report
         .routes

@@ -179,6 +179,9 @@ pub struct Report {
     pub scale_out: Vec<ScaleOutCheck>,
     /// Revocation latency across two instances, per revocable mode.
     pub revocation: Vec<RevocationLatency>,
+    /// Redis commands per second that no request sent (the cached instances' heartbeats),
+    /// measured while `/hello` ran and subtracted from every row's commands per request.
+    pub redis_background_per_second: BTreeMap<String, f64>,
     /// The baseline the ratios divide by: the mean of the `/hello` runs.
     pub baseline_requests_per_sec: Option<f64>,
 }
@@ -210,6 +213,7 @@ impl Report {
             redis_memory: None,
             scale_out: Vec::new(),
             revocation: Vec::new(),
+            redis_background_per_second: BTreeMap::new(),
             baseline_requests_per_sec: None,
         }
     }

@@ -185,6 +185,26 @@ pub fn latency_table(report: &Report) -> Table {
     table
 }
 
+/// `Not counted above: 4,012 Redis commands/s that no request sent (ping 4,012/s: ...)`, when
+/// the run had any.
+pub(super) fn background_line(report: &Report) -> Option<String> {
+    let total: f64 = report.redis_background_per_second.values().sum();
+    if total < 1.0 {
+        return None;
+    }
+    let detail: Vec<String> = report
+        .redis_background_per_second
+        .iter()
+        .filter(|(_, per_second)| **per_second >= 1.0)
+        .map(|(name, per_second)| format!("{name} {}/s", format::thousands_f(*per_second)))
+        .collect();
+    Some(format!(
+        "Not counted in Redis/req: {}/s Redis commands that no request sent ({}), measured while only /hello ran (the heartbeats of the cached instances' tracking connections), subtracted from every row; what is left of them below 0.5 per request is their jitter.",
+        format::thousands_f(total),
+        detail.join(", ")
+    ))
+}
+
 /// Each mode's `--modes` name and the `authlab serve` flags of its instance.
 pub fn modes_table(report: &Report) -> Option<Table> {
     let rows: Vec<_> = report
@@ -383,6 +403,9 @@ pub fn screen(report: &Report) -> String {
         "\nLatency in us (the median round), credential size, Redis commands per request"
     );
     let _ = writeln!(out, "{}", latency_table(report));
+    if let Some(line) = background_line(report) {
+        let _ = writeln!(out, "{}", format::wrap(&line, COLUMNS, ""));
+    }
     other_sections(report, &mut out);
     let statements = choose::statements(report);
     if !statements.is_empty() {

@@ -1,0 +1,174 @@
+//! The client-side cache against a real Redis (the machine's, `AUTHLAB_REDIS_URL` or
+//! `redis://127.0.0.1:6379`), each key under a prefix of its own: misses raced against writes
+//! must leave no stale entry behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authlab_redis::{CacheConfig, RedisConnection, RedisTimeouts, TrackedCache};
+
+fn redis_url() -> String {
+    std::env::var("AUTHLAB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn prefix() -> String {
+    format!("authlab-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+async fn start(capacity: usize) -> (TrackedCache, Arc<RedisConnection>) {
+    let conn = Arc::new(
+        RedisConnection::new(&redis_url(), RedisTimeouts::default()).expect("a Redis URL"),
+    );
+    let cache = TrackedCache::start(&redis_url(), CacheConfig::new(capacity), conn.clone())
+        .expect("the cache starts");
+    // Until its first heartbeat the cache serves nothing from memory.
+    for _ in 0..500 {
+        if cache.is_trusted() {
+            return (cache, conn);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("the tracking connection never came up");
+}
+
+/// The longest the test waits for Redis's pushes to land after the last write: the cache's own
+/// trust window covers a delay, so after it every hit reflects every write before it.
+const SETTLE: Duration = Duration::from_millis(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_misses_raced_against_writes_leave_no_stale_entry() {
+    let (cache, conn) = start(100_000).await;
+    let cache = Arc::new(cache);
+    let prefix = prefix();
+    const KEYS: usize = 2_000;
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("{prefix}k{i}")).collect());
+    let mut pipe = redis::pipe();
+    for key in keys.iter() {
+        pipe.cmd("SET")
+            .arg(key)
+            .arg("old")
+            .arg("EX")
+            .arg(60)
+            .ignore();
+    }
+    let () = conn.pipeline(&pipe).await.expect("keys written");
+
+    // Readers miss (and re-miss) every key while a writer changes each one once, mid-flight:
+    // the replies that carry "old" race the invalidations that end it.
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let (cache, keys) = (cache.clone(), keys.clone());
+        tasks.spawn(async move {
+            for round in 0..3 {
+                for (i, key) in keys.iter().enumerate() {
+                    if (i + lane + round) % 2 == 0 {
+                        cache.get(key, false).await.expect("a read");
+                    }
+                }
+            }
+        });
+    }
+    {
+        let (conn, keys) = (conn.clone(), keys.clone());
+        tasks.spawn(async move {
+            for (i, key) in keys.iter().enumerate() {
+                let cmd = if i % 2 == 0 {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg("new")
+                        .arg("EX")
+                        .arg(60)
+                        .clone()
+                } else {
+                    redis::cmd("DEL").arg(key).clone()
+                };
+                let _: redis::Value = conn.query(&cmd).await.expect("a write");
+                if i % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("no task panicked");
+    }
+    tokio::time::sleep(SETTLE).await;
+
+    let before = cache.stats();
+    let mut stale = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let expected = (i % 2 == 0).then_some("new");
+        let got = cache.get(key, false).await.expect("a read");
+        if got.as_deref() != expected {
+            stale.push((key.clone(), got));
+        }
+    }
+    let after = cache.stats();
+    assert!(
+        stale.is_empty(),
+        "{} stale entries, e.g. {:?}",
+        stale.len(),
+        &stale[..stale.len().min(3)]
+    );
+    // The race was real: values were cached, and invalidations arrived.
+    assert!(before.invalidations > 0, "{before:?}");
+    assert!(
+        after.hits > before.hits,
+        "the final reads were served partly from memory: {after:?}"
+    );
+    conn.delete_prefix(&prefix).await.expect("clean-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_expires_with_its_key_even_when_no_invalidation_comes() {
+    let (cache, conn) = start(100).await;
+    let key = format!("{}short", prefix());
+    let () = conn
+        .query(redis::cmd("SET").arg(&key).arg("v").arg("PX").arg(300))
+        .await
+        .expect("written");
+    assert_eq!(cache.get(&key, false).await.unwrap().as_deref(), Some("v"));
+    assert_eq!(cache.get(&key, false).await.unwrap().as_deref(), Some("v"));
+    let hits = cache.stats().hits;
+    assert!(hits >= 1, "the second read was a hit");
+    // Redis may push the expiry late (its expiry sweep is lazy); the entry's own deadline does
+    // not wait for it. (The API test pins this with active expiry switched off.)
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(cache.get(&key, false).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_never_holds_more_entries_than_its_capacity() {
+    let (cache, conn) = start(16).await;
+    let prefix = prefix();
+    for i in 0..200 {
+        let key = format!("{prefix}{i}");
+        let () = conn
+            .query(redis::cmd("SET").arg(&key).arg("v").arg("EX").arg(60))
+            .await
+            .expect("written");
+        cache.get(&key, false).await.expect("read");
+        assert!(cache.stats().entries <= 16, "{:?}", cache.stats());
+    }
+    let stats = cache.stats();
+    assert!(stats.evictions > 0, "{stats:?}");
+    assert_eq!(stats.capacity, 16);
+    conn.delete_prefix(&prefix).await.expect("clean-up");
+}
+
+#[tokio::test]
+async fn a_cluster_or_sentinel_url_is_refused_with_a_reason() {
+    let conn = Arc::new(
+        RedisConnection::new("redis://127.0.0.1:1", RedisTimeouts::default()).expect("a URL"),
+    );
+    for url in [
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+    ] {
+        let refused = TrackedCache::start(url, CacheConfig::new(10), conn.clone())
+            .err()
+            .expect("refused");
+        let message = refused.to_string();
+        assert!(message.contains("single Redis"), "{message}");
+    }
+}
