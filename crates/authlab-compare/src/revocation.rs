@@ -68,7 +68,7 @@ pub struct RevocationLatency {
 
 /// Issues a credential of `backend` as instance 1's login would, without the password check.
 enum Issuer {
-    Redis(authlab_redis::RedisTokenAuthenticator),
+    Redis(Box<authlab_redis::RedisTokenAuthenticator>),
     Jwt(Box<backends::JwtBackend>),
 }
 
@@ -86,7 +86,7 @@ impl Issuer {
         match backend {
             Backend::Redis => backends::redis_backend(&settings, &redis, &secret)
                 .ok()
-                .map(Self::Redis),
+                .map(|redis| Self::Redis(Box::new(redis))),
             Backend::Jwt => backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock))
                 .ok()
                 .map(|jwt| Self::Jwt(Box::new(jwt))),

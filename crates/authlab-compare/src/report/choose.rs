@@ -50,8 +50,14 @@ pub fn statements(report: &Report) -> Vec<String> {
         if let Some(latency) = report.revocation.iter().find(|r| r.route == route_name) {
             parts.push(across_instances(latency));
         }
-        if let Some(ratio) = route.cache.as_ref().and_then(|c| c.hit_ratio) {
-            parts.push(format!("{:.1}% of its cache lookups hit", ratio * 100.0));
+        if let Some(cache) = &route.cache
+            && let Some(ratio) = cache.hit_ratio
+        {
+            parts.push(format!(
+                "{:.1}% of its cache lookups hit, and the cache held {} entries at the end",
+                ratio * 100.0,
+                format::thousands(cache.entries)
+            ));
         }
         if let Some(redis) = &route.redis {
             parts.push(if redis.commands_per_request >= 0.005 {
