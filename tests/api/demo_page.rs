@@ -26,8 +26,6 @@ use reqwest::header;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use authlab::config::Switch;
-
 use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
 
 /// The Content-Security-Policy the page and its assets are served with.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use authlab::config::{Settings, Switch};
+use authlab::config::Settings;
 use authlab::startup::Application;
 use reqwest::{Response, StatusCode, header};
 use secrecy::SecretString;
@@ -313,12 +313,24 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
+    /// More `redis-server` arguments, kept across restarts.
+    extra: Vec<String>,
 }
 
 impl PrivateRedis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with more `redis-server` arguments (e.g. `--enable-debug-command yes`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
-        let mut redis = Self { port, child: None };
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut redis = Self {
+            port,
+            child: None,
+            extra,
+        };
         redis.restart();
         redis
     }
@@ -328,6 +340,7 @@ impl PrivateRedis {
         Self {
             port: free_port(),
             child: None,
+            extra: Vec::new(),
         }
     }
 
@@ -340,6 +353,7 @@ impl PrivateRedis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod binary;
+mod client_cache;
 mod contract;
 mod demo_page;
 mod doc_transcripts;

@@ -26,9 +26,9 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = crate::modes::parse_key)]
     pub modes: Vec<String>,
 
-    /// Samples of the revocation-latency probe per revocable mode: a fresh credential, accepted
-    /// by a second instance, logged out on the first, the second probed until it refuses (0
-    /// skips it; at most 100000).
+    /// Samples of the revocation-latency probe per revocable mode: a fresh token, accepted by a
+    /// second instance, revoked on the first, the second probed until it refuses (0 skips it;
+    /// at most 100000).
     #[arg(long, default_value_t = 1_000, value_parser = count(0, 100_000))]
     pub revocation_samples: usize,
 

@@ -25,7 +25,8 @@
 //!    credential from one is presented to the other, then logged out, and each instance is asked
 //!    again.
 //! 6. **Revocation latency across two instances** ([`revocation`]): for every revocable mode,
-//!    `--revocation-samples` times: log out on one instance, probe the other until it refuses.
+//!    `--revocation-samples` times: revoke a token on one instance, probe the other until it
+//!    refuses.
 //!
 //! # How the run is arranged
 //! By default the service runs **in this process**, exactly as `authlab serve` builds it

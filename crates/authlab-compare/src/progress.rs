@@ -26,8 +26,9 @@ const SETUP: Duration = Duration::from_millis(600);
 /// Estimated scale-out checks: four logins, and up to one second of polling for the JWT that
 /// is never revoked.
 const SCALE_OUT: Duration = Duration::from_millis(1_500);
-/// Estimated time of one revocation sample (issue, four or so requests on kept connections).
-const REVOCATION_SAMPLE: Duration = Duration::from_micros(1_500);
+/// Estimated time of one revocation sample (a refresh, two presentations, the revocation, a
+/// probe or more: five or so requests on kept connections).
+const REVOCATION_SAMPLE: Duration = Duration::from_millis(2);
 /// Estimated overhead around each load run (runtime start, two `INFO commandstats`).
 const RUN_OVERHEAD: Duration = Duration::from_millis(50);
 /// The login-cost run's warm-up (fixed in `run.rs`).

@@ -1,223 +1,291 @@
-//! Revocation latency across two instances: how long after a logout on one instance the other
-//! one refuses the credential.
+//! Revocation latency across two instances: how long after one instance confirms a revocation
+//! the other still accepts the token. With `--redis-cache on` (or `--jwt-denylist cached`) this is
+//! what the client-side cache's guarantee bounds (5 ms, its trust window); without a cache every
+//! request asks Redis, so it is zero by construction.
 //!
-//! For every revocable mode ([`Mode::revocable`]) the run has two instances with the same
-//! settings on one Redis. One sample:
+//! One sample: mint a fresh access token on the issuing instance (a login for the first sample, a
+//! refresh after that, so that a thousand samples cost one password hash), present it twice to
+//! the other instance (the second presentation is served from its cache when it has one), revoke
+//! it on the issuing instance (RFC 7009 `/revoke`: the same `DEL` or denylist entry a logout
+//! writes, without ending the login, so the next refresh still works), then probe `/me` on the
+//! other instance again and again, with no pause, until it refuses.
 //!
-//! 1. a fresh credential for the compare user, issued in this process by the mode's own backend
-//!    (built from the same settings, so it is the credential instance 1's login would hand out;
-//!    a login over HTTP would add an argon2id hash, ~25 ms, to every sample and make a thousand
-//!    of them take a minute per mode);
-//! 2. `GET /me` on instance 2, which must accept it (200; this also warms a cache, if the mode
-//!    has one);
-//! 3. `POST /logout` on instance 1 (204);
-//! 4. from the moment the logout's answer is read, `GET /me` on instance 2 again and again, with
-//!    no pause, until it refuses; the sample is the time to the first refusing answer, or "never"
-//!    after [`REVOCATION_GIVE_UP`].
+//! Two figures per sample, both from the moment the revocation's answer is read:
+//! - **still accepted for** (`p50_us`, `p99_us`, `max_us`): until the first refused probe was
+//!   *sent*. A token refused at the first probe counts as zero: that probe could not have been
+//!   answered from a stale entry. This is the window the 5 ms guarantee bounds.
+//! - **refused after** (`answered_p50_us`, `answered_p99_us`): until the refusing *answer* was
+//!   read, one request's round trip more: what a client sees. An uncached mode shows about one
+//!   round trip here.
 //!
-//! Every request goes over a kept connection ([`KeepAlive`]), so no sample includes a TCP
-//! handshake. A mode that reads Redis on every request refuses at the first probe: about one
-//! request's round trip. A mode with a cache refuses once Redis's invalidation has reached
-//! instance 2; the gap between the two is what the cache costs revocation.
+//! Every request goes over a kept connection ([`KeepAlive`]), so no figure includes a TCP
+//! handshake. `authlab compare` runs this for every revocable mode ([`crate::modes`]); the
+//! client-side cache's API tests call it too.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use authlab::backends;
-use authlab::config::{DenylistMode, Settings, Switch};
-use authlab_core::{Authenticator, ClientInfo, Identity, SystemClock};
-use authlab_jwt::JwtSecret;
-use authlab_loadgen::{KeepAlive, LoadError, header};
-use secrecy::ExposeSecret;
+use authlab_loadgen::{FetchedResponse, KeepAlive, RequestSpec, header};
 use serde::Serialize;
 
-use crate::modes::{Backend, Mode, REVOCATION_GIVE_UP};
-use crate::setup::{self, CredentialHeader};
-use crate::{CompareError, report};
+use crate::CompareError;
+use crate::report::stats::percentile;
 
-/// What the probe found for one mode.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+/// The distribution of [`measure`]'s samples.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct RevocationLatency {
-    /// The mode's row in the main table.
-    pub route: String,
-    /// The mode's `--modes` name.
-    pub mode: String,
-    /// Samples taken (each: issue, accepted by instance 2, logout on instance 1, probe 2).
+    /// The mode's row in the main table (set by `authlab compare`).
+    pub route: Option<String>,
+    /// The mode's `--modes` name (set by `authlab compare`).
+    pub mode: Option<String>,
+    /// Samples taken.
     pub samples: usize,
-    /// Samples that instance 2 refused within the give-up time.
+    /// Samples the other instance refused within the give-up time.
     pub refused: usize,
-    /// Samples instance 2 still accepted after [`REVOCATION_GIVE_UP`].
+    /// Samples whose token was still accepted when the poll gave up: each one a revocation
+    /// that did not take effect. Must be 0.
     pub never_refused: usize,
-    /// Samples whose first `GET /me` on instance 2 was not accepted, or whose logout failed (the
-    /// probe could not start; a healthy run has 0).
-    pub setup_failures: usize,
-    /// Median time from the logout's answer to the first refusal by instance 2, microseconds.
-    pub p50_us: Option<u64>,
-    /// 99th percentile of the same.
-    pub p99_us: Option<u64>,
-    /// The slowest refusal.
-    pub max_us: Option<u64>,
-    /// Mean number of probes of instance 2 until the refusal (1: the first probe was refused).
-    pub mean_probes: Option<f64>,
-    /// Every status instance 2 refused with, and how often (401 expected; 503 would mean it
-    /// could not tell).
-    pub refusal_statuses: std::collections::BTreeMap<u16, usize>,
+    /// Still accepted for, median: microseconds from the revocation's answer to the sending of
+    /// the first refused probe (0: the first probe was refused).
+    pub p50_us: u64,
+    /// Still accepted for, 99th percentile, microseconds.
+    pub p99_us: u64,
+    /// Still accepted for, the longest, microseconds.
+    pub max_us: u64,
+    /// Refused after, median: microseconds from the revocation's answer to the refusing answer
+    /// (one round trip more than `p50_us`).
+    pub answered_p50_us: u64,
+    /// Refused after, 99th percentile, microseconds.
+    pub answered_p99_us: u64,
+    /// Mean number of probes until the refusal (1: the first probe was refused).
+    pub mean_probes: f64,
+    /// Every status the other instance refused with, and how often (401 expected; 503 would
+    /// mean it could not tell).
+    pub refusal_statuses: BTreeMap<u16, usize>,
 }
 
-/// Issues a credential of `backend` as instance 1's login would, without the password check.
-enum Issuer {
-    Redis(Box<authlab_redis::RedisTokenAuthenticator>),
-    Jwt(Box<backends::JwtBackend>),
-}
-
-impl Issuer {
-    fn new(backend: Backend, settings: &Settings) -> Option<Self> {
-        // Issuing never reads a cache: the issuer is built without one (no tracking connection).
-        let mut settings = settings.clone();
-        settings.redis_cache = Switch::Off;
-        if settings.jwt_denylist == DenylistMode::Cached {
-            settings.jwt_denylist = DenylistMode::On;
-        }
-        let redis = backends::redis_connection(&settings.redis).ok()?;
-        let secret = settings.jwt_secret.as_ref()?.expose_secret().as_bytes();
-        let secret = JwtSecret::new(secret.to_vec()).ok()?;
-        match backend {
-            Backend::Redis => backends::redis_backend(&settings, &redis, &secret)
-                .ok()
-                .map(|redis| Self::Redis(Box::new(redis))),
-            Backend::Jwt => backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock))
-                .ok()
-                .map(|jwt| Self::Jwt(Box::new(jwt))),
-            Backend::Session => None,
-        }
-    }
-
-    async fn issue(&self, identity: &Identity) -> Option<CredentialHeader> {
-        let issued = match self {
-            Self::Redis(auth) => auth.issue(identity, &ClientInfo::default()).await,
-            Self::Jwt(auth) => auth.issue(identity, &ClientInfo::default()).await,
-        }
-        .ok()?;
-        let value =
-            header::HeaderValue::from_str(&format!("Bearer {}", issued.credential.expose_secret()))
-                .ok()?;
-        Some(CredentialHeader::Bearer(value))
-    }
+/// Where to measure, and as whom.
+#[derive(Debug, Clone)]
+pub struct RevocationProbe {
+    /// The instance that issues and revokes.
+    pub issuer: SocketAddr,
+    /// The instance that must stop accepting.
+    pub other: SocketAddr,
+    /// `redis` or `jwt`.
+    pub backend: &'static str,
+    /// A registered user's name.
+    pub username: String,
+    /// Its password.
+    pub password: String,
 }
 
 /// One sample's outcome.
 enum Sample {
     Refused {
-        after: Duration,
+        sent: Duration,
+        answered: Duration,
         probes: u32,
         status: u16,
     },
     NeverRefused,
-    SetupFailed,
 }
 
-/// Probes `mode` with `samples` samples between `first` (logout) and `second` (probes).
-/// Stops early once `cancel` is set.
+/// Takes `samples` revoke-then-probe samples (see the module docs); each poll gives up after
+/// `give_up`, each request after `timeout`.
 pub async fn measure(
-    mode: &Mode,
-    settings: &Settings,
-    (first, second): (SocketAddr, SocketAddr),
-    user: &Identity,
+    probe: &RevocationProbe,
     samples: usize,
+    give_up: Duration,
     timeout: Duration,
-    cancel: &AtomicBool,
 ) -> Result<RevocationLatency, CompareError> {
-    let issuer = Issuer::new(mode.backend, settings).ok_or(CompareError::NoCredential {
-        step: "revocation probe: build the mode's backend",
-    })?;
-    let backend = mode.backend.name();
-    let mut to_first = KeepAlive::new(first);
-    let mut to_second = KeepAlive::new(second);
-    let mut latencies = Vec::with_capacity(samples);
+    measure_until(probe, samples, give_up, timeout, || false).await
+}
+
+/// [`measure`], asking `stop` before every sample: `true` ends the run early with the samples
+/// taken so far (Ctrl-C).
+pub async fn measure_until(
+    probe: &RevocationProbe,
+    samples: usize,
+    give_up: Duration,
+    timeout: Duration,
+    stop: impl Fn() -> bool,
+) -> Result<RevocationLatency, CompareError> {
+    let mut issuer = KeepAlive::new(probe.issuer);
+    let mut other = KeepAlive::new(probe.other);
+    let mut refresh: Option<String> = None;
+    let mut sent = Vec::with_capacity(samples);
+    let mut answered = Vec::with_capacity(samples);
     let mut probes_total = 0u64;
-    let mut result = RevocationLatency {
-        route: mode.row.to_owned(),
-        mode: mode.key.to_owned(),
-        samples: 0,
-        refused: 0,
-        never_refused: 0,
-        setup_failures: 0,
-        p50_us: None,
-        p99_us: None,
-        max_us: None,
-        mean_probes: None,
-        refusal_statuses: Default::default(),
-    };
+    let mut result = RevocationLatency::default();
     for _ in 0..samples {
-        if cancel.load(Ordering::Relaxed) {
+        if stop() {
             break;
         }
-        let Some(credential) = issuer.issue(user).await else {
-            result.samples += 1;
-            result.setup_failures += 1;
-            continue;
-        };
-        let sample = one_sample(
-            backend,
-            &credential,
-            (&mut to_first, &mut to_second),
-            timeout,
-        )
-        .await
-        .map_err(CompareError::Load)?;
+        let access = mint(probe, &mut issuer, &mut refresh, timeout).await?;
+        let sample =
+            one_sample(probe, &access, (&mut issuer, &mut other), give_up, timeout).await?;
         result.samples += 1;
         match sample {
             Sample::Refused {
-                after,
+                sent: s,
+                answered: a,
                 probes,
                 status,
             } => {
                 result.refused += 1;
-                latencies.push(after.as_micros() as u64);
+                sent.push(micros(s));
+                answered.push(micros(a));
                 probes_total += u64::from(probes);
                 *result.refusal_statuses.entry(status).or_default() += 1;
             }
             Sample::NeverRefused => result.never_refused += 1,
-            Sample::SetupFailed => result.setup_failures += 1,
         }
     }
-    latencies.sort_unstable();
-    result.p50_us = report::stats::percentile(&latencies, 50.0);
-    result.p99_us = report::stats::percentile(&latencies, 99.0);
-    result.max_us = latencies.last().copied();
-    result.mean_probes =
-        (!latencies.is_empty()).then(|| probes_total as f64 / latencies.len() as f64);
+    sent.sort_unstable();
+    answered.sort_unstable();
+    result.p50_us = percentile(&sent, 50.0).unwrap_or(0);
+    result.p99_us = percentile(&sent, 99.0).unwrap_or(0);
+    result.max_us = sent.last().copied().unwrap_or(0);
+    result.answered_p50_us = percentile(&answered, 50.0).unwrap_or(0);
+    result.answered_p99_us = percentile(&answered, 99.0).unwrap_or(0);
+    result.mean_probes = if sent.is_empty() {
+        0.0
+    } else {
+        probes_total as f64 / sent.len() as f64
+    };
     Ok(result)
 }
 
-async fn one_sample(
-    backend: &str,
-    credential: &CredentialHeader,
-    (first, second): (&mut KeepAlive, &mut KeepAlive),
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A fresh access token from the issuer: a login the first time, a refresh after that.
+async fn mint(
+    probe: &RevocationProbe,
+    issuer: &mut KeepAlive,
+    refresh: &mut Option<String>,
     timeout: Duration,
-) -> Result<Sample, LoadError> {
-    let probe = setup::me(second.addr(), backend, credential);
-    if second.send(&probe, timeout).await?.status != 200 {
-        return Ok(Sample::SetupFailed);
+) -> Result<header::HeaderValue, CompareError> {
+    let backend = probe.backend;
+    let request = match refresh.as_deref() {
+        None => {
+            let body =
+                serde_json::json!({ "username": probe.username, "password": probe.password });
+            RequestSpec::post_json(probe.issuer, format!("/{backend}/login"), body.to_string())
+        }
+        Some(token) => {
+            let body = serde_json::json!({ "refresh_token": token });
+            RequestSpec::post_json(
+                probe.issuer,
+                format!("/{backend}/refresh"),
+                body.to_string(),
+            )
+        }
+    };
+    let minted = expect_ok(
+        issuer,
+        &request,
+        timeout,
+        "mint a token (revocation latency)",
+    )
+    .await?;
+    let step = "read the tokens (revocation latency)";
+    let body: serde_json::Value =
+        serde_json::from_slice(&minted.body).map_err(|_| CompareError::NoCredential { step })?;
+    let access = body["access_token"]
+        .as_str()
+        .ok_or(CompareError::NoCredential { step })?;
+    *refresh = body["refresh_token"].as_str().map(str::to_owned);
+    header::HeaderValue::from_str(&format!("Bearer {access}"))
+        .map_err(|_| CompareError::NoCredential { step })
+}
+
+/// Present `access` to the other instance, revoke it on the issuer, probe the other instance.
+async fn one_sample(
+    probe: &RevocationProbe,
+    access: &header::HeaderValue,
+    (issuer, other): (&mut KeepAlive, &mut KeepAlive),
+    give_up: Duration,
+    timeout: Duration,
+) -> Result<Sample, CompareError> {
+    let backend = probe.backend;
+    let me = RequestSpec::get(probe.other, format!("/{backend}/me"))
+        .header(header::AUTHORIZATION, access.clone());
+    // Twice: the first may fill the other instance's cache, the second is served from it.
+    for _ in 0..2 {
+        expect_ok(
+            other,
+            &me,
+            timeout,
+            "present the token to the other instance",
+        )
+        .await?;
     }
-    let logout = setup::logout(first.addr(), backend, credential);
-    if !(200..300).contains(&first.send(&logout, timeout).await?.status) {
-        return Ok(Sample::SetupFailed);
-    }
-    let logged_out = Instant::now();
+    let token = access
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let revoke = RequestSpec {
+        headers: vec![(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        )],
+        ..RequestSpec::post_json(
+            probe.issuer,
+            format!("/{backend}/revoke"),
+            format!("token={token}"),
+        )
+    };
+    expect_ok(
+        issuer,
+        &revoke,
+        timeout,
+        "revoke the token (revocation latency)",
+    )
+    .await?;
+    let revoked = Instant::now();
     let mut probes = 0u32;
-    while logged_out.elapsed() < REVOCATION_GIVE_UP {
+    loop {
+        let sent = revoked.elapsed();
         probes += 1;
-        let status = second.send(&probe, timeout).await?.status;
+        let status = other
+            .send(&me, timeout)
+            .await
+            .map_err(CompareError::Load)?
+            .status;
         if status != 200 {
             return Ok(Sample::Refused {
-                after: logged_out.elapsed(),
+                sent,
+                answered: revoked.elapsed(),
                 probes,
                 status,
             });
         }
+        if sent > give_up {
+            return Ok(Sample::NeverRefused);
+        }
     }
-    Ok(Sample::NeverRefused)
+}
+
+async fn expect_ok(
+    client: &mut KeepAlive,
+    request: &RequestSpec,
+    timeout: Duration,
+    step: &'static str,
+) -> Result<FetchedResponse, CompareError> {
+    let answer = client
+        .send(request, timeout)
+        .await
+        .map_err(CompareError::Load)?;
+    if (200..300).contains(&answer.status) {
+        Ok(answer)
+    } else {
+        Err(CompareError::Setup {
+            step,
+            status: answer.status,
+        })
+    }
 }

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use authlab_core::Identity;
 use authlab_loadgen::{LoadReport, LoadSpec, RequestSpec};
 
 use crate::interrupt::Interrupt;
@@ -17,7 +16,7 @@ use crate::modes::{self, Backend, Mode};
 use crate::probes::{self, CacheActivity, CommandStats};
 use crate::progress::{self, Plan, StepId};
 use crate::report::{self, Report, RouteResult, format};
-use crate::revocation::{self, RevocationLatency};
+use crate::revocation::{self, RevocationLatency, RevocationProbe};
 use crate::setup::{self, CredentialHeader, Instances, Logins};
 use crate::{CompareArgs, CompareError};
 
@@ -153,7 +152,7 @@ fn run_against(
     }
 
     if instances.in_process() && args.revocation_samples > 0 {
-        report.revocation = revocation_latency(args, rt, instances, &logins, plan, interrupt)?;
+        report.revocation = revocation_latency(args, rt, instances, plan, interrupt)?;
     }
 
     let routes = route_plan(instances, &logins);
@@ -201,15 +200,13 @@ fn revocation_latency(
     args: &CompareArgs,
     rt: &tokio::runtime::Runtime,
     instances: &Instances,
-    logins: &Logins,
     plan: &mut Plan,
     interrupt: &Interrupt,
 ) -> Result<Vec<RevocationLatency>, CompareError> {
-    let user = Identity::new(logins.user_id, setup::USERNAME);
     let mut found = Vec::new();
     let revocable = instances.modes.iter().filter(|i| i.mode.revocable);
     for (index, instance) in (1..).zip(revocable) {
-        let (Some(twin), Some(settings)) = (instance.twin, &instance.settings) else {
+        let Some(twin) = instance.twin else {
             continue;
         };
         plan.start(StepId::Revocation { index });
@@ -221,24 +218,31 @@ fn revocation_latency(
                 format::thousands(args.revocation_samples as u64)
             ))
         );
-        let measured = rt.block_on(revocation::measure(
-            instance.mode,
-            settings,
-            (instance.addr, twin),
-            &user,
+        let probe = RevocationProbe {
+            issuer: instance.addr,
+            other: twin,
+            backend: instance.mode.backend.name(),
+            username: setup::USERNAME.to_owned(),
+            password: setup::PASSWORD.to_owned(),
+        };
+        let cancel = interrupt.flag();
+        let measured = rt.block_on(revocation::measure_until(
+            &probe,
             args.revocation_samples,
+            modes::REVOCATION_GIVE_UP,
             args.timeout,
-            &interrupt.flag(),
+            || cancel.load(std::sync::atomic::Ordering::Relaxed),
         ));
-        let measured = interrupt.outcome(measured)?;
+        let mut measured = interrupt.outcome(measured)?;
+        measured.route = Some(instance.mode.row.to_owned());
+        measured.mode = Some(instance.mode.key.to_owned());
         interrupt.check()?;
         eprintln!(
             "{}",
             plan.line(&format!(
-                "revocation latency: {}: p50 {}, p99 {}, {} never refused",
+                "revocation latency: {}: still accepted p99 {}, {} never refused",
                 instance.mode.row,
-                measured.p50_us.map_or("n/a".to_owned(), format::latency),
-                measured.p99_us.map_or("n/a".to_owned(), format::latency),
+                format::latency(measured.p99_us),
                 measured.never_refused
             ))
         );

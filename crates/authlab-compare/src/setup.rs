@@ -26,7 +26,7 @@ pub use crate::modes::{JWT_METRICS_OFF, JWT_OFF, JWT_ON, REDIS, SESSION, SESSION
 /// The one user every backend logs in.
 pub const USERNAME: &str = "compare-user";
 /// Its password (the run's database is a temporary file, deleted at the end).
-const PASSWORD: &str = "compare-password-0123456789";
+pub const PASSWORD: &str = "compare-password-0123456789";
 
 /// A credential as the route's transport carries it, ready to be sent as a header.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ impl CredentialHeader {
 
 /// One mode's server(s): the instance its row is measured on, and for the scale-out and
 /// revocation checks a second instance with the same settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ModeInstance {
     /// The mode.
     pub mode: &'static Mode,
@@ -74,8 +74,6 @@ pub struct ModeInstance {
     /// A second instance with the same settings, sharing Redis, the JWT secret and the user
     /// database (in-process runs of modes with [`Mode::scale_out`] or [`Mode::revocable`]).
     pub twin: Option<SocketAddr>,
-    /// The settings both were built with (in-process runs only).
-    pub settings: Option<Settings>,
 }
 
 /// The servers a run talks to. In-process: an instance per mode ([`crate::modes`]) and a twin
@@ -155,7 +153,6 @@ impl Instances {
                     mode,
                     addr,
                     twin: None,
-                    settings: None,
                 })
                 .collect(),
             redis_prefix: String::new(),
@@ -245,7 +242,7 @@ impl Instances {
         // The servers were built in `to_build`'s order: each mode, then its twin if it has one.
         let mut ports = ready.iter().map(|(port, _)| addr(*port));
         let mut instances = Vec::new();
-        for (mode, settings) in configured {
+        for (mode, _) in configured {
             let first = ports.next().ok_or(CompareError::ServerThread)?;
             let twin = match mode.needs_twin() {
                 true => Some(ports.next().ok_or(CompareError::ServerThread)?),
@@ -255,7 +252,6 @@ impl Instances {
                 mode,
                 addr: first,
                 twin,
-                settings: Some(settings),
             });
         }
         Ok(Self {
@@ -320,8 +316,6 @@ pub fn login_request(addr: SocketAddr, backend: &str) -> RequestSpec {
 pub struct Logins {
     /// The credential of each mode (a `sid` cookie or a bearer token).
     pub credentials: Vec<CredentialHeader>,
-    /// The compare user's id (what `/me` answers), for credentials issued in-process.
-    pub user_id: i64,
 }
 
 async fn send(
@@ -401,28 +395,7 @@ pub async fn log_in_everywhere(
         let backend = instance.mode.backend.name();
         credentials.push(log_in(instance.addr, backend, timeout, "log in").await?);
     }
-    let user_id = match (instances.modes.first(), credentials.first()) {
-        (Some(instance), Some(credential)) => {
-            let backend = instance.mode.backend.name();
-            let answer = send(
-                &me(instance.addr, backend, credential),
-                timeout,
-                "who is the compare user",
-            )
-            .await?;
-            serde_json::from_slice::<serde_json::Value>(&answer.body)
-                .ok()
-                .and_then(|me| me["user_id"].as_i64())
-                .ok_or(CompareError::NoCredential {
-                    step: "who is the compare user",
-                })?
-        }
-        _ => return Err(CompareError::NoModes),
-    };
-    Ok(Logins {
-        credentials,
-        user_id,
-    })
+    Ok(Logins { credentials })
 }
 
 /// What one backend did when its credential met the other instance, and a logout.

@@ -47,7 +47,11 @@ pub fn statements(report: &Report) -> Vec<String> {
             parts.push(revocation(check));
             parts.push(second_instance(check));
         }
-        if let Some(latency) = report.revocation.iter().find(|r| r.route == route_name) {
+        if let Some(latency) = report
+            .revocation
+            .iter()
+            .find(|r| r.route.as_deref() == Some(route_name))
+        {
             parts.push(across_instances(latency));
         }
         if let Some(cache) = &route.cache
@@ -142,14 +146,21 @@ fn revocation(check: &ScaleOutCheck) -> String {
 
 /// How soon a second instance refused after a logout on the first, over many samples.
 fn across_instances(latency: &RevocationLatency) -> String {
-    let mut text = match (latency.p50_us, latency.p99_us) {
-        (Some(p50), Some(p99)) => format!(
-            "a second instance refuses a credential logged out on the first {} later at p50, {} at p99 ({} samples)",
-            format::latency(p50),
-            format::latency(p99),
+    let mut text = if latency.refused == 0 {
+        "no token revoked on one instance was ever refused by the second".to_owned()
+    } else if latency.max_us == 0 {
+        format!(
+            "a second instance refuses a token revoked on the first at its very next request ({} samples; its answer {} later at p99)",
+            format::thousands(latency.samples as u64),
+            format::latency(latency.answered_p99_us)
+        )
+    } else {
+        format!(
+            "a second instance still accepts a token revoked on the first for up to {} at p99 ({} max, {} samples)",
+            format::latency(latency.p99_us),
+            format::latency(latency.max_us),
             format::thousands(latency.samples as u64)
-        ),
-        _ => "no sample of a logout on one instance was refused by the second".to_owned(),
+        )
     };
     if latency.never_refused > 0 {
         text.push_str(&format!(

@@ -193,9 +193,8 @@ pub fn markdown(report: &Report) -> String {
     if !report.revocation.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Revocation latency across two instances\n\nPer sample: a fresh credential (issued by the mode's own backend, as a login on instance 1 would issue it), accepted by `GET /me` on instance 2, logged out on instance 1, then `GET /me` on instance 2 again and again until it refuses; the figure is the time from the logout's answer to the refusing answer, over kept connections. A mode that asks Redis on every request refuses at the first probe (one request's round trip); a cached mode refuses once Redis's invalidation has reached instance 2.\n\n| route | samples | refused | never refused (1 s) | p50 | p99 | max | probes until refused (mean) | refusal statuses |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+            "\n## Revocation latency across two instances\n\nPer sample: a fresh access token from instance 1 (a login, then a refresh per sample), accepted twice by `GET /me` on instance 2 (the second from its cache, if it has one), revoked on instance 1 (`/revoke`: the same write as a logout), then `GET /me` on instance 2 again and again until it refuses, over kept connections. *Accepted for*: from the revocation's answer until the first refused probe was sent (0: the first probe was refused; the window the cache's 5 ms guarantee bounds). *Refused after*: until the refusing answer (one round trip more). A mode that asks Redis on every request refuses at the first probe.\n\n| route | samples | never refused (1 s) | accepted for p50 / p99 / max | refused after p50 / p99 | probes until refused (mean) | refusal statuses |\n|---|---:|---:|---|---|---:|---|"
         );
-        let us = |v: Option<u64>| v.map_or("n/a".to_owned(), |us| format!("{us} us"));
         for r in &report.revocation {
             let statuses: Vec<String> = r
                 .refusal_statuses
@@ -204,16 +203,16 @@ pub fn markdown(report: &Report) -> String {
                 .collect();
             let _ = writeln!(
                 md,
-                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.route,
+                "| `{}` | {} | {} | {} / {} / {} us | {} / {} us | {:.2} | {} |",
+                r.route.as_deref().unwrap_or_default(),
                 r.samples,
-                r.refused,
                 r.never_refused,
-                us(r.p50_us),
-                us(r.p99_us),
-                us(r.max_us),
-                r.mean_probes
-                    .map_or("n/a".to_owned(), |p| format!("{p:.2}")),
+                r.p50_us,
+                r.p99_us,
+                r.max_us,
+                r.answered_p50_us,
+                r.answered_p99_us,
+                r.mean_probes,
                 statuses.join(", ")
             );
         }

@@ -222,11 +222,6 @@ pub fn modes_table(report: &Report) -> Option<Table> {
     Some(table)
 }
 
-/// `1.2 ms`, or `n/a`.
-fn latency_or_na(us: Option<u64>) -> String {
-    us.map_or("n/a".to_owned(), format::latency)
-}
-
 /// Revocation latency across two instances, one row per revocable mode.
 pub fn revocation_table(report: &Report) -> Option<Table> {
     if report.revocation.is_empty() {
@@ -235,21 +230,20 @@ pub fn revocation_table(report: &Report) -> Option<Table> {
     let mut table = new_table(vec![
         "route",
         "samples",
-        "p50",
+        "accepted\nfor p50",
         "p99",
         "max",
-        "probes",
+        "refused\nafter p99",
         "never\nrefused",
     ]);
     for r in &report.revocation {
         table.add_row(vec![
-            r.route.clone(),
+            r.route.clone().unwrap_or_default(),
             format::thousands(r.samples as u64),
-            latency_or_na(r.p50_us),
-            latency_or_na(r.p99_us),
-            latency_or_na(r.max_us),
-            r.mean_probes
-                .map_or("n/a".to_owned(), |p| format!("{p:.2}")),
+            format::latency(r.p50_us),
+            format::latency(r.p99_us),
+            format::latency(r.max_us),
+            format::latency(r.answered_p99_us),
             format::thousands(r.never_refused as u64),
         ]);
     }
@@ -356,19 +350,12 @@ fn other_sections(report: &Report, out: &mut String) {
             out,
             "\n{}",
             format::wrap(
-                "Revocation latency across two instances: log out on one, probe the other until it refuses; time from the logout's answer to the refusal (probes: requests until refused; 1 = the first):",
+                "Revocation latency across two instances: revoke a token on one, probe the other until it refuses. Accepted for: from the revocation's answer until the first refused probe was sent (0: the first probe was refused); refused after: until its answer (one round trip more):",
                 COLUMNS,
                 ""
             )
         );
         let _ = writeln!(out, "{table}");
-        for r in report.revocation.iter().filter(|r| r.setup_failures > 0) {
-            let text = format!(
-                "{}: {} samples could not start (the second instance did not accept the fresh credential, or the logout failed)",
-                r.route, r.setup_failures
-            );
-            let _ = writeln!(out, "{}", format::wrap(&text, COLUMNS, "  "));
-        }
     }
 }
 
