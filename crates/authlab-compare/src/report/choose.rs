@@ -58,9 +58,14 @@ pub fn statements(report: &Report) -> Vec<String> {
             && let Some(ratio) = cache.hit_ratio
         {
             parts.push(format!(
-                "{:.1}% of its cache lookups hit, and the cache held {} entries at the end",
+                "{:.1}% of its cache lookups hit, and the cache held {} {} at the end",
                 ratio * 100.0,
-                format::thousands(cache.entries)
+                format::thousands(cache.entries),
+                if cache.entries == 1 {
+                    "entry"
+                } else {
+                    "entries"
+                }
             ));
         }
         if let Some(redis) = &route.redis {
