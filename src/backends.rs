@@ -5,6 +5,8 @@
 //!
 //! The Redis-backed pieces share one [`RedisConnection`] (a multiplexed connection per worker
 //! thread; nothing connects until the first command, so building never needs Redis to be up).
+//! With `--redis-cache on` or `--jwt-denylist cached`, each of those gets its own client-side cache
+//! ([`redis_cache`]): a tracking connection on its own thread, started here.
 //! Refresh-token families derive their successor key from the JWT secret (see authlab-redis
 //! `families`), so every instance given the same secret agrees on successors.
 

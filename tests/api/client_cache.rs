@@ -212,8 +212,7 @@ async fn revocation_reaches_the_other_instance_within_5ms_at_p99() {
 
 /// Starts a private Redis with `DEBUG` allowed (to switch its active expiry off).
 fn private_redis_with_debug() -> PrivateRedis {
-    let redis = PrivateRedis::start_with(&["--enable-debug-command", "yes"]);
-    redis
+    PrivateRedis::start_with(&["--enable-debug-command", "yes"])
 }
 
 fn redis_cli(redis: &PrivateRedis, args: &[&str]) -> String {

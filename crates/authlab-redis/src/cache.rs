@@ -45,13 +45,16 @@ enum Slot {
     Ready { value: Stored, expires: Nanos },
 }
 
+/// One shard: a part of the keys, behind its own lock.
+type Shard = RwLock<HashMap<Box<str>, Slot>>;
+
 /// The ticket a miss gets from [`Entries::begin`]: proof that it may fill its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ticket(u64);
 
 /// The sharded, bounded map of keys to [`Slot`]s.
 pub(crate) struct Entries {
-    shards: Box<[RwLock<HashMap<Box<str>, Slot>>]>,
+    shards: Box<[Shard]>,
     per_shard: usize,
     hasher: RandomState,
     next_ticket: AtomicU64,
@@ -85,7 +88,7 @@ impl Entries {
         self.len.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slot>> {
+    fn shard(&self, key: &str) -> &Shard {
         let index = self.hasher.hash_one(key) as usize % self.shards.len();
         &self.shards[index]
     }

@@ -2,7 +2,7 @@
 //!
 //! - **State** lives in Redis, shared by every instance: `<prefix>tok:<sha256(token)>` ->
 //!   `"<user id>:<family>:<name>"`. Redis holds hashes of tokens, never tokens.
-//! - **Verify** is one `GET`: a network round trip on every authenticated request.
+//! - **Verify** is one `GET` per request; none for a token already seen, with the cache on.
 //! - **Revocation** is instant and exact: `DEL` the key (logout), or let its `EX` run out.
 //! - **Scaling out** is free for the application (any instance can verify any token); the cost
 //!   moves to Redis, which every request now depends on: when it is down, nobody is authenticated.
@@ -22,6 +22,10 @@
 //! - [`RedisDenylist`]: the revoked-JWT set that the JWT backend can consult, kept here so that the
 //!   JWT crate never needs to know where the set lives, with the epoch marker that keeps a logout
 //!   from un-happening when Redis loses its data.
+//! - [`TrackedCache`] (`tracking`, `cache`): server-assisted client-side caching (RESP3 client
+//!   tracking), so that a verified token, or a denylist answer, is served from process memory
+//!   while a logout anywhere still ends it everywhere within milliseconds (`--redis-cache on`,
+//!   `--jwt-denylist cached`). The module docs list its guarantees and what keeps each.
 //! - [`AttemptCounters`]: the login-throttling counters every instance shares (one atomic Lua
 //!   script over one key per call).
 //!
