@@ -14,6 +14,8 @@
 //! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
 //! | `--redis-cache` | `AUTHLAB_REDIS_CACHE` | `off` (or `on`: verified tokens served from process memory) |
 //! | `--redis-cache-size` | `AUTHLAB_REDIS_CACHE_SIZE` | `100000` (entries, per cache) |
+//! | `--redis-pool` | `AUTHLAB_REDIS_POOL` | `multiplexed` (or `deadpool`, `deadpool-fast`) |
+//! | `--redis-pool-size` | `AUTHLAB_REDIS_POOL_SIZE` | four per core (deadpool's default) |
 //! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
 //! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
 //! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
@@ -85,6 +87,21 @@ pub enum RedisTokenFormat {
     Random256,
 }
 
+/// How the Redis-backed pieces hold their connections (`--redis-pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisPool {
+    /// One multiplexed connection per worker thread, pipelining every in-flight command: the
+    /// default, and the fast one.
+    Multiplexed,
+    /// deadpool-redis as its documentation shows it: one connection lent per command, checked
+    /// with `UNWATCH` + `PING` at every checkout. For comparison: it caps throughput at pool size
+    /// over the round trip, and doubles the round trips.
+    Deadpool,
+    /// deadpool at its best: no checkout `PING` (a connection that fails is dropped from the
+    /// pool instead). Give it `--redis-pool-size` >= the requests in flight.
+    DeadpoolFast,
+}
+
 /// How to reach Redis: declared once, and shared by `authlab serve` and `authlab compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisSettings {
@@ -103,6 +120,28 @@ pub struct RedisSettings {
     /// Longest wait for Redis (connect, and each reply) before answering 503.
     #[arg(id = "redis_timeout", long = "redis-timeout", value_name = "DURATION", env = "AUTHLAB_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// How connections are held: `multiplexed` (one per worker, pipelined), or a deadpool-redis
+    /// pool lending one per command, `deadpool` (with its `UNWATCH` + `PING` at checkout) or
+    /// `deadpool-fast` (no checkout ping). The pools are there to be measured against the default.
+    #[arg(
+        id = "redis_pool",
+        long = "redis-pool",
+        env = "AUTHLAB_REDIS_POOL",
+        value_enum,
+        default_value = "multiplexed"
+    )]
+    pub pool: RedisPool,
+
+    /// Most connections a deadpool pool opens (default: four per core, deadpool's own default).
+    #[arg(
+        id = "redis_pool_size",
+        long = "redis-pool-size",
+        value_name = "N",
+        env = "AUTHLAB_REDIS_POOL_SIZE",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub pool_size: Option<u16>,
 }
 
 /// Everything `authlab serve` can be told.
@@ -326,6 +365,21 @@ impl Settings {
             ("bind", self.bind.clone()),
             ("database_url", redact_url(&self.database_url)),
             ("redis_url", redact_url(&self.redis.url)),
+            (
+                "redis_pool",
+                match (self.redis.pool, self.redis.pool_size) {
+                    (RedisPool::Multiplexed, _) => "multiplexed".to_owned(),
+                    (pool, size) => format!(
+                        "{} ({} connections)",
+                        if pool == RedisPool::Deadpool {
+                            "deadpool"
+                        } else {
+                            "deadpool-fast"
+                        },
+                        size.map_or_else(authlab_redis::PoolSettings::default_size, usize::from)
+                    ),
+                },
+            ),
             ("redis_prefix", self.redis_prefix.clone()),
             (
                 "redis_token_format",

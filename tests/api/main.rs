@@ -18,5 +18,6 @@ mod metrics;
 mod openapi;
 mod password_policy;
 mod postgres;
+mod redis_pool;
 mod throttle;
 mod users;

@@ -21,11 +21,11 @@ which would show it to everyone running `ps`).";
 
 const COMPARE_NOTES: &str = "\
 Examples:
-  authlab compare --out report                    # about 4 minutes; needs the local Redis
+  authlab compare --out report                    # about 5 minutes; needs the local Redis
   authlab compare --rounds 5 --skip-memory        # without the memory probes
   authlab compare --modes redis,redis-cached      # two modes only, about 1.5 minutes
 
-The default run: 3 rounds x (8 modes + /hello twice) x (2 s warm-up + 5 s), the memory probes
+The default run: 3 rounds x (10 modes + /hello twice) x (2 s warm-up + 5 s), the memory probes
 (1,000,000 sessions), 1,000 revocation samples per revocable mode, the login cost.
 
 Every line it prints fits 80 columns. The in-process servers log warnings only; RUST_LOG=info

@@ -20,9 +20,9 @@ pub struct CompareArgs {
     pub target: Option<String>,
 
     /// The modes to measure, comma-separated (default: every one): session,
-    /// session-metrics-off, redis, redis-cached, jwt, jwt-metrics-off, jwt-denylist,
-    /// jwt-denylist-cached. Each is an instance started with the `authlab serve` flags of its
-    /// row in report.md; `/hello` always runs.
+    /// session-metrics-off, redis, redis-cached, redis-deadpool, redis-deadpool-fast, jwt,
+    /// jwt-metrics-off, jwt-denylist, jwt-denylist-cached. Each is an instance started with the
+    /// `authlab serve` flags of its row in report.md; `/hello` always runs.
     #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = crate::modes::parse_key)]
     pub modes: Vec<String>,
 

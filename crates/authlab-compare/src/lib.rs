@@ -4,8 +4,8 @@
 //! trip"); this command turns each sentence into a number taken on the machine it runs on:
 //!
 //! 1. **Throughput and latency, per mode.** A mode is an instance configuration, the
-//!    `authlab serve` flags that make it ([`modes`]: session; redis uncached and cached; jwt with
-//!    the denylist off, on and cached; two metrics-off instances). The same closed-loop load
+//!    `authlab serve` flags that make it ([`modes`]: session; redis uncached, cached and through
+//!    deadpool-redis; jwt with the denylist off, on and cached; two metrics-off instances). The same closed-loop load
 //!    ([`authlab_loadgen`]: N keep-alive connections, a warm-up, then a measured window) is
 //!    driven at `/hello` (no authentication: the baseline), every mode's `/me`, and `/hello`
 //!    again. Each route's requests/s is divided by the baseline's, so what the table

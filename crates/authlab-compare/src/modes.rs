@@ -90,6 +90,12 @@ pub const SESSION: &str = "/session/me";
 pub const REDIS: &str = "/redis/me";
 /// The row of `/redis/me` with the client-side cache on.
 pub const REDIS_CACHED: &str = "/redis/me (cached)";
+/// The row of `/redis/me` through a deadpool-redis pool (its defaults: `UNWATCH` + `PING` at
+/// every checkout, four connections per core).
+pub const REDIS_DEADPOOL: &str = "/redis/me (deadpool)";
+/// The row of `/redis/me` through deadpool at its best: no checkout ping, a connection for every
+/// request in flight.
+pub const REDIS_DEADPOOL_FAST: &str = "/redis/me (deadpool-fast, 32)";
 /// The row of `/jwt/me` with the denylist's answers cached in process.
 pub const JWT_CACHED: &str = "/jwt/me (denylist cached)";
 /// The row of `/jwt/me` with the denylist off.
@@ -175,6 +181,29 @@ pub const MODES: &[Mode] = &[
         target: Some(REDIS_CACHED_TARGET),
         scale_out: true,
         revocable: true,
+        metrics_off_of: None,
+    },
+    Mode {
+        key: "redis-deadpool",
+        row: REDIS_DEADPOOL,
+        label: "redis, deadpool",
+        backend: Backend::Redis,
+        flags: &["--redis-pool", "deadpool"],
+        target: None,
+        scale_out: false,
+        revocable: false,
+        metrics_off_of: None,
+    },
+    Mode {
+        key: "redis-deadpool-fast",
+        row: REDIS_DEADPOOL_FAST,
+        label: "redis, deadpool at its best",
+        backend: Backend::Redis,
+        // As many pooled connections as the load keeps requests in flight (32 by default).
+        flags: &["--redis-pool", "deadpool-fast", "--redis-pool-size", "32"],
+        target: None,
+        scale_out: false,
+        revocable: false,
         metrics_off_of: None,
     },
     Mode {

@@ -1,4 +1,5 @@
-//! Multiplexed Redis connections, one per worker thread, re-established after a failure.
+//! Multiplexed Redis connections, one per worker thread, re-established after a failure (or, with
+//! `--redis-pool deadpool`, a deadpool-redis pool instead: [`crate::pool`]).
 //!
 //! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
 //! latency histogram and an error counter per kind of command), which the server registers with its
@@ -19,6 +20,8 @@ use thread_local::ThreadLocal;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::pool::{Lent, PoolSettings, RedisPool};
+
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisBackendError {
@@ -31,6 +34,10 @@ pub enum RedisBackendError {
     /// A recent attempt to connect failed; we are waiting before trying again.
     #[error("Redis was unreachable moments ago; not retrying yet")]
     BackingOff,
+    /// No pooled connection could be had in time (`--redis-pool deadpool`), or the pool could
+    /// not be set up.
+    #[error("no pooled Redis connection was available")]
+    Pool(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Redis answered with an error (wrong type, out of memory, ...).
     #[error("Redis answered with an error")]
     Command(#[source] redis::RedisError),
@@ -154,6 +161,11 @@ pub struct RedisConnection {
     metrics: RedisMetrics,
     /// How many connections have been established so far: the next one's [`ConnectionId`].
     established: AtomicU64,
+    /// With `--redis-pool deadpool*`: a pool that lends a connection per command, used instead
+    /// of the per-thread connections (see [`crate::pool`]).
+    pool: Option<RedisPool>,
+    /// How long a command may wait for a pooled connection.
+    pool_wait: Duration,
 }
 
 /// Which established connection answered a command: every (re)connection gets a new id.
@@ -163,6 +175,12 @@ pub struct RedisConnection {
 /// on this to notice a restart without asking Redis anything more on the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    pub(crate) fn new(n: u64) -> Self {
+        Self(n)
+    }
+}
 
 /// A live connection and its id.
 struct Live {
@@ -199,7 +217,22 @@ impl RedisConnection {
             slots: ThreadLocal::new(),
             metrics: RedisMetrics::default(),
             established: AtomicU64::new(0),
+            pool: None,
+            pool_wait: timeouts.connect,
         })
+    }
+
+    /// Lends connections from a deadpool-redis pool instead of keeping one multiplexed
+    /// connection per thread: the measured alternative (`--redis-pool deadpool`), not the
+    /// default. Nothing connects until the first command.
+    pub fn with_pool(mut self, settings: PoolSettings) -> Result<Self, RedisBackendError> {
+        self.pool = Some(RedisPool::new(
+            self.client.get_connection_info().clone(),
+            self.config.clone(),
+            self.pool_wait,
+            settings,
+        )?);
+        Ok(self)
     }
 
     /// Reports every command's latency and failures to `metrics` from now on.
@@ -265,6 +298,16 @@ impl RedisConnection {
         cmd: &redis::Cmd,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.query;
+        if let Some(pool) = &self.pool {
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
+            let started = self.metrics.timed.then(StdInstant::now);
+            let result = cmd.query_async(lent.conn()).await;
+            let id = lent.id();
+            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
+        }
         let slot = self.slot();
         let (mut conn, id) = self
             .connection(slot)
@@ -289,6 +332,16 @@ impl RedisConnection {
         pipe: &redis::Pipeline,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.pipeline;
+        if let Some(pool) = &self.pool {
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
+            let started = self.metrics.timed.then(StdInstant::now);
+            let result = pipe.query_async(lent.conn()).await;
+            let id = lent.id();
+            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
+        }
         let slot = self.slot();
         let (mut conn, id) = self
             .connection(slot)
@@ -305,6 +358,15 @@ impl RedisConnection {
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisBackendError> {
         let observed = &self.metrics.script;
+        if let Some(pool) = &self.pool {
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
+            let started = self.metrics.timed.then(StdInstant::now);
+            let result = script.invoke_async(lent.conn()).await;
+            return observe(observed, started, classify_lent(lent, result));
+        }
         let slot = self.slot();
         let (mut conn, _) = self
             .connection(slot)
@@ -379,7 +441,20 @@ fn classify<T>(slot: &Slot, result: redis::RedisResult<T>) -> Result<T, RedisBac
     }
 }
 
-fn is_connection_failure(err: &redis::RedisError) -> bool {
+/// [`classify`] for a pooled connection: one that broke leaves the pool for good.
+fn classify_lent<T>(lent: Lent, result: redis::RedisResult<T>) -> Result<T, RedisBackendError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(err) if is_connection_failure(&err) => {
+            tracing::warn!(error = %err, "lost a pooled Redis connection");
+            lent.discard();
+            Err(RedisBackendError::Unreachable(err))
+        }
+        Err(err) => Err(RedisBackendError::Command(err)),
+    }
+}
+
+pub(crate) fn is_connection_failure(err: &redis::RedisError) -> bool {
     err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
