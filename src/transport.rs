@@ -158,9 +158,9 @@ impl Transport {
 /// `memchr`-style scans, instead of `to_str`, `trim` and `contains` each walking it byte by byte.
 fn authorization_token(value: &[u8]) -> Result<&str, AuthError> {
     // `fold`, not `all`: no early exit, so the compiler can check 16 or 32 bytes at a time.
-    let visible = value
-        .iter()
-        .fold(true, |ok, &b| ok & (matches!(b, 0x20..=0x7e) | (b == b'\t')));
+    let visible = value.iter().fold(true, |ok, &b| {
+        ok & (matches!(b, 0x20..=0x7e) | (b == b'\t'))
+    });
     if !visible {
         return Err(AuthError::Invalid);
     }
@@ -239,7 +239,12 @@ mod tests {
             Err(AuthError::Invalid)
         ));
         // Bytes `HeaderValue::to_str` refuses make the header invalid, whatever the scheme.
-        for bad in [&b"Bearer ab\x80c"[..], b"Basic \xff", b"Bearer a\x7fb", b"Bearer a\x01"] {
+        for bad in [
+            &b"Bearer ab\x80c"[..],
+            b"Basic \xff",
+            b"Bearer a\x7fb",
+            b"Bearer a\x01",
+        ] {
             assert!(
                 matches!(authorization_token(bad), Err(AuthError::Invalid)),
                 "{bad:?}"

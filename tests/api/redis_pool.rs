@@ -87,7 +87,10 @@ async fn deadpool_pings_redis_at_every_checkout_and_deadpool_fast_does_not() {
         let before = pings(&url).await;
         let probe = before - first;
         for _ in 0..REQUESTS {
-            assert_eq!(app.me(Backend::Redis, &token).await.status(), StatusCode::OK);
+            assert_eq!(
+                app.me(Backend::Redis, &token).await.status(),
+                StatusCode::OK
+            );
         }
         let sent = pings(&url).await - before - probe;
         // One request at a time: every checkout but a connection's first is recycled.
@@ -106,7 +109,10 @@ async fn a_pooled_connection_that_redis_dropped_is_never_lent_again() {
         })
         .await;
         let (_, token) = app.logged_in(Backend::Redis).await;
-        assert_eq!(app.me(Backend::Redis, &token).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.me(Backend::Redis, &token).await.status(),
+            StatusCode::OK
+        );
 
         // Redis drops every client but the one asking (the app's pooled connections).
         let client = redis::Client::open(url.as_str()).expect("a Redis URL");

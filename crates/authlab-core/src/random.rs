@@ -47,6 +47,9 @@ mod tests {
                 seen[usize::from(byte)] = true;
             }
         }
-        assert!(seen.iter().all(|&s| s), "16 KiB of output covers every byte value");
+        assert!(
+            seen.iter().all(|&s| s),
+            "16 KiB of output covers every byte value"
+        );
     }
 }

@@ -245,7 +245,9 @@ impl<'de> Deserialize<'de> for Claim {
 /// Reads a JSON string without escapes or control characters into an empty `slot`.
 fn plain_text<'j>(slot: &mut Option<Cow<'j, str>>, rest: &mut &'j [u8]) -> Option<()> {
     let body = rest.strip_prefix(b"\"")?;
-    let end = body.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let end = body
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
     if body[end] != b'"' || slot.is_some() {
         return None;
     }
@@ -1155,7 +1157,18 @@ mod tests {
 
     /// Every value a claims set yields, for comparing two parses of it.
     #[allow(clippy::type_complexity)]
-    fn fields(c: &AccessClaims<'_>) -> (String, String, u64, Option<u64>, u64, String, String, String) {
+    fn fields(
+        c: &AccessClaims<'_>,
+    ) -> (
+        String,
+        String,
+        u64,
+        Option<u64>,
+        u64,
+        String,
+        String,
+        String,
+    ) {
         (
             c.iss.to_string(),
             c.sub.to_string(),

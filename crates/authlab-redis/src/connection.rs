@@ -289,7 +289,10 @@ impl RedisConnection {
     ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.query;
         if let Some(pool) = &self.pool {
-            let mut lent = pool.get().await.inspect_err(|_| observed.errors.increment(1))?;
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
             let started = self.metrics.timed.then(StdInstant::now);
             let result = cmd.query_async(lent.conn()).await;
             let id = lent.id();
@@ -320,7 +323,10 @@ impl RedisConnection {
     ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.pipeline;
         if let Some(pool) = &self.pool {
-            let mut lent = pool.get().await.inspect_err(|_| observed.errors.increment(1))?;
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
             let started = self.metrics.timed.then(StdInstant::now);
             let result = pipe.query_async(lent.conn()).await;
             let id = lent.id();
@@ -343,7 +349,10 @@ impl RedisConnection {
     ) -> Result<T, RedisBackendError> {
         let observed = &self.metrics.script;
         if let Some(pool) = &self.pool {
-            let mut lent = pool.get().await.inspect_err(|_| observed.errors.increment(1))?;
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
             let started = self.metrics.timed.then(StdInstant::now);
             let result = script.invoke_async(lent.conn()).await;
             return observe(observed, started, classify_lent(lent, result));

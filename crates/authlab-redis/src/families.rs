@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authlab_core::{
-    AuthError, ClientInfo, Clock, random, Exchange, Identity, NewFamily, RefreshFamilies, RevokedFamily,
-    Rotated, SessionInfo, SystemClock, TokenInfo, TokenKind,
+    AuthError, ClientInfo, Clock, Exchange, Identity, NewFamily, RefreshFamilies, RevokedFamily,
+    Rotated, SessionInfo, SystemClock, TokenInfo, TokenKind, random,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authlab_core::{
-    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry,
-    random,
+    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry, random,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -131,7 +130,6 @@ impl From<SessionError> for AuthError {
         }
     }
 }
-
 
 /// Settings for [`SessionAuthenticator`].
 #[derive(Debug, Clone)]
@@ -411,11 +409,8 @@ impl SessionRegistry for SessionAuthenticator {
                         .to_owned(),
                     created_at: self.unix_seconds(session.created_s),
                     // The idle deadline is always "last use + idle TTL" (or the absolute end).
-                    last_used_at: self.unix_seconds(
-                        expires
-                            .saturating_sub(self.idle_s)
-                            .max(session.created_s),
-                    ),
+                    last_used_at: self
+                        .unix_seconds(expires.saturating_sub(self.idle_s).max(session.created_s)),
                     expires_at: self.unix_seconds(expires),
                     user_agent: session.user_agent.as_ref().map(|ua| ua.0.to_string()),
                 })

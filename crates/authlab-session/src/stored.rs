@@ -136,11 +136,23 @@ mod tests {
 
     #[test]
     fn names_round_trip_in_place_and_boxed() {
-        for name in ["", "alice", "exactly-22-bytes-name!", "ünïcødé", &"x".repeat(256)] {
+        for name in [
+            "",
+            "alice",
+            "exactly-22-bytes-name!",
+            "ünïcødé",
+            &"x".repeat(256),
+        ] {
             assert_eq!(StoredName::new(name).as_str(), name);
         }
-        assert!(matches!(StoredName::new("exactly-22-bytes-name!"), StoredName::Inline { .. }));
-        assert!(matches!(StoredName::new("twenty-three-bytes-name"), StoredName::Boxed(_)));
+        assert!(matches!(
+            StoredName::new("exactly-22-bytes-name!"),
+            StoredName::Inline { .. }
+        ));
+        assert!(matches!(
+            StoredName::new("twenty-three-bytes-name"),
+            StoredName::Boxed(_)
+        ));
     }
 
     #[test]
