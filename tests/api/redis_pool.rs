@@ -128,14 +128,19 @@ async fn a_pooled_connection_that_redis_dropped_is_never_lent_again() {
         assert!(killed >= 1, "the app had a connection open");
         tokio::time::sleep(Duration::from_millis(50)).await;
 
-        // With the checkout PING the dead connection is caught before it is lent; without it,
-        // the one request that finds it dead answers 503 and takes it out of the pool.
+        // With the checkout PING a dead connection is caught before it is lent; without it, the
+        // one request that finds a dead connection answers 503 and takes it out of the pool:
+        // at most one 503 per connection Redis dropped, never the same one twice.
         let mut statuses = Vec::new();
         for _ in 0..10 {
             statuses.push(app.me(Backend::Redis, &token).await.status());
         }
         let failed = statuses.iter().filter(|s| **s != StatusCode::OK).count();
-        let allowed = usize::from(pool == RedisPool::DeadpoolFast);
+        let allowed = if pool == RedisPool::DeadpoolFast {
+            usize::try_from(killed).unwrap_or(0)
+        } else {
+            0
+        };
         assert!(failed <= allowed, "{pool:?}: {statuses:?}");
         assert_eq!(statuses.last(), Some(&StatusCode::OK), "{pool:?}");
         if let Some(refused) = statuses.iter().find(|s| **s != StatusCode::OK) {
