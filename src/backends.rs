@@ -4,9 +4,10 @@
 //! build their backends here too, so what they measure is exactly what the server serves.
 //!
 //! The Redis-backed pieces share one [`RedisConnection`] (a multiplexed connection per worker
-//! thread; nothing connects until the first command, so building never needs Redis to be up).
-//! With `--redis-cache on` or `--jwt-denylist cached`, each of those gets its own client-side cache
-//! ([`redis_cache`]): a tracking connection on its own thread, started here.
+//! thread, or a deadpool-redis pool with `--redis-pool deadpool`; nothing connects until the
+//! first command, so building never needs Redis to be up). With `--redis-cache on` or
+//! `--jwt-denylist cached`, each of those gets its own client-side cache ([`redis_cache`]): a
+//! tracking connection on its own thread, started here.
 //! Refresh-token families derive their successor key from the JWT secret (see authlab-redis
 //! `families`), so every instance given the same secret agrees on successors.
 
@@ -15,14 +16,16 @@ use std::sync::Arc;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
-    CacheConfig, ClusterTuning, FamilyConfig, RedisBackendError, RedisConnection, RedisDenylist,
-    RedisFamilies, RedisMetrics, RedisTimeouts, RedisTokenAuthenticator, RedisTokenConfig,
-    TokenFormat, TrackedCache, WriteConfirmation,
+    CacheConfig, ClusterTuning, FamilyConfig, PoolSettings, RedisBackendError, RedisConnection,
+    RedisDenylist, RedisFamilies, RedisMetrics, RedisTimeouts, RedisTokenAuthenticator,
+    RedisTokenConfig, TokenFormat, TrackedCache, WriteConfirmation,
 };
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
 
-use crate::config::{DenylistMode, RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch};
+use crate::config::{
+    DenylistMode, RedisPool, RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch,
+};
 
 /// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
 /// families in Redis (or stateless refresh JWTs).
@@ -56,9 +59,21 @@ pub fn redis_connection_with_metrics(
         replicas: settings.confirm_replicas(),
         timeout: settings.confirm_timeout,
     };
-    RedisConnection::new(&settings.url, timeouts)?
-        .with_confirmation(confirmation)
-        .map(|c| Arc::new(c.with_metrics(metrics)))
+    let connection = RedisConnection::new(&settings.url, timeouts)?
+        .with_confirmation(confirmation)?
+        .with_metrics(metrics);
+    let pooled = |ping_on_checkout| PoolSettings {
+        max_size: settings
+            .pool_size
+            .map_or_else(PoolSettings::default_size, usize::from),
+        ping_on_checkout,
+    };
+    let connection = match settings.pool {
+        RedisPool::Multiplexed => connection,
+        RedisPool::Deadpool => connection.with_pool(pooled(true))?,
+        RedisPool::DeadpoolFast => connection.with_pool(pooled(false))?,
+    };
+    Ok(Arc::new(connection))
 }
 
 /// In-memory sessions with the configured idle and absolute lifetimes.

@@ -17,6 +17,8 @@
 //! | `--redis-cluster-timeout` | `AUTHLAB_REDIS_CLUSTER_TIMEOUT` | `250ms` (one cluster node's answer) |
 //! | `--redis-cluster-deadline` | `AUTHLAB_REDIS_CLUSTER_DEADLINE` | `1s` (a cluster request, retries included) |
 //! | `--redis-cluster-retry-wait` | `AUTHLAB_REDIS_CLUSTER_RETRY_WAIT` | `20ms..200ms` (first..longest wait before a cluster retry) |
+//! | `--redis-pool` | `AUTHLAB_REDIS_POOL` | `multiplexed` (or `deadpool`, `deadpool-fast`) |
+//! | `--redis-pool-size` | `AUTHLAB_REDIS_POOL_SIZE` | four per core (deadpool's default) |
 //! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
 //! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
 //! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
@@ -88,6 +90,21 @@ pub enum RedisTokenFormat {
     Random256,
 }
 
+/// How the Redis-backed pieces hold their connections (`--redis-pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisPool {
+    /// One multiplexed connection per worker thread, pipelining every in-flight command: the
+    /// default, and the fast one.
+    Multiplexed,
+    /// deadpool-redis as its documentation shows it: one connection lent per command, checked
+    /// with `UNWATCH` + `PING` at every checkout. For comparison: it caps throughput at pool size
+    /// over the round trip, and doubles the round trips.
+    Deadpool,
+    /// deadpool at its best: no checkout `PING` (a connection that fails is dropped from the
+    /// pool instead). Give it `--redis-pool-size` >= the requests in flight.
+    DeadpoolFast,
+}
+
 /// How to reach Redis: declared once, and shared by `authlab serve` and `authlab compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisSettings {
@@ -144,6 +161,28 @@ pub struct RedisSettings {
     /// (growing from the first to the longest), so requests succeed right after a failover.
     #[arg(id = "redis_cluster_retry_wait", long = "redis-cluster-retry-wait", value_name = "MIN..MAX", env = "AUTHLAB_REDIS_CLUSTER_RETRY_WAIT", default_value = "20ms..200ms", value_parser = parse_retry_wait)]
     pub cluster_retry_wait: RetryWait,
+
+    /// How connections are held: `multiplexed` (one per worker, pipelined), or a deadpool-redis
+    /// pool lending one per command, `deadpool` (with its `UNWATCH` + `PING` at checkout) or
+    /// `deadpool-fast` (no checkout ping). The pools are there to be measured against the default.
+    #[arg(
+        id = "redis_pool",
+        long = "redis-pool",
+        env = "AUTHLAB_REDIS_POOL",
+        value_enum,
+        default_value = "multiplexed"
+    )]
+    pub pool: RedisPool,
+
+    /// Most connections a deadpool pool opens (default: four per core, deadpool's own default).
+    #[arg(
+        id = "redis_pool_size",
+        long = "redis-pool-size",
+        value_name = "N",
+        env = "AUTHLAB_REDIS_POOL_SIZE",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub pool_size: Option<u16>,
 }
 
 /// How many replicas confirm a write that ends a credential (`--redis-confirm-replicas`).
@@ -409,6 +448,21 @@ impl Settings {
             ("bind", self.bind.clone()),
             ("database_url", redact_url(&self.database_url)),
             ("redis_url", redact_url(&self.redis.url)),
+            (
+                "redis_pool",
+                match (self.redis.pool, self.redis.pool_size) {
+                    (RedisPool::Multiplexed, _) => "multiplexed".to_owned(),
+                    (pool, size) => format!(
+                        "{} ({} connections)",
+                        if pool == RedisPool::Deadpool {
+                            "deadpool"
+                        } else {
+                            "deadpool-fast"
+                        },
+                        size.map_or_else(authlab_redis::PoolSettings::default_size, usize::from)
+                    ),
+                },
+            ),
             ("redis_prefix", self.redis_prefix.clone()),
             (
                 "redis_token_format",

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::{self, Audit};
 use crate::backends;
-use crate::config::{RefreshKind, Settings, Switch};
+use crate::config::{DenylistMode, RefreshKind, Settings, Switch};
 use crate::error::ApiError;
 use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
 use crate::middleware::csrf::CsrfPolicy;
@@ -157,7 +157,7 @@ impl Application {
         let shared = web::Data::new(Shared {
             users,
             redis: redis.clone(),
-            jwt_uses_redis: settings.jwt_denylist == Switch::On
+            jwt_uses_redis: settings.jwt_denylist != DenylistMode::Off
                 || settings.jwt_refresh == RefreshKind::Stored,
             backends: vec![
                 session.clone().into_inner(),

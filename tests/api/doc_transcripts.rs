@@ -84,7 +84,7 @@ const MASKS: [(&str, &str); 11] = [
     // A session cookie's id (128 bits, 22 base64url characters).
     (r"sid=[A-Za-z0-9_-]{22}", "sid=<sid>"),
     // A session's public id in the session list.
-    (r#"("id": ?)"[A-Za-z0-9_-]{16}""#, "$1\"<session-id>\""),
+    (r#"("id": ?)"[A-Za-z0-9_-]{11}""#, "$1\"<session-id>\""),
     // A removal cookie's date.
     (r"Expires=[^;\n]*GMT", "Expires=<date>"),
     // Unix times (iat, exp, created_at, sorted-set scores...).

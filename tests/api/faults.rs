@@ -211,7 +211,7 @@ async fn livez_says_ok_with_every_backend_ok_and_keeps_stateless_jwt_ok_when_red
     let url = redis.url();
     let stateless = spawn_app_with(|s| {
         s.redis.url = url;
-        s.jwt_denylist = authlab::config::Switch::Off;
+        s.jwt_denylist = authlab::config::DenylistMode::Off;
         s.jwt_refresh = authlab::config::RefreshKind::Stateless;
     })
     .await;

@@ -20,6 +20,7 @@ mod openapi;
 mod password_policy;
 mod postgres;
 mod redis_cluster;
+mod redis_pool;
 mod scale_out;
 mod sentinel;
 mod throttle;

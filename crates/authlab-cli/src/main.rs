@@ -22,8 +22,12 @@ which would show it to everyone running `ps`).";
 
 const COMPARE_NOTES: &str = "\
 Examples:
-  authlab compare --out report                    # about 3.5 minutes; needs the local Redis
-  authlab compare --rounds 5 --skip-memory        # throughput and latency only
+  authlab compare --out report                    # about 5 minutes; needs the local Redis
+  authlab compare --rounds 5 --skip-memory        # without the memory probes
+  authlab compare --modes redis,redis-cached      # two modes only, about 1.5 minutes
+
+The default run: 3 rounds x (10 modes + /hello twice) x (2 s warm-up + 5 s), the memory probes
+(1,000,000 sessions), 1,000 revocation samples per revocable mode, the login cost.
 
 Every line it prints fits 80 columns. The in-process servers log warnings only; RUST_LOG=info
 shows their start-up lines. Ctrl-C stops the run, the servers, and removes the run's Redis keys
@@ -52,8 +56,9 @@ enum Command {
     /// Run the HTTP service with all three backends mounted (/session, /redis, /jwt).
     #[command(after_help = EXAMPLES)]
     Serve(Box<Settings>),
-    /// Measure the backends side by side: throughput, latency, Redis round trips, memory,
-    /// login cost and scale-out, in one run; writes report.json, report.md and SVG charts.
+    /// Measure every mode of the backends side by side: throughput, latency, Redis round trips,
+    /// cache hits, memory, login cost, scale-out and revocation latency across two instances,
+    /// in one run; writes report.json, report.md and SVG charts.
     #[command(after_help = COMPARE_NOTES)]
     Compare(Box<authlab_compare::CompareArgs>),
     /// Run real Redis (one, Sentinel or Cluster), N instances of this server and HAProxy on

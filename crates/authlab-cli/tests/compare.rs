@@ -158,3 +158,168 @@ fn ctrl_c_stops_the_run_removes_its_files_and_redis_keys_and_exits_130() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// `report.json` of a run, parsed.
+fn report_json(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_short_run_reports_one_row_per_chosen_mode_and_revocation_latency_across_two_instances() {
+    let tmp = scratch();
+    let out = compare(&tmp)
+        .args([
+            "--skip-memory",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0s",
+            "--duration",
+            "100ms",
+            "--login-duration",
+            "50ms",
+            "--modes",
+            "jwt-denylist-cached,jwt-denylist,session,redis-cached,redis",
+            "--revocation-samples",
+            "1000",
+            "--out",
+        ])
+        .arg(tmp.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    let report = report_json(&tmp.join("report"));
+
+    // One row per chosen mode, in the table's order, between the two baselines; each names its
+    // mode and the flags its instance was started with.
+    let rows: Vec<(&str, Option<&str>, Option<&str>)> = report["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["mode"].as_str(),
+                r["flags"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("/hello", None, None),
+            ("/session/me", Some("session"), Some("(defaults)")),
+            ("/redis/me", Some("redis"), Some("(defaults)")),
+            (
+                "/redis/me (cached)",
+                Some("redis-cached"),
+                Some("--redis-cache on")
+            ),
+            (
+                "/jwt/me (denylist on)",
+                Some("jwt-denylist"),
+                Some("--jwt-denylist on")
+            ),
+            (
+                "/jwt/me (denylist cached)",
+                Some("jwt-denylist-cached"),
+                Some("--jwt-denylist cached")
+            ),
+            ("/hello (again)", None, None),
+        ]
+    );
+
+    // The cached rows report their cache's work (it served hits), the others have no cache.
+    for route in report["routes"].as_array().unwrap() {
+        let cache = &route["cache"];
+        match route["mode"].as_str() {
+            Some("redis-cached" | "jwt-denylist-cached") => {
+                assert!(cache["hits"].as_u64().unwrap() > 0, "{route}");
+                let ratio = cache["hit_ratio"].as_f64().unwrap();
+                assert!(0.0 < ratio && ratio <= 1.0, "{route}");
+            }
+            _ => assert!(cache.is_null(), "{route}"),
+        }
+    }
+
+    // Revocation latency for the revocable modes chosen, every sample refused.
+    let revocation = report["revocation"].as_array().unwrap();
+    let measured: Vec<&str> = revocation
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        measured,
+        vec![
+            "redis",
+            "redis-cached",
+            "jwt-denylist",
+            "jwt-denylist-cached"
+        ]
+    );
+    for r in revocation {
+        let mode = r["mode"].as_str().unwrap();
+        assert_eq!(r["samples"], 1000, "{mode}: {r}");
+        assert_eq!(r["refused"], 1000, "{mode}: every sample refused: {r}");
+        assert_eq!(r["never_refused"], 0, "{mode}: {r}");
+        assert_eq!(
+            r["refusal_statuses"],
+            serde_json::json!({"401": 1000}),
+            "{mode}: refused as revoked, never as unavailable: {r}"
+        );
+        let us = |key: &str| r[key].as_u64().unwrap();
+        assert!(
+            us("p50_us") <= us("p99_us") && us("p99_us") <= us("max_us"),
+            "{mode}: {r}"
+        );
+        assert!(
+            us("max_us") < 1_000_000,
+            "{mode}: under the give-up time: {r}"
+        );
+        assert!(
+            0 < us("answered_p50_us") && us("answered_p50_us") <= us("answered_p99_us"),
+            "{mode}: a refusal takes a round trip: {r}"
+        );
+        // An uncached mode asks Redis on every request, and the revocation's answer comes after
+        // Redis changed: the very first probe of the other instance is refused, every time. A
+        // cached one may accept a few more probes, until Redis's invalidation arrives.
+        if !mode.ends_with("cached") {
+            assert_eq!(r["mean_probes"], 1.0, "{mode}: {r}");
+            assert_eq!(us("max_us"), 0, "{mode}: {r}");
+        }
+    }
+    let md = std::fs::read_to_string(tmp.join("report/report.md")).unwrap();
+    assert!(
+        md.contains("## Revocation latency across two instances"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `/jwt/me (denylist on)` | `jwt-denylist` | `--jwt-denylist on` |"),
+        "{md}"
+    );
+    assert!(
+        stdout.contains("Revocation latency across two instances"),
+        "{stdout}"
+    );
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn an_unknown_mode_is_refused_with_the_list_of_modes() {
+    let tmp = scratch();
+    let out = compare(&tmp)
+        .args(["--modes", "redis,redis-turbo", "--out"])
+        .arg(tmp.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no mode \"redis-turbo\""), "{stderr}");
+    assert!(stderr.contains("the modes are session,"), "{stderr}");
+    assert!(!tmp.join("report").exists());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

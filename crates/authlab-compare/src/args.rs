@@ -14,9 +14,23 @@ use clap::builder::RangedU64ValueParser;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
     /// Drive an already running server at this URL (e.g. `http://127.0.0.1:8080`) instead of
-    /// starting two instances in-process.
-    #[arg(long)]
+    /// starting an instance per mode in-process (one row per backend, as that server is
+    /// configured).
+    #[arg(long, conflicts_with = "modes")]
     pub target: Option<String>,
+
+    /// The modes to measure, comma-separated (default: every one): session,
+    /// session-metrics-off, redis, redis-cached, redis-deadpool, redis-deadpool-fast, jwt,
+    /// jwt-metrics-off, jwt-denylist, jwt-denylist-cached. Each is an instance started with the
+    /// `authlab serve` flags of its row in report.md; `/hello` always runs.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = crate::modes::parse_key)]
+    pub modes: Vec<String>,
+
+    /// Samples of the revocation-latency probe per revocable mode: a fresh token, accepted by a
+    /// second instance, revoked on the first, the second probed until it refuses (0 skips it;
+    /// at most 100000).
+    #[arg(long, default_value_t = 1_000, value_parser = count(0, 100_000))]
+    pub revocation_samples: usize,
 
     /// Concurrent keep-alive connections per route, like `wrk -c` (1 to 10000).
     #[arg(long, default_value_t = 32, value_parser = count(1, 10_000))]

@@ -9,6 +9,12 @@ pub enum CompareError {
     /// An in-process instance did not start.
     #[error("the in-process server did not start")]
     Startup(#[source] StartupError),
+    /// A mode's flags are not flags of `authlab serve` (a table that drifted from the server).
+    #[error("a mode cannot be configured")]
+    Mode(#[source] crate::modes::ModeFlagsError),
+    /// `--modes` left nothing to measure.
+    #[error("no mode to measure (--modes)")]
+    NoModes,
     /// The server thread ended before reporting its ports.
     #[error("the in-process server thread stopped unexpectedly")]
     ServerThread,

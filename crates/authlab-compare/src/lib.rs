@@ -3,35 +3,43 @@
 //! The articles this project answers argue in sentences ("JWT needs no lookup", "Redis adds a round
 //! trip"); this command turns each sentence into a number taken on the machine it runs on:
 //!
-//! 1. **Throughput and latency.** The same closed-loop load ([`authlab_loadgen`]: N keep-alive
-//!    connections, a warm-up, then a measured window) is driven at `/hello` (no authentication:
-//!    the baseline), `/session/me`, `/redis/me`, `/jwt/me` with the Redis denylist off and on,
-//!    and `/hello` again. Each route's requests/s is divided by the baseline's, so what the table
+//! 1. **Throughput and latency, per mode.** A mode is an instance configuration, the
+//!    `authlab serve` flags that make it ([`modes`]: session; redis uncached, cached and through
+//!    deadpool-redis; jwt with the denylist off, on and cached; two metrics-off instances). The same closed-loop load
+//!    ([`authlab_loadgen`]: N keep-alive connections, a warm-up, then a measured window) is
+//!    driven at `/hello` (no authentication: the baseline), every mode's `/me`, and `/hello`
+//!    again. Each route's requests/s is divided by the baseline's, so what the table
 //!    shows is the cost of authentication alone, not of HTTP or JSON. The whole sequence runs
 //!    `--rounds` times and each ratio is the median over rounds of (route / that round's
 //!    baseline): on a shared two-core machine a single pass can be off by tens of percent.
 //!    Every non-2xx answer is counted and shown.
 //! 2. **Round trips**, as Redis itself counts them: `INFO commandstats` before and after each route,
-//!    divided by the requests sent.
+//!    divided by the requests sent, less what Redis ran at the same rate while only `/hello` ran
+//!    (the cached instances' heartbeats); and for a cached mode its cache's hits, misses and hit
+//!    ratio, from the instance's own `/metrics`.
 //! 3. **Login cost**, apart from verify: logins/s at `POST /jwt/login` (argon2id dominates).
 //! 4. **Memory**: process RSS per live session at 10k / 100k / 1M sessions (created in-process
 //!    with `SessionAuthenticator::issue`, not over HTTP), the verify time at each population, and
 //!    Redis `used_memory` per live opaque token.
-//! 5. **Scale-out and revocation**: two instances sharing Redis and the JWT secret; a credential
-//!    from one is presented to the other, then logged out, and each instance is asked again.
+//! 5. **Scale-out and revocation**: two instances of a mode sharing Redis and the JWT secret; a
+//!    credential from one is presented to the other, then logged out, and each instance is asked
+//!    again.
+//! 6. **Revocation latency across two instances** ([`revocation`]): for every revocable mode,
+//!    `--revocation-samples` times: revoke a token on one instance, probe the other until it
+//!    refuses.
 //!
 //! # How the run is arranged
 //! By default the service runs **in this process**, exactly as `authlab serve` builds it
-//! ([`authlab::startup::Application::build`]), twice: instance A with the JWT denylist off and instance B with it on,
-//! sharing a fresh temporary SQLite file, one unique Redis key prefix (removed at the end) and one
-//! random JWT secret. The servers run on an actix system thread of their own; the load generator
+//! ([`authlab::startup::Application::build`]), once per mode (twice for a mode the scale-out and
+//! revocation checks need), every instance sharing a fresh temporary SQLite file, one unique Redis
+//! key prefix (removed at the end) and one random JWT secret. The servers run on an actix system thread of their own; the load generator
 //! runs on a Tokio runtime of its own ([`authlab_loadgen::run_blocking`]), so the two never share a
 //! scheduler (they do share the machine's cores: `--workers` and `--threads` split them, 1 + 1 by
 //! default on two cores, like `wrk -t1` beside a one-worker server).
 //!
 //! With `--target URL` the generator drives a server that is already running instead (one
-//! instance: the `/jwt/me` row then measures whatever denylist setting that server has, and the
-//! scale-out check is skipped).
+//! instance, one row per backend: the `/jwt/me` row then measures whatever denylist setting that
+//! server has, and the scale-out and revocation checks are skipped).
 //!
 //! # What it prints
 //! While it runs, one line per step on stderr, each with the ETA of the whole run computed from
@@ -49,12 +57,15 @@
 //!
 //! # Layout
 //! - [`args`]: the command's flags and their ranges; [`error`]: what can stop a run;
+//! - [`modes`]: the table of modes, the one place that says what a run measures;
 //! - [`mod@run`]: the order of the run, route by route and round by round;
 //! - [`progress`]: the planned schedule, its ETA and the progress lines;
 //! - [`interrupt`]: stopping on Ctrl-C, and cleaning up;
 //! - [`setup`]: the in-process servers, the one-shot HTTP calls (register, log in), the checks,
 //!   the temporary directory;
-//! - [`probes`]: what is measured outside HTTP: RSS, Redis `INFO`, the session population;
+//! - [`probes`]: what is measured outside HTTP: RSS, Redis `INFO`, the session population, the
+//!   caches' `/metrics` series;
+//! - [`revocation`]: revocation latency across two instances;
 //! - [`report`]: the data model (`report.json`), its statistics, the "which should I choose"
 //!   statements, and three renderings (terminal tables, `report.md`, SVG charts).
 //!
@@ -67,6 +78,7 @@
 pub mod args;
 pub mod error;
 pub mod interrupt;
+pub mod modes;
 pub mod probes;
 pub mod progress;
 pub mod report;

@@ -216,6 +216,78 @@ pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -
     }
 }
 
+/// The prefix of the client-side caches' series at `/metrics` (the redis backend's
+/// `--redis-cache on`, label `cache="redis"`, and `--jwt-denylist cached`, `cache="jwt_denylist"`).
+pub const CACHE_SERIES_PREFIX: &str = "authlab_redis_cache_";
+
+/// Series values by name, as `/metrics` shows them.
+pub type Counters = BTreeMap<String, f64>;
+
+/// Reads the `authlab_redis_cache_*` samples of one cache (`cache="<cache>"`) from Prometheus
+/// text: the series name and its value. Comments, other series and other caches are skipped.
+pub fn cache_counters(text: &str, cache: &str) -> Counters {
+    let label = format!("cache=\"{cache}\"");
+    let mut counters = Counters::new();
+    for line in text.lines() {
+        if !line.starts_with(CACHE_SERIES_PREFIX) {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        if !labels.split(',').any(|l| l.trim() == label) {
+            continue;
+        }
+        if let Ok(value) = value.trim().parse::<f64>() {
+            counters.insert(name.to_owned(), value);
+        }
+    }
+    counters
+}
+
+/// What a mode's client-side cache did while its row was measured (every round, warm-ups
+/// included), from its `/metrics` series.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct CacheActivity {
+    /// Lookups answered from memory (`authlab_redis_cache_hits_total` growth).
+    pub hits: u64,
+    /// Lookups that went to Redis (`authlab_redis_cache_misses_total` growth).
+    pub misses: u64,
+    /// Hits over lookups; `None` if there was no lookup.
+    pub hit_ratio: Option<f64>,
+    /// Keys Redis (or the instance) invalidated.
+    pub invalidations: u64,
+    /// Times the whole cache was emptied (a disconnect, a failed heartbeat, `FLUSHALL`).
+    pub flushes: u64,
+    /// Entries dropped to stay within `--redis-cache-size`.
+    pub evictions: u64,
+    /// Entries held at the end of the last round.
+    pub entries: u64,
+}
+
+impl CacheActivity {
+    /// Adds what changed between two scrapes of the same cache.
+    pub fn add(&mut self, before: &Counters, after: &Counters) {
+        let grown = |name: &str| {
+            let (b, a) = (before.get(name), after.get(name));
+            a.zip(b).map_or(0, |(a, b)| (a - b).max(0.0) as u64)
+        };
+        self.hits += grown("authlab_redis_cache_hits_total");
+        self.misses += grown("authlab_redis_cache_misses_total");
+        self.invalidations += grown("authlab_redis_cache_invalidations_total");
+        self.flushes += grown("authlab_redis_cache_flushes_total");
+        self.evictions += grown("authlab_redis_cache_evictions_total");
+        self.entries = after
+            .get("authlab_redis_cache_entries")
+            .map_or(self.entries, |e| *e as u64);
+        let lookups = self.hits + self.misses;
+        self.hit_ratio = (lookups > 0).then(|| self.hits as f64 / lookups as f64);
+    }
+}
+
 /// What `used_memory` grew by per login (access token + refresh family + user index entry).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RedisTokenMemory {
@@ -323,6 +395,31 @@ mod tests {
         assert_eq!(per.by_command.get("get"), Some(&1.0));
         assert_eq!(per.by_command.get("exists"), Some(&0.5));
         assert!(!per.by_command.contains_key("info"));
+    }
+
+    #[test]
+    fn a_caches_series_are_read_by_its_label_and_its_activity_is_the_growth() {
+        let scrape = |hits: u64, misses: u64| {
+            format!(
+                "# TYPE authlab_redis_cache_hits_total counter\n\
+                 authlab_redis_cache_hits_total{{cache=\"redis\"}} {hits}\n\
+                 authlab_redis_cache_hits_total{{cache=\"jwt_denylist\"}} 7\n\
+                 authlab_redis_cache_misses_total{{cache=\"redis\"}} {misses}\n\
+                 authlab_redis_cache_hit_ratio{{cache=\"redis\"}} 0.5\n\
+                 authlab_redis_cache_entries{{cache=\"redis\"}} 3\n\
+                 authlab_redis_errors_total{{command=\"query\"}} 3\n"
+            )
+        };
+        let before = cache_counters(&scrape(10, 10), "redis");
+        assert_eq!(before.len(), 4, "{before:?}");
+        assert_eq!(before["authlab_redis_cache_hits_total"], 10.0);
+        let after = cache_counters(&scrape(105, 15), "redis");
+        let mut activity = CacheActivity::default();
+        activity.add(&before, &after);
+        assert_eq!((activity.hits, activity.misses), (95, 5));
+        assert_eq!(activity.hit_ratio, Some(0.95));
+        assert_eq!(activity.entries, 3);
+        assert!(cache_counters(&scrape(1, 1), "none").is_empty());
     }
 
     #[test]

@@ -26,6 +26,9 @@ const SETUP: Duration = Duration::from_millis(600);
 /// Estimated scale-out checks: four logins, and up to one second of polling for the JWT that
 /// is never revoked.
 const SCALE_OUT: Duration = Duration::from_millis(1_500);
+/// Estimated time of one revocation sample (a refresh, two presentations, the revocation, a
+/// probe or more: five or so requests on kept connections).
+const REVOCATION_SAMPLE: Duration = Duration::from_millis(2);
 /// Estimated overhead around each load run (runtime start, two `INFO commandstats`).
 const RUN_OVERHEAD: Duration = Duration::from_millis(50);
 /// The login-cost run's warm-up (fixed in `run.rs`).
@@ -42,6 +45,11 @@ pub enum StepId {
     Setup,
     /// Credentials presented to the other instance, and logouts.
     ScaleOut,
+    /// The revocation-latency probe of the `index`th revocable mode (from 1).
+    Revocation {
+        /// Which revocable mode, from 1.
+        index: usize,
+    },
     /// Route `index` of the plan in round `round` (both from 1).
     Route {
         /// The round, from 1.
@@ -93,6 +101,18 @@ impl Plan {
                 id: StepId::ScaleOut,
                 planned: SCALE_OUT,
             });
+        }
+        if args.target.is_none() && args.revocation_samples > 0 {
+            let revocable = crate::modes::selected(&args.modes)
+                .iter()
+                .filter(|m| m.revocable)
+                .count();
+            for index in 1..=revocable {
+                steps.push(Step {
+                    id: StepId::Revocation { index },
+                    planned: REVOCATION_SAMPLE * args.revocation_samples as u32,
+                });
+            }
         }
         let rounds = args.rounds.max(1);
         for round in 1..=rounds {
@@ -363,10 +383,20 @@ mod tests {
     #[test]
     fn the_eta_counts_every_planned_step_after_this_one() {
         // 3 rounds x 6 routes x (2 s + 5 s + overhead), login 0.5 s + 3 s, no memory steps.
-        let plan = Plan::new(&args(&["--skip-memory"]), &ROUTES);
+        let plan = Plan::new(
+            &args(&["--skip-memory", "--revocation-samples", "0"]),
+            &ROUTES,
+        );
         let routes = (Duration::from_secs(7) + RUN_OVERHEAD) * 18;
         let login = LOGIN_WARMUP + Duration::from_secs(3) + RUN_OVERHEAD;
         assert_eq!(plan.total(), SETUP + SCALE_OUT + routes + login);
+        // The revocation probe: its samples for every revocable mode.
+        let probed = Plan::new(&args(&["--skip-memory"]), &ROUTES);
+        let revocable = crate::modes::MODES.iter().filter(|m| m.revocable).count() as u32;
+        assert_eq!(
+            probed.total() - plan.total(),
+            REVOCATION_SAMPLE * 1_000 * revocable
+        );
 
         // In the last route run of the last round, 2 s in: 5 s of it and the login run remain.
         let mut plan = plan;

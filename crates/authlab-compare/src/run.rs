@@ -5,14 +5,18 @@
 //! between steps, and inside the long ones, the run checks for Ctrl-C ([`Interrupt`]) and then
 //! cleans up as it would at the end.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use authlab_loadgen::{LoadReport, LoadSpec, RequestSpec};
 
 use crate::interrupt::Interrupt;
-use crate::probes::{self, CommandStats};
+use crate::modes::{self, Backend, Mode};
+use crate::probes::{self, CacheActivity, CommandStats};
 use crate::progress::{self, Plan, StepId};
 use crate::report::{self, Report, RouteResult, format};
+use crate::revocation::{self, RevocationLatency, RevocationProbe};
 use crate::setup::{self, CredentialHeader, Instances, Logins};
 use crate::{CompareArgs, CompareError};
 
@@ -22,48 +26,19 @@ struct RouteSpec {
     addr: SocketAddr,
     path: &'static str,
     credential: Option<CredentialHeader>,
-    /// The ratio to `/hello` asked of this route, and where that figure comes from.
-    target: Option<Target>,
+    /// The mode the row measures (`None` for `/hello`).
+    mode: Option<&'static Mode>,
 }
 
-/// A target ratio to `/hello` and its source.
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    ratio: f64,
-    source: &'static str,
-}
-
-/// The targets, as issue #4 set them, each with what it was based on (the architecture notes'
-/// prototypes, measured with wrk on the same kind of machine before authlab was written).
-const SESSION_TARGET: Target = Target {
-    ratio: 0.95,
-    source: "issue #4; the architecture notes' prototype of an in-memory map lookup reached 0.92x",
-};
-const REDIS_TARGET: Target = Target {
-    ratio: 0.60,
-    source: "issue #4; the architecture notes' prototype of a Redis GET on one multiplexed connection per worker reached 0.70x (0.55x on one shared connection)",
-};
-const JWT_OFF_TARGET: Target = Target {
-    ratio: 0.90,
-    source: "issue #4; the architecture notes' lean hand-written HS256 verifier reached 0.90x (jsonwebtoken's decode 0.79x)",
-};
-const JWT_ON_TARGET: Target = Target {
-    ratio: 0.60,
-    source: "issue #4; as /redis/me: one Redis round trip (EXISTS) per request on top of the JWT",
-};
-
-/// The route names of a run, in the order of a round (what [`Plan`] counts).
-fn route_names(in_process: bool) -> Vec<&'static str> {
-    let mut names = vec!["/hello", setup::SESSION];
-    if in_process {
-        names.push(setup::SESSION_METRICS_OFF);
-    }
-    names.push(setup::REDIS);
-    if in_process {
-        names.extend([setup::JWT_OFF, setup::JWT_METRICS_OFF, setup::JWT_ON]);
-    } else {
-        names.push("/jwt/me (as served)");
-    }
+/// The rows of a run, in the order of a round (what [`Plan`] counts): `/hello`, every mode,
+/// `/hello` again.
+fn route_names(args: &CompareArgs) -> Vec<&'static str> {
+    let modes = match args.target {
+        Some(_) => modes::AS_SERVED.iter().collect(),
+        None => modes::selected(&args.modes),
+    };
+    let mut names = vec!["/hello"];
+    names.extend(modes.iter().map(|m| m.row));
     names.push("/hello (again)");
     names
 }
@@ -76,6 +51,10 @@ struct CommandTally {
     requests: u64,
     /// False if any snapshot could not be read (then no figure is reported).
     complete: bool,
+    /// Wall time between the snapshots, over every round (for the background rate).
+    elapsed: Duration,
+    /// What the mode's client-side cache did, over every round (`None`: no cache series).
+    cache: Option<CacheActivity>,
 }
 
 /// Runs the whole comparison and writes the report. Blocks; call it outside any async runtime.
@@ -87,7 +66,7 @@ pub fn run(args: &CompareArgs, interrupt: &Interrupt) -> Result<Report, CompareE
         .build()
         .map_err(CompareError::Io)?;
     let mut report = Report::new(args);
-    let mut plan = Plan::new(args, &route_names(args.target.is_none()));
+    let mut plan = Plan::new(args, &route_names(args));
     eprintln!(
         "{}",
         format::wrap(
@@ -172,13 +151,18 @@ fn run_against(
             interrupt.outcome(rt.block_on(setup::scale_out(instances, args.timeout)))?;
     }
 
+    if instances.in_process() && args.revocation_samples > 0 {
+        report.revocation = revocation_latency(args, rt, instances, plan, interrupt)?;
+    }
+
     let routes = route_plan(instances, &logins);
-    report.routes = measure_routes(args, rt, &routes, plan, interrupt)?;
+    (report.routes, report.redis_background_per_second) =
+        measure_routes(args, rt, &routes, plan, interrupt)?;
 
     plan.start(StepId::Login);
     eprintln!("{}", plan.line("login cost: POST /jwt/login (argon2id)"));
     let progress = plan.step_progress("POST /jwt/login");
-    let login = interrupt.outcome(login_cost(args, instances.a, progress, interrupt))?;
+    let login = interrupt.outcome(login_cost(args, instances.hello, progress, interrupt))?;
     eprintln!(
         "{}",
         plan.line(&format!(
@@ -211,78 +195,85 @@ fn run_against(
     Ok(())
 }
 
-/// The routes, in the order every round runs them: `/hello` opens and closes each round.
+/// The revocation-latency probe of every revocable mode (in-process runs only).
+fn revocation_latency(
+    args: &CompareArgs,
+    rt: &tokio::runtime::Runtime,
+    instances: &Instances,
+    plan: &mut Plan,
+    interrupt: &Interrupt,
+) -> Result<Vec<RevocationLatency>, CompareError> {
+    let mut found = Vec::new();
+    let revocable = instances.modes.iter().filter(|i| i.mode.revocable);
+    for (index, instance) in (1..).zip(revocable) {
+        let Some(twin) = instance.twin else {
+            continue;
+        };
+        plan.start(StepId::Revocation { index });
+        eprintln!(
+            "{}",
+            plan.line(&format!(
+                "revocation latency: {} ({} samples)",
+                instance.mode.row,
+                format::thousands(args.revocation_samples as u64)
+            ))
+        );
+        let probe = RevocationProbe {
+            issuer: instance.addr,
+            other: twin,
+            backend: instance.mode.backend.name(),
+            username: setup::USERNAME.to_owned(),
+            password: setup::PASSWORD.to_owned(),
+        };
+        let cancel = interrupt.flag();
+        let measured = rt.block_on(revocation::measure_until(
+            &probe,
+            args.revocation_samples,
+            modes::REVOCATION_GIVE_UP,
+            args.timeout,
+            || cancel.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        let mut measured = interrupt.outcome(measured)?;
+        measured.route = Some(instance.mode.row.to_owned());
+        measured.mode = Some(instance.mode.key.to_owned());
+        interrupt.check()?;
+        eprintln!(
+            "{}",
+            plan.line(&format!(
+                "revocation latency: {}: still accepted p99 {}, {} never refused",
+                instance.mode.row,
+                format::latency(measured.p99_us),
+                measured.never_refused
+            ))
+        );
+        found.push(measured);
+    }
+    Ok(found)
+}
+
+/// The routes, in the order every round runs them: `/hello` opens and closes each round, every
+/// mode in between in the table's order.
 fn route_plan(instances: &Instances, logins: &Logins) -> Vec<RouteSpec> {
-    let a = instances.a;
-    let b = instances.b;
-    let names = route_names(instances.in_process());
-    let mut routes = vec![
-        RouteSpec {
-            name: names[0],
-            addr: a,
-            path: "/hello",
-            credential: None,
-            target: None,
-        },
-        RouteSpec {
-            name: names[1],
-            addr: a,
-            path: "/session/me",
-            credential: Some(logins.session.clone()),
-            target: Some(SESSION_TARGET),
-        },
-    ];
-    // Each metrics-off row right after its metrics-on row, so that the two see the same machine.
-    if let (Some(c), Some((session_c, _))) = (instances.c, &logins.metrics_off) {
-        routes.push(RouteSpec {
-            name: setup::SESSION_METRICS_OFF,
-            addr: c,
-            path: "/session/me",
-            credential: Some(session_c.clone()),
-            target: None,
-        });
-    }
-    routes.push(RouteSpec {
-        name: setup::REDIS,
-        addr: a,
-        path: "/redis/me",
-        credential: Some(logins.redis.clone()),
-        target: Some(REDIS_TARGET),
-    });
-    if instances.in_process() {
-        routes.push(RouteSpec {
-            name: setup::JWT_OFF,
-            addr: a,
-            path: "/jwt/me",
-            credential: Some(logins.jwt_a.clone()),
-            target: Some(JWT_OFF_TARGET),
-        });
-    }
-    if let (Some(c), Some((_, jwt_c))) = (instances.c, &logins.metrics_off) {
-        routes.push(RouteSpec {
-            name: setup::JWT_METRICS_OFF,
-            addr: c,
-            path: "/jwt/me",
-            credential: Some(jwt_c.clone()),
-            target: None,
-        });
-    }
-    routes.push(RouteSpec {
-        name: names[names.len() - 2],
-        addr: b,
-        path: "/jwt/me",
-        credential: Some(logins.jwt_b.clone()),
-        target: instances.in_process().then_some(JWT_ON_TARGET),
-    });
-    // The baseline again, last: if the machine drifted during the run, the two `/hello` rows
-    // differ, and the ratios use their mean.
-    routes.push(RouteSpec {
-        name: names[names.len() - 1],
-        addr: a,
+    let hello = |name| RouteSpec {
+        name,
+        addr: instances.hello,
         path: "/hello",
         credential: None,
-        target: None,
-    });
+        mode: None,
+    };
+    let mut routes = vec![hello("/hello")];
+    for (instance, credential) in instances.modes.iter().zip(&logins.credentials) {
+        routes.push(RouteSpec {
+            name: instance.mode.row,
+            addr: instance.addr,
+            path: instance.mode.backend.me_path(),
+            credential: Some(credential.clone()),
+            mode: Some(instance.mode),
+        });
+    }
+    // The baseline again, last: if the machine drifted during the run, the two `/hello` rows
+    // differ, and the ratios use their mean.
+    routes.push(hello("/hello (again)"));
     routes
 }
 
@@ -293,7 +284,7 @@ fn measure_routes(
     routes: &[RouteSpec],
     plan: &mut Plan,
     interrupt: &Interrupt,
-) -> Result<Vec<RouteResult>, CompareError> {
+) -> Result<(Vec<RouteResult>, BTreeMap<String, f64>), CompareError> {
     let rounds = args.rounds.max(1);
     let mut loads: Vec<Vec<LoadReport>> = vec![Vec::new(); routes.len()];
     let mut tallies: Vec<CommandTally> = routes
@@ -302,6 +293,8 @@ fn measure_routes(
             delta: CommandStats::new(),
             requests: 0,
             complete: true,
+            elapsed: Duration::ZERO,
+            cache: None,
         })
         .collect();
     for round in 1..=rounds {
@@ -318,24 +311,93 @@ fn measure_routes(
             rounds_so_far.push(load);
         }
     }
-    Ok(routes
+    let background = background_rate(routes, &tallies);
+    let rows = routes
         .iter()
         .zip(loads)
         .zip(tallies)
         .map(|((route, rounds), tally)| {
-            let redis = tally
-                .complete
-                .then(|| probes::per_request(&CommandStats::new(), &tally.delta, tally.requests));
-            RouteResult::new(
+            let redis = tally.complete.then(|| {
+                let own =
+                    without_background(&tally.delta, &background, tally.elapsed, tally.requests);
+                probes::per_request(&CommandStats::new(), &own, tally.requests)
+            });
+            let mut row = RouteResult::new(
                 route.name,
                 route.path,
                 route.credential.as_ref(),
-                route.target.map(|t| (t.ratio, t.source)),
+                route
+                    .mode
+                    .and_then(|m| m.target)
+                    .map(|t| (t.ratio, t.source)),
                 rounds,
                 redis,
-            )
+            );
+            if let Some(mode) = route.mode {
+                row.mode = Some(mode.key.to_owned());
+                row.flags = Some(mode.flags_text());
+            }
+            row.cache = tally.cache;
+            row
         })
-        .collect())
+        .collect();
+    Ok((rows, background))
+}
+
+/// Redis commands per second that no request sent (the heartbeats of the cached instances'
+/// tracking connections, 1,000 a second each by default): what Redis ran while only `/hello`,
+/// which never touches Redis, was loaded.
+fn background_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> BTreeMap<String, f64> {
+    let mut calls = CommandStats::new();
+    let mut seconds = 0.0;
+    for (_, tally) in routes
+        .iter()
+        .zip(tallies)
+        .filter(|(route, tally)| route.mode.is_none() && tally.complete)
+    {
+        for (name, delta) in &tally.delta {
+            *calls.entry(name.clone()).or_default() += delta;
+        }
+        seconds += tally.elapsed.as_secs_f64();
+    }
+    if seconds <= 0.0 {
+        return BTreeMap::new();
+    }
+    probes::per_request(&CommandStats::new(), &calls, 1)
+        .by_command
+        .into_iter()
+        .map(|(name, calls)| (name, calls / seconds))
+        .collect()
+}
+
+/// Below this many per request, what is left of a background command after the subtraction is
+/// taken for the background's own jitter (a heartbeat's rate moves with the load on the
+/// machine), not for the route: a route that really sends one, like a pool's `PING` at every
+/// checkout, sends about one per request.
+const BACKGROUND_JITTER_PER_REQUEST: f64 = 0.5;
+
+/// A route's command counts less the background rate over its measured wall time.
+fn without_background(
+    delta: &CommandStats,
+    background: &BTreeMap<String, f64>,
+    elapsed: Duration,
+    requests: u64,
+) -> CommandStats {
+    delta
+        .iter()
+        .map(|(name, calls)| {
+            let Some(rate) = background.get(name) else {
+                return (name.clone(), *calls);
+            };
+            let left = calls.saturating_sub((rate * elapsed.as_secs_f64()).round() as u64);
+            let own = if (left as f64) < BACKGROUND_JITTER_PER_REQUEST * requests.max(1) as f64 {
+                0
+            } else {
+                left
+            };
+            (name.clone(), own)
+        })
+        .collect()
 }
 
 /// One route, one round: the load, with Redis's command counters read before and after.
@@ -353,6 +415,8 @@ fn measure_once(
         request = request.header(name, value);
     }
     let before = rt.block_on(probes::command_stats(&args.redis.url)).ok();
+    let cache_before = rt.block_on(cache_counters(route, args.timeout));
+    let started = std::time::Instant::now();
     let spec = LoadSpec {
         request,
         connections: args.connections,
@@ -364,7 +428,15 @@ fn measure_once(
         cancel: Some(interrupt.flag()),
     };
     let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
+    let elapsed = started.elapsed();
     let after = rt.block_on(probes::command_stats(&args.redis.url)).ok();
+    let cache_after = rt.block_on(cache_counters(route, args.timeout));
+    if let (Some(before), Some(after)) = (cache_before, cache_after) {
+        tally
+            .cache
+            .get_or_insert_with(CacheActivity::default)
+            .add(&before, &after);
+    }
     match (before, after) {
         (Some(before), Some(after)) => {
             for (name, calls) in after {
@@ -372,10 +444,28 @@ fn measure_once(
                 *tally.delta.entry(name).or_default() += delta;
             }
             tally.requests += load.total_requests();
+            tally.elapsed += elapsed;
         }
         _ => tally.complete = false,
     }
     Ok(load)
+}
+
+/// The `authlab_redis_cache_*` series of the cache a mode's row uses, from its instance's
+/// `/metrics` (`None` for `/hello`, for a mode without a cache, or when `/metrics` does not
+/// answer: `--metrics off`).
+async fn cache_counters(route: &RouteSpec, timeout: Duration) -> Option<probes::Counters> {
+    let cache = match route.mode?.backend {
+        Backend::Redis => "redis",
+        Backend::Jwt => "jwt_denylist",
+        Backend::Session => return None,
+    };
+    let answer = authlab_loadgen::fetch(&RequestSpec::get(route.addr, "/metrics"), timeout)
+        .await
+        .ok()
+        .filter(|answer| answer.status == 200)?;
+    let counters = probes::cache_counters(&String::from_utf8_lossy(&answer.body), cache);
+    (!counters.is_empty()).then_some(counters)
 }
 
 /// Logins per second at `POST /jwt/login` (argon2id dominates).
@@ -400,19 +490,53 @@ fn login_cost(
 
 #[cfg(test)]
 mod tests {
+    use clap::{Args, FromArgMatches};
+
     use super::*;
 
-    #[test]
-    fn every_target_names_its_source() {
-        for target in [SESSION_TARGET, REDIS_TARGET, JWT_OFF_TARGET, JWT_ON_TARGET] {
-            assert!(target.source.starts_with("issue #4"), "{}", target.source);
-        }
+    fn args(extra: &[&str]) -> CompareArgs {
+        let argv = std::iter::once("compare").chain(extra.iter().copied());
+        let matches = CompareArgs::augment_args(clap::Command::new("compare"))
+            .try_get_matches_from(argv)
+            .unwrap();
+        CompareArgs::from_arg_matches(&matches).unwrap()
     }
 
     #[test]
-    fn an_external_target_has_one_jwt_row_and_in_process_two() {
-        assert_eq!(route_names(true).len(), 8);
-        assert_eq!(route_names(false).len(), 5);
-        assert!(route_names(true).contains(&setup::JWT_ON));
+    fn the_background_is_subtracted_and_what_is_left_of_it_counts_only_near_one_per_request() {
+        let background = BTreeMap::from([("ping".to_owned(), 1_000.0)]);
+        let second = Duration::from_secs(1);
+        // 1,000 requests in a second: heartbeats alone (1,100 after jitter), and a pool that
+        // sends a PING per request on top of them.
+        let heartbeats = CommandStats::from([("ping".into(), 1_100), ("get".into(), 1_000)]);
+        let own = without_background(&heartbeats, &background, second, 1_000);
+        assert_eq!(own["ping"], 0);
+        assert_eq!(own["get"], 1_000, "a command the background lacks is kept");
+        let pooled = CommandStats::from([("ping".into(), 2_050)]);
+        assert_eq!(
+            without_background(&pooled, &background, second, 1_000)["ping"],
+            1_050
+        );
+    }
+
+    #[test]
+    fn a_round_is_hello_every_mode_then_hello_again() {
+        let all = route_names(&args(&[]));
+        assert_eq!(all.len(), modes::MODES.len() + 2);
+        assert_eq!(all[0], "/hello");
+        assert_eq!(all[all.len() - 1], "/hello (again)");
+        assert!(all.contains(&setup::JWT_ON));
+    }
+
+    #[test]
+    fn modes_picks_the_rows_and_an_external_target_has_one_row_per_backend() {
+        assert_eq!(
+            route_names(&args(&["--modes", "jwt-denylist,redis"])),
+            vec!["/hello", setup::REDIS, setup::JWT_ON, "/hello (again)"]
+        );
+        assert_eq!(
+            route_names(&args(&["--target", "http://127.0.0.1:1"])).len(),
+            5
+        );
     }
 }

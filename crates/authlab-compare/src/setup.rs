@@ -15,28 +15,18 @@ use authlab_loadgen::{FetchedResponse, RequestSpec, fetch, header};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use authlab::config::{DenylistMode, Settings, Switch};
+use authlab::config::Settings;
 use authlab::startup::Application;
 
+use crate::modes::{self, Mode};
 use crate::{CompareArgs, CompareError};
 
-/// The row of `/session/me` in the report.
-pub const SESSION: &str = "/session/me";
-/// The row of `/redis/me`.
-pub const REDIS: &str = "/redis/me";
-/// The row of `/jwt/me` on instance A (denylist off).
-pub const JWT_OFF: &str = "/jwt/me (denylist off)";
-/// The row of `/jwt/me` on instance B (denylist on).
-pub const JWT_ON: &str = "/jwt/me (denylist on)";
-/// The row of `/session/me` on instance C (A's settings with `--metrics off`).
-pub const SESSION_METRICS_OFF: &str = "/session/me (metrics off)";
-/// The row of `/jwt/me` on instance C (denylist off, `--metrics off`).
-pub const JWT_METRICS_OFF: &str = "/jwt/me (denylist off, metrics off)";
+pub use crate::modes::{JWT_METRICS_OFF, JWT_OFF, JWT_ON, REDIS, SESSION, SESSION_METRICS_OFF};
 
 /// The one user every backend logs in.
-const USERNAME: &str = "compare-user";
+pub const USERNAME: &str = "compare-user";
 /// Its password (the run's database is a temporary file, deleted at the end).
-const PASSWORD: &str = "compare-password-0123456789";
+pub const PASSWORD: &str = "compare-password-0123456789";
 
 /// A credential as the route's transport carries it, ready to be sent as a header.
 #[derive(Debug, Clone)]
@@ -73,17 +63,29 @@ impl CredentialHeader {
     }
 }
 
-/// The servers a run talks to. In-process: A (JWT denylist off) and B (on), sharing Redis, the
-/// JWT secret and the user database, and C (A with `--metrics off`, to show what the metrics
-/// cost). External: one address for both.
+/// One mode's server(s): the instance its row is measured on, and for the scale-out and
+/// revocation checks a second instance with the same settings.
+#[derive(Debug, Clone)]
+pub struct ModeInstance {
+    /// The mode.
+    pub mode: &'static Mode,
+    /// Where its row is measured.
+    pub addr: SocketAddr,
+    /// A second instance with the same settings, sharing Redis, the JWT secret and the user
+    /// database (in-process runs of modes with [`Mode::scale_out`] or [`Mode::revocable`]).
+    pub twin: Option<SocketAddr>,
+}
+
+/// The servers a run talks to. In-process: an instance per mode ([`crate::modes`]) and a twin
+/// where a check needs a second one, all sharing Redis, the JWT secret and the user database.
+/// External: one address for every row.
 pub struct Instances {
-    /// Instance A (or the target).
-    pub a: SocketAddr,
-    /// Instance B (or the target again).
-    pub b: SocketAddr,
-    /// Instance C: A's settings with metrics off (in-process runs only).
-    pub c: Option<SocketAddr>,
-    /// The Redis key prefix both instances use (removed at the end of an in-process run).
+    /// The instance `/hello` and the login cost are measured on (the first mode's, or the
+    /// target).
+    pub hello: SocketAddr,
+    /// Every mode of the run, in the order of a round.
+    pub modes: Vec<ModeInstance>,
+    /// The Redis key prefix every instance uses (removed at the end of an in-process run).
     pub redis_prefix: String,
     handles: Vec<ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -141,12 +143,18 @@ fn create_run_dir(dir: &Path, run: &str) -> std::io::Result<PathBuf> {
 }
 
 impl Instances {
-    /// A server that is already running.
+    /// A server that is already running: one row per backend, as that server is configured.
     pub fn external(addr: SocketAddr) -> Self {
         Self {
-            a: addr,
-            b: addr,
-            c: None,
+            hello: addr,
+            modes: modes::AS_SERVED
+                .iter()
+                .map(|mode| ModeInstance {
+                    mode,
+                    addr,
+                    twin: None,
+                })
+                .collect(),
             redis_prefix: String::new(),
             handles: Vec::new(),
             thread: None,
@@ -154,12 +162,13 @@ impl Instances {
         }
     }
 
-    /// Whether the instances were started here (and so A and B differ).
+    /// Whether the instances were started here (and so each mode has its own).
     pub fn in_process(&self) -> bool {
         self.thread.is_some()
     }
 
-    /// Starts A and B in this process, on an actix system thread of their own.
+    /// Starts an instance per selected mode (and the twins) in this process, on an actix system
+    /// thread of their own.
     pub fn start(args: &CompareArgs) -> Result<Self, CompareError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let run_dir = create_run_dir(&std::env::temp_dir(), &run).map_err(CompareError::Io)?;
@@ -179,63 +188,77 @@ impl Instances {
         base.redis = args.redis.clone();
         base.redis_prefix = redis_prefix.clone();
         base.workers = Some(args.workers.max(1));
-        // One random secret for both instances (two v4 UUIDs: 244 random bits, 64 characters).
+        // One random secret for every instance (two v4 UUIDs: 244 random bits, 64 characters).
         let secret = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
         base.jwt_secret = Some(SecretString::from(secret));
-        let mut settings_a = base.clone();
-        settings_a.jwt_denylist = DenylistMode::Off;
-        let mut settings_c = settings_a.clone();
-        settings_c.metrics = Switch::Off;
-        let mut settings_b = base;
-        settings_b.jwt_denylist = DenylistMode::On;
 
+        let mut configured = Vec::new();
+        for mode in modes::selected(&args.modes) {
+            configured.push((mode, mode.settings(&base).map_err(CompareError::Mode)?));
+        }
+        let mut to_build = Vec::new();
+        for (mode, settings) in &configured {
+            to_build.push(settings.clone());
+            if mode.needs_twin() {
+                to_build.push(settings.clone());
+            }
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("compare-servers".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let a = match Application::build(settings_a).await {
-                        Ok(app) => app,
-                        Err(err) => return drop(tx.send(Err(err))),
-                    };
-                    let b = match Application::build(settings_b).await {
-                        Ok(app) => app,
-                        Err(err) => return drop(tx.send(Err(err))),
-                    };
-                    let c = match Application::build(settings_c).await {
-                        Ok(app) => app,
-                        Err(err) => return drop(tx.send(Err(err))),
-                    };
-                    let ready = (
-                        (a.port(), a.handle()),
-                        (b.port(), b.handle()),
-                        (c.port(), c.handle()),
-                    );
+                    let mut apps = Vec::new();
+                    for settings in to_build {
+                        match Application::build(settings).await {
+                            Ok(app) => apps.push(app),
+                            Err(err) => return drop(tx.send(Err(err))),
+                        }
+                    }
+                    let ready: Vec<(u16, ServerHandle)> =
+                        apps.iter().map(|a| (a.port(), a.handle())).collect();
                     if tx.send(Ok(ready)).is_err() {
                         return;
                     }
-                    let _ = tokio::join!(
-                        a.run_until_stopped(),
-                        b.run_until_stopped(),
-                        c.run_until_stopped()
-                    );
+                    let running: Vec<_> = apps
+                        .into_iter()
+                        .map(|app| actix_web::rt::spawn(app.run_until_stopped()))
+                        .collect();
+                    for server in running {
+                        let _ = server.await;
+                    }
                 });
             })
             .map_err(CompareError::Io)?;
-        let ((port_a, handle_a), (port_b, handle_b), (port_c, handle_c)) = rx
+        let ready = rx
             .recv()
             .map_err(|_| CompareError::ServerThread)?
             .map_err(CompareError::Startup)?;
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        // The servers were built in `to_build`'s order: each mode, then its twin if it has one.
+        let mut ports = ready.iter().map(|(port, _)| addr(*port));
+        let mut instances = Vec::new();
+        for (mode, _) in configured {
+            let first = ports.next().ok_or(CompareError::ServerThread)?;
+            let twin = match mode.needs_twin() {
+                true => Some(ports.next().ok_or(CompareError::ServerThread)?),
+                false => None,
+            };
+            instances.push(ModeInstance {
+                mode,
+                addr: first,
+                twin,
+            });
+        }
         Ok(Self {
-            a: SocketAddr::from(([127, 0, 0, 1], port_a)),
-            b: SocketAddr::from(([127, 0, 0, 1], port_b)),
-            c: Some(SocketAddr::from(([127, 0, 0, 1], port_c))),
+            hello: instances.first().ok_or(CompareError::NoModes)?.addr,
+            modes: instances,
             redis_prefix,
-            handles: vec![handle_a, handle_b, handle_c],
+            handles: ready.into_iter().map(|(_, handle)| handle).collect(),
             thread: Some(thread),
             run_dir: Some(run_dir.to_owned()),
         })
@@ -288,18 +311,11 @@ pub fn login_request(addr: SocketAddr, backend: &str) -> RequestSpec {
     RequestSpec::post_json(addr, format!("/{backend}/login"), credentials_json())
 }
 
-/// One credential per backend: session, redis and JWT from A, and a JWT from B.
+/// One credential per mode, issued by the mode's own instance, in the order of
+/// [`Instances::modes`].
 pub struct Logins {
-    /// The `sid` cookie (from A).
-    pub session: CredentialHeader,
-    /// An opaque Redis token (from A).
-    pub redis: CredentialHeader,
-    /// A JWT issued by A.
-    pub jwt_a: CredentialHeader,
-    /// A JWT issued by B.
-    pub jwt_b: CredentialHeader,
-    /// A `sid` cookie and a JWT from C (metrics off), in-process runs only.
-    pub metrics_off: Option<(CredentialHeader, CredentialHeader)>,
+    /// The credential of each mode (a `sid` cookie or a bearer token).
+    pub credentials: Vec<CredentialHeader>,
 }
 
 async fn send(
@@ -368,26 +384,18 @@ async fn log_in(
     Ok(CredentialHeader::Bearer(value))
 }
 
-/// Registers the user and logs it in on every backend.
+/// Registers the user and logs it in on every mode's instance.
 pub async fn log_in_everywhere(
     instances: &Instances,
     timeout: Duration,
 ) -> Result<Logins, CompareError> {
-    register(instances.a, timeout).await?;
-    let metrics_off = match instances.c {
-        Some(c) => Some((
-            log_in(c, "session", timeout, "log in (session, instance C)").await?,
-            log_in(c, "jwt", timeout, "log in (jwt, instance C)").await?,
-        )),
-        None => None,
-    };
-    Ok(Logins {
-        metrics_off,
-        session: log_in(instances.a, "session", timeout, "log in (session)").await?,
-        redis: log_in(instances.a, "redis", timeout, "log in (redis)").await?,
-        jwt_a: log_in(instances.a, "jwt", timeout, "log in (jwt, instance A)").await?,
-        jwt_b: log_in(instances.b, "jwt", timeout, "log in (jwt, instance B)").await?,
-    })
+    register(instances.hello, timeout).await?;
+    let mut credentials = Vec::new();
+    for instance in &instances.modes {
+        let backend = instance.mode.backend.name();
+        credentials.push(log_in(instance.addr, backend, timeout, "log in").await?);
+    }
+    Ok(Logins { credentials })
 }
 
 /// What one backend did when its credential met the other instance, and a logout.
@@ -412,7 +420,8 @@ pub struct ScaleOutCheck {
     pub revocation_us: Option<u64>,
 }
 
-fn me(addr: SocketAddr, backend: &str, credential: &CredentialHeader) -> RequestSpec {
+/// `GET /<backend>/me` with `credential`.
+pub fn me(addr: SocketAddr, backend: &str, credential: &CredentialHeader) -> RequestSpec {
     let (name, value) = credential.header();
     RequestSpec::get(addr, format!("/{backend}/me")).header(name, value)
 }
@@ -422,6 +431,14 @@ async fn status(request: &RequestSpec, timeout: Duration) -> Result<u16, Compare
         .await
         .map_err(CompareError::Load)?
         .status)
+}
+
+/// `POST /<backend>/logout` with `credential`.
+pub fn logout(addr: SocketAddr, backend: &str, credential: &CredentialHeader) -> RequestSpec {
+    let mut request = me(addr, backend, credential);
+    request.method = authlab_loadgen::Method::POST;
+    request.path = format!("/{backend}/logout");
+    request
 }
 
 /// Logs in on one instance, presents the credential to both, logs out, presents it again.
@@ -436,12 +453,7 @@ async fn check(
     let credential = log_in(issuer, backend, timeout, "log in (scale-out check)").await?;
     let issuer_before = status(&me(issuer, backend, &credential), timeout).await?;
     let other_before = status(&me(other, backend, &credential), timeout).await?;
-    let logout_request = {
-        let mut r = me(issuer, backend, &credential);
-        r.method = authlab_loadgen::Method::POST;
-        r.path = format!("/{backend}/logout");
-        r
-    };
+    let logout_request = logout(issuer, backend, &credential);
     let started = Instant::now();
     let logout = status(&logout_request, timeout).await?;
     let mut revocation_us = None;
@@ -467,18 +479,31 @@ async fn check(
     })
 }
 
-/// The scale-out and revocation checks for every backend (in-process runs only).
+/// The scale-out and revocation check of every mode that has a twin (in-process runs only).
 pub async fn scale_out(
     instances: &Instances,
     timeout: Duration,
 ) -> Result<Vec<ScaleOutCheck>, CompareError> {
-    let (a, b) = (instances.a, instances.b);
-    Ok(vec![
-        check("session", "session (issued by A)", SESSION, a, b, timeout).await?,
-        check("redis", "redis (issued by A)", REDIS, a, b, timeout).await?,
-        check("jwt", "jwt (A, denylist off)", JWT_OFF, a, b, timeout).await?,
-        check("jwt", "jwt (B, denylist on)", JWT_ON, b, a, timeout).await?,
-    ])
+    let mut checks = Vec::new();
+    for instance in &instances.modes {
+        let Some(twin) = instance.twin.filter(|_| instance.mode.scale_out) else {
+            continue;
+        };
+        let mode = instance.mode;
+        let label = format!("{} ({})", mode.backend.name(), mode.flags_text());
+        checks.push(
+            check(
+                mode.backend.name(),
+                &label,
+                mode.row,
+                instance.addr,
+                twin,
+                timeout,
+            )
+            .await?,
+        );
+    }
+    Ok(checks)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! - [`families`]: refresh-token families ([`RefreshFamilies`], the store; [`FamilyAccess`], what
 //!   dies with a family; [`FamilyLifecycle`], the logic both token backends share);
 //! - [`denylist`]: [`Denylist`], the small store a stateless backend needs once it wants revocation;
-//! - [`clock`]: [`Clock`], time as a dependency, so expiry is tested without sleeping.
+//! - [`clock`]: [`Clock`], time as a dependency, so expiry is tested without sleeping;
+//! - [`random`]: the bytes of every id and token, from a thread-local CSPRNG.
 //!
 //! Dependencies point one way: the server crate depends on the backends, the backends on this crate.
 //! A backend never imports another backend, and none of them sees a request or a status code: the
@@ -27,6 +28,7 @@ pub mod capabilities;
 pub mod clock;
 pub mod denylist;
 pub mod families;
+pub mod random;
 
 pub use capabilities::{Authenticator, Refreshed, SessionRegistry, TokenEndpoints};
 pub use clock::{Clock, ManualClock, SystemClock};

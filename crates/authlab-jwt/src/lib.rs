@@ -63,12 +63,12 @@ use std::time::Duration;
 use authlab_core::{
     AuthError, Authenticator, ClientInfo, Clock, Denylist, FamilyAccess, FamilyLifecycle, Identity,
     Issued, IssuedRefresh, RefreshFamilies, Refreshed, RevokedFamily, SessionInfo, SessionRegistry,
-    TokenEndpoints, TokenInfo, TokenKind,
+    TokenEndpoints, TokenInfo, TokenKind, random,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use uuid::Builder;
 
 mod secret;
 mod verify;
@@ -370,7 +370,10 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             iat,
             exp: iat.saturating_add(ttl.as_secs()),
             nbf: None,
-            jti: Uuid::new_v4().to_string(),
+            // 122 random bits from the thread-local CSPRNG ([`random`]).
+            jti: Builder::from_random_bytes(random::bytes())
+                .into_uuid()
+                .to_string(),
             fam: family.to_owned(),
             username: identity.username.to_string(),
         }
@@ -484,7 +487,10 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
                 .await
             }
             RefreshMode::Stateless { ttl } => {
-                let family = Uuid::new_v4().simple().to_string();
+                let family = Builder::from_random_bytes(random::bytes())
+                    .into_uuid()
+                    .simple()
+                    .to_string();
                 let refresh = self.stateless_refresh(identity, &family, *ttl)?;
                 self.mint(identity, &family, refresh).await
             }
@@ -850,7 +856,7 @@ mod tests {
         assert_eq!(claims["username"], "alice");
         assert_eq!(claims["iat"], START);
         assert_eq!(claims["exp"], START + 900);
-        assert!(Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+        assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
         assert!(
             claims.get("aud").is_none(),
             "access tokens carry no audience"
@@ -895,7 +901,7 @@ mod tests {
             nbf: Some(START + 60),
             aud: None,
             fam: "f".into(),
-            jti: Uuid::new_v4().to_string(),
+            jti: uuid::Uuid::new_v4().to_string(),
             username: "alice".into(),
         };
         let token = auth.sign(&claims).unwrap();
@@ -913,7 +919,7 @@ mod tests {
             nbf: None,
             aud: None,
             fam: "f".into(),
-            jti: Uuid::new_v4().to_string(),
+            jti: uuid::Uuid::new_v4().to_string(),
             username: "alice".into(),
         };
         let token = auth.sign(&claims).unwrap();

@@ -242,10 +242,48 @@ impl<'de> Deserialize<'de> for Claim {
     }
 }
 
+/// Reads a JSON string without escapes or control characters into an empty `slot`.
+fn plain_text<'j>(slot: &mut Option<Cow<'j, str>>, rest: &mut &'j [u8]) -> Option<()> {
+    let body = rest.strip_prefix(b"\"")?;
+    let end = body
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if body[end] != b'"' || slot.is_some() {
+        return None;
+    }
+    *slot = Some(Cow::Borrowed(std::str::from_utf8(&body[..end]).ok()?));
+    *rest = &body[end + 1..];
+    Some(())
+}
+/// Reads a JSON number of plain digits (no sign, no leading zero, no fraction) into an empty
+/// `slot`.
+fn plain_number(slot: &mut Option<u64>, rest: &mut &[u8]) -> Option<()> {
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    let digits = &rest[..end];
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || slot.is_some() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &d in digits {
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    *slot = Some(value);
+    *rest = &rest[end..];
+    Some(())
+}
+
 impl<'a> AccessClaims<'a> {
     /// Parses a claims set: a JSON object only, each claim we read at most once, `aud` refused
     /// (whatever its value), unknown claims checked as [`StrictValue`]s.
     fn parse(json: &'a [u8]) -> Result<Self, Refusal> {
+        match Self::scan_plain(json) {
+            Some(claims) => Ok(claims),
+            None => Self::parse_full(json),
+        }
+    }
+
+    /// The full parse, for claims the scanner does not take ([`AccessClaims::scan_plain`]).
+    fn parse_full(json: &'a [u8]) -> Result<Self, Refusal> {
         struct ClaimsVisitor;
         impl<'de> Visitor<'de> for ClaimsVisitor {
             type Value = AccessClaims<'de>;
@@ -299,6 +337,52 @@ impl<'a> AccessClaims<'a> {
             .map_err(|_| Refusal::Invalid)?;
         json.end().map_err(|_| Refusal::Invalid)?;
         Ok(claims)
+    }
+
+    /// The fast path of [`AccessClaims::parse`], for the claims as `serde_json` writes ours: one
+    /// flat object with no whitespace, only claims we read (each once, `aud` never), strings
+    /// without escapes or control characters, numbers as plain digits without a leading zero.
+    /// On anything else it gives up (`None`) and the full parse decides, so it can only ever
+    /// accept what the full parse accepts, with the same values (a test checks both on the same
+    /// inputs). It is a scanner, not a JSON parser: no recursion, no visitor, no `Cow` to build.
+    fn scan_plain(json: &'a [u8]) -> Option<Self> {
+        let mut rest = json.strip_prefix(b"{")?;
+        let (mut iss, mut sub, mut jti, mut fam, mut username) = (None, None, None, None, None);
+        let (mut exp, mut nbf, mut iat) = (None, None, None);
+        loop {
+            rest = rest.strip_prefix(b"\"")?;
+            let end = rest.iter().position(|&b| b == b'"')?;
+            let (name, after) = (&rest[..end], &rest[end + 1..]);
+            rest = after.strip_prefix(b":")?;
+            match name {
+                b"iss" => plain_text(&mut iss, &mut rest)?,
+                b"sub" => plain_text(&mut sub, &mut rest)?,
+                b"jti" => plain_text(&mut jti, &mut rest)?,
+                b"fam" => plain_text(&mut fam, &mut rest)?,
+                b"username" => plain_text(&mut username, &mut rest)?,
+                b"exp" => plain_number(&mut exp, &mut rest)?,
+                b"iat" => plain_number(&mut iat, &mut rest)?,
+                b"nbf" => plain_number(&mut nbf, &mut rest)?,
+                // `aud`, claims we do not read, and anything stranger: the full parse decides.
+                _ => return None,
+            }
+            match rest.split_first()? {
+                (b',', after) => rest = after,
+                (b'}', []) => break,
+                _ => return None,
+            }
+        }
+        Some(AccessClaims {
+            iss: iss?,
+            sub: sub?,
+            exp: exp?,
+            nbf,
+            iat: iat?,
+            jti: jti?,
+            fam: fam?,
+            username: username?,
+            user_id: 0,
+        })
     }
 
     /// The user id in `sub` (checked to be canonical before the claims are handed out).
@@ -1038,6 +1122,21 @@ mod tests {
             ..proptest::test_runner::Config::default()
         })]
 
+        /// The claims scanner takes a claims set only if the full parse takes it too, and reads
+        /// the very same values from it (it gives up on everything else, for the full parse).
+        #[test]
+        fn whatever_the_scanner_takes_the_full_parse_takes_with_the_same_values(
+            claims in odd_shapes::claims(),
+        ) {
+            if let Some(fast) = AccessClaims::scan_plain(&claims) {
+                let full = AccessClaims::parse_full(&claims);
+                proptest::prop_assert!(full.is_ok(), "{}", String::from_utf8_lossy(&claims));
+                if let Ok(full) = full {
+                    proptest::prop_assert_eq!(fields(&fast), fields(&full));
+                }
+            }
+        }
+
         /// Ours may be stricter than `jsonwebtoken`, never looser: whatever we accept, it accepts
         /// as the same user, name and family; whatever we call expired, it calls expired.
         #[test]
@@ -1053,6 +1152,52 @@ mod tests {
                 }
                 Err(Refusal::Invalid) => {}
             }
+        }
+    }
+
+    /// Every value a claims set yields, for comparing two parses of it.
+    #[allow(clippy::type_complexity)]
+    fn fields(
+        c: &AccessClaims<'_>,
+    ) -> (
+        String,
+        String,
+        u64,
+        Option<u64>,
+        u64,
+        String,
+        String,
+        String,
+    ) {
+        (
+            c.iss.to_string(),
+            c.sub.to_string(),
+            c.exp,
+            c.nbf,
+            c.iat,
+            c.jti.to_string(),
+            c.fam.to_string(),
+            c.username.to_string(),
+        )
+    }
+
+    #[test]
+    fn the_scanner_takes_our_own_claims_and_leaves_odd_ones_to_the_full_parse() {
+        let ours = good_claims().to_string();
+        assert!(AccessClaims::scan_plain(ours.as_bytes()).is_some());
+        for odd in [
+            r#"{"iss":"authlab", "sub":"42"}"#,
+            r#"{"iss":"auth\u006cab","sub":"42","iat":1,"exp":2,"jti":"j","fam":"f","username":"a"}"#,
+            r#"{"iss":"authlab","sub":"42","iat":01,"exp":2,"jti":"j","fam":"f","username":"a"}"#,
+            r#"{"iss":"authlab","sub":"42","iat":1,"exp":2,"jti":"j","fam":"f","username":"a","x":1}"#,
+            r#"{"iss":"authlab","sub":"42","iat":1,"exp":2,"jti":"j","fam":"f","username":"a","aud":"x"}"#,
+            r#"{"iss":"authlab","iss":"authlab","sub":"42","iat":1,"exp":2,"jti":"j","fam":"f","username":"a"}"#,
+            r#"{"iss":"authlab","sub":"42","iat":1,"exp":2,"jti":"j","fam":"f","username":"a"} "#,
+            r#"{"iss":"authlab","sub":"42","iat":1,"exp":2.5,"jti":"j","fam":"f","username":"a"}"#,
+            r#"{"iss":"authlab","sub":"42","iat":1,"exp":18446744073709551616,"jti":"j","fam":"f","username":"a"}"#,
+            r#"{"iss":"authlab","sub":"42","iat":1,"exp":2,"jti":"j","fam":"f","username":"a","nbf":null}"#,
+        ] {
+            assert!(AccessClaims::scan_plain(odd.as_bytes()).is_none(), "{odd}");
         }
     }
 

@@ -29,7 +29,8 @@
 //! - [`LoadSpec`]: what to send, how hard, for how long; [`Progress`]: the caller's progress line,
 //!   redrawn from a [`Tick`]; [`LoadSpec::cancel`]: ending a run early (Ctrl-C);
 //! - [`run_blocking`] / [`run`]: a run; [`LoadReport`]: what it found;
-//! - [`fetch`]: one request on a fresh connection, for setting up a run (register, log in).
+//! - [`fetch`]: one request on a fresh connection, for setting up a run (register, log in);
+//!   [`KeepAlive`]: single requests on one kept connection, for probes that time one answer.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -636,6 +637,71 @@ pub async fn fetch(request: &RequestSpec, timeout: Duration) -> Result<FetchedRe
             addr,
             after: timeout,
         })?
+}
+
+/// One keep-alive connection for a sequence of single requests (a probe that measures one answer
+/// at a time, where a fresh connection per request would add its handshake to every figure).
+pub struct KeepAlive {
+    addr: SocketAddr,
+    sender: Option<Sender>,
+}
+
+impl KeepAlive {
+    /// A client for `addr`; it connects on the first [`KeepAlive::send`].
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, sender: None }
+    }
+
+    /// The address this client talks to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends `request` (whose `addr` must be this client's) on the kept connection, reconnecting
+    /// if the last one closed, and reads the whole answer. Any status is `Ok`.
+    pub async fn send(
+        &mut self,
+        request: &RequestSpec,
+        timeout: Duration,
+    ) -> Result<FetchedResponse, LoadError> {
+        let addr = self.addr;
+        let exchange = async {
+            let sender = match self.sender.as_mut() {
+                Some(sender) if sender.is_ready() => sender,
+                _ => self.sender.insert(connect(addr).await?),
+            };
+            let built = request.build().map_err(LoadError::InvalidRequest)?;
+            let response = sender
+                .send_request(built)
+                .await
+                .map_err(|source| LoadError::Http { addr, source })?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|source| LoadError::Http { addr, source })?
+                .to_bytes();
+            Ok(FetchedResponse {
+                status,
+                headers,
+                body,
+            })
+        };
+        let answer = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| LoadError::Timeout {
+                addr,
+                after: timeout,
+            })
+            .and_then(|answer| answer);
+        if answer.is_err() {
+            // A connection that failed or timed out mid-answer is not reused.
+            self.sender = None;
+        }
+        answer
+    }
 }
 
 #[cfg(test)]

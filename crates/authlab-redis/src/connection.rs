@@ -2,6 +2,9 @@
 //! master Sentinel names, re-established after a failure; and the confirmed writes (`WAIT`) that
 //! end credentials (see [`crate::WriteConfirmation`]).
 //!
+//! With `--redis-pool deadpool`, one Redis is reached through a deadpool-redis pool instead
+//! ([`crate::pool`]), for measuring against the default.
+//!
 //! Every command can be observed through [`RedisMetrics`]: handles of the `metrics` facade (a
 //! latency histogram and an error counter per kind of command), which the server registers with its
 //! own recorder and this crate only updates. No exporter and no HTTP here; without handles (the
@@ -24,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ClusterTuning};
 use crate::confirm::WriteConfirmation;
+use crate::pool::{Lent, PoolSettings, RedisPool};
 use crate::sentinel::SentinelMaster;
 use crate::standalone::Standalone;
 use crate::topology::{RedisTarget, TargetError};
@@ -71,6 +75,10 @@ pub enum RedisBackendError {
     /// A recent attempt to connect failed; we are waiting before trying again.
     #[error("Redis was unreachable moments ago; not retrying yet")]
     BackingOff,
+    /// No pooled connection could be had in time (`--redis-pool deadpool`), or the pool could
+    /// not be set up.
+    #[error("no pooled Redis connection was available")]
+    Pool(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Redis answered with an error (wrong type, out of memory, ...).
     #[error("Redis answered with an error")]
     Command(#[source] redis::RedisError),
@@ -219,6 +227,11 @@ pub struct RedisConnection {
     metrics: RedisMetrics,
     /// How many connections have been established so far: the next one's [`ConnectionId`].
     established: AtomicU64,
+    /// With `--redis-pool deadpool*`: a pool that lends a connection per command, used instead
+    /// of the per-thread connections (see [`crate::pool`]).
+    pool: Option<RedisPool>,
+    /// How long a command may wait for a pooled connection.
+    pool_wait: Duration,
 }
 
 /// How connections are made, per topology.
@@ -281,6 +294,12 @@ impl redis::aio::ConnectionLike for Conn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionId(u64);
 
+impl ConnectionId {
+    pub(crate) fn new(n: u64) -> Self {
+        Self(n)
+    }
+}
+
 /// A live connection and its id.
 struct Live {
     conn: Conn,
@@ -339,7 +358,27 @@ impl RedisConnection {
             response_timeout,
             metrics: RedisMetrics::default(),
             established: AtomicU64::new(0),
+            pool: None,
+            pool_wait: timeouts.connect,
         })
+    }
+
+    /// Lends connections from a deadpool-redis pool instead of keeping one multiplexed
+    /// connection per thread: the measured alternative (`--redis-pool deadpool`), not the
+    /// default. Nothing connects until the first command.
+    ///
+    /// Only for one Redis (`redis://`): deadpool-redis's cluster and sentinel pools expose no
+    /// timeouts or retries and never notice a demoted master, so a pool on those topologies is
+    /// refused at start-up.
+    pub fn with_pool(mut self, settings: PoolSettings) -> Result<Self, RedisBackendError> {
+        let Topology::Standalone(standalone) = &self.topology else {
+            return Err(RedisBackendError::NotBuilt(
+                "a deadpool pool on a cluster or sentinel URL",
+            ));
+        };
+        let (info, config) = standalone.connection_parts();
+        self.pool = Some(RedisPool::new(info, config, self.pool_wait, settings)?);
+        Ok(self)
     }
 
     /// Reports every command's latency and failures to `metrics` from now on.
@@ -471,6 +510,16 @@ impl RedisConnection {
         cmd: &redis::Cmd,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.query;
+        if let Some(pool) = &self.pool {
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
+            let started = self.metrics.timed.then(StdInstant::now);
+            let result = cmd.query_async(lent.conn()).await;
+            let id = lent.id();
+            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
+        }
         let slot = self.slot();
         let (mut conn, id) = self
             .connection(slot)
@@ -496,6 +545,16 @@ impl RedisConnection {
         pipe: &redis::Pipeline,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
         let observed = &self.metrics.pipeline;
+        if let Some(pool) = &self.pool {
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
+            let started = self.metrics.timed.then(StdInstant::now);
+            let result = pipe.query_async(lent.conn()).await;
+            let id = lent.id();
+            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
+        }
         let slot = self.slot();
         let (mut conn, id) = self
             .connection(slot)
@@ -514,6 +573,15 @@ impl RedisConnection {
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisBackendError> {
         let observed = &self.metrics.script;
+        if let Some(pool) = &self.pool {
+            let mut lent = pool
+                .get()
+                .await
+                .inspect_err(|_| observed.errors.increment(1))?;
+            let started = self.metrics.timed.then(StdInstant::now);
+            let result = script.invoke_async(lent.conn()).await;
+            return observe(observed, started, classify_lent(lent, result));
+        }
         let slot = self.slot();
         let (mut conn, _) = self
             .connection(slot)
@@ -667,7 +735,20 @@ fn unexpected(what: &'static str) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", what.to_owned()))
 }
 
-fn is_connection_failure(err: &redis::RedisError) -> bool {
+/// [`classify`] for a pooled connection: one that broke leaves the pool for good.
+fn classify_lent<T>(lent: Lent, result: redis::RedisResult<T>) -> Result<T, RedisBackendError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(err) if is_connection_failure(&err) => {
+            tracing::warn!(error = %err, "lost a pooled Redis connection");
+            lent.discard();
+            Err(RedisBackendError::Unreachable(err))
+        }
+        Err(err) => Err(RedisBackendError::Command(err)),
+    }
+}
+
+pub(crate) fn is_connection_failure(err: &redis::RedisError) -> bool {
     err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()

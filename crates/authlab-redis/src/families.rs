@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use authlab_core::{
     AuthError, ClientInfo, Clock, Exchange, Identity, NewFamily, RefreshFamilies, RevokedFamily,
-    Rotated, SessionInfo, SystemClock, TokenInfo, TokenKind,
+    Rotated, SessionInfo, SystemClock, TokenInfo, TokenKind, random,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -54,7 +54,7 @@ use redis::Value;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
+use uuid::Builder;
 
 use crate::{RedisBackendError, RedisConnection};
 
@@ -264,9 +264,11 @@ impl RefreshFamilies for RedisFamilies {
         identity: &Identity,
         client: &ClientInfo,
     ) -> Result<NewFamily, AuthError> {
-        let family = Uuid::new_v4().simple().to_string();
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(AuthError::unavailable)?;
+        let family = Builder::from_random_bytes(random::bytes())
+            .into_uuid()
+            .simple()
+            .to_string();
+        let secret: [u8; 32] = random::bytes();
         let token = format!("{family}.{}", URL_SAFE_NO_PAD.encode(secret));
         let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
@@ -545,7 +547,7 @@ mod tests {
 
     #[test]
     fn refresh_tokens_parse_strictly() {
-        let family = Uuid::new_v4().simple().to_string();
+        let family = uuid::Uuid::new_v4().simple().to_string();
         let good = format!("{family}.{}", "A".repeat(43));
         assert!(looks_like_refresh_token(&good));
         for bad in [

@@ -36,7 +36,8 @@
 //! Why not a connection pool? A pool lends one connection per request, so throughput is capped at
 //! pool size divided by the round-trip time, and deadpool-redis also sends `UNWATCH` + `PING` at
 //! every checkout. A multiplexed connection pipelines every in-flight command over one socket.
-//! (`docs/backends.md` has the measured difference.)
+//! (`docs/backends.md` has the measured difference.) To measure it, [`RedisConnection::with_pool`]
+//! swaps in deadpool-redis ([`PoolSettings`], `--redis-pool deadpool`); `pool` says what it costs.
 //!
 //! A Redis that loses its data (a restart without persistence, a flush) takes every opaque token
 //! with it: their keys are gone, so they are refused (`invalid_token`) and users log in again.
@@ -57,6 +58,7 @@ mod confirm;
 mod connection;
 mod denylist;
 mod families;
+mod pool;
 mod sentinel;
 #[cfg(test)]
 mod slot_rule;
@@ -73,6 +75,7 @@ pub use connection::{
 };
 pub use denylist::{EPOCH_REFRESH, RedisDenylist};
 pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
+pub use pool::PoolSettings;
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
 pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};

@@ -34,6 +34,14 @@ impl Standalone {
         Ok(Self { client, config })
     }
 
+    /// What a pool needs to open connections of its own the same way ([`crate::pool`]).
+    pub(crate) fn connection_parts(&self) -> (redis::ConnectionInfo, AsyncConnectionConfig) {
+        (
+            self.client.get_connection_info().clone(),
+            self.config.clone(),
+        )
+    }
+
     /// Opens a multiplexed connection on the current runtime.
     pub(crate) async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
         self.client

@@ -8,7 +8,8 @@
 //!   (which is what the Redis backend is).
 //!
 //! # Layout
-//! - [`SessionId`]: 128 bits from the operating system's CSPRNG, written as 22 base64url characters.
+//! - [`SessionId`]: 128 random bits ([`authlab_core::random`]: a CSPRNG seeded from the OS),
+//!   written as 22 base64url characters.
 //! - [`SessionAuthenticator`]: the map, with an idle timeout that slides on every use, and
 //!   [`SessionAuthenticator::sweep`] which forgets expired entries so memory stays bounded by the
 //!   number of *active* sessions. The server runs the sweep on a timer.
@@ -17,11 +18,11 @@
 //! persisted), and there is no cap on sessions per user.
 #![deny(missing_docs)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authlab_core::{
-    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry,
+    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry, random,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,23 +30,28 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::time::Instant;
 
+use stored::{Session, StoredName, UserAgent, UserSessions};
+
+mod stored;
+
 /// How a session id is written: 16 random bytes as unpadded base64url (22 characters), which is
 /// safe in a cookie value without quoting.
 const ENCODED_LEN: usize = 22;
 
-/// A session id: 128 bits from the OS CSPRNG (OWASP asks for at least 64 bits of entropy).
+/// A session's public handle (a random `u64`) as unpadded base64url: 11 characters.
+const HANDLE_LEN: usize = 11;
+
+/// A session id: 128 bits from a CSPRNG (OWASP asks for at least 64 bits of entropy).
 ///
 /// Only [`SessionId::generate`] creates new ids; [`SessionId::parse`] only reads ids back, so a
 /// client can never choose its own (no session fixation).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SessionId([u8; 16]);
+pub struct SessionId(pub(crate) [u8; 16]);
 
 impl SessionId {
-    /// Draws a fresh id from the operating system's random number generator.
-    pub fn generate() -> Result<Self, SessionError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(SessionError::Randomness)?;
-        Ok(Self(bytes))
+    /// Draws a fresh id from the thread-local CSPRNG ([`authlab_core::random`]).
+    pub fn generate() -> Self {
+        Self(random::bytes())
     }
 
     /// Reads an id as it came back from a client. Anything that is not exactly 22 base64url
@@ -115,37 +121,14 @@ pub enum SessionError {
     /// The presented value is not a session id this server could have issued.
     #[error("the session id is malformed")]
     Malformed,
-    /// The operating system could not provide random bytes (nothing safe can be issued).
-    #[error("the operating system's random number generator failed")]
-    Randomness(#[source] getrandom::Error),
 }
 
 impl From<SessionError> for AuthError {
     fn from(err: SessionError) -> Self {
         match err {
             SessionError::Malformed => AuthError::Invalid,
-            other @ SessionError::Randomness(_) => AuthError::unavailable(other),
         }
     }
-}
-
-/// The idle deadline moves in steps of this many milliseconds at least (see `verify`).
-const SLIDE_RESOLUTION_MS: u64 = 1000;
-
-/// One live session.
-struct Session {
-    /// Who it belongs to; `session_id` holds the session's public handle (not its id).
-    identity: Identity,
-    /// Milliseconds since the authenticator's epoch after which the session is dead: the idle
-    /// deadline, never beyond `absolute_ms`. Atomic so that sliding it forward on use needs only
-    /// the shard's read lock.
-    expires_at_ms: AtomicU64,
-    /// The absolute deadline: however busy the session, it ends here (`--session-max-age`).
-    absolute_ms: u64,
-    /// When the session started (login), milliseconds since the epoch.
-    created_ms: u64,
-    /// The client's `User-Agent` at login, for the user's list of sessions.
-    user_agent: Option<Box<str>>,
 }
 
 /// Settings for [`SessionAuthenticator`].
@@ -167,59 +150,77 @@ pub struct SessionConfig {
 /// sweeper prunes it together with the sessions, so no index entry outlives its session.
 pub struct SessionAuthenticator {
     sessions: IdMap<Session>,
-    by_user: DashMap<i64, Vec<SessionId>>,
+    by_user: DashMap<i64, UserSessions>,
+    /// The idle timeout, in whole seconds.
+    idle_s: u32,
+    /// The absolute lifetime, in whole seconds.
+    max_age_s: u32,
+    /// The idle timeout as configured, reported to clients as `expires_in`.
     idle_ttl: Duration,
-    max_age: Duration,
-    /// Times are kept as milliseconds since this instant: 8 bytes per time instead of 16, and
-    /// `tokio::time` so tests can pause and advance the clock.
+    /// Times are kept as whole seconds since this instant (`u32`: 4 bytes per time, enough for
+    /// 136 years), rounded down, so a deadline is never later than configured (at most a second
+    /// earlier); `tokio::time` so tests can pause and advance the clock.
     epoch: Instant,
     /// The wall-clock time of `epoch`, to report times as Unix seconds.
-    epoch_unix_ms: u64,
+    epoch_unix_s: u64,
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+/// Whole seconds of `duration`, saturating at `u32::MAX` (136 years).
+fn seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
 }
 
 impl SessionAuthenticator {
     /// An empty session store.
     pub fn new(config: SessionConfig) -> Self {
-        let epoch_unix_ms = SystemTime::now()
+        let epoch_unix_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, millis);
+            .map_or(0, |since| since.as_secs());
         Self {
             sessions: IdMap::default(),
             by_user: DashMap::new(),
+            idle_s: seconds(config.idle_ttl),
+            max_age_s: seconds(config.max_age),
             idle_ttl: config.idle_ttl,
-            max_age: config.max_age,
             epoch: Instant::now(),
-            epoch_unix_ms,
+            epoch_unix_s,
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        millis(self.epoch.elapsed())
+    fn now_s(&self) -> u32 {
+        seconds(self.epoch.elapsed())
     }
 
-    fn unix_seconds(&self, ms: u64) -> u64 {
-        self.epoch_unix_ms.saturating_add(ms) / 1000
+    fn unix_seconds(&self, s: u32) -> u64 {
+        self.epoch_unix_s.saturating_add(u64::from(s))
     }
 
-    /// The idle deadline from `now_ms`, capped by the absolute one.
-    fn deadline_from(&self, now_ms: u64, absolute_ms: u64) -> u64 {
-        now_ms
-            .saturating_add(millis(self.idle_ttl))
-            .min(absolute_ms)
+    /// The idle deadline from `now_s`, capped by the absolute one (`created_s + max_age`).
+    fn deadline_from(&self, now_s: u32, created_s: u32) -> u32 {
+        now_s
+            .saturating_add(self.idle_s)
+            .min(created_s.saturating_add(self.max_age_s))
+    }
+
+    /// The identity a session stands for, built for the caller (two small allocations: the
+    /// name and the handle; no pointer into shared memory is followed or reference-counted).
+    fn identity(session: &Session) -> Identity {
+        let mut handle = [0u8; HANDLE_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(session.handle.to_le_bytes(), &mut handle)
+            .unwrap_or(0);
+        Identity::new(session.user_id, session.username.as_str())
+            .in_session(std::str::from_utf8(&handle[..written]).unwrap_or_default())
     }
 
     /// Puts `session` in the map under a fresh id and indexes it under its user.
     fn insert(&self, session: Session) -> Result<SessionId, AuthError> {
-        let user_id = session.identity.user_id;
+        let user_id = session.user_id;
         // A fresh id every time, never one the client sent: that is what defeats session
         // fixation. A collision of 128 random bits will not happen, but if it did we would draw
         // again rather than hand one user another user's session.
         let id = loop {
-            let id = SessionId::generate()?;
+            let id = SessionId::generate();
             match self.sessions.entry(id) {
                 Entry::Vacant(slot) => {
                     slot.insert(session);
@@ -228,16 +229,20 @@ impl SessionAuthenticator {
                 Entry::Occupied(_) => continue,
             }
         };
-        self.by_user.entry(user_id).or_default().push(id);
+        match self.by_user.entry(user_id) {
+            Entry::Occupied(mut ids) => ids.get_mut().add(id),
+            Entry::Vacant(slot) => {
+                slot.insert(UserSessions::One(id));
+            }
+        }
         Ok(id)
     }
 
     fn unindex(&self, user_id: i64, id: &SessionId) {
-        if let Entry::Occupied(mut ids) = self.by_user.entry(user_id) {
-            ids.get_mut().retain(|other| other != id);
-            if ids.get().is_empty() {
-                ids.remove();
-            }
+        if let Entry::Occupied(mut ids) = self.by_user.entry(user_id)
+            && ids.get_mut().remove(id)
+        {
+            ids.remove();
         }
     }
 
@@ -250,14 +255,14 @@ impl SessionAuthenticator {
         let ids = self
             .by_user
             .get(&user_id)
-            .map(|ids| ids.clone())
+            .map(|ids| ids.to_vec())
             .unwrap_or_default();
         let mut removed = 0;
         for id in ids {
             if self
                 .sessions
                 .remove_if(&id, |id, session| {
-                    session.identity.user_id == user_id && pick(id, session)
+                    session.user_id == user_id && pick(id, session)
                 })
                 .is_some()
             {
@@ -274,15 +279,14 @@ impl SessionAuthenticator {
     /// after it. Creation time, absolute deadline and public handle carry over.
     pub async fn renew_id(&self, credential: &str) -> Result<Issued, AuthError> {
         let old = SessionId::parse(credential)?;
-        let now = self.now_ms();
+        let now = self.now_s();
         let (_, session) = self.sessions.remove(&old).ok_or(AuthError::Invalid)?;
-        let user_id = session.identity.user_id;
-        self.unindex(user_id, &old);
-        if session.expires_at_ms.load(Ordering::Relaxed) <= now {
+        self.unindex(session.user_id, &old);
+        if session.expires_s.load(Ordering::Relaxed) <= now {
             return Err(AuthError::Expired);
         }
-        session.expires_at_ms.store(
-            self.deadline_from(now, session.absolute_ms),
+        session.expires_s.store(
+            self.deadline_from(now, session.created_s),
             Ordering::Relaxed,
         );
         let id = self.insert(session)?;
@@ -296,16 +300,14 @@ impl SessionAuthenticator {
     /// Forgets every expired session and returns how many went. Without it, sessions that are
     /// never used again would sit in memory forever; the server calls it on a timer.
     pub fn sweep(&self) -> usize {
-        let now = self.now_ms();
+        let now = self.now_s();
         let before = self.sessions.len();
         self.sessions
-            .retain(|_, session| session.expires_at_ms.load(Ordering::Relaxed) > now);
+            .retain(|_, session| session.expires_s.load(Ordering::Relaxed) > now);
         // Prune the index too. (Lock order: an index shard, then a session shard; nothing else
         // ever holds a session shard while taking an index shard, so this cannot deadlock.)
-        self.by_user.retain(|_, ids| {
-            ids.retain(|id| self.sessions.contains_key(id));
-            !ids.is_empty()
-        });
+        self.by_user
+            .retain(|_, ids| !ids.retain(|id| self.sessions.contains_key(id)));
         before.saturating_sub(self.sessions.len())
     }
 
@@ -327,17 +329,17 @@ impl SessionAuthenticator {
 
 impl Authenticator for SessionAuthenticator {
     async fn issue(&self, identity: &Identity, client: &ClientInfo) -> Result<Issued, AuthError> {
-        let now = self.now_ms();
-        let absolute_ms = now.saturating_add(millis(self.max_age));
-        let mut handle = [0u8; 12];
-        getrandom::fill(&mut handle).map_err(SessionError::Randomness)?;
+        let now = self.now_s();
         let session = Session {
-            identity: Identity::new(identity.user_id, identity.username.clone())
-                .in_session(URL_SAFE_NO_PAD.encode(handle)),
-            expires_at_ms: AtomicU64::new(self.deadline_from(now, absolute_ms)),
-            absolute_ms,
-            created_ms: now,
-            user_agent: client.user_agent.as_deref().map(Box::from),
+            user_id: identity.user_id,
+            username: StoredName::new(&identity.username),
+            handle: u64::from_le_bytes(random::bytes()),
+            created_s: now,
+            expires_s: AtomicU32::new(self.deadline_from(now, now)),
+            user_agent: client
+                .user_agent
+                .as_deref()
+                .map(|ua| Box::new(UserAgent(ua.into()))),
         };
         let id = self.insert(session)?;
         Ok(Issued {
@@ -349,37 +351,37 @@ impl Authenticator for SessionAuthenticator {
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let id = SessionId::parse(credential)?;
-        let now = self.now_ms();
+        let now = self.now_s();
         {
             let session = self.sessions.get(&id).ok_or(AuthError::Invalid)?;
-            let expires = session.expires_at_ms.load(Ordering::Relaxed);
+            let expires = session.expires_s.load(Ordering::Relaxed);
             if expires > now {
                 // Sliding idle timeout: every use buys another `idle_ttl`, up to the absolute end.
-                // Written at most once a second: a busy session would otherwise have every core
-                // writing the same cache line on every request, for no visible difference.
-                let deadline = self.deadline_from(now, session.absolute_ms);
-                if deadline >= expires.saturating_add(SLIDE_RESOLUTION_MS) {
-                    session.expires_at_ms.store(deadline, Ordering::Relaxed);
+                // Written at most once a second (times are whole seconds): a busy session would
+                // otherwise have every core writing the same cache line on every request.
+                let deadline = self.deadline_from(now, session.created_s);
+                if deadline > expires {
+                    session.expires_s.store(deadline, Ordering::Relaxed);
                 }
-                return Ok(session.identity.clone());
+                return Ok(Self::identity(&session));
             }
         } // the read guard must be gone before we take the write lock below
         if let Some((_, session)) = self
             .sessions
-            .remove_if(&id, |_, s| s.expires_at_ms.load(Ordering::Relaxed) <= now)
+            .remove_if(&id, |_, s| s.expires_s.load(Ordering::Relaxed) <= now)
         {
-            self.unindex(session.identity.user_id, &id);
+            self.unindex(session.user_id, &id);
         }
         Err(AuthError::Expired)
     }
 
     async fn revoke(&self, credential: &str) -> Result<Identity, AuthError> {
         let id = SessionId::parse(credential)?;
-        let now = self.now_ms();
+        let now = self.now_s();
         let (_, session) = self.sessions.remove(&id).ok_or(AuthError::Invalid)?;
-        self.unindex(session.identity.user_id, &id);
-        if session.expires_at_ms.load(Ordering::Relaxed) > now {
-            Ok(session.identity)
+        self.unindex(session.user_id, &id);
+        if session.expires_s.load(Ordering::Relaxed) > now {
+            Ok(Self::identity(&session))
         } else {
             Err(AuthError::Expired)
         }
@@ -388,31 +390,29 @@ impl Authenticator for SessionAuthenticator {
 
 impl SessionRegistry for SessionAuthenticator {
     async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
-        let now = self.now_ms();
+        let now = self.now_s();
         let ids = self
             .by_user
             .get(&user_id)
-            .map(|ids| ids.clone())
+            .map(|ids| ids.to_vec())
             .unwrap_or_default();
-        let idle = millis(self.idle_ttl);
         let mut list: Vec<SessionInfo> = ids
             .iter()
             .filter_map(|id| {
                 let session = self.sessions.get(id)?;
-                let expires = session.expires_at_ms.load(Ordering::Relaxed);
+                let expires = session.expires_s.load(Ordering::Relaxed);
                 (expires > now).then(|| SessionInfo {
-                    id: session
-                        .identity
+                    id: Self::identity(&session)
                         .session_id
                         .as_deref()
                         .unwrap_or_default()
                         .to_owned(),
-                    created_at: self.unix_seconds(session.created_ms),
+                    created_at: self.unix_seconds(session.created_s),
                     // The idle deadline is always "last use + idle TTL" (or the absolute end).
                     last_used_at: self
-                        .unix_seconds(expires.saturating_sub(idle).max(session.created_ms)),
+                        .unix_seconds(expires.saturating_sub(self.idle_s).max(session.created_s)),
                     expires_at: self.unix_seconds(expires),
-                    user_agent: session.user_agent.as_deref().map(str::to_owned),
+                    user_agent: session.user_agent.as_ref().map(|ua| ua.0.to_string()),
                 })
             })
             .collect();
@@ -421,9 +421,17 @@ impl SessionRegistry for SessionAuthenticator {
     }
 
     async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
-        let removed = self.remove_where(user_id, |_, session| {
-            session.identity.session_id.as_deref() == Some(session_id)
-        });
+        // A handle is 11 base64url characters of a `u64`; anything else names no session.
+        let mut bytes = [0u8; 9];
+        let handle = match URL_SAFE_NO_PAD.decode_slice(session_id, &mut bytes) {
+            Ok(8) if session_id.len() == HANDLE_LEN => {
+                let mut handle = [0u8; 8];
+                handle.copy_from_slice(&bytes[..8]);
+                u64::from_le_bytes(handle)
+            }
+            _ => return Ok(false),
+        };
+        let removed = self.remove_where(user_id, |_, session| session.handle == handle);
         Ok(removed > 0)
     }
 
@@ -505,7 +513,7 @@ mod tests {
                 Err(AuthError::Invalid)
             ));
         }
-        let unknown = SessionId::generate().unwrap().encode();
+        let unknown = SessionId::generate().encode();
         assert!(matches!(
             sessions.verify(&unknown).await,
             Err(AuthError::Invalid)
@@ -671,7 +679,7 @@ mod tests {
 
     #[test]
     fn session_id_debug_is_redacted() {
-        let id = SessionId::generate().unwrap();
+        let id = SessionId::generate();
         assert_eq!(format!("{id:?}"), "SessionId([redacted])");
     }
 }

@@ -9,23 +9,28 @@
 
 use super::format;
 use super::model::{Report, RouteResult};
-use crate::setup::{self, ScaleOutCheck};
+use crate::modes::{self, Backend, Mode};
+use crate::revocation::RevocationLatency;
+use crate::setup::ScaleOutCheck;
 
-/// The backends the section speaks of: a label and the route of the table that measures it.
-const BACKENDS: [(&str, &str); 5] = [
-    ("session", setup::SESSION),
-    ("redis", setup::REDIS),
-    ("jwt, denylist off", setup::JWT_OFF),
-    ("jwt, denylist on", setup::JWT_ON),
-    ("jwt", "/jwt/me (as served)"),
-];
-
-/// The section's statements, one per backend measured, then one on login cost.
-pub fn statements(report: &Report) -> Vec<String> {
-    let authenticated: Vec<&RouteResult> = BACKENDS
+/// The modes the section speaks of, in the report's order: every measured mode but the
+/// metrics-off ones (which exist to price the metrics, not as a choice).
+fn choices(report: &Report) -> Vec<(&'static Mode, &RouteResult)> {
+    report
+        .routes
         .iter()
-        .filter_map(|(_, route)| report.routes.iter().find(|r| r.name == *route))
-        .collect();
+        .filter_map(|route| {
+            let mode = modes::by_row(&route.name)
+                .or_else(|| modes::AS_SERVED.iter().find(|m| m.row == route.name))?;
+            mode.metrics_off_of.is_none().then_some((mode, route))
+        })
+        .collect()
+}
+
+/// The section's statements, one per mode measured, then one on login cost.
+pub fn statements(report: &Report) -> Vec<String> {
+    let choices = choices(report);
+    let authenticated: Vec<&RouteResult> = choices.iter().map(|(_, route)| *route).collect();
     let ratios: Vec<f64> = authenticated
         .iter()
         .filter_map(|r| r.ratio_to_hello)
@@ -34,15 +39,34 @@ pub fn statements(report: &Report) -> Vec<String> {
     let worst = ratios.iter().copied().reduce(f64::min);
 
     let mut out = Vec::new();
-    for (label, route_name) in BACKENDS {
-        let Some(route) = report.routes.iter().find(|r| r.name == route_name) else {
-            continue;
-        };
+    for (mode, route) in choices {
+        let route_name = route.name.as_str();
         let check = report.scale_out.iter().find(|c| c.route == route_name);
         let mut parts = vec![speed(route, best, worst, ratios.len())];
         if let Some(check) = check {
             parts.push(revocation(check));
             parts.push(second_instance(check));
+        }
+        if let Some(latency) = report
+            .revocation
+            .iter()
+            .find(|r| r.route.as_deref() == Some(route_name))
+        {
+            parts.push(across_instances(latency));
+        }
+        if let Some(cache) = &route.cache
+            && let Some(ratio) = cache.hit_ratio
+        {
+            parts.push(format!(
+                "{:.1}% of its cache lookups hit, and the cache held {} {} at the end",
+                ratio * 100.0,
+                format::thousands(cache.entries),
+                if cache.entries == 1 {
+                    "entry"
+                } else {
+                    "entries"
+                }
+            ));
         }
         if let Some(redis) = &route.redis {
             parts.push(if redis.commands_per_request >= 0.005 {
@@ -54,7 +78,7 @@ pub fn statements(report: &Report) -> Vec<String> {
                 "no Redis on the request path".to_owned()
             });
         }
-        if let Some(memory) = memory(report, route_name) {
+        if let Some(memory) = memory(report, mode) {
             parts.push(memory);
         }
         if route.credential_bytes > 0 {
@@ -63,7 +87,7 @@ pub fn statements(report: &Report) -> Vec<String> {
                 format::thousands(route.credential_bytes as u64)
             ));
         }
-        out.push(format!("{label}: {}.", parts.join("; ")));
+        out.push(format!("{}: {}.", mode.label, parts.join("; ")));
     }
     if let Some(login) = &report.login {
         let mut text = format!(
@@ -125,6 +149,33 @@ fn revocation(check: &ScaleOutCheck) -> String {
     }
 }
 
+/// How soon a second instance refused after a logout on the first, over many samples.
+fn across_instances(latency: &RevocationLatency) -> String {
+    let mut text = if latency.refused == 0 {
+        "no token revoked on one instance was ever refused by the second".to_owned()
+    } else if latency.max_us == 0 {
+        format!(
+            "a second instance refuses a token revoked on the first at its very next request ({} samples; its answer {} later at p99)",
+            format::thousands(latency.samples as u64),
+            format::latency(latency.answered_p99_us)
+        )
+    } else {
+        format!(
+            "a second instance still accepts a token revoked on the first for up to {} at p99 ({} max, {} samples)",
+            format::latency(latency.p99_us),
+            format::latency(latency.max_us),
+            format::thousands(latency.samples as u64)
+        )
+    };
+    if latency.never_refused > 0 {
+        text.push_str(&format!(
+            ", and {} samples were still accepted a second after the logout",
+            format::thousands(latency.never_refused as u64)
+        ));
+    }
+    text
+}
+
 /// Whether the credential works on the instance that did not issue it.
 fn second_instance(check: &ScaleOutCheck) -> String {
     if (200..300).contains(&check.other_before) {
@@ -137,17 +188,17 @@ fn second_instance(check: &ScaleOutCheck) -> String {
     }
 }
 
-/// What a live credential of this backend costs in memory, where the run measured it.
-fn memory(report: &Report, route: &str) -> Option<String> {
-    match route {
-        setup::SESSION => report.sessions.iter().max_by_key(|p| p.sessions).map(|p| {
+/// What a live credential of this mode's backend costs in memory, where the run measured it.
+fn memory(report: &Report, mode: &Mode) -> Option<String> {
+    match mode.backend {
+        Backend::Session => report.sessions.iter().max_by_key(|p| p.sessions).map(|p| {
             format!(
                 "{} of process memory per live session at {} sessions",
                 format::bytes(p.bytes_per_session),
                 format::thousands(p.sessions as u64)
             )
         }),
-        setup::REDIS => report.redis_memory.as_ref().map(|m| {
+        Backend::Redis => report.redis_memory.as_ref().map(|m| {
             format!(
                 "{} of Redis memory per login (token, refresh family, user index)",
                 format::bytes(m.bytes_per_token)

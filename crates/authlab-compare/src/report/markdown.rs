@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::choose;
 use super::model::Report;
-use super::terminal::{errors_cell, ratio_cell, redis_cell};
+use super::terminal::{background_line, errors_cell, hit_ratio_cell, ratio_cell, redis_cell};
 
 /// `report.md`: the same table and the rest of the measurements, as Markdown.
 pub fn markdown(report: &Report) -> String {
@@ -45,13 +45,13 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "| route | req/s | ratio to /hello (target) | p50 us | p99 us | p99.9 us | errors | credential bytes | Redis cmds/req |"
+        "| route | req/s | ratio to /hello (target) | p50 us | p99 us | p99.9 us | errors | credential bytes | Redis cmds/req | cache hits |"
     );
-    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---|---:|---|");
+    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---|---:|---|---:|");
     for r in &report.routes {
         let _ = writeln!(
             md,
-            "| `{}` | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.requests_per_sec,
             ratio_cell(r),
@@ -60,8 +60,26 @@ pub fn markdown(report: &Report) -> String {
             r.load.latency.p999_us,
             errors_cell(r),
             r.credential_bytes,
-            redis_cell(r.redis.as_ref())
+            redis_cell(r.redis.as_ref()),
+            hit_ratio_cell(r)
         );
+    }
+    if let Some(line) = background_line(report) {
+        let _ = writeln!(md, "\n{line}");
+    }
+    let modes: Vec<_> = report
+        .routes
+        .iter()
+        .filter_map(|r| Some((r, r.mode.as_deref()?, r.flags.as_deref()?)))
+        .collect();
+    if !modes.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nEach mode is an instance of its own, started with these `authlab serve` flags (on top of the run's address, database, Redis, key prefix and JWT secret); `--modes` picks a subset.\n\n| route | `--modes` | flags |\n|---|---|---|"
+        );
+        for (route, mode, flags) in modes {
+            let _ = writeln!(md, "| `{}` | `{mode}` | `{flags}` |", route.name);
+        }
     }
     let _ = writeln!(md, "\n![requests per second](throughput.svg)\n");
     let _ = writeln!(md, "![latency percentiles](latency.svg)\n");
@@ -143,7 +161,7 @@ pub fn markdown(report: &Report) -> String {
     if !report.scale_out.is_empty() {
         let _ = writeln!(
             md,
-            "## Scale-out and revocation (two instances: A denylist off, B denylist on; shared Redis and JWT secret)\n\n| credential | issuer /me | other /me | logout | issuer /me after | other /me after | logout -> first rejection |\n|---|---:|---:|---:|---:|---:|---:|"
+            "## Scale-out and revocation (each mode's instance and a second one with the same flags; shared Redis and JWT secret)\n\n| credential | issuer /me | other /me | logout | issuer /me after | other /me after | logout -> first rejection |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         for c in &report.scale_out {
             let revocation = c
@@ -171,6 +189,34 @@ pub fn markdown(report: &Report) -> String {
              it is revoked only where a denylist is checked, so a token logged out on A (no denylist) stays valid \
              until it expires, everywhere."
         );
+    }
+    if !report.revocation.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Revocation latency across two instances\n\nPer sample: a fresh access token from instance 1 (a login, then a refresh per sample), accepted twice by `GET /me` on instance 2 (the second from its cache, if it has one), revoked on instance 1 (`/revoke`: the same write as a logout), then `GET /me` on instance 2 again and again until it refuses, over kept connections. *Accepted for*: from the revocation's answer until the first refused probe was sent (0: the first probe was refused; the window the cache's 5 ms guarantee bounds). *Refused after*: until the refusing answer (one round trip more). A mode that asks Redis on every request refuses at the first probe.\n\n| route | samples | never refused (1 s) | accepted for p50 / p99 / max | refused after p50 / p99 | probes until refused (mean) | refusal statuses |\n|---|---:|---:|---|---|---:|---|"
+        );
+        for r in &report.revocation {
+            let statuses: Vec<String> = r
+                .refusal_statuses
+                .iter()
+                .map(|(status, n)| format!("{n}x{status}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} / {} / {} us | {} / {} us | {:.2} | {} |",
+                r.route.as_deref().unwrap_or_default(),
+                r.samples,
+                r.never_refused,
+                r.p50_us,
+                r.p99_us,
+                r.max_us,
+                r.answered_p50_us,
+                r.answered_p99_us,
+                r.mean_probes,
+                statuses.join(", ")
+            );
+        }
+        md.push('\n');
     }
     md
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::machine;
 use super::stats::median;
 use crate::CompareArgs;
-use crate::probes::{RedisPerRequest, RedisTokenMemory, SessionPopulation};
+use crate::probes::{CacheActivity, RedisPerRequest, RedisTokenMemory, SessionPopulation};
+use crate::revocation::RevocationLatency;
 use crate::setup::{CredentialHeader, ScaleOutCheck};
 
 /// The name of the JSON Schema file written beside `report.json`.
@@ -63,6 +64,11 @@ pub struct RunSettings {
 pub struct RouteResult {
     /// Row label.
     pub name: String,
+    /// The mode's `--modes` name (`None` for `/hello`).
+    pub mode: Option<String>,
+    /// The `authlab serve` flags of the mode's instance, `(defaults)` for none (`None` for
+    /// `/hello`, and against `--target`, whose flags are its own).
+    pub flags: Option<String>,
     /// Request path.
     pub path: String,
     /// Bytes of the credential itself (0 for `/hello`).
@@ -93,6 +99,9 @@ pub struct RouteResult {
     pub rounds: Vec<LoadReport>,
     /// Redis commands per request (all rounds), if Redis statistics could be read.
     pub redis: Option<RedisPerRequest>,
+    /// What the instance's client-side cache did (all rounds), from its `/metrics`
+    /// `authlab_redis_cache_*` series; `None` where the instance has none.
+    pub cache: Option<CacheActivity>,
 }
 
 impl RouteResult {
@@ -124,6 +133,8 @@ impl RouteResult {
         }
         Self {
             name: name.to_owned(),
+            mode: None,
+            flags: None,
             path: path.to_owned(),
             credential_bytes: credential.map_or(0, CredentialHeader::credential_bytes),
             credential_header_bytes: credential.map_or(0, CredentialHeader::header_bytes),
@@ -139,6 +150,7 @@ impl RouteResult {
             load,
             rounds,
             redis,
+            cache: None,
         }
     }
 }
@@ -165,6 +177,11 @@ pub struct Report {
     pub redis_memory: Option<RedisTokenMemory>,
     /// Credentials presented to the other instance, and logouts.
     pub scale_out: Vec<ScaleOutCheck>,
+    /// Revocation latency across two instances, per revocable mode.
+    pub revocation: Vec<RevocationLatency>,
+    /// Redis commands per second that no request sent (the cached instances' heartbeats),
+    /// measured while `/hello` ran and subtracted from every row's commands per request.
+    pub redis_background_per_second: BTreeMap<String, f64>,
     /// The baseline the ratios divide by: the mean of the `/hello` runs.
     pub baseline_requests_per_sec: Option<f64>,
 }
@@ -180,7 +197,7 @@ impl Report {
                 target: args
                     .target
                     .clone()
-                    .unwrap_or_else(|| "in-process (instances A and B)".to_owned()),
+                    .unwrap_or_else(|| "in-process (an instance per mode)".to_owned()),
                 connections: args.connections,
                 threads: args.threads,
                 workers: args.workers,
@@ -195,6 +212,8 @@ impl Report {
             sessions: Vec::new(),
             redis_memory: None,
             scale_out: Vec::new(),
+            revocation: Vec::new(),
+            redis_background_per_second: BTreeMap::new(),
             baseline_requests_per_sec: None,
         }
     }

@@ -13,6 +13,15 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The `p`th percentile (nearest rank) of `sorted` (ascending); `None` for no values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
 /// What `--metrics on` costs a route: its requests/s beside the same route on the instance with
 /// metrics off, round by round (each pair ran back to back, on the same machine state).
 #[derive(Debug, Clone, PartialEq)]
