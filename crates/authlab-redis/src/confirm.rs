@@ -22,7 +22,7 @@
 //! so [`crate::RedisConnection`] sends it in the same pipeline as a command, or right after a
 //! script, on the connection the write went out on. While `WAIT` waits, Redis holds that
 //! connection's later commands back; the replica's acknowledgement is one round trip on a
-//! healthy link (see `docs/scale-out-sentinel.md` for the measured cost per logout).
+//! healthy link (see `docs/scale-out.md`, "Sentinel", for the measured cost per logout).
 //!
 //! What `WAIT` does not do: it does not make the write durable on disk, and a write refused by
 //! `WAIT`'s count is *not* rolled back on the master (it may still be replicated later). The
