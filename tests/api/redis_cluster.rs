@@ -50,7 +50,23 @@ impl RedisCluster {
     }
 
     /// A cluster of this test's own.
+    ///
+    /// Other tests pick free ports at the same time and bind them a moment later, so a port
+    /// chosen here can be taken before its node binds it (the node then exits, and the port
+    /// answers as somebody else's Redis). Such an attempt is stopped, by pid, and made again on
+    /// new ports.
     pub fn start() -> RedisCluster {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the Redis Cluster did not start: {failures:?}");
+    }
+
+    fn try_start() -> Result<RedisCluster, String> {
         let dir = std::env::temp_dir().join(format!("authlab-cluster-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("the cluster's directory");
         let mut cluster = RedisCluster {
@@ -78,11 +94,24 @@ impl RedisCluster {
                 child: Some(child),
             });
         }
-        for node in &cluster.nodes {
+        for node in &mut cluster.nodes {
+            let port = node.port;
             wait_until(Duration::from_secs(5), || {
-                std::net::TcpStream::connect(("127.0.0.1", node.port)).is_ok()
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             })
-            .unwrap_or_else(|| panic!("redis-server on {} did not start", node.port));
+            .ok_or_else(|| format!("redis-server on {port} did not start"))?;
+            // Our own node, still running, and a cluster node: not another test's Redis.
+            let exited = node
+                .child
+                .as_mut()
+                .map(|child| !matches!(child.try_wait(), Ok(None)))
+                .unwrap_or(true);
+            let clustered = Node::at(port)
+                .command(&["INFO", "cluster"])
+                .is_some_and(|info| info.contains("cluster_enabled:1"));
+            if exited || !clustered {
+                return Err(format!("port {port} was taken by another process"));
+            }
         }
         let addresses: Vec<String> = cluster
             .nodes
@@ -97,13 +126,14 @@ impl RedisCluster {
             .stdin(Stdio::null())
             .output()
             .expect("redis-cli is on PATH (scripts/test installs it)");
-        assert!(
-            created.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&created.stdout)
-        );
+        if !created.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&created.stdout)
+            ));
+        }
         cluster.wait_until_healthy(Duration::from_secs(15));
-        cluster
+        Ok(cluster)
     }
 
     /// The URL authlab is given: every node as a seed.
@@ -186,23 +216,29 @@ impl RedisCluster {
             .expect("a master serves every slot")
     }
 
-    /// The replica of the master on `master_port`.
+    /// The replica of the master on `master_port`. A replica in sync shows in the master's own
+    /// view (`CLUSTER NODES`) only once gossip has carried its new role, so this waits for it.
     pub fn replica_of(&self, master_port: u16) -> u16 {
-        let nodes = Node::at(master_port)
-            .command(&["CLUSTER", "NODES"])
-            .expect("CLUSTER NODES answers");
+        let mut replica = None;
+        wait_until(Duration::from_secs(10), || {
+            replica = Self::replica_in_view(master_port);
+            replica.is_some()
+        });
+        replica.expect("the master has a replica")
+    }
+
+    fn replica_in_view(master_port: u16) -> Option<u16> {
+        let nodes = Node::at(master_port).command(&["CLUSTER", "NODES"])?;
         let master_id = nodes
             .lines()
             .find(|line| line.contains("myself"))
-            .and_then(|line| line.split_whitespace().next())
-            .expect("the master's id")
+            .and_then(|line| line.split_whitespace().next())?
             .to_owned();
         nodes
             .lines()
             .find(|line| line.split_whitespace().nth(3) == Some(master_id.as_str()))
             .and_then(|line| line.split_whitespace().nth(1))
             .and_then(|address| address.split('@').next()?.rsplit_once(':')?.1.parse().ok())
-            .expect("the master has a replica")
     }
 
     /// Kills the node on `port` with SIGKILL, as a crash would.
