@@ -12,78 +12,45 @@
 //! of that after the flag is set is reported as the interruption, not as a failure.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+
+use authlab_loadgen::{CtrlC, CtrlCMessages};
 
 use crate::CompareError;
 
-/// Set once Ctrl-C was pressed; cheap to clone and to check.
+/// Set once Ctrl-C was pressed; cheap to clone and to check. The handler itself is
+/// [`authlab_loadgen::CtrlC`]; this adds what the comparison does with it.
 #[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt(CtrlC);
 
 impl Interrupt {
-    /// A flag that only [`Interrupt::raise`] sets (for tests, and when no handler can be installed).
+    /// A flag that only [`Interrupt::raise`] sets (for tests).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Installs the SIGINT handler: the first Ctrl-C raises the flag, a second one exits with 130.
-    /// If no handler can be installed, warns and returns a flag that is never raised (Ctrl-C
-    /// then ends the process as usual).
     pub fn install() -> Self {
-        let interrupt = Self::new();
-        if let Err(err) = interrupt.listen() {
-            eprintln!("warning: Ctrl-C will not clean up ({err})");
-        }
-        interrupt
-    }
-
-    #[cfg(unix)]
-    fn listen(&self) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        // Registered here, before the run starts, so no Ctrl-C falls between start and handler.
-        let mut sigint = {
-            let _entered = runtime.enter();
-            signal(SignalKind::interrupt())?
-        };
-        let flag = self.0.clone();
-        std::thread::Builder::new()
-            .name("compare-ctrl-c".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    sigint.recv().await;
-                    flag.store(true, Ordering::SeqCst);
-                    eprintln!(
-                        "\ninterrupted: stopping and cleaning up (Ctrl-C again to quit at once)"
-                    );
-                    sigint.recv().await;
-                    eprintln!("interrupted again: quitting without cleaning up");
-                    std::process::exit(130);
-                });
-            })?;
-        Ok(())
-    }
-
-    #[cfg(not(unix))]
-    fn listen(&self) -> std::io::Result<()> {
-        Err(std::io::Error::other("only Unix signals are handled"))
+        Self(CtrlC::install(CtrlCMessages {
+            thread: "compare-ctrl-c",
+            first: "interrupted: stopping and cleaning up (Ctrl-C again to quit at once)",
+            second: "interrupted again: quitting without cleaning up",
+        }))
     }
 
     /// Raises the flag, as Ctrl-C does.
     pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.raise();
     }
 
     /// Whether Ctrl-C was pressed.
     pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.is_raised()
     }
 
     /// The flag itself, for the load generator's [`authlab_loadgen::LoadSpec::cancel`].
     pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
+        self.0.flag()
     }
 
     /// `Err(Interrupted)` once Ctrl-C was pressed: call it between steps.
@@ -106,6 +73,7 @@ impl Interrupt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn a_step_that_failed_after_ctrl_c_is_reported_as_interrupted() {

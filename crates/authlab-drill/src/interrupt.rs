@@ -8,70 +8,45 @@
 //! nothing dies before the drill decides to stop it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+
+use authlab_loadgen::{CtrlC, CtrlCMessages};
 
 use crate::DrillError;
 
-/// Set once Ctrl-C was pressed; cheap to clone and to check.
+/// Set once Ctrl-C was pressed; cheap to clone and to check. The handler itself is
+/// [`authlab_loadgen::CtrlC`]; this adds what the drill does with it.
 #[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt(CtrlC);
 
 impl Interrupt {
-    /// A flag that only [`Interrupt::raise`] sets.
+    /// A flag that only [`Interrupt::raise`] sets (for tests).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Installs the SIGINT handler: the first Ctrl-C raises the flag, a second one exits with 130.
     pub fn install() -> Self {
-        let interrupt = Self::new();
-        if let Err(err) = interrupt.listen() {
-            eprintln!("warning: Ctrl-C will not clean up ({err})");
-        }
-        interrupt
-    }
-
-    #[cfg(unix)]
-    fn listen(&self) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let mut sigint = {
-            let _entered = runtime.enter();
-            signal(SignalKind::interrupt())?
-        };
-        let flag = self.0.clone();
-        std::thread::Builder::new()
-            .name("drill-ctrl-c".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    sigint.recv().await;
-                    flag.store(true, Ordering::SeqCst);
-                    eprintln!(
-                        "\ninterrupted: stopping every process the drill started (Ctrl-C again to quit at once)"
-                    );
-                    sigint.recv().await;
-                    eprintln!("interrupted again: quitting; processes may be left running");
-                    std::process::exit(130);
-                });
-            })?;
-        Ok(())
-    }
-
-    #[cfg(not(unix))]
-    fn listen(&self) -> std::io::Result<()> {
-        Err(std::io::Error::other("only Unix signals are handled"))
+        Self(CtrlC::install(CtrlCMessages {
+            thread: "drill-ctrl-c",
+            first: "interrupted: stopping every process the drill started (Ctrl-C again to quit at once)",
+            second: "interrupted again: quitting; processes may be left running",
+        }))
     }
 
     /// Raises the flag, as Ctrl-C does.
     pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.raise();
     }
 
     /// Whether Ctrl-C was pressed.
     pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.is_raised()
+    }
+
+    /// The flag itself, for the load generator's [`authlab_loadgen::LoadSpec::cancel`].
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.flag()
     }
 
     /// `Err(Interrupted)` once Ctrl-C was pressed: call it between steps.

@@ -51,6 +51,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Re-exported so callers can build requests without depending on hyper themselves.
+mod ctrl_c;
+
+pub use ctrl_c::{CtrlC, CtrlCMessages};
 pub use hyper::{Method, header};
 
 /// Highest latency the histograms can hold (60 s); slower answers are clamped to it.
