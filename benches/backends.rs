@@ -121,7 +121,7 @@ fn session(c: &mut Criterion) {
     let store = session_store();
     group.bench_function("verify_invalid", |b| {
         // Well-formed but unknown: a full lookup that misses.
-        let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+        let unknown = "AAAAAAAAAAAAAAAAAAAAAAAAAAA";
         b.iter(|| black_box(ready(store.verify(black_box(unknown))).is_err()))
     });
     group.bench_function("verify_malformed", |b| {

@@ -81,8 +81,8 @@ const MASKS: [(&str, &str); 11] = [
         r"(^|[^A-Za-z0-9_-])[A-Za-z0-9_-]{43}($|[^A-Za-z0-9_-])",
         "$1<b64>$2",
     ),
-    // A session cookie's id (128 bits, 22 base64url characters).
-    (r"sid=[A-Za-z0-9_-]{22}", "sid=<sid>"),
+    // A session cookie's id (a 32-bit slot and 128 random bits, 27 base64url characters).
+    (r"sid=[A-Za-z0-9_-]{27}", "sid=<sid>"),
     // A session's public id in the session list.
     (r#"("id": ?)"[A-Za-z0-9_-]{11}""#, "$1\"<session-id>\""),
     // A removal cookie's date.

@@ -1,18 +1,22 @@
-//! Server-side sessions: the credential is a random id, the state is a map in this process.
+//! Server-side sessions: the credential is a random id, the state is a table in this process.
 //!
-//! - **State** lives in server memory: one map entry per logged-in client (id -> user, expiry).
-//! - **Verify** is a hash-map lookup: no I/O, no cryptography, the cheapest check there is.
+//! - **State** lives in server memory: one entry per logged-in client (id -> user, expiry).
+//! - **Verify** is a table lookup: no I/O, no cryptography, the cheapest check there is.
 //! - **Revocation** is instant and exact: delete the entry and the id means nothing any more.
-//! - **Scaling out** is the catch: another instance has another map, so a client must keep hitting
-//!   the instance that logged it in (sticky sessions) or the state must move to a shared store
-//!   (which is what the Redis backend is).
+//! - **Scaling out** is the catch: another instance has another table, so a client must keep
+//!   hitting the instance that logged it in (sticky sessions) or the state must move to a shared
+//!   store (which is what the Redis backend is).
 //!
 //! # Layout
-//! - [`SessionId`]: 128 random bits ([`authlab_core::random`]: a CSPRNG seeded from the OS),
-//!   written as 22 base64url characters.
-//! - [`SessionAuthenticator`]: the map, with an idle timeout that slides on every use, and
-//!   [`SessionAuthenticator::sweep`] which forgets expired entries so memory stays bounded by the
-//!   number of *active* sessions. The server runs the sweep on a timer.
+//! - [`SessionId`]: the number of the slot the session sits in (32 bits, not secret) and 128
+//!   random bits ([`authlab_core::random`]: a CSPRNG seeded from the OS), written as 27 base64url
+//!   characters.
+//! - `slab`: where sessions live: numbered slots, opened by the id's random bits (compared in
+//!   constant time). Why a slab and not a hash table is in that module's documentation.
+//! - `stored`: what one session holds (48 bytes), and the per-user index's entry.
+//! - [`SessionAuthenticator`]: the slab and the per-user index, with an idle timeout that slides
+//!   on every use, and [`SessionAuthenticator::sweep`] which forgets expired entries so memory
+//!   stays bounded by the number of *active* sessions. The server runs the sweep on a timer.
 //!
 //! Simplifications a real deployment would revisit: sessions die with the process (nothing is
 //! persisted), and there is no cap on sessions per user.
@@ -22,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authlab_core::{
-    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry, random,
+    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,88 +34,95 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::time::Instant;
 
+use slab::{Renewal, SessionRef, SessionSlab};
 use stored::{Session, StoredName, UserAgent, UserSessions};
 
+mod slab;
 mod stored;
 
-/// How a session id is written: 16 random bytes as unpadded base64url (22 characters), which is
-/// safe in a cookie value without quoting.
-const ENCODED_LEN: usize = 22;
+/// The bytes of a session id: a 4-byte slot number, then 16 random bytes.
+const ID_BYTES: usize = 20;
 
-/// A session's public handle (a random `u64`) as unpadded base64url: 11 characters.
+/// How a session id is written: its 20 bytes as unpadded base64url (27 characters), which is
+/// safe in a cookie value without quoting.
+pub const SESSION_ID_LEN: usize = 27;
+
+/// A session's public handle (slot and generation, 8 bytes) as unpadded base64url: 11 characters.
 const HANDLE_LEN: usize = 11;
 
-/// A session id: 128 bits from a CSPRNG (OWASP asks for at least 64 bits of entropy).
+/// A session id: which slot the session is in, and the 128 random bits that open it (OWASP asks
+/// for at least 64 bits of entropy, ASVS 5.0 for 128 in a reference token; the slot number adds
+/// none, it is not secret).
 ///
-/// Only [`SessionId::generate`] creates new ids; [`SessionId::parse`] only reads ids back, so a
-/// client can never choose its own (no session fixation).
+/// Only the store creates ids; [`SessionId::parse`] only reads them back, so a client can never
+/// choose its own (no session fixation).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SessionId(pub(crate) [u8; 16]);
+pub struct SessionId {
+    /// The slot number, not secret.
+    pub(crate) slot: u32,
+    /// The secret: drawn from the CSPRNG when the session is stored or renewed.
+    pub(crate) secret: [u8; 16],
+}
 
 impl SessionId {
-    /// Draws a fresh id from the thread-local CSPRNG ([`authlab_core::random`]).
-    pub fn generate() -> Self {
-        Self(random::bytes())
-    }
-
-    /// Reads an id as it came back from a client. Anything that is not exactly 22 base64url
-    /// characters decoding to 16 bytes is rejected before the map is consulted.
+    /// Reads an id as it came back from a client. Anything that is not exactly 27 base64url
+    /// characters decoding to 20 bytes is rejected before the store is consulted.
     pub fn parse(text: &str) -> Result<Self, SessionError> {
-        if text.len() != ENCODED_LEN {
+        if text.len() != SESSION_ID_LEN {
             return Err(SessionError::Malformed);
         }
-        let mut bytes = [0u8; 16];
+        let mut bytes = [0u8; ID_BYTES + 1];
         match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            Ok(16) => Ok(Self(bytes)),
+            Ok(ID_BYTES) => {
+                let [s0, s1, s2, s3, secret @ ..] = bytes;
+                let mut id = Self {
+                    slot: u32::from_le_bytes([s0, s1, s2, s3]),
+                    secret: [0; 16],
+                };
+                id.secret.copy_from_slice(&secret[..16]);
+                Ok(id)
+            }
             _ => Err(SessionError::Malformed),
         }
     }
 
     /// The id as the client will see it.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+        let mut bytes = [0u8; ID_BYTES];
+        bytes[..4].copy_from_slice(&self.slot.to_le_bytes());
+        bytes[4..].copy_from_slice(&self.secret);
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 }
-
-impl std::hash::Hash for SessionId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // The id is already uniformly random: eight of its bytes are as good a hash as any.
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(first));
-    }
-}
-
-/// A hasher that passes a [`SessionId`]'s random bits through instead of running SipHash over
-/// them. SipHash exists to stop an attacker from choosing keys that collide; here every key in the
-/// map was drawn by the server from the OS CSPRNG, so there is nothing to choose, and a lookup of
-/// a forged id costs one probe like any other miss.
-#[derive(Default, Clone, Copy)]
-pub struct RandomIdHasher(u64);
-
-impl std::hash::Hasher for RandomIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by `SessionId`; a plain fold keeps the type correct for any other key.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
-
-type IdMap<V> = DashMap<SessionId, V, std::hash::BuildHasherDefault<RandomIdHasher>>;
 
 impl std::fmt::Debug for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The id *is* the credential: never print it.
         f.write_str("SessionId([redacted])")
+    }
+}
+
+impl SessionRef {
+    /// The public handle that lists and ends this session (`GET /session/sessions`): slot and
+    /// generation, so it says nothing about the id's secret, and it is kept across
+    /// [`SessionAuthenticator::renew_id`].
+    fn handle(self) -> [u8; 8] {
+        (u64::from(self.generation) << 32 | u64::from(self.slot)).to_le_bytes()
+    }
+
+    /// Reads a handle back; `None` for anything that is not 11 base64url characters of 8 bytes.
+    fn from_handle(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 9];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(8) if text.len() == HANDLE_LEN => {
+                let [s0, s1, s2, s3, g0, g1, g2, g3, _] = bytes;
+                Some(Self {
+                    slot: u32::from_le_bytes([s0, s1, s2, s3]),
+                    generation: u32::from_le_bytes([g0, g1, g2, g3]),
+                })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -121,12 +132,16 @@ pub enum SessionError {
     /// The presented value is not a session id this server could have issued.
     #[error("the session id is malformed")]
     Malformed,
+    /// A shard of the store has handed out every slot number it has (2^28 of them).
+    #[error("the session store is full")]
+    Full,
 }
 
 impl From<SessionError> for AuthError {
     fn from(err: SessionError) -> Self {
         match err {
             SessionError::Malformed => AuthError::Invalid,
+            full @ SessionError::Full => AuthError::Unavailable(Box::new(full)),
         }
     }
 }
@@ -142,14 +157,14 @@ pub struct SessionConfig {
     pub max_age: Duration,
 }
 
-/// Sessions held in a concurrent map in this process.
+/// Sessions held in this process's memory.
 ///
-/// The map is a [`DashMap`]: sharded, so requests on different sessions rarely wait on one another,
-/// and a hit needs only a shard's read lock (the expiry is updated atomically inside the entry).
-/// A second map indexes sessions by user, for "list my sessions" and "log out everywhere"; the
-/// sweeper prunes it together with the sessions, so no index entry outlives its session.
+/// The sessions themselves are in a sharded slab (`slab`): a verify takes one shard's read lock
+/// and goes straight to the session's slot (the expiry is updated atomically inside the entry).
+/// A map indexes sessions by user, for "list my sessions" and "log out everywhere"; the sweeper
+/// prunes it together with the sessions, so no index entry outlives its session.
 pub struct SessionAuthenticator {
-    sessions: IdMap<Session>,
+    sessions: SessionSlab,
     by_user: DashMap<i64, UserSessions>,
     /// The idle timeout, in whole seconds.
     idle_s: u32,
@@ -177,7 +192,7 @@ impl SessionAuthenticator {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
         Self {
-            sessions: IdMap::default(),
+            sessions: SessionSlab::new(),
             by_user: DashMap::new(),
             idle_s: seconds(config.idle_ttl),
             max_age_s: seconds(config.max_age),
@@ -202,71 +217,61 @@ impl SessionAuthenticator {
             .min(created_s.saturating_add(self.max_age_s))
     }
 
-    /// The identity a session stands for, built for the caller (two small allocations: the
-    /// name and the handle; no pointer into shared memory is followed or reference-counted).
-    fn identity(session: &Session) -> Identity {
-        let mut handle = [0u8; HANDLE_LEN];
+    /// The handle of `session_ref` as text (11 base64url characters, on the stack).
+    fn handle_text(session_ref: SessionRef, out: &mut [u8; HANDLE_LEN]) -> &str {
         let written = URL_SAFE_NO_PAD
-            .encode_slice(session.handle.to_le_bytes(), &mut handle)
+            .encode_slice(session_ref.handle(), out)
             .unwrap_or(0);
-        Identity::new(session.user_id, session.username.as_str())
-            .in_session(std::str::from_utf8(&handle[..written]).unwrap_or_default())
+        std::str::from_utf8(&out[..written]).unwrap_or_default()
     }
 
-    /// Puts `session` in the map under a fresh id and indexes it under its user.
+    /// The identity a session stands for, built for the caller (two small allocations: the
+    /// name and the handle; no pointer into shared memory is followed or reference-counted).
+    fn identity(session_ref: SessionRef, session: &Session) -> Identity {
+        let mut handle = [0u8; HANDLE_LEN];
+        Identity::new(session.user_id, session.username.as_str())
+            .in_session(Self::handle_text(session_ref, &mut handle))
+    }
+
+    /// Stores `session` under a fresh id and indexes it under its user.
     fn insert(&self, session: Session) -> Result<SessionId, AuthError> {
         let user_id = session.user_id;
         // A fresh id every time, never one the client sent: that is what defeats session
-        // fixation. A collision of 128 random bits will not happen, but if it did we would draw
-        // again rather than hand one user another user's session.
-        let id = loop {
-            let id = SessionId::generate();
-            match self.sessions.entry(id) {
-                Entry::Vacant(slot) => {
-                    slot.insert(session);
-                    break id;
-                }
-                Entry::Occupied(_) => continue,
-            }
-        };
+        // fixation.
+        let (id, session_ref) = self.sessions.insert(session).ok_or(SessionError::Full)?;
         match self.by_user.entry(user_id) {
-            Entry::Occupied(mut ids) => ids.get_mut().add(id),
+            Entry::Occupied(mut refs) => refs.get_mut().add(session_ref),
             Entry::Vacant(slot) => {
-                slot.insert(UserSessions::One(id));
+                slot.insert(UserSessions::One(session_ref));
             }
         }
         Ok(id)
     }
 
-    fn unindex(&self, user_id: i64, id: &SessionId) {
-        if let Entry::Occupied(mut ids) = self.by_user.entry(user_id)
-            && ids.get_mut().remove(id)
+    fn unindex(&self, user_id: i64, session_ref: SessionRef) {
+        if let Entry::Occupied(mut refs) = self.by_user.entry(user_id)
+            && refs.get_mut().remove(session_ref)
         {
-            ids.remove();
+            refs.remove();
         }
     }
 
-    /// Removes a session if it belongs to `user_id` and is identified by `pick`.
-    fn remove_where(
-        &self,
-        user_id: i64,
-        mut pick: impl FnMut(&SessionId, &Session) -> bool,
-    ) -> usize {
-        let ids = self
+    /// Removes every session of `user_id` that `pick` chooses; returns how many went.
+    fn remove_where(&self, user_id: i64, mut pick: impl FnMut(SessionRef) -> bool) -> usize {
+        let refs = self
             .by_user
             .get(&user_id)
-            .map(|ids| ids.to_vec())
+            .map(|refs| refs.to_vec())
             .unwrap_or_default();
         let mut removed = 0;
-        for id in ids {
-            if self
-                .sessions
-                .remove_if(&id, |id, session| {
-                    session.user_id == user_id && pick(id, session)
-                })
-                .is_some()
+        for session_ref in refs {
+            if pick(session_ref)
+                && self
+                    .sessions
+                    .remove_ref_if(session_ref, |session| session.user_id == user_id)
+                    .is_some()
             {
-                self.unindex(user_id, &id);
+                self.unindex(user_id, session_ref);
                 removed += 1;
             }
         }
@@ -280,45 +285,52 @@ impl SessionAuthenticator {
     pub async fn renew_id(&self, credential: &str) -> Result<Issued, AuthError> {
         let old = SessionId::parse(credential)?;
         let now = self.now_s();
-        let (_, session) = self.sessions.remove(&old).ok_or(AuthError::Invalid)?;
-        self.unindex(session.user_id, &old);
-        if session.expires_s.load(Ordering::Relaxed) <= now {
-            return Err(AuthError::Expired);
+        let renewal = self.sessions.renew(&old, |session| {
+            if session.expires_s.load(Ordering::Relaxed) <= now {
+                return false;
+            }
+            session.expires_s.store(
+                self.deadline_from(now, session.created_s),
+                Ordering::Relaxed,
+            );
+            true
+        });
+        match renewal {
+            Renewal::Renewed(id) => Ok(Issued {
+                credential: id.encode().into(),
+                expires_in: self.idle_ttl,
+                refresh: None,
+            }),
+            Renewal::Ended(session_ref, session) => {
+                self.unindex(session.user_id, session_ref);
+                Err(AuthError::Expired)
+            }
+            Renewal::Unknown => Err(AuthError::Invalid),
         }
-        session.expires_s.store(
-            self.deadline_from(now, session.created_s),
-            Ordering::Relaxed,
-        );
-        let id = self.insert(session)?;
-        Ok(Issued {
-            credential: id.encode().into(),
-            expires_in: self.idle_ttl,
-            refresh: None,
-        })
     }
 
     /// Forgets every expired session and returns how many went. Without it, sessions that are
     /// never used again would sit in memory forever; the server calls it on a timer.
     pub fn sweep(&self) -> usize {
         let now = self.now_s();
-        let before = self.sessions.len();
-        self.sessions
-            .retain(|_, session| session.expires_s.load(Ordering::Relaxed) > now);
-        // Prune the index too. (Lock order: an index shard, then a session shard; nothing else
-        // ever holds a session shard while taking an index shard, so this cannot deadlock.)
+        let removed = self
+            .sessions
+            .retain(|session| session.expires_s.load(Ordering::Relaxed) > now);
+        // Prune the index too. (Lock order: an index shard, then a slab shard; nothing ever
+        // holds a slab shard while taking an index shard, so this cannot deadlock.)
         self.by_user
-            .retain(|_, ids| !ids.retain(|id| self.sessions.contains_key(id)));
-        before.saturating_sub(self.sessions.len())
+            .retain(|_, refs| !refs.retain(|session_ref| self.sessions.contains(*session_ref)));
+        removed
     }
 
-    /// How many sessions the map holds (live ones plus expired ones not yet swept).
+    /// How many sessions the store holds (live ones plus expired ones not yet swept).
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
 
-    /// Whether the map is empty.
+    /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+        self.len() == 0
     }
 
     /// How many users have sessions in the index (live or awaiting the sweeper).
@@ -333,7 +345,6 @@ impl Authenticator for SessionAuthenticator {
         let session = Session {
             user_id: identity.user_id,
             username: StoredName::new(&identity.username),
-            handle: u64::from_le_bytes(random::bytes()),
             created_s: now,
             expires_s: AtomicU32::new(self.deadline_from(now, now)),
             user_agent: client
@@ -352,25 +363,32 @@ impl Authenticator for SessionAuthenticator {
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
         let id = SessionId::parse(credential)?;
         let now = self.now_s();
-        {
-            let session = self.sessions.get(&id).ok_or(AuthError::Invalid)?;
-            let expires = session.expires_s.load(Ordering::Relaxed);
-            if expires > now {
-                // Sliding idle timeout: every use buys another `idle_ttl`, up to the absolute end.
-                // Written at most once a second (times are whole seconds): a busy session would
-                // otherwise have every core writing the same cache line on every request.
+        let live = self
+            .sessions
+            .with(&id, |session_ref, session| {
+                let expires = session.expires_s.load(Ordering::Relaxed);
+                if expires <= now {
+                    return None;
+                }
+                // Sliding idle timeout: every use buys another `idle_ttl`, up to the absolute
+                // end. Written at most once a second (times are whole seconds): a busy session
+                // would otherwise have every core writing the same cache line on every request.
                 let deadline = self.deadline_from(now, session.created_s);
                 if deadline > expires {
                     session.expires_s.store(deadline, Ordering::Relaxed);
                 }
-                return Ok(Self::identity(&session));
-            }
-        } // the read guard must be gone before we take the write lock below
-        if let Some((_, session)) = self
+                Some(Self::identity(session_ref, session))
+            })
+            .ok_or(AuthError::Invalid)?;
+        if let Some(identity) = live {
+            return Ok(identity);
+        }
+        // Expired: the read lock is gone (it lived inside `with`); remove it under the write lock.
+        if let Some((session_ref, session)) = self
             .sessions
-            .remove_if(&id, |_, s| s.expires_s.load(Ordering::Relaxed) <= now)
+            .remove_if(&id, |s| s.expires_s.load(Ordering::Relaxed) <= now)
         {
-            self.unindex(session.user_id, &id);
+            self.unindex(session.user_id, session_ref);
         }
         Err(AuthError::Expired)
     }
@@ -378,10 +396,13 @@ impl Authenticator for SessionAuthenticator {
     async fn revoke(&self, credential: &str) -> Result<Identity, AuthError> {
         let id = SessionId::parse(credential)?;
         let now = self.now_s();
-        let (_, session) = self.sessions.remove(&id).ok_or(AuthError::Invalid)?;
-        self.unindex(session.user_id, &id);
+        let (session_ref, session) = self
+            .sessions
+            .remove_if(&id, |_| true)
+            .ok_or(AuthError::Invalid)?;
+        self.unindex(session.user_id, session_ref);
         if session.expires_s.load(Ordering::Relaxed) > now {
-            Ok(Self::identity(&session))
+            Ok(Self::identity(session_ref, &session))
         } else {
             Err(AuthError::Expired)
         }
@@ -391,29 +412,33 @@ impl Authenticator for SessionAuthenticator {
 impl SessionRegistry for SessionAuthenticator {
     async fn sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
         let now = self.now_s();
-        let ids = self
+        let refs = self
             .by_user
             .get(&user_id)
-            .map(|ids| ids.to_vec())
+            .map(|refs| refs.to_vec())
             .unwrap_or_default();
-        let mut list: Vec<SessionInfo> = ids
-            .iter()
-            .filter_map(|id| {
-                let session = self.sessions.get(id)?;
-                let expires = session.expires_s.load(Ordering::Relaxed);
-                (expires > now).then(|| SessionInfo {
-                    id: Self::identity(&session)
-                        .session_id
-                        .as_deref()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    created_at: self.unix_seconds(session.created_s),
-                    // The idle deadline is always "last use + idle TTL" (or the absolute end).
-                    last_used_at: self
-                        .unix_seconds(expires.saturating_sub(self.idle_s).max(session.created_s)),
-                    expires_at: self.unix_seconds(expires),
-                    user_agent: session.user_agent.as_ref().map(|ua| ua.0.to_string()),
-                })
+        let mut list: Vec<SessionInfo> = refs
+            .into_iter()
+            .filter_map(|session_ref| {
+                self.sessions
+                    .with_ref(session_ref, |session| {
+                        let expires = session.expires_s.load(Ordering::Relaxed);
+                        (session.user_id == user_id && expires > now).then(|| {
+                            let mut handle = [0u8; HANDLE_LEN];
+                            SessionInfo {
+                                id: Self::handle_text(session_ref, &mut handle).to_owned(),
+                                created_at: self.unix_seconds(session.created_s),
+                                // The idle deadline is always "last use + idle TTL" (or the
+                                // absolute end).
+                                last_used_at: self.unix_seconds(
+                                    expires.saturating_sub(self.idle_s).max(session.created_s),
+                                ),
+                                expires_at: self.unix_seconds(expires),
+                                user_agent: session.user_agent.as_ref().map(|ua| ua.0.to_string()),
+                            }
+                        })
+                    })
+                    .flatten()
             })
             .collect();
         list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
@@ -421,22 +446,16 @@ impl SessionRegistry for SessionAuthenticator {
     }
 
     async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<bool, AuthError> {
-        // A handle is 11 base64url characters of a `u64`; anything else names no session.
-        let mut bytes = [0u8; 9];
-        let handle = match URL_SAFE_NO_PAD.decode_slice(session_id, &mut bytes) {
-            Ok(8) if session_id.len() == HANDLE_LEN => {
-                let mut handle = [0u8; 8];
-                handle.copy_from_slice(&bytes[..8]);
-                u64::from_le_bytes(handle)
-            }
-            _ => return Ok(false),
+        // A handle is 11 base64url characters of 8 bytes; anything else names no session.
+        let Some(handle) = SessionRef::from_handle(session_id) else {
+            return Ok(false);
         };
-        let removed = self.remove_where(user_id, |_, session| session.handle == handle);
+        let removed = self.remove_where(user_id, |session_ref| session_ref == handle);
         Ok(removed > 0)
     }
 
     async fn revoke_all(&self, user_id: i64) -> Result<usize, AuthError> {
-        Ok(self.remove_where(user_id, |_, _| true))
+        Ok(self.remove_where(user_id, |_| true))
     }
 }
 
@@ -484,13 +503,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ids_are_22_url_safe_characters_and_never_repeat() {
+    async fn ids_are_27_url_safe_characters_and_never_repeat() {
         let sessions = store(60);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1_000 {
             let issued = sessions.issue(&alice(), &browser()).await.unwrap();
             let id = issued.credential.expose_secret().to_owned();
-            assert_eq!(id.len(), 22);
+            assert_eq!(id.len(), 27);
             assert!(
                 id.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -513,11 +532,47 @@ mod tests {
                 Err(AuthError::Invalid)
             ));
         }
-        let unknown = SessionId::generate().encode();
+        let unknown = SessionId {
+            slot: 0,
+            secret: authlab_core::random::bytes(),
+        }
+        .encode();
         assert!(matches!(
             sessions.verify(&unknown).await,
             Err(AuthError::Invalid)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_live_sessions_slot_with_any_other_secret_is_invalid() {
+        let sessions = store(60);
+        let issued = sessions.issue(&alice(), &browser()).await.unwrap();
+        let genuine = SessionId::parse(issued.credential.expose_secret()).unwrap();
+        for byte in 0..16 {
+            let mut forged = genuine;
+            forged.secret[byte] ^= 0x80;
+            assert!(matches!(
+                sessions.verify(&forged.encode()).await,
+                Err(AuthError::Invalid)
+            ));
+        }
+        let zeros = SessionId {
+            slot: genuine.slot,
+            secret: [0; 16],
+        };
+        assert!(matches!(
+            sessions.verify(&zeros.encode()).await,
+            Err(AuthError::Invalid)
+        ));
+        assert!(sessions.revoke(&zeros.encode()).await.is_err());
+        assert!(sessions.renew_id(&zeros.encode()).await.is_err());
+        assert!(
+            sessions
+                .verify(issued.credential.expose_secret())
+                .await
+                .is_ok(),
+            "the forgeries ended nothing"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -679,7 +734,10 @@ mod tests {
 
     #[test]
     fn session_id_debug_is_redacted() {
-        let id = SessionId::generate();
+        let id = SessionId {
+            slot: 1,
+            secret: authlab_core::random::bytes(),
+        };
         assert_eq!(format!("{id:?}"), "SessionId([redacted])");
     }
 }

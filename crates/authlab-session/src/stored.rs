@@ -1,32 +1,31 @@
-//! How a session is laid out in memory: 56 bytes in the map entry, nothing on the heap for a
-//! typical session, and one small list per user in the index.
+//! How a session is laid out in memory: 48 bytes in its slot of the slab (72 with the slot's
+//! secret and generation, see [`crate::slab`]), nothing on the heap for a typical session, and
+//! one small entry per user in the index.
 //!
-//! At a million live sessions every byte of an entry counts about twice: a hash table doubles
-//! when it is 7/8 full, so right after a doubling (as at 1M in 8 shards) it is less than half
-//! full, and its empty slots are memory too. So:
+//! At a million live sessions every byte of an entry counts, and the per-user index is a hash
+//! table, whose entries count about twice (it doubles when 7/8 full, so right after a doubling
+//! it is less than half full). So:
 //! - the username sits in the entry ([`StoredName`], up to 22 bytes in place) instead of in an
 //!   `Arc<str>` of its own (a 48-byte allocation and a pointer to chase on every verify);
-//! - the public handle is a `u64`, written out as 11 base64url characters only when asked;
+//! - the public handle is not stored: it is the session's slot and generation
+//!   ([`crate::slab::SessionRef`]), written out as 11 base64url characters only when asked;
 //! - times are `u32` seconds since the store's epoch (136 years), and the absolute deadline is
 //!   not stored at all: it is `created + max_age`;
 //! - the `User-Agent`, read only when the user lists their sessions, hangs off a thin pointer
 //!   ([`UserAgent`]): 8 bytes in the entry, and nothing more when there is none;
-//! - the per-user index holds one id in place ([`UserSessions::One`]); only a user with a second
-//!   session gets a `Vec`.
+//! - the per-user index holds one 8-byte reference in place ([`UserSessions::One`]); only a
+//!   user with a second session gets a list, behind one pointer so the entry stays 16 bytes.
 
 use std::sync::atomic::AtomicU32;
 
-use crate::SessionId;
+use crate::slab::SessionRef;
 
-/// One live session: 56 bytes (checked by a test).
+/// One live session: 48 bytes (checked by a test).
 pub(crate) struct Session {
     /// Whose session it is.
     pub(crate) user_id: i64,
     /// The user's name at login, so that `verify` needs no second lookup.
     pub(crate) username: StoredName,
-    /// The public handle that lists and ends this session (`GET /session/sessions`): random, so
-    /// it says nothing about the id, and kept across [`crate::SessionAuthenticator::renew_id`].
-    pub(crate) handle: u64,
     /// When the session started (login), seconds since the store's epoch.
     pub(crate) created_s: u32,
     /// Seconds since the store's epoch at which the session is dead: the idle deadline, never
@@ -76,30 +75,31 @@ impl StoredName {
     }
 }
 
-/// The index entry of one user: the ids of their sessions. One in place (the common case, 24
-/// bytes with no allocation), more in a `Vec`.
+/// The index entry of one user: their sessions. One in place (the common case, 16 bytes with no
+/// allocation), more in a boxed `Vec` (a `Vec` in place would make every entry 24 bytes).
 pub(crate) enum UserSessions {
     /// The user's only session.
-    One(SessionId),
+    One(SessionRef),
     /// Two or more (never fewer: a `Many` that shrinks to one becomes `One` again).
-    Many(Vec<SessionId>),
+    #[allow(clippy::box_collection)] // the box is the point: see above
+    Many(Box<Vec<SessionRef>>),
 }
 
 impl UserSessions {
-    pub(crate) fn add(&mut self, id: SessionId) {
+    pub(crate) fn add(&mut self, id: SessionRef) {
         match self {
-            Self::One(first) => *self = Self::Many(vec![*first, id]),
+            Self::One(first) => *self = Self::Many(Box::new(vec![*first, id])),
             Self::Many(ids) => ids.push(id),
         }
     }
 
     /// Removes `id` if present; returns whether the entry is now empty.
-    pub(crate) fn remove(&mut self, id: &SessionId) -> bool {
-        self.retain(|other| other != id)
+    pub(crate) fn remove(&mut self, id: SessionRef) -> bool {
+        self.retain(|other| *other != id)
     }
 
     /// Keeps the ids for which `keep` is true; returns whether none is left.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&SessionId) -> bool) -> bool {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&SessionRef) -> bool) -> bool {
         match self {
             Self::One(only) => !keep(only),
             Self::Many(ids) => {
@@ -116,10 +116,10 @@ impl UserSessions {
         }
     }
 
-    pub(crate) fn to_vec(&self) -> Vec<SessionId> {
+    pub(crate) fn to_vec(&self) -> Vec<SessionRef> {
         match self {
             Self::One(only) => vec![*only],
-            Self::Many(ids) => ids.clone(),
+            Self::Many(ids) => ids.to_vec(),
         }
     }
 }
@@ -129,9 +129,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_session_entry_stays_at_56_bytes_and_an_index_entry_at_24() {
-        assert_eq!(std::mem::size_of::<Session>(), 56);
-        assert_eq!(std::mem::size_of::<UserSessions>(), 24);
+    fn a_session_stays_at_48_bytes_and_an_index_entry_at_16() {
+        assert_eq!(std::mem::size_of::<Session>(), 48);
+        assert_eq!(std::mem::size_of::<Option<Session>>(), 48);
+        assert_eq!(std::mem::size_of::<UserSessions>(), 16);
     }
 
     #[test]
@@ -157,15 +158,19 @@ mod tests {
 
     #[test]
     fn the_index_entry_grows_and_shrinks_back_to_one_in_place() {
-        let (a, b, c) = (SessionId([1; 16]), SessionId([2; 16]), SessionId([3; 16]));
+        let at = |slot| SessionRef {
+            slot,
+            generation: 0,
+        };
+        let (a, b, c) = (at(1), at(2), at(3));
         let mut ids = UserSessions::One(a);
         ids.add(b);
         ids.add(c);
         assert_eq!(ids.to_vec(), vec![a, b, c]);
-        assert!(!ids.remove(&a));
-        assert!(!ids.remove(&c));
+        assert!(!ids.remove(a));
+        assert!(!ids.remove(c));
         assert!(matches!(ids, UserSessions::One(only) if only == b));
-        assert!(!ids.remove(&a), "removing an absent id changes nothing");
-        assert!(ids.remove(&b), "the last one gone, the entry is empty");
+        assert!(!ids.remove(a), "removing an absent id changes nothing");
+        assert!(ids.remove(b), "the last one gone, the entry is empty");
     }
 }
