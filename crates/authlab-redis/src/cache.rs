@@ -18,9 +18,20 @@
 //! hit takes one uncontended read lock and a full shard evicts within itself: first an expired
 //! entry, else any entry (the first the map yields). Pending markers count toward the bound; a
 //! shard full of them caches nothing until they resolve.
+//!
+//! # Hashed with foldhash, not SipHash
+//! A hit hashes its key twice (which shard, then where in the shard's map), and a cached JWT
+//! check looks up three keys: with std's SipHash-1-3 over ~60-byte keys that was most of the
+//! check's cost. The maps use foldhash instead, seeded at random per map (two independent
+//! seeds, so the shard a key falls in says nothing about its place in the shard's map). What
+//! SipHash guards against, an attacker choosing keys that collide, needs control of the keys, and
+//! a client has none here: denylist keys are built from a JWT's verified claims, minted by this
+//! server, and a token key is a SHA-256 of the token, kept only when Redis holds the token.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher as _;
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -46,7 +57,10 @@ enum Slot {
 }
 
 /// One shard: a part of the keys, behind its own lock.
-type Shard = RwLock<HashMap<Box<str>, Slot>>;
+type Shard = RwLock<Map>;
+
+/// A shard's map, keyed by the Redis key.
+type Map = HashMap<Box<str>, Slot, RandomState>;
 
 /// The ticket a miss gets from [`Entries::begin`]: proof that it may fill its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +83,11 @@ impl Entries {
     pub(crate) fn new(capacity: usize) -> Self {
         let shards = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
         Self {
-            shards: (0..shards).map(|_| RwLock::default()).collect(),
+            shards: (0..shards)
+                .map(|_| RwLock::new(Map::with_hasher(RandomState::default())))
+                .collect(),
             per_shard: capacity / shards,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             next_ticket: AtomicU64::new(1),
             len: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
@@ -161,7 +177,7 @@ impl Entries {
     }
 
     /// Frees one slot in a full shard: an expired entry if there is one, else any ready entry.
-    fn make_room(&self, shard: &mut HashMap<Box<str>, Slot>, now: Nanos) -> bool {
+    fn make_room(&self, shard: &mut Map, now: Nanos) -> bool {
         let victim = shard
             .iter()
             .find(|(_, slot)| matches!(slot, Slot::Ready { expires, .. } if *expires <= now))

@@ -145,17 +145,27 @@ impl RedisDenylist {
         Ok(token.is_some() || family.is_some() || issued_at <= epoch)
     }
 
-    pub(crate) fn family_key(&self, family: &str) -> String {
-        let mut key = String::with_capacity(self.deny_prefix.len() + family.len() + 2);
+    /// How long [`RedisDenylist::family_key`] is: the start of every token key of the family.
+    fn family_key_len(&self, family: &str) -> usize {
+        self.deny_prefix.len() + family.len() + 2
+    }
+
+    fn push_family_key(&self, key: &mut String, family: &str) {
         key.push_str(&self.deny_prefix);
         key.push('{');
         key.push_str(family);
         key.push('}');
+    }
+
+    pub(crate) fn family_key(&self, family: &str) -> String {
+        let mut key = String::with_capacity(self.family_key_len(family));
+        self.push_family_key(&mut key, family);
         key
     }
 
     pub(crate) fn token_key(&self, family: &str, jti: &str) -> String {
-        let mut key = self.family_key(family);
+        let mut key = String::with_capacity(self.family_key_len(family) + 1 + jti.len());
+        self.push_family_key(&mut key, family);
         key.push(':');
         key.push_str(jti);
         key
@@ -261,9 +271,49 @@ impl Denylist for RedisDenylist {
     }
 
     async fn is_denied(&self, family: &str, jti: &str, issued_at: u64) -> Result<bool, AuthError> {
+        // Every path that talks to Redis is boxed, so that this future (and the verify and
+        // handler futures that hold it inline) stays small; only a cached answer is served
+        // without one. Why it matters: `TrackedCache::peek`.
         if let Some(cache) = &self.cache {
-            return Ok(self.is_denied_cached(cache, family, jti, issued_at).await?);
+            if let Some(denied) = self.is_denied_from_memory(cache, family, jti, issued_at) {
+                return Ok(denied);
+            }
+            return Ok(Box::pin(self.is_denied_cached(cache, family, jti, issued_at)).await?);
         }
+        Box::pin(self.is_denied_uncached(family, jti, issued_at)).await
+    }
+
+    async fn epoch(&self) -> Result<Option<u64>, AuthError> {
+        Box::pin(self.current_epoch()).await
+    }
+}
+
+impl RedisDenylist {
+    /// The cached check when the cache holds all three answers (token entry, family entry,
+    /// epoch) and is trusted: no future, no Redis. `None` sends the caller to Redis.
+    fn is_denied_from_memory(
+        &self,
+        cache: &TrackedCache,
+        family: &str,
+        jti: &str,
+        issued_at: u64,
+    ) -> Option<bool> {
+        // The family's key is the start of the token's: one string serves both.
+        let token_key = self.token_key(family, jti);
+        let family_key = token_key.get(..self.family_key_len(family))?;
+        let [token, family, epoch] = cache.peek_all([&token_key, family_key, &self.epoch_key])?;
+        let epoch = epoch?.parse::<u64>().ok()?;
+        cache.record_hits(3);
+        Some(token.is_some() || family.is_some() || issued_at <= epoch)
+    }
+
+    /// The uncached check: one `EXISTS` (and, once a second per thread, the epoch).
+    async fn is_denied_uncached(
+        &self,
+        family: &str,
+        jti: &str,
+        issued_at: u64,
+    ) -> Result<bool, AuthError> {
         let mut exists = redis::cmd("EXISTS");
         exists
             .arg(self.token_key(family, jti))
@@ -294,7 +344,7 @@ impl Denylist for RedisDenylist {
         Ok(listed || issued_at <= epoch)
     }
 
-    async fn epoch(&self) -> Result<Option<u64>, AuthError> {
+    async fn current_epoch(&self) -> Result<Option<u64>, AuthError> {
         let epoch = match self.fresh_view() {
             Some(view) => view.epoch,
             None => self.read_epoch().await?,
@@ -317,5 +367,23 @@ impl Denylist for RedisDenylist {
             tokio::time::sleep(wait).await;
         }
         Ok(Some(epoch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisTimeouts;
+
+    #[test]
+    fn a_family_key_is_the_start_of_each_of_its_token_keys() {
+        let conn = RedisConnection::new("redis://127.0.0.1:1", RedisTimeouts::default()).unwrap();
+        let denylist = RedisDenylist::new(Arc::new(conn), "p:");
+        let family = denylist.family_key("f00d");
+        let token = denylist.token_key("f00d", "j-1");
+        assert_eq!(family, "p:deny:{f00d}");
+        assert_eq!(token, "p:deny:{f00d}:j-1");
+        assert_eq!(denylist.family_key_len("f00d"), family.len());
+        assert_eq!(token.get(..family.len()), Some(family.as_str()));
     }
 }

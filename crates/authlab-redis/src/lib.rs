@@ -229,12 +229,17 @@ impl RedisTokenAuthenticator {
         let key = self.key(Self::parse(credential)?);
         let value: Option<Arc<str>> = match &self.cache {
             // A token that does not exist is not remembered: random guesses must not fill it.
+            // `get` serves a hit without creating a Redis future (see `TrackedCache::peek`).
             Some(cache) => cache.get(&key, false).await?,
-            None => self
-                .conn
-                .query::<Option<String>>(redis::cmd("GET").arg(&key))
-                .await?
-                .map(Arc::from),
+            // Boxed, so that the verify future and every future that holds it inline stay
+            // small: actix moves each request's handler future into a box, and a Redis
+            // command's state inline would be kilobytes copied per request.
+            None => Box::pin(
+                self.conn
+                    .query::<Option<String>>(redis::cmd("GET").arg(&key)),
+            )
+            .await?
+            .map(Arc::from),
         };
         // An expired token is simply gone: Redis cannot tell "expired" from "never existed".
         let identity = value

@@ -281,19 +281,63 @@ impl TrackedCache {
     /// and is trusted, else read from Redis on the tracking connection and kept (see the module
     /// docs). `remember_missing` also keeps "no such key" (for the JWT denylist); a token store
     /// does not, so that random guesses cannot fill the cache.
+    ///
+    /// A hit never creates the miss's future: that future holds a Redis pipeline's state (a few
+    /// kilobytes) and is boxed, so the future of `get` itself, and of every caller that awaits it
+    /// inline, stays small (see [`TrackedCache::peek`]).
     pub async fn get(
+        &self,
+        key: &str,
+        remember_missing: bool,
+    ) -> Result<Stored, RedisBackendError> {
+        if let Some(value) = self.peek(key) {
+            self.record_hits(1);
+            return Ok(value);
+        }
+        Box::pin(self.read_through(key, remember_missing)).await
+    }
+
+    /// The value under `key` if the cache holds it and is trusted now, without going to Redis
+    /// and without counting a hit or a miss (the caller decides what it was: see
+    /// [`TrackedCache::record_hits`]).
+    ///
+    /// This is the hot path of a cached verify, and it is synchronous on purpose. An `async`
+    /// caller that awaited a Redis command inline would carry that command's state in its own
+    /// future, hit or miss, and actix moves every request's handler future into a box: on this
+    /// machine that was a 22 KB `memcpy` per request, more than the HMAC of a JWT.
+    pub fn peek(&self, key: &str) -> Option<Stored> {
+        self.peek_all([key]).map(|[value]| value)
+    }
+
+    /// [`TrackedCache::peek`] for several keys at once, judged at one instant (one clock read,
+    /// one trust check): all of them, or `None` if any one is not held.
+    pub fn peek_all<const N: usize>(&self, keys: [&str; N]) -> Option<[Stored; N]> {
+        let local = &self.shared.local;
+        let now = local.now();
+        if !local.trusted(now) {
+            return None;
+        }
+        let mut values = [const { None }; N];
+        for (value, key) in values.iter_mut().zip(keys) {
+            *value = Some(local.entries.get(key, now)?);
+        }
+        Some(values.map(|value| value.unwrap_or_default()))
+    }
+
+    /// Counts `n` answers served by [`TrackedCache::peek`] as hits.
+    pub fn record_hits(&self, n: u64) {
+        self.shared.local.hits.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A miss: read `key` on the tracking connection and keep the answer if nothing changed it
+    /// in between (see the module docs).
+    async fn read_through(
         &self,
         key: &str,
         remember_missing: bool,
     ) -> Result<Stored, RedisBackendError> {
         let local = &self.shared.local;
         let now = local.now();
-        if local.trusted(now)
-            && let Some(value) = local.entries.get(key, now)
-        {
-            local.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(value);
-        }
         local.misses.fetch_add(1, Ordering::Relaxed);
         let Some(live) = self.shared.live.load_full() else {
             let value: Option<String> = self.fallback.query(redis::cmd("GET").arg(key)).await?;
