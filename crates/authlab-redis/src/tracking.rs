@@ -282,9 +282,9 @@ impl TrackedCache {
     /// docs). `remember_missing` also keeps "no such key" (for the JWT denylist); a token store
     /// does not, so that random guesses cannot fill the cache.
     ///
-    /// A hit never creates the miss's future: that future holds a Redis pipeline's state (a few
-    /// kilobytes) and is boxed, so the future of `get` itself, and of every caller that awaits it
-    /// inline, stays small (see [`TrackedCache::peek`]).
+    /// A hit never creates the miss's future: that future holds a Redis pipeline's state and is
+    /// boxed, so the future of `get` itself, and of every caller that awaits it inline, stays
+    /// small (see [`TrackedCache::peek`]).
     pub async fn get(
         &self,
         key: &str,
