@@ -258,7 +258,10 @@ async fn one_sample(
             .status;
         if status != 200 {
             return Ok(Sample::Refused {
-                sent,
+                // A first probe refused means the token was never accepted after the
+                // revocation's answer: 0 by definition, however late the scheduler let the
+                // probe go (on a busy machine that was tens of microseconds).
+                sent: if probes == 1 { Duration::ZERO } else { sent },
                 answered: revoked.elapsed(),
                 probes,
                 status,
