@@ -283,12 +283,5 @@ async fn expect_ok(
         .send(request, timeout)
         .await
         .map_err(CompareError::Load)?;
-    if (200..300).contains(&answer.status) {
-        Ok(answer)
-    } else {
-        Err(CompareError::Setup {
-            step,
-            status: answer.status,
-        })
-    }
+    crate::setup::success(answer, step)
 }

@@ -326,16 +326,22 @@ async fn send(
     fetch(request, timeout)
         .await
         .map_err(CompareError::Load)
-        .and_then(|answer| {
-            if (200..300).contains(&answer.status) {
-                Ok(answer)
-            } else {
-                Err(CompareError::Setup {
-                    step,
-                    status: answer.status,
-                })
-            }
+        .and_then(|answer| success(answer, step))
+}
+
+/// `answer` if it is a 2xx; otherwise the setup error that names `step`.
+pub(crate) fn success(
+    answer: FetchedResponse,
+    step: &'static str,
+) -> Result<FetchedResponse, CompareError> {
+    if (200..300).contains(&answer.status) {
+        Ok(answer)
+    } else {
+        Err(CompareError::Setup {
+            step,
+            status: answer.status,
         })
+    }
 }
 
 /// Registers the compare user (once; "taken" is fine against a long-running target).
