@@ -8,19 +8,19 @@ use crate::load::Backend;
 /// The whole `drill.md`. `command`: the command line that ran the drill.
 pub fn render(report: &DrillReport, command: &str) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# authlab drill: {}\n", report.scenario.name());
+    let _ = writeln!(md, "# authlab drill: {}\n", report.run.scenario.name());
     let _ = writeln!(md, "Command: `{command}`\n");
     let _ = writeln!(
         md,
         "Redis: `{}`; instances {} behind HAProxy (cookie affinity for `/session`, round robin \
          for `/redis` and `/jwt`, health check `GET {}`). Open-loop load: {} requests/s \
          scheduled for {:.0} s over {} users, latency measured from each request's scheduled time.\n",
-        report.redis_url,
-        report.instances.join(", "),
-        report.balancer_check,
-        report.rate,
-        f64::from(report.duration_ms) / 1000.0,
-        report.users
+        report.run.redis_url,
+        report.run.instances.join(", "),
+        report.run.balancer_check,
+        report.run.rate,
+        f64::from(report.run.duration_ms) / 1000.0,
+        report.run.users
     );
     md += "```\n";
     md += &summary(report);
@@ -96,7 +96,7 @@ pub fn render(report: &DrillReport, command: &str) -> String {
     md += "\n|---|";
     md += &"---|---|---|".repeat(3);
     md += "\n";
-    let seconds = report.duration_ms.div_ceil(1000);
+    let seconds = report.run.duration_ms.div_ceil(1000);
     for s in 0..seconds {
         let _ = write!(md, "| {s} |");
         for backend in Backend::ALL {

@@ -23,22 +23,10 @@ pub const RECOVERY_WINDOW_BUCKETS: usize = 5;
 /// `drill.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
-    /// Which scenario.
-    pub scenario: Scenario,
-    /// On which Redis.
-    pub topology: Topology,
-    /// The URL the instances were given.
-    pub redis_url: String,
-    /// The instance ids, in order (`a1`, ...).
-    pub instances: Vec<String>,
-    /// The path HAProxy checked (`/livez`).
-    pub balancer_check: String,
-    /// Scheduled requests per second.
-    pub rate: u32,
-    /// Simulated users.
-    pub users: usize,
-    /// Load duration, ms.
-    pub duration_ms: u32,
+    /// What ran: scenario, topology, instances, load (its fields appear at the top level of
+    /// `drill.json`).
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// The fault, if any.
     pub fault: Option<Fault>,
     /// Per backend.
@@ -132,7 +120,8 @@ pub struct Findings<'a> {
     pub fault: Option<Fault>,
 }
 
-/// The fixed part of a report.
+/// The fixed part of a report: what ran.
+#[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
     /// Which scenario.
     pub scenario: Scenario,
@@ -235,14 +224,7 @@ pub fn build(info: RunInfo, findings: Findings<'_>) -> DrillReport {
     }
     buckets.sort_by_key(|b| (b.t_ms, b.backend.index()));
     DrillReport {
-        scenario: info.scenario,
-        topology: info.topology,
-        redis_url: info.redis_url,
-        instances: info.instances,
-        balancer_check: info.balancer_check,
-        rate: info.rate,
-        users: info.users,
-        duration_ms: info.duration_ms,
+        run: info,
         fault: findings.fault,
         backends,
         skipped: findings.tallies.skipped,
@@ -292,16 +274,16 @@ impl DrillReport {
 pub fn summary(report: &DrillReport) -> String {
     let mut out = format!(
         "drill {} on {} Redis, {} instances behind HAProxy, {} req/s for {:.0} s, {} users\n",
-        report.scenario.name(),
-        match report.topology {
+        report.run.scenario.name(),
+        match report.run.topology {
             Topology::Single => "one",
             Topology::Sentinel => "a Sentinel",
             Topology::Cluster => "a Cluster",
         },
-        report.instances.len(),
-        report.rate,
-        f64::from(report.duration_ms) / 1000.0,
-        report.users
+        report.run.instances.len(),
+        report.run.rate,
+        f64::from(report.run.duration_ms) / 1000.0,
+        report.run.users
     );
     if let Some(fault) = &report.fault {
         out += &format!(

@@ -38,7 +38,7 @@ pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
     let root = SVGBackend::new(path, (1000, 780)).into_drawing_area();
     root.fill(&WHITE).map_err(chart_err)?;
     let panels = root.split_evenly((3, 1));
-    let seconds = f64::from(report.duration_ms) / 1000.0;
+    let seconds = f64::from(report.run.duration_ms) / 1000.0;
     // requests per second of each class, per 100 ms bucket
     let per_second = 1000.0 / f64::from(BUCKET_MS);
     let top = report
@@ -54,7 +54,7 @@ pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
             .iter()
             .filter(|b| b.backend == backend)
             .collect();
-        let count = report.duration_ms / BUCKET_MS + 1;
+        let count = report.run.duration_ms / BUCKET_MS + 1;
         for i in 0..count {
             let t = f64::from(i * BUCKET_MS) / 1000.0;
             let mut values = [0f64; CLASSES.len()];
@@ -106,7 +106,7 @@ pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
                     RED.stroke_width(2),
                 )))
                 .map_err(chart_err)?
-                .label(format!("fault: {}", report.scenario.name()))
+                .label(format!("fault: {}", report.run.scenario.name()))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
         }
         chart
