@@ -19,7 +19,7 @@ fn per_request(c: &mut Criterion) {
             Ok(metrics) => metrics,
             Err(err) => panic!("metrics: {err}"),
         };
-        let jwt = metrics.backend("jwt");
+        let jwt = metrics.backend(authlab::backend_kind::BackendKind::Jwt);
         group.bench_function(format!("verified_ok/{label}"), |b| {
             b.iter(|| {
                 let started = jwt.start();

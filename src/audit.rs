@@ -15,6 +15,10 @@
 //! | `instance` | this process's `--instance-id` (random when not given) |
 //! | `scope`, `revoked` | on `throttled`: which counter refused (`name`, `ip`, `register`); on `logout_all`: how many sessions ended |
 //!
+//! Audit events are only written here: nothing in this module counts metrics. A caller that
+//! refuses a request records both, in the open (see [`crate::throttle`] and
+//! [`crate::middleware::csrf`]).
+//!
 //! An event never carries a credential, a password, a token, a session id or the user name.
 //! The `account` hash is pseudonymous, not anonymous: whoever has a list of candidate names can
 //! hash them and compare.
@@ -24,7 +28,8 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, web};
 
-use crate::throttle::{Cidr, Scope, client_ip};
+use crate::backend_kind::{BackendKind, RouteGroup};
+use crate::client_address::{Cidr, client_ip};
 
 /// The target every audit event is logged under.
 pub const TARGET: &str = "authlab::audit";
@@ -72,7 +77,7 @@ struct Details<'a> {
     revoked: Option<u64>,
 }
 
-fn emit(req: &HttpRequest, event: &'static str, backend: &str, details: Details<'_>) {
+fn emit(req: &HttpRequest, event: &'static str, group: RouteGroup, details: Details<'_>) {
     if !enabled() {
         return;
     }
@@ -83,7 +88,7 @@ fn emit(req: &HttpRequest, event: &'static str, backend: &str, details: Details<
     tracing::info!(
         target: TARGET,
         event,
-        backend,
+        backend = group.label(),
         user_id = details.user_id,
         account = details.account,
         scope = details.scope,
@@ -95,54 +100,64 @@ fn emit(req: &HttpRequest, event: &'static str, backend: &str, details: Details<
 }
 
 /// A login that issued a credential.
-pub fn login_succeeded(req: &HttpRequest, backend: &str, user_id: i64) {
+pub fn login_succeeded(req: &HttpRequest, backend: BackendKind, user_id: i64) {
     let details = Details {
         user_id: Some(user_id),
         ..Details::default()
     };
-    emit(req, "login_succeeded", backend, details);
+    emit(
+        req,
+        "login_succeeded",
+        RouteGroup::Backend(backend),
+        details,
+    );
 }
 
 /// A login refused for a wrong name or password. `account` is the name's hash.
-pub fn login_failed(req: &HttpRequest, backend: &str, account: &str) {
+pub fn login_failed(req: &HttpRequest, backend: BackendKind, account: &str) {
     let details = Details {
         account: Some(account),
         ..Details::default()
     };
-    emit(req, "login_failed", backend, details);
+    emit(req, "login_failed", RouteGroup::Backend(backend), details);
 }
 
 /// A logout (one session, or one token family).
-pub fn logout(req: &HttpRequest, backend: &str, user_id: i64) {
+pub fn logout(req: &HttpRequest, backend: BackendKind, user_id: i64) {
     let details = Details {
         user_id: Some(user_id),
         ..Details::default()
     };
-    emit(req, "logout", backend, details);
+    emit(req, "logout", RouteGroup::Backend(backend), details);
 }
 
 /// A refresh token exchanged for new tokens.
-pub fn refresh(req: &HttpRequest, backend: &str, user_id: i64) {
+pub fn refresh(req: &HttpRequest, backend: BackendKind, user_id: i64) {
     let details = Details {
         user_id: Some(user_id),
         ..Details::default()
     };
-    emit(req, "refresh", backend, details);
+    emit(req, "refresh", RouteGroup::Backend(backend), details);
 }
 
 /// A spent refresh token presented again: its whole family has been revoked.
-pub fn refresh_reuse_detected(req: &HttpRequest, backend: &str) {
-    emit(req, "refresh_reuse_detected", backend, Details::default());
+pub fn refresh_reuse_detected(req: &HttpRequest, backend: BackendKind) {
+    emit(
+        req,
+        "refresh_reuse_detected",
+        RouteGroup::Backend(backend),
+        Details::default(),
+    );
 }
 
 /// Every session of a user on one backend ended.
-pub fn logout_all(req: &HttpRequest, backend: &str, user_id: i64, revoked: usize) {
+pub fn logout_all(req: &HttpRequest, backend: BackendKind, user_id: i64, revoked: usize) {
     let details = Details {
         user_id: Some(user_id),
         revoked: Some(u64::try_from(revoked).unwrap_or(u64::MAX)),
         ..Details::default()
     };
-    emit(req, "logout_all", backend, details);
+    emit(req, "logout_all", RouteGroup::Backend(backend), details);
 }
 
 /// A password changed (and every credential of the user revoked).
@@ -151,7 +166,7 @@ pub fn password_changed(req: &HttpRequest, user_id: i64) {
         user_id: Some(user_id),
         ..Details::default()
     };
-    emit(req, "password_changed", "users", details);
+    emit(req, "password_changed", RouteGroup::Users, details);
 }
 
 /// A password change refused for a wrong old password.
@@ -160,19 +175,23 @@ pub fn password_change_refused(req: &HttpRequest, user_id: i64) {
         user_id: Some(user_id),
         ..Details::default()
     };
-    emit(req, "password_change_refused", "users", details);
+    emit(req, "password_change_refused", RouteGroup::Users, details);
 }
 
-/// A request refused with `429 too_many_attempts`. `account` is the name's hash, if a name
-/// was involved.
-pub fn throttled(req: &HttpRequest, backend: &str, scope: Scope, account: Option<&str>) {
+/// A request refused with `429 too_many_attempts` by the counter `counter` (`name`, `ip`,
+/// `register`). `account` is the name's hash, if a name was involved.
+pub fn throttled(
+    req: &HttpRequest,
+    group: RouteGroup,
+    counter: &'static str,
+    account: Option<&str>,
+) {
     let details = Details {
         account,
-        scope: Some(scope.as_str()),
+        scope: Some(counter),
         ..Details::default()
     };
-    emit(req, "throttled", backend, details);
-    crate::metrics::throttled(req, backend);
+    emit(req, "throttled", group, details);
 }
 
 /// A request refused as cross-site (`403 csrf_rejected`). For the CSRF middleware to call with
@@ -181,21 +200,9 @@ pub fn csrf_refused(req: &HttpRequest) {
     emit(
         req,
         "csrf_refused",
-        backend_of(req.path()),
+        RouteGroup::of_path(req.path()),
         Details::default(),
     );
-    crate::metrics::csrf_refused(req);
-}
-
-/// The scope a path belongs to: `session`, `redis`, `jwt`, `users`, or `none`.
-pub fn backend_of(path: &str) -> &'static str {
-    match path.trim_start_matches('/').split('/').next() {
-        Some("session") => "session",
-        Some("redis") => "redis",
-        Some("jwt") => "jwt",
-        Some("users") => "users",
-        _ => "none",
-    }
 }
 
 #[cfg(test)]
@@ -209,15 +216,5 @@ mod tests {
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
         // Two draws of 32 random bits colliding would be a one-in-four-billion event.
         assert_ne!(a, random_instance_id());
-    }
-
-    #[test]
-    fn the_backend_is_read_from_the_path() {
-        assert_eq!(backend_of("/session/logout"), "session");
-        assert_eq!(backend_of("/redis/logout-all"), "redis");
-        assert_eq!(backend_of("/jwt/sessions/abc"), "jwt");
-        assert_eq!(backend_of("/users/me/password"), "users");
-        assert_eq!(backend_of("/elsewhere"), "none");
-        assert_eq!(backend_of("/"), "none");
     }
 }

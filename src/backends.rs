@@ -1,7 +1,14 @@
-//! One way to build each backend as the server runs it: settings in, ready backend out.
+//! One way to build each backend as the server runs it: settings in, ready backend out; and
+//! the [`BackendSet`], the one place that knows each mounted backend's type.
 //!
 //! [`crate::startup`] mounts what these functions build, and `authlab compare` and the benches
 //! build their backends here too, so what they measure is exactly what the server serves.
+//!
+//! # Adding a backend
+//! Its crate; a variant of [`BackendKind`] (its name, whether it issues refresh tokens); here, a
+//! field of [`BackendSet`], its line in [`BackendSet::build`] and its [`BackendRoutes`] (which
+//! capability routes it gets); and the docs. Metrics labels, audit fields, `/livez`, the OpenAPI
+//! paths and the demo page's list follow from those.
 //!
 //! The Redis-backed pieces share one [`RedisConnection`] (a multiplexed connection per worker
 //! thread, or a deadpool-redis pool with `--redis-pool deadpool`; nothing connects until the
@@ -13,6 +20,7 @@
 
 use std::sync::Arc;
 
+use actix_web::web;
 use authlab_core::Clock;
 use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
 use authlab_redis::{
@@ -23,9 +31,16 @@ use authlab_redis::{
 use authlab_session::{SessionAuthenticator, SessionConfig};
 use secrecy::SecretSlice;
 
+use crate::backend_kind::BackendKind;
 use crate::config::{
     DenylistMode, RedisPool, RedisSettings, RedisTokenFormat, RefreshKind, Settings, Switch,
 };
+use crate::metrics::Metrics;
+use crate::routes::{
+    AnyBackend, BackendRoutes, Mount, MountedBackend, backend_scope, lifecycle, registry_routes,
+    token_routes,
+};
+use crate::transport::Transport;
 
 /// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
 /// families in Redis (or stateless refresh JWTs).
@@ -177,4 +192,147 @@ fn refresh_families(
             secret: SecretSlice::from(secret.expose_bytes().to_vec()),
         },
     )
+}
+
+/// The mounted backends, one field per [`BackendKind`] (a test checks they are all here, in
+/// [`BackendKind::ALL`] order), each with its authenticator, transport and metrics handles.
+pub struct BackendSet {
+    /// `/session`: in-memory sessions, a cookie.
+    pub session: web::Data<MountedBackend<SessionAuthenticator>>,
+    /// `/redis`: opaque tokens in Redis, a bearer token.
+    pub redis: web::Data<MountedBackend<RedisTokenAuthenticator>>,
+    /// `/jwt`: signed JWTs, a bearer token.
+    pub jwt: web::Data<MountedBackend<JwtBackend>>,
+}
+
+impl BackendSet {
+    /// Every backend as the settings describe it, sharing `redis`, with its metrics handles from
+    /// `metrics`. Fails only when a client-side cache cannot start.
+    pub fn build(
+        settings: &Settings,
+        redis: &Arc<RedisConnection>,
+        secret: JwtSecret,
+        clock: Arc<dyn Clock>,
+        metrics: &Metrics,
+    ) -> Result<Self, RedisBackendError> {
+        let bearer = Transport::Bearer {
+            allow_query: settings.allow_query_token,
+        };
+        let session = Transport::Cookie {
+            secure: settings.cookie_secure,
+            max_age: settings.session_max_age,
+        };
+        fn mount<A>(
+            kind: BackendKind,
+            transport: Transport,
+            auth: A,
+            metrics: &Metrics,
+        ) -> web::Data<MountedBackend<A>> {
+            web::Data::new(MountedBackend {
+                auth,
+                transport,
+                kind,
+                metrics: metrics.backend(kind),
+            })
+        }
+        let redis_backend = redis_backend(settings, redis, &secret)?;
+        let jwt_backend = jwt_backend(settings, redis, secret, clock)?;
+        Ok(Self {
+            session: mount(
+                BackendKind::Session,
+                session,
+                session_backend(settings),
+                metrics,
+            ),
+            redis: mount(BackendKind::Redis, bearer, redis_backend, metrics),
+            jwt: mount(BackendKind::Jwt, bearer, jwt_backend, metrics),
+        })
+    }
+
+    /// Each backend's scope, for the router, in [`BackendKind::ALL`] order.
+    pub fn routes(&self) -> Vec<Arc<dyn BackendRoutes>> {
+        vec![
+            Arc::new(self.session.clone()),
+            Arc::new(self.redis.clone()),
+            Arc::new(self.jwt.clone()),
+        ]
+    }
+
+    /// Each backend behind `dyn`, for the routes that span them all (password change).
+    pub fn all(&self) -> Vec<Arc<dyn AnyBackend>> {
+        vec![
+            self.session.clone().into_inner(),
+            self.redis.clone().into_inner(),
+            self.jwt.clone().into_inner(),
+        ]
+    }
+
+    /// The backends that cannot serve without Redis with these settings (for `/livez`).
+    pub fn needs_redis(settings: &Settings) -> Vec<BackendKind> {
+        let jwt_uses_redis = settings.jwt_denylist != DenylistMode::Off
+            || settings.jwt_refresh == RefreshKind::Stored;
+        BackendKind::ALL
+            .into_iter()
+            .filter(|kind| match kind {
+                BackendKind::Session => false,
+                BackendKind::Redis => true,
+                BackendKind::Jwt => jwt_uses_redis,
+            })
+            .collect()
+    }
+
+    /// Hands `metrics` what it reads at each scrape: the live sessions, and the client-side
+    /// caches that are on.
+    pub fn watch(&self, metrics: &mut Metrics) {
+        let session = self.session.clone();
+        metrics.watch_live_sessions(Box::new(move || session.auth.len()));
+        let redis = self.redis.clone();
+        metrics.watch_cache("redis", Box::new(move || redis.auth.cache_stats()));
+        let jwt = self.jwt.clone();
+        metrics.watch_cache(
+            "jwt_denylist",
+            Box::new(move || jwt.auth.denylist().and_then(|d| d.cache_stats())),
+        );
+    }
+}
+
+/// Sessions: login, `/me`, logout, the registry, and `/rotate` (a new id for the same session).
+impl BackendRoutes for web::Data<MountedBackend<SessionAuthenticator>> {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn scope(&self, at: &mut Mount<'_>) -> actix_web::Scope {
+        registry_routes::<SessionAuthenticator>(backend_scope(self.clone(), at), at).service(
+            at.resource("/rotate", "POST")
+                .route(web::post().to(lifecycle::renew_session_id)),
+        )
+    }
+}
+
+/// Opaque tokens: login, `/me`, logout, the registry, and the token endpoints.
+impl BackendRoutes for web::Data<MountedBackend<RedisTokenAuthenticator>> {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn scope(&self, at: &mut Mount<'_>) -> actix_web::Scope {
+        let scope = backend_scope(self.clone(), at);
+        token_routes::<RedisTokenAuthenticator>(
+            registry_routes::<RedisTokenAuthenticator>(scope, at),
+            at,
+        )
+    }
+}
+
+/// JWTs: login, `/me`, logout, the registry, and the token endpoints.
+impl BackendRoutes for web::Data<MountedBackend<JwtBackend>> {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn scope(&self, at: &mut Mount<'_>) -> actix_web::Scope {
+        let scope = backend_scope(self.clone(), at);
+        token_routes::<JwtBackend>(registry_routes::<JwtBackend>(scope, at), at)
+    }
 }

@@ -337,9 +337,9 @@ pub struct Settings {
         value_name = "CIDR",
         env = "AUTHLAB_TRUSTED_PROXIES",
         value_delimiter = ',',
-        value_parser = crate::throttle::Cidr::from_str
+        value_parser = crate::client_address::Cidr::from_str
     )]
-    pub trusted_proxies: Vec<crate::throttle::Cidr>,
+    pub trusted_proxies: Vec<crate::client_address::Cidr>,
 
     /// This instance's name in audit events, the start-up log and the `X-Authlab-Instance` header
     /// of every response (1-64 of `A-Za-z0-9._-`; default: 8 random hex digits chosen at start-up).

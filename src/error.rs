@@ -17,6 +17,7 @@ use authlab_users::UserStoreError;
 use serde::Serialize;
 
 use crate::json::JsonLine;
+use crate::readiness::Readiness;
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
@@ -28,86 +29,6 @@ pub struct ErrorBody<'a> {
     /// Each dependency's state, on `/readyz` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<&'a Readiness>,
-}
-
-/// What `/readyz` found: each dependency, `ok` or `unavailable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Readiness {
-    /// Redis (the redis backend, refresh tokens, the JWT denylist).
-    pub redis: DependencyState,
-    /// The user store.
-    pub database: DependencyState,
-}
-
-/// One dependency's answer to a readiness probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DependencyState {
-    /// It answered in time.
-    Ok,
-    /// It did not answer, or not in time.
-    Unavailable,
-}
-
-impl Readiness {
-    /// The names of the dependencies that are down, in a fixed order.
-    pub fn failing(&self) -> Vec<&'static str> {
-        [("redis", self.redis), ("database", self.database)]
-            .into_iter()
-            .filter(|(_, state)| *state != DependencyState::Ok)
-            .map(|(name, _)| name)
-            .collect()
-    }
-}
-
-/// What each backend can do, as `/livez` reports it: `ok`, `degraded` (it verifies credentials
-/// it issued but cannot issue new ones: the user store is down) or `unavailable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BackendStates {
-    /// In-memory sessions: verified without any dependency; logins need the user store.
-    pub session: BackendState,
-    /// Opaque tokens: every request needs Redis.
-    pub redis: BackendState,
-    /// JWT: needs Redis only for the denylist and stored refresh tokens.
-    pub jwt: BackendState,
-}
-
-/// One backend's state on `/livez`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendState {
-    /// Everything works.
-    Ok,
-    /// Credentials already issued work; logins do not (the user store is down).
-    Degraded,
-    /// Nothing works (Redis is down and this backend needs it on every request).
-    Unavailable,
-}
-
-impl BackendStates {
-    /// What the backends can do given what the dependency checks found. `jwt_uses_redis`: the JWT
-    /// backend has its denylist or stored refresh tokens on.
-    pub fn from_checks(checks: &Readiness, jwt_uses_redis: bool) -> Self {
-        let logins = checks.database == DependencyState::Ok;
-        let redis = checks.redis == DependencyState::Ok;
-        let state = |needs_redis: bool| match (needs_redis && !redis, logins) {
-            (true, _) => BackendState::Unavailable,
-            (false, false) => BackendState::Degraded,
-            (false, true) => BackendState::Ok,
-        };
-        Self {
-            session: state(false),
-            redis: state(true),
-            jwt: state(jwt_uses_redis),
-        }
-    }
-
-    /// Whether every backend is fully `ok`.
-    pub fn all_ok(&self) -> bool {
-        [self.session, self.redis, self.jwt]
-            .iter()
-            .all(|s| *s == BackendState::Ok)
-    }
 }
 
 /// Whether a 401 should carry an RFC 6750 `WWW-Authenticate: Bearer` challenge.

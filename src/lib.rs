@@ -30,7 +30,9 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod backend_kind;
 pub mod backends;
+pub mod client_address;
 pub mod config;
 pub mod error;
 pub mod introspection;
@@ -38,8 +40,12 @@ pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod readiness;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
 pub mod throttle;
 pub mod transport;
+
+#[cfg(test)]
+mod import_graph;

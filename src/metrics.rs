@@ -24,18 +24,16 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use authlab_core::{AuthError, Identity};
-use authlab_redis::{CacheStats, CommandMetrics, RedisMetrics, RedisTokenAuthenticator};
-use authlab_session::SessionAuthenticator;
+use authlab_redis::{CacheStats, CommandMetrics, RedisMetrics};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::backends::JwtBackend;
+use crate::backend_kind::{BackendKind, RouteGroup};
 use crate::error::ApiError;
-use crate::routes::Backend;
 
 /// Histogram buckets for every `_seconds` series, in seconds: 10 us to 2.5 s, so that both a map
 /// lookup (a few us) and a Redis timeout (500 ms) land in a bucket of their own.
@@ -121,10 +119,7 @@ impl Outcome {
     }
 }
 
-/// The label values of `backend`: the three scopes, then what is outside them.
-const BACKENDS: [&str; 5] = ["session", "redis", "jwt", "users", "none"];
-
-/// One backend's handles, kept in its [`Backend`]: the per-request hot path uses only these.
+/// One backend's handles, kept with the mounted backend: the per-request hot path uses only these.
 #[derive(Clone, Debug)]
 pub struct BackendMetrics {
     decisions: [Counter; Outcome::ALL.len()],
@@ -182,15 +177,18 @@ pub struct MetricsError(#[source] BuildError);
 /// One app's metrics: the recorder, the handles it gave out, and what is read at each scrape.
 pub struct Metrics {
     recorder: Option<PrometheusRecorder>,
-    backends: [BackendMetrics; BACKENDS.len()],
+    groups: [BackendMetrics; RouteGroup::COUNT],
     redis: RedisMetrics,
     live_sessions: Gauge,
-    sessions: Option<web::Data<Backend<SessionAuthenticator>>>,
+    read_live_sessions: Option<ReadCount>,
     caches: Vec<CacheSeries>,
 }
 
 /// Reads a client-side cache's counters (`None` if the cache is off).
-type ReadStats = Box<dyn Fn() -> Option<CacheStats> + Send + Sync>;
+pub type ReadStats = Box<dyn Fn() -> Option<CacheStats> + Send + Sync>;
+
+/// Reads a count (the live sessions) at a scrape.
+pub type ReadCount = Box<dyn Fn() -> usize + Send + Sync>;
 
 /// One client-side cache's series, set from its counters at each scrape.
 struct CacheSeries {
@@ -244,10 +242,10 @@ impl Metrics {
         if !enabled {
             return Ok(Self {
                 recorder: None,
-                backends: std::array::from_fn(|_| BackendMetrics::noop()),
+                groups: std::array::from_fn(|_| BackendMetrics::noop()),
                 redis: RedisMetrics::default(),
                 live_sessions: Gauge::noop(),
-                sessions: None,
+                read_live_sessions: None,
                 caches: Vec::new(),
             });
         }
@@ -257,20 +255,23 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
             .map_err(MetricsError)?
             .build_recorder();
-        describe(&recorder);
+        register_help(&recorder);
         let counter = |name: &'static str, labels: Vec<Label>| {
             recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
         };
-        let backends = std::array::from_fn(|index| {
-            let backend = BACKENDS[index];
-            let is_scope = index < 3;
+        let groups = RouteGroup::ALL.map(|group| {
+            let backend = group.label();
+            let is_scope = matches!(group, RouteGroup::Backend(_));
             BackendMetrics {
                 decisions: std::array::from_fn(|o| {
                     let outcome = Outcome::ALL[o];
-                    // Only the series a backend can produce: no refresh tokens in sessions, and
-                    // outside the scopes only the refusals that happen before any credential.
-                    let possible = match (backend, outcome) {
-                        ("session", Outcome::Reused) => false,
+                    // Only the series a backend can produce: `reused` only where refresh tokens
+                    // are issued, and outside the scopes only the refusals that happen before
+                    // any credential.
+                    let possible = match (group, outcome) {
+                        (RouteGroup::Backend(kind), Outcome::Reused) => {
+                            kind.issues_refresh_tokens()
+                        }
                         (_, Outcome::Throttled | Outcome::Csrf) => true,
                         _ => is_scope,
                     };
@@ -341,10 +342,10 @@ impl Metrics {
             recorder.register_gauge(&Key::from_name("authlab_live_sessions"), &METADATA);
         Ok(Self {
             recorder: Some(recorder),
-            backends,
+            groups,
             redis,
             live_sessions,
-            sessions: None,
+            read_live_sessions: None,
             caches: Vec::new(),
         })
     }
@@ -354,12 +355,9 @@ impl Metrics {
         self.recorder.is_some()
     }
 
-    /// The handles of the backend mounted under `/{name}` (no-op handles for an unknown name).
-    pub fn backend(&self, name: &str) -> BackendMetrics {
-        BACKENDS
-            .iter()
-            .position(|b| *b == name)
-            .map_or_else(BackendMetrics::noop, |i| self.backends[i].clone())
+    /// The handles of the backend `kind`.
+    pub fn backend(&self, kind: BackendKind) -> BackendMetrics {
+        self.groups[RouteGroup::Backend(kind).index()].clone()
     }
 
     /// The handles the Redis connection updates.
@@ -367,30 +365,20 @@ impl Metrics {
         self.redis.clone()
     }
 
-    /// Reads the live-session gauge from `sessions` at each scrape.
-    pub fn watch_sessions(&mut self, sessions: web::Data<Backend<SessionAuthenticator>>) {
-        self.sessions = Some(sessions);
+    /// Sets the live-session gauge from `read` at each scrape.
+    pub fn watch_live_sessions(&mut self, read: ReadCount) {
+        self.read_live_sessions = Some(read);
     }
 
-    /// Reports the client-side caches of the redis backend and the JWT denylist, those that are
-    /// on, at each scrape.
-    pub fn watch_caches(
-        &mut self,
-        redis: web::Data<Backend<RedisTokenAuthenticator>>,
-        jwt: web::Data<Backend<JwtBackend>>,
-    ) {
+    /// Reports a client-side cache's counters, read with `read` at each scrape, under the label
+    /// `cache="{name}"`. A cache that is off (`read` gives `None` now) gets no series.
+    pub fn watch_cache(&mut self, name: &'static str, read: ReadStats) {
         let Some(recorder) = &self.recorder else {
             return;
         };
-        if redis.auth.cache_stats().is_some() {
-            let read = Box::new(move || redis.auth.cache_stats());
+        if read().is_some() {
             self.caches
-                .push(CacheSeries::register(recorder, "redis", read));
-        }
-        if jwt.auth.denylist().and_then(|d| d.cache_stats()).is_some() {
-            let read = Box::new(move || jwt.auth.denylist().and_then(|d| d.cache_stats()));
-            self.caches
-                .push(CacheSeries::register(recorder, "jwt_denylist", read));
+                .push(CacheSeries::register(recorder, name, read));
         }
     }
 
@@ -402,8 +390,8 @@ impl Metrics {
     /// The text exposition of every series, with the gauges read now.
     fn render(&self) -> Option<String> {
         let recorder = self.recorder.as_ref()?;
-        if let Some(sessions) = &self.sessions {
-            self.live_sessions.set(sessions.auth.len() as f64);
+        if let Some(read) = &self.read_live_sessions {
+            self.live_sessions.set(read() as f64);
         }
         for cache in &self.caches {
             cache.update();
@@ -412,16 +400,14 @@ impl Metrics {
     }
 
     /// Counts a refusal that happened before any credential was judged (throttled, cross-site),
-    /// under the backend the request was for.
-    fn refused(&self, backend: &str, outcome: Outcome) {
-        if let Some(i) = BACKENDS.iter().position(|b| *b == backend) {
-            self.backends[i].decided(outcome);
-        }
+    /// under the group the request was for.
+    pub fn refused(&self, group: RouteGroup, outcome: Outcome) {
+        self.groups[group.index()].decided(outcome);
     }
 }
 
 /// The `# HELP` and `# TYPE` lines.
-fn describe(recorder: &PrometheusRecorder) {
+fn register_help(recorder: &PrometheusRecorder) {
     let help = |name: &'static str, unit: Option<Unit>, text: &'static str| {
         (KeyName::from_const_str(name), unit, text.into())
     };
@@ -505,22 +491,6 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
     ] {
         recorder.describe_gauge(name, unit, text);
-    }
-}
-
-/// For login throttling: counts a `429 too_many_attempts` for `backend` (`session`, `redis`,
-/// `jwt`, `users`), in the app that serves `req`.
-pub fn throttled(req: &HttpRequest, backend: &str) {
-    if let Some(metrics) = req.app_data::<web::Data<Metrics>>() {
-        metrics.refused(backend, Outcome::Throttled);
-    }
-}
-
-/// For the CSRF defence: counts a request refused as cross-site, under the backend its path
-/// belongs to, in the app that serves `req`.
-pub fn csrf_refused(req: &HttpRequest) {
-    if let Some(metrics) = req.app_data::<web::Data<Metrics>>() {
-        metrics.refused(crate::audit::backend_of(req.path()), Outcome::Csrf);
     }
 }
 

@@ -1060,7 +1060,8 @@ mod tests {
 
     #[test]
     fn every_code_of_the_error_mapping_is_listed_with_its_status() {
-        use crate::error::{Challenge, DependencyState, Readiness};
+        use crate::error::Challenge;
+        use crate::readiness::{DependencyState, Readiness};
         let unauthenticated = |cause| ApiError::Unauthenticated {
             cause,
             challenge: Challenge::None,

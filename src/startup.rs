@@ -19,16 +19,15 @@ use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
 use crate::audit::{self, Audit};
-use crate::backends;
-use crate::config::{DenylistMode, RefreshKind, Settings, Switch};
+use crate::backends::{self, BackendSet};
+use crate::config::{Settings, Switch};
 use crate::error::ApiError;
 use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
 use crate::middleware::csrf::CsrfPolicy;
 use crate::middleware::headers::SecurityHeaders;
 use crate::middleware::{cors, csrf, headers};
-use crate::routes::{self, Backend, Shared};
+use crate::routes::{self, MountedBackend, Shared};
 use crate::throttle::{Limits, Throttle};
-use crate::transport::Transport;
 use actix_web::http::header::HeaderValue;
 
 /// Largest request body accepted (JSON bodies here are a few dozen bytes).
@@ -128,51 +127,28 @@ impl Application {
                 other => StartupError::RedisUrl(other),
             })?;
 
-        let session = web::Data::new(Backend {
-            auth: backends::session_backend(&settings),
-            transport: Transport::Cookie {
-                secure: settings.cookie_secure,
-                max_age: settings.session_max_age,
-            },
-            name: "session",
-            metrics: metrics.backend("session"),
-        });
-        let bearer = Transport::Bearer {
-            allow_query: settings.allow_query_token,
-        };
-        let opaque = web::Data::new(Backend {
-            auth: backends::redis_backend(&settings, &redis, &secret)
-                .map_err(StartupError::RedisCache)?,
-            transport: bearer,
-            name: "redis",
-            metrics: metrics.backend("redis"),
-        });
-        let jwt = web::Data::new(Backend {
-            auth: backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock))
-                .map_err(StartupError::RedisCache)?,
-            transport: bearer,
-            name: "jwt",
-            metrics: metrics.backend("jwt"),
-        });
+        let set = BackendSet::build(&settings, &redis, secret, Arc::new(SystemClock), &metrics)
+            .map_err(StartupError::RedisCache)?;
         let shared = web::Data::new(Shared {
             users,
             redis: redis.clone(),
-            jwt_uses_redis: settings.jwt_denylist != DenylistMode::Off
-                || settings.jwt_refresh == RefreshKind::Stored,
-            backends: vec![
-                session.clone().into_inner(),
-                opaque.clone().into_inner(),
-                jwt.clone().into_inner(),
-            ],
-            session_transport: session.transport,
+            needs_redis: BackendSet::needs_redis(&settings),
+            backends: set.all(),
+            session_transport: set.session.transport,
             introspection,
         });
         // Login throttling and audit events: one of each per app, shared by its workers.
         let proxies: Arc<[_]> = settings.trusted_proxies.clone().into();
+        let limits = Limits {
+            name_max_failures: settings.login_max_failures,
+            ip_max_failures: settings.login_ip_max_failures,
+            register_ip_max: settings.register_ip_max,
+            window: settings.login_window,
+        };
         let throttle = web::Data::new(Throttle::new(
             shared.redis.clone(),
             &settings.redis_prefix,
-            Limits::from_settings(&settings),
+            limits,
             proxies.clone(),
         ));
         let instance = settings
@@ -183,15 +159,12 @@ impl Application {
         let instance_header = HeaderValue::from_str(&instance)
             .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
         let audit = web::Data::new(Audit::new(instance, proxies));
-        metrics.watch_sessions(session.clone());
-        metrics.watch_caches(opaque.clone(), jwt.clone());
+        set.watch(&mut metrics);
         let upkeep = metrics.handle().map(spawn_metrics_upkeep);
         let metrics = web::Data::new(metrics);
         let mounted = routes::Mounted {
             shared,
-            session,
-            redis: opaque,
-            jwt,
+            backends: set.routes(),
             metrics: metrics.clone(),
         };
 
@@ -208,7 +181,7 @@ impl Application {
             .port();
 
         let csrf_policy = web::Data::new(CsrfPolicy::new(
-            mounted.session.transport,
+            set.session.transport,
             &settings.cors_origins,
         ));
         let security_headers = web::Data::new(SecurityHeaders {
@@ -216,7 +189,7 @@ impl Application {
             instance: instance_header,
         });
         let cors_origins = settings.cors_origins.clone();
-        let sweep_sessions = mounted.session.clone();
+        let sweep_sessions = set.session.clone();
         let mut server = HttpServer::new(move || {
             // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
             App::new()
@@ -301,7 +274,7 @@ impl Application {
 
 /// Forgets expired sessions periodically, so memory tracks active sessions, not every login ever.
 fn spawn_session_sweeper(
-    sessions: web::Data<Backend<SessionAuthenticator>>,
+    sessions: web::Data<MountedBackend<SessionAuthenticator>>,
     every: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {

@@ -38,7 +38,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 
 use crate::audit;
+use crate::backend_kind::RouteGroup;
 use crate::error::ApiError;
+use crate::metrics::{Metrics, Outcome};
 use crate::transport::Transport;
 
 /// What the CSRF check needs to know: which cookie makes a request subject to it, and which
@@ -112,7 +114,11 @@ pub async fn csrf(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
+    // Recorded twice, in the open: the audit event and the metrics' `csrf` outcome.
     audit::csrf_refused(req.request());
+    if let Some(metrics) = req.app_data::<web::Data<Metrics>>() {
+        metrics.refused(RouteGroup::of_path(req.path()), Outcome::Csrf);
+    }
     // Answered here, before routing: the handler never runs, so nothing changes.
     Ok(req
         .error_response(ApiError::CsrfRejected)

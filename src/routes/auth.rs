@@ -7,8 +7,9 @@ use authlab_users::Username;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Shared, client_info, refresh_refused};
+use super::mounted::{MountedBackend, Shared, client_info, refresh_refused};
 use crate::audit;
+use crate::backend_kind::RouteGroup;
 use crate::error::ApiError;
 use crate::json::JsonLine;
 use crate::metrics::Outcome;
@@ -78,7 +79,7 @@ pub async fn register(
 }
 
 /// The response that hands a freshly issued credential to the client.
-pub(super) fn issued_response<A>(backend: &Backend<A>, issued: &Issued) -> HttpResponse {
+pub(super) fn issued_response<A>(backend: &MountedBackend<A>, issued: &Issued) -> HttpResponse {
     let credential = issued.credential.expose_secret();
     let expires_in = issued.expires_in.as_secs();
     let mut response = HttpResponse::Ok();
@@ -105,14 +106,16 @@ pub(super) fn issued_response<A>(backend: &Backend<A>, issued: &Issued) -> HttpR
 pub async fn login<A: Authenticator>(
     req: HttpRequest,
     shared: web::Data<Shared>,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
     throttle: web::Data<Throttle>,
     body: web::Json<UsernamePassword>,
 ) -> Result<HttpResponse, ApiError> {
     let UsernamePassword { username, password } = body.into_inner();
     // Counted before the password is checked, and the same way for every name, known or not:
     // a throttled answer (and its timing) must not tell which names exist.
-    let guess = throttle.login(&req, backend.name, &username).await?;
+    let guess = throttle
+        .login(&req, RouteGroup::Backend(backend.kind), &username)
+        .await?;
     // Over-long input cannot belong to anybody; answer like any other failed login.
     let verdict = if username.len() > 4 * authlab_users::MAX_USERNAME_CHARS
         || password.expose_secret().len() > 4 * authlab_users::MAX_PASSWORD_CHARS
@@ -129,7 +132,7 @@ pub async fn login<A: Authenticator>(
         }
         Ok(None) => {
             backend.metrics.login(false);
-            audit::login_failed(&req, backend.name, guess.account());
+            audit::login_failed(&req, backend.kind, guess.account());
             guess.wrong().await;
             return Err(ApiError::InvalidCredentials);
         }
@@ -143,7 +146,7 @@ pub async fn login<A: Authenticator>(
         .issue(&identity, &client_info(&req))
         .await
         .map_err(|c| backend.refuse(c))?;
-    audit::login_succeeded(&req, backend.name, identity.user_id);
+    audit::login_succeeded(&req, backend.kind, identity.user_id);
     backend.end_presented_sessions(&req).await;
     Ok(issued_response(&backend, &issued))
 }
@@ -151,20 +154,20 @@ pub async fn login<A: Authenticator>(
 /// `GET /{backend}/me`: who the credential belongs to. The hot path every load test measures.
 pub async fn me<A: Authenticator>(
     req: HttpRequest,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = backend.authenticate(&req).await?;
     Ok(HttpResponse::Ok().json_line(Me {
         user_id: identity.user_id,
         username: &identity.username,
-        backend: backend.name,
+        backend: backend.kind.name(),
     }))
 }
 
 /// `POST /{backend}/logout`: revokes the presented credential (204).
 pub async fn logout<A: Authenticator>(
     req: HttpRequest,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = match backend.transport.credential(&req) {
         // `revoke` says whose credential it ended: the audit event needs no second lookup.
@@ -172,7 +175,7 @@ pub async fn logout<A: Authenticator>(
         Err(missing) => Err(missing),
     };
     if let Ok(user_id) = outcome {
-        audit::logout(&req, backend.name, user_id);
+        audit::logout(&req, backend.kind, user_id);
     }
     match (outcome, backend.transport) {
         (Ok(_), Transport::Cookie { .. }) => Ok(HttpResponse::NoContent()
@@ -193,7 +196,7 @@ pub async fn logout<A: Authenticator>(
 /// `POST /{backend}/refresh`: spends a refresh token for a new access token and refresh token.
 pub async fn refresh<A: TokenEndpoints>(
     req: HttpRequest,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let token = body.into_inner().refresh_token;
@@ -209,12 +212,12 @@ pub async fn refresh<A: TokenEndpoints>(
         Err(cause) => {
             backend.metrics.decided(Outcome::of_error(&cause));
             if matches!(cause, AuthError::Reused) {
-                audit::refresh_reuse_detected(&req, backend.name);
+                audit::refresh_reuse_detected(&req, backend.kind);
             }
             return Err(refresh_refused(cause));
         }
     };
     // The backend says whose login it was: the audit event needs no second lookup.
-    audit::refresh(&req, backend.name, issued.identity.user_id);
+    audit::refresh(&req, backend.kind, issued.identity.user_id);
     Ok(issued_response(&backend, &issued.issued))
 }

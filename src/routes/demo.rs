@@ -13,7 +13,7 @@ use actix_web::HttpResponse;
 use actix_web::http::header;
 use actix_web::web;
 
-use super::Shared;
+use super::mounted::Shared;
 
 /// The page's Content-Security-Policy: everything from this origin only, nothing inline.
 pub const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -30,7 +30,7 @@ const DEMO_CSS: &str = include_str!("demo/demo.css");
 const FAVICON_SVG: &str = include_str!("demo/favicon.svg");
 
 /// Mounts `/` and its three assets.
-pub(super) fn configure(cfg: &mut web::ServiceConfig, at: &mut super::Mount<'_>) {
+pub(super) fn configure(cfg: &mut web::ServiceConfig, at: &mut super::mount::Mount<'_>) {
     cfg.service(at.resource("/", "GET").route(web::get().to(page)))
         .service(
             at.resource("/static/demo.js", "GET")
@@ -111,6 +111,7 @@ fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend_kind::BackendKind;
 
     #[test]
     fn the_page_has_no_inline_script_or_style() {
@@ -141,6 +142,19 @@ mod tests {
             );
         }
         assert!(!lower.contains("http://") && !lower.contains("https://"));
+    }
+
+    #[test]
+    fn the_page_has_one_card_per_backend_in_order() {
+        let cards: Vec<&str> = INDEX_HTML
+            .split("data-backend=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let backends: Vec<&str> = BackendKind::ALL.map(BackendKind::name).to_vec();
+        assert_eq!(cards, backends);
+        // The script takes its list from the cards, not from a list of its own.
+        assert!(DEMO_JS.contains("querySelectorAll('section.card[data-backend]')"));
     }
 
     #[test]

@@ -21,10 +21,11 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 
-use super::Shared;
 use super::auth::Me;
-use crate::error::{ApiError, BackendStates, DependencyState, Readiness};
+use super::mounted::Shared;
+use crate::error::ApiError;
 use crate::json::JsonLine;
+use crate::readiness::{BackendStates, DependencyState, Readiness};
 
 /// How long a readiness check waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -57,7 +58,7 @@ pub async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, ApiError>
 /// backend can do right now (see the module doc for why it does not fail on a shared dependency).
 pub async fn livez(shared: web::Data<Shared>) -> HttpResponse {
     let checks = dependencies(&shared).await;
-    let backends = BackendStates::from_checks(&checks, shared.jwt_uses_redis);
+    let backends = BackendStates::from_checks(&checks, &shared.needs_redis);
     let status = if backends.all_ok() { "ok" } else { "degraded" };
     HttpResponse::Ok().json_line(serde_json::json!({
         "status": status,

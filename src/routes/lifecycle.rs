@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::auth::issued_response;
-use super::{Backend, Shared};
+use super::mounted::{MountedBackend, Shared};
 use crate::audit;
 use crate::error::{ApiError, CauseChain, Challenge};
 use crate::json::JsonLine;
@@ -46,7 +46,7 @@ fn finish(response: &mut actix_web::HttpResponseBuilder, transport: Transport) {
 /// `GET /{backend}/sessions`: the caller's live sessions (or token families), newest first.
 pub async fn list<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = backend.authenticate(&req).await?;
     let sessions = backend
@@ -73,7 +73,7 @@ pub async fn list<A: Authenticator + SessionRegistry>(
 /// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
 pub async fn revoke_one<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = backend.authenticate(&req).await?;
@@ -96,7 +96,7 @@ pub async fn revoke_one<A: Authenticator + SessionRegistry>(
 /// `POST /{backend}/logout-all`: revokes every session of the caller on this backend.
 pub async fn logout_all<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = backend.authenticate(&req).await?;
     let revoked = backend
@@ -104,7 +104,7 @@ pub async fn logout_all<A: Authenticator + SessionRegistry>(
         .revoke_all(identity.user_id)
         .await
         .map_err(|c| backend.refuse(c))?;
-    audit::logout_all(&req, backend.name, identity.user_id, revoked);
+    audit::logout_all(&req, backend.kind, identity.user_id, revoked);
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     finish(&mut response, backend.transport);
@@ -213,7 +213,7 @@ pub async fn change_password(
 /// re-authentication), so that an id seen or planted before the change is worthless after it.
 pub async fn renew_session_id(
     req: HttpRequest,
-    backend: web::Data<Backend<SessionAuthenticator>>,
+    backend: web::Data<MountedBackend<SessionAuthenticator>>,
 ) -> Result<HttpResponse, ApiError> {
     let credential = backend
         .transport

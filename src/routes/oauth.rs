@@ -16,7 +16,7 @@ use authlab_core::{TokenEndpoints, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{Backend, Shared, refresh_refused};
+use super::mounted::{MountedBackend, Shared, refresh_refused};
 use crate::error::ApiError;
 use crate::json::JsonLine;
 
@@ -31,7 +31,7 @@ pub struct TokenForm {
 
 /// `POST /{backend}/revoke` (RFC 7009): always 200 once the token, if it was live, is dead.
 pub async fn revoke<A: TokenEndpoints>(
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     backend
@@ -49,7 +49,7 @@ pub async fn revoke<A: TokenEndpoints>(
 pub async fn introspect<A: TokenEndpoints>(
     req: HttpRequest,
     shared: web::Data<Shared>,
-    backend: web::Data<Backend<A>>,
+    backend: web::Data<MountedBackend<A>>,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     shared.introspection.authorize(&req)?;

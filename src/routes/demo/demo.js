@@ -6,7 +6,10 @@
 'use strict';
 
 (function () {
-  const BACKENDS = ['session', 'redis', 'jwt'];
+  // The backends, in the page's order: one card each, named by its data-backend attribute (a
+  // test of the server holds the cards to its own list of backends).
+  const BACKENDS = Array.from(document.querySelectorAll('section.card[data-backend]'),
+    (card) => card.dataset.backend);
   const PROBE_EVERY_MS = 100;
   const PROBE_FOR_MS = 3000;
   const LOG_LIMIT = 300;
