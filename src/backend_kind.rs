@@ -45,9 +45,25 @@ impl BackendKind {
         }
     }
 
+    /// Its `/me` route (`/redis/me`): what a load test asks on every request.
+    pub const fn me_path(self) -> &'static str {
+        match self {
+            Self::Session => "/session/me",
+            Self::Redis => "/redis/me",
+            Self::Jwt => "/jwt/me",
+        }
+    }
+
     /// The backend whose scope is `name`.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+/// Writes the name, so `format!("/{kind}/login")` is a route.
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -118,6 +134,14 @@ mod tests {
         }
         let labels: Vec<_> = RouteGroup::ALL.map(RouteGroup::label).to_vec();
         assert_eq!(labels, ["session", "redis", "jwt", "users", "none"]);
+    }
+
+    #[test]
+    fn every_backend_has_its_scope_and_me_route() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.me_path(), format!("/{kind}/me"));
+            assert_eq!(BackendKind::from_name(kind.name()), Some(kind));
+        }
     }
 
     #[test]

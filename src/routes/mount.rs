@@ -34,7 +34,7 @@ impl<'a> Mount<'a> {
         Self { prefix, list }
     }
 
-    /// [`resource`], listed.
+    /// A resource whose other methods answer a JSON 405 (see `resource` below), listed.
     pub fn resource(&mut self, path: &str, allow: &'static str) -> actix_web::Resource {
         // `{file:.*}` is `{file}` to anybody reading the list.
         let template: String = path

@@ -43,7 +43,7 @@
 //! `--trusted-proxy`).
 //!
 //! # When Redis is down
-//! An in-process counter with the same limits and windows takes over ([`local`]). It is per
+//! An in-process counter with the same limits and windows takes over (the private `local` module). It is per
 //! process: N instances then allow N times the limit, and the count restarts with the process. The
 //! login itself keeps working wherever it did without Redis (`/session`).
 //!

@@ -102,7 +102,7 @@ async fn cache_metric(app: &TestApp, series: &str, cache: &str) -> f64 {
 async fn a_logout_on_one_instance_is_refused_by_another_that_had_the_token_cached() {
     let (a, b) = two_instances(|_| {}).await;
     let user = a.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let credential = a.login(backend, &user).await;
         cache_on(&b, backend, &credential).await;
         assert_eq!(
@@ -125,7 +125,7 @@ async fn a_logout_on_one_instance_is_refused_by_another_that_had_the_token_cache
 async fn logout_all_on_one_instance_is_refused_by_another_that_had_the_tokens_cached() {
     let (a, b) = two_instances(|_| {}).await;
     let user = a.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let first = a.login(backend, &user).await;
         let second = a.login(backend, &user).await;
         cache_on(&b, backend, &first).await;
@@ -165,7 +165,7 @@ async fn a_password_change_on_one_instance_is_refused_by_another_that_had_the_to
 async fn a_reused_refresh_token_on_one_instance_is_refused_by_another_that_had_the_token_cached() {
     let (a, b) = two_instances(|s| s.refresh_grace = Duration::ZERO).await;
     let user = a.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, refresh) = tokens(&a, backend, &user).await;
         let body = json!({ "refresh_token": refresh });
         let rotated = a.post_json(&format!("/{backend}/refresh"), &body).await;
@@ -259,7 +259,7 @@ async fn killing_the_tracking_connection_empties_the_cache_before_it_answers_aga
         &["CLIENT", "KILL", "TYPE", "normal"][..],
         &["CLIENT", "KILL", "ID"][..],
     ] {
-        for backend in Backend::TOKENS {
+        for backend in token_backends() {
             let credential = a.login(backend, &user).await;
             cache_on(&b, backend, &credential).await;
             if kill.len() == 3 {

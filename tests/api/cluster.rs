@@ -53,7 +53,7 @@ async fn two_instances_on_one_cluster_share_tokens_and_logouts_but_not_sessions(
         })
         .await;
     let user = a.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         // Issued by one, honoured by the other, and both can refresh it.
         let login = a
             .login_response(backend, &user.username, &user.password)
@@ -123,7 +123,7 @@ async fn every_flow_of_a_user_runs_on_the_cluster_without_a_failed_redis_command
     let store = Store::cluster();
     let app = store.spawn().await;
     let user = app.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let mut logins = Vec::new();
         for _ in 0..4 {
             logins.push(app.login(backend, &user).await);

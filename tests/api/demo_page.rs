@@ -26,7 +26,7 @@ use reqwest::header;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with, token_backends};
 
 /// The Content-Security-Policy the page and its assets are served with.
 const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -167,7 +167,7 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
         "{cookie}"
     );
     assert!(cookie.contains("cannot show the id"), "{cookie}");
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let travel = browser.text(&format!("#{backend}-travel")).await;
         assert!(travel.contains("Authorization: Bearer "), "{travel}");
     }

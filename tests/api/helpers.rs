@@ -20,35 +20,15 @@ pub const TEST_JWT_SECRET: &str = "rj4kfogxwFJt4jXD4dxKm6A3zifLgCF1ypdF610/rK7Zn
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// The three mounted backends, each named as its scope (`/session`, `/redis`, `/jwt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Session,
-    Redis,
-    Jwt,
-}
+/// The mounted backends, each named as its scope (`/session`, `/redis`, `/jwt`): the server's own
+/// list, so a test that loops over `Backend::ALL` covers a backend added to it.
+pub use authlab::backend_kind::BackendKind as Backend;
 
-impl Backend {
-    /// Every backend.
-    pub const ALL: [Backend; 3] = [Backend::Session, Backend::Redis, Backend::Jwt];
-    /// The backends that hand out bearer and refresh tokens.
-    pub const TOKENS: [Backend; 2] = [Backend::Redis, Backend::Jwt];
-
-    /// The scope's name, as `/me` reports it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Session => "session",
-            Backend::Redis => "redis",
-            Backend::Jwt => "jwt",
-        }
-    }
-}
-
-/// Writes the scope's name, so `format!("/{backend}/me")` is the route.
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// The backends that hand out bearer and refresh tokens.
+pub fn token_backends() -> impl Iterator<Item = Backend> {
+    Backend::ALL
+        .into_iter()
+        .filter(|backend| backend.issues_refresh_tokens())
 }
 
 /// PostgreSQL for the tests: `AUTHLAB_TEST_POSTGRES_URL`, or the machine's local server.

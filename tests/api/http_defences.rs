@@ -204,7 +204,7 @@ async fn a_trusted_origin_passes_even_from_another_site() {
 #[tokio::test]
 async fn bearer_requests_without_the_cookie_are_not_subject_to_the_csrf_check() {
     let app = spawn_app().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, token) = app.logged_in(backend).await;
         let response = app
             .authed(Method::POST, &format!("/{backend}/logout"), &token)
@@ -521,7 +521,7 @@ async fn hsts_is_sent_only_with_cookie_secure() {
 #[tokio::test]
 async fn two_authorization_headers_are_refused_as_ambiguous() {
     let app = spawn_app().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, token) = app.logged_in(backend).await;
         let (_, other) = app.logged_in(backend).await;
         for second in [token.value(), other.value()] {
@@ -558,7 +558,7 @@ async fn two_authorization_headers_are_refused_as_ambiguous() {
 #[tokio::test]
 async fn a_header_and_a_query_token_together_are_ambiguous_when_query_tokens_are_allowed() {
     let app = spawn_app_with(|s| s.allow_query_token = true).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, token) = app.logged_in(backend).await;
         let response = app
             .authed(
@@ -576,7 +576,7 @@ async fn a_header_and_a_query_token_together_are_ambiguous_when_query_tokens_are
 #[tokio::test]
 async fn without_the_flag_a_query_token_beside_a_header_is_ignored() {
     let app = spawn_app().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (user, token) = app.logged_in(backend).await;
         let response = app
             .authed(
@@ -774,7 +774,7 @@ async fn assert_introspection_refused(response: Response, code: &str) {
 #[tokio::test]
 async fn introspection_is_refused_to_everybody_when_no_secret_is_configured() {
     let app = spawn_app().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, token) = app.logged_in(backend).await;
         assert_introspection_refused(
             introspect(&app, backend, token.value(), None).await,
@@ -798,7 +798,7 @@ async fn introspection_is_refused_to_everybody_when_no_secret_is_configured() {
 #[tokio::test]
 async fn introspection_with_a_wrong_secret_is_refused() {
     let app = spawn_app_with(with_introspection_secret).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, token) = app.logged_in(backend).await;
         let near_miss = format!("{}x", INTROSPECTION_SECRET);
         for wrong in [near_miss.as_str(), &INTROSPECTION_SECRET[1..], "short"] {
@@ -819,7 +819,7 @@ async fn introspection_with_a_wrong_secret_is_refused() {
 #[tokio::test]
 async fn introspection_with_the_right_secret_describes_the_token() {
     let app = spawn_app_with(with_introspection_secret).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (user, token) = app.logged_in(backend).await;
         let response = introspect(&app, backend, token.value(), Some(INTROSPECTION_SECRET)).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -832,7 +832,7 @@ async fn introspection_with_the_right_secret_describes_the_token() {
 #[tokio::test]
 async fn revocation_stays_open_to_whoever_holds_the_token() {
     let app = spawn_app_with(with_introspection_secret).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, token) = app.logged_in(backend).await;
         let response = app
             .client

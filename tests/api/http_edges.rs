@@ -9,7 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn the_authorization_scheme_is_case_insensitive_and_jwt_is_accepted() {
     let app = spawn_app().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, credential) = app.logged_in(backend).await;
         for scheme in ["Bearer", "bearer", "BEARER", "JWT", "jwt"] {
             let response = app
@@ -38,7 +38,7 @@ async fn the_authorization_scheme_is_case_insensitive_and_jwt_is_accepted() {
 #[tokio::test]
 async fn a_token_in_the_query_string_is_ignored_by_default() {
     let app = spawn_app().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, credential) = app.logged_in(backend).await;
         let response = app
             .get(&format!("/{backend}/me?token={}", credential.value()))
@@ -50,7 +50,7 @@ async fn a_token_in_the_query_string_is_ignored_by_default() {
 #[tokio::test]
 async fn a_token_in_the_query_string_works_only_behind_the_flag() {
     let app = spawn_app_with(|s| s.allow_query_token = true).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (user, credential) = app.logged_in(backend).await;
         let response = app
             .get(&format!("/{backend}/me?token={}", credential.value()))
@@ -128,7 +128,7 @@ async fn garbage_credentials_never_cause_a_5xx() {
         "JWT",
         "Negotiate abc",
     ];
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         for value in junk {
             let Ok(value) = header::HeaderValue::from_str(value) else {
                 continue;

@@ -60,7 +60,7 @@ fn revoked_code(backend: Backend) -> &'static str {
 
 pub async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token(store: &Store) {
     let app = store.spawn_with(|s| s.refresh_grace = Duration::ZERO).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         let first = login_tokens(&app, backend, &user).await;
         let second = tokens_from(refresh(&app, backend, &first.refresh).await).await;
@@ -79,7 +79,7 @@ pub async fn refresh_rotates_both_tokens_and_spends_the_old_refresh_token(store:
 
 pub async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else(store: &Store) {
     let app = store.spawn_with(|s| s.refresh_grace = Duration::ZERO).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         let stolen = login_tokens(&app, backend, &user).await;
         let legit = tokens_from(refresh(&app, backend, &stolen.refresh).await).await;
@@ -113,7 +113,7 @@ pub async fn a_reused_refresh_token_revokes_its_whole_family_and_nothing_else(st
 
 pub async fn within_the_grace_window_a_retry_gets_the_same_successor(store: &Store) {
     let app = store.spawn().await; // the default 10 s grace
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         let first = login_tokens(&app, backend, &user).await;
         let a = tokens_from(refresh(&app, backend, &first.refresh).await).await;
@@ -166,7 +166,7 @@ pub async fn concurrent_refreshes_within_the_grace_window_all_succeed_with_one_s
 ) {
     let app = store.spawn_with(|s| s.workers = Some(2)).await;
     let user = app.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         for round in 0..20 {
             let start = login_tokens(&app, backend, &user).await;
             let mut successors = std::collections::HashSet::new();
@@ -202,7 +202,7 @@ pub async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the
         })
         .await;
     let user = app.register().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         for round in 0..10 {
             let start = login_tokens(&app, backend, &user).await;
             let mut winners = Vec::new();
@@ -241,7 +241,7 @@ pub async fn without_grace_racing_refreshes_have_exactly_one_winner_and_trip_the
 
 pub async fn logout_also_kills_the_refresh_token(store: &Store) {
     let app = store.spawn().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         assert_eq!(
@@ -255,7 +255,7 @@ pub async fn logout_also_kills_the_refresh_token(store: &Store) {
 
 pub async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400(store: &Store) {
     let app = store.spawn().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         for junk in [
             "",
             "x",
@@ -497,7 +497,7 @@ pub async fn changing_the_password_revokes_every_credential_on_every_backend(sto
 
 pub async fn rfc7009_revocation_answers_200_and_kills_what_it_names(store: &Store) {
     let app = store.spawn().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         // An access token alone.
         let tokens = login_tokens(&app, backend, &user).await;
@@ -558,7 +558,7 @@ pub async fn rfc7009_revocation_answers_200_and_kills_what_it_names(store: &Stor
 
 pub async fn rfc7662_introspection_describes_live_tokens_and_nothing_else(store: &Store) {
     let app = store.spawn_with(with_introspection_secret).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         let introspect = |token: String| {
@@ -654,7 +654,7 @@ async fn registry_entries_go_when_their_families_expire() {
     let app = spawn_app_with(|s| s.refresh_ttl = Duration::from_secs(1)).await;
     let client = redis::Client::open(app.settings.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = app.register().await;
         let tokens = login_tokens(&app, backend, &user).await;
         let registry = format!(

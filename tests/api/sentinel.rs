@@ -282,7 +282,7 @@ async fn spawn_on(set: &SentinelSet) -> TestApp {
 async fn the_token_backends_work_through_sentinel() {
     let set = SentinelSet::start().await;
     let app = spawn_on(&set).await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         // Login, /me, logout, /me refused.
         let (user, credential) = app.logged_in(backend).await;
         assert_eq!(app.me(backend, &credential).await.status(), StatusCode::OK);
@@ -380,7 +380,7 @@ async fn a_revocation_no_replica_confirms_is_refused_with_503_and_reads_go_on() 
         s.redis.confirm_timeout = Duration::from_millis(50);
     })
     .await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let (_, credential) = app.logged_in(backend).await;
         let refused = app.logout(backend, &credential).await;
         assert!(refused.headers().contains_key("retry-after"));
@@ -465,7 +465,7 @@ async fn stream_logouts(
 async fn many_logins(app: &TestApp, user: &TestUser, count: usize) -> Vec<(Backend, Credential)> {
     let mut credentials = Vec::with_capacity(2 * count);
     for _ in 0..count {
-        for backend in Backend::TOKENS {
+        for backend in token_backends() {
             credentials.push((backend, app.login(backend, user).await));
         }
     }

@@ -19,36 +19,9 @@ use std::time::Duration;
 
 use authlab::config::Settings;
 
-/// Which backend a mode serves, and so which routes it is measured and revoked on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// In-process sessions: `/session/*`, a cookie.
-    Session,
-    /// Opaque tokens in Redis: `/redis/*`, a bearer token.
-    Redis,
-    /// HS256 JWTs: `/jwt/*`, a bearer token.
-    Jwt,
-}
-
-impl Backend {
-    /// The path segment: `session`, `redis`, `jwt`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Session => "session",
-            Self::Redis => "redis",
-            Self::Jwt => "jwt",
-        }
-    }
-
-    /// The route every request of the mode's row goes to: `/redis/me`.
-    pub fn me_path(self) -> &'static str {
-        match self {
-            Self::Session => "/session/me",
-            Self::Redis => "/redis/me",
-            Self::Jwt => "/jwt/me",
-        }
-    }
-}
+/// Which backend a mode serves, and so which routes it is measured and revoked on: the
+/// server's own list.
+pub use authlab::backend_kind::BackendKind as Backend;
 
 /// A target ratio to `/hello` and its source.
 #[derive(Debug, Clone, Copy)]
