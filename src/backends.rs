@@ -108,6 +108,7 @@ pub fn redis_cache(
 ) -> Result<TrackedCache, RedisBackendError> {
     let mut config = CacheConfig::new(settings.redis_cache_size);
     config.max_entry_life = settings.access_ttl;
+    config.staleness_bound = settings.redis_cache_staleness;
     config.timeouts = RedisTimeouts {
         connect: settings.redis.timeout,
         response: settings.redis.timeout,

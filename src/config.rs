@@ -296,6 +296,20 @@ pub struct Settings {
     )]
     pub redis_cache_size: usize,
 
+    /// The client-side caches' staleness bound W: a cached answer is served only while a reply
+    /// that Redis sent less than W ago proves every invalidation before it arrived, so W is the
+    /// longest a silent failure (a hung Redis, a lost network) can serve a revoked token. Trust
+    /// is earned on demand: an idle instance sends Redis nothing; a busy one at most 2/W
+    /// heartbeats a second.
+    #[arg(
+        long,
+        env = "AUTHLAB_REDIS_CACHE_STALENESS",
+        value_name = "DURATION",
+        default_value = "5ms",
+        value_parser = parse_duration
+    )]
+    pub redis_cache_staleness: Duration,
+
     /// Lifetime of redis and jwt access tokens (`900s`, `15m`, ...).
     #[arg(long, env = "AUTHLAB_ACCESS_TTL", default_value = "15m", value_parser = parse_duration)]
     pub access_ttl: Duration,
@@ -782,6 +796,7 @@ mod tests {
         assert_eq!(s.jwt_denylist, DenylistMode::On);
         assert_eq!(s.redis_cache, Switch::Off);
         assert_eq!(s.redis_cache_size, 100_000);
+        assert_eq!(s.redis_cache_staleness, Duration::from_millis(5));
         assert!(!s.allow_query_token);
         assert!(!s.cookie_secure);
         assert_eq!(s.password_policy.min_chars(), 15);

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// The cache's trust window: a hit is served only while a heartbeat sent this recently was
-/// acknowledged, so every write acknowledged this long ago is reflected in every hit.
+/// The cache's staleness bound (`--redis-cache-staleness`, default 5 ms): a hit is served only
+/// while a reply sent this recently was acknowledged, so every write acknowledged this long ago
+/// is reflected in every hit.
 const TRUST_WINDOW: Duration = Duration::from_millis(5);
 
 fn cached(settings: &mut Settings) {
@@ -368,7 +369,7 @@ async fn a_paused_redis_stops_cache_hits_and_fails_closed() {
             .unwrap()
             .success()
     );
-    // A hung Redis answers no heartbeat: after the trust window hits stop, and the requests
+    // A hung Redis answers no heartbeat: after the staleness bound hits stop, and the requests
     // that go to Redis time out: 503, never the cached 200.
     tokio::time::sleep(TRUST_WINDOW).await;
     for (backend, credential) in [(Backend::Redis, &opaque), (Backend::Jwt, &jwt)] {
@@ -421,4 +422,97 @@ async fn the_cache_holds_at_most_its_size_and_reports_its_hit_ratio() {
     let ratio = cache_metric(&b, "authlab_redis_cache_hit_ratio", "redis").await;
     assert!(hits >= 8.0 && misses >= 8.0, "{hits} hits, {misses} misses");
     assert!((ratio - hits / (hits + misses)).abs() < 1e-9, "{ratio}");
+}
+
+/// One field of a private Redis's `INFO` (`total_commands_processed`, or a command's `calls`
+/// from `cmdstat_<name>`, 0 when the command never ran).
+fn redis_info(redis: &PrivateRedis, field: &str) -> u64 {
+    let output = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "INFO", "everything"])
+        .output()
+        .expect("redis-cli is on PATH");
+    let text = String::from_utf8_lossy(&output.stdout);
+    if let Some(command) = field.strip_prefix("cmdstat_") {
+        let prefix = format!("cmdstat_{command}:calls=");
+        return text
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.trim().parse().ok())
+            .unwrap_or(0);
+    }
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO:\n{text}"))
+}
+
+#[tokio::test]
+async fn an_idle_instance_sends_redis_nothing() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        cached(s);
+        s.redis.url = url.clone();
+    })
+    .await;
+    let user = app.register().await;
+    let opaque = app.login(Backend::Redis, &user).await;
+    let jwt = app.login(Backend::Jwt, &user).await;
+    // Both caches connected and serving: their tracking connections are up.
+    cache_on(&app, Backend::Redis, &opaque).await;
+    cache_on(&app, Backend::Jwt, &jwt).await;
+    let before = redis_info(&redis, "total_commands_processed");
+    // Idle time is what is measured here, so this test waits in real time. With a heartbeat on a
+    // timer (1 ms), two caches sent about 4,000 commands in these 2 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = redis_info(&redis, "total_commands_processed");
+    // The first INFO itself is the only command Redis processed in between.
+    assert!(
+        after - before <= 1,
+        "an idle instance sent Redis {} commands in 2 s",
+        after - before - 1
+    );
+}
+
+#[tokio::test]
+async fn a_busy_instance_sends_at_most_two_heartbeats_per_staleness_bound() {
+    const STALENESS: Duration = Duration::from_millis(20);
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        cached(s);
+        s.redis.url = url.clone();
+        s.redis_cache_staleness = STALENESS;
+    })
+    .await;
+    let user = app.register().await;
+    let opaque = app.login(Backend::Redis, &user).await;
+    cache_on(&app, Backend::Redis, &opaque).await;
+    let pings = redis_info(&redis, "cmdstat_ping");
+    let hits = cache_metric(&app, "authlab_redis_cache_hits_total", "redis").await;
+    let started = std::time::Instant::now();
+    let mut requests = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        assert_eq!(
+            app.me(Backend::Redis, &opaque).await.status(),
+            StatusCode::OK
+        );
+        requests += 1;
+    }
+    let elapsed = started.elapsed();
+    let pings = redis_info(&redis, "cmdstat_ping") - pings;
+    let hits = cache_metric(&app, "authlab_redis_cache_hits_total", "redis").await - hits;
+    // One heartbeat at most per half bound: the proof is renewed only once it is W/2 old, and
+    // only one heartbeat is in flight at a time.
+    let bound = (elapsed.as_secs_f64() / (STALENESS.as_secs_f64() / 2.0)).ceil() as u64 + 1;
+    assert!(
+        pings <= bound,
+        "{pings} heartbeats in {elapsed:?} of steady traffic ({requests} requests); at most {bound}"
+    );
+    // And the traffic was served from memory: the heartbeats kept the proof fresh.
+    assert!(
+        hits as u64 * 2 > requests,
+        "{hits} of {requests} requests were cache hits"
+    );
 }

@@ -121,7 +121,7 @@ impl RedisTokenAuthenticator {
     }
 
     /// Serves verified tokens from `cache` (see [`TrackedCache`]): a hit costs no round trip,
-    /// and a logout anywhere still ends the token everywhere within the cache's trust window.
+    /// and a logout anywhere still ends the token everywhere within the cache's staleness bound.
     pub fn with_cache(mut self, cache: TrackedCache) -> Self {
         self.cache = Some(cache);
         self

@@ -31,13 +31,17 @@
 //!   restart, a reset) as a push; the cache is emptied right there, and again before a new
 //!   connection serves anything. A restarted Redis is a new connection, so nothing read from the
 //!   old one survives it.
-//! - **A heartbeat bounds what a silent failure can cost**: the thread sends `PING` every
-//!   [`CacheConfig::heartbeat`]. Its reply comes after every push Redis queued before it, so an
-//!   acknowledged `PING` sent at `s` proves that every write acknowledged before `s` has been
-//!   applied here. Hits are served only while the last acknowledged `PING` was sent less than
-//!   [`CacheConfig::trust_window`] ago: a hung or partitioned Redis (or a starved thread) stops
-//!   hits within that window, and requests fall through to Redis, which answers or times out
-//!   (503). A failed `PING` drops the connection (flush, reconnect).
+//! - **Trust is a proof, earned on demand, and it bounds what a silent failure can cost.** Any
+//!   reply on the tracking connection comes after every push Redis queued before it, so an
+//!   acknowledged command sent at `s` (a miss's read, or a `PING`) proves that every write
+//!   acknowledged before `s` has been applied here. Hits are served only while the newest such
+//!   proof was sent less than the staleness bound W ([`CacheConfig::staleness_bound`],
+//!   `--redis-cache-staleness`) ago: a hung or partitioned Redis (or a starved thread) stops hits
+//!   within W, and requests fall through to Redis, which answers or times out (503). Nothing
+//!   ticks: a hit that finds the proof older than W/2 wakes one `PING` (one in flight at a
+//!   time), and a miss carries its own proof. An idle instance sends Redis nothing at all; a busy
+//!   one at most 2/W pings a second, fewer when its misses bring the proof. A failed `PING`
+//!   drops the connection (flush, reconnect); so does a failed miss, after a `PING` confirms it.
 //! - **No entry outlives its key**: an entry's deadline is its key's `PTTL`, read in the same
 //!   round trip as the value and counted from before the request was sent, and at most
 //!   [`CacheConfig::max_entry_life`].
@@ -59,6 +63,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
 };
+use tokio::sync::Notify;
 
 use crate::cache::{Entries, Nanos, Stored};
 use crate::{RedisBackendError, RedisConnection, RedisTimeouts};
@@ -71,25 +76,23 @@ pub struct CacheConfig {
     /// Longest an entry is kept, whatever its key's TTL. Also the life of a remembered "the key
     /// does not exist" (for the JWT denylist, whose "not revoked" is a missing key).
     pub max_entry_life: Duration,
-    /// How often the tracking thread pings Redis.
-    pub heartbeat: Duration,
-    /// Hits are served only while the last acknowledged heartbeat was sent less than this long
-    /// ago: the longest a silent failure (hung Redis, lost network, starved thread) can let a
-    /// revocation go unseen. Default 5 ms, the issue's bound on revocation latency.
-    pub trust_window: Duration,
+    /// The staleness bound W: hits are served only while the newest acknowledged reply on the
+    /// tracking connection was sent less than this long ago, so it is the longest a silent
+    /// failure (hung Redis, lost network, starved thread) can let a revocation go unseen.
+    /// Default 5 ms (`--redis-cache-staleness`). A hit that finds the proof older than W/2 wakes
+    /// one heartbeat.
+    pub staleness_bound: Duration,
     /// Connect and reply timeouts of the tracking connection; a heartbeat that times out drops it.
     pub timeouts: RedisTimeouts,
 }
 
 impl CacheConfig {
-    /// The defaults: a heartbeat every millisecond, trusted for 5 ms, entries kept at most 15
-    /// minutes.
+    /// The defaults: a staleness bound of 5 ms, entries kept at most 15 minutes.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
             max_entry_life: Duration::from_secs(15 * 60),
-            heartbeat: Duration::from_millis(1),
-            trust_window: Duration::from_millis(5),
+            staleness_bound: Duration::from_millis(5),
             timeouts: RedisTimeouts::default(),
         }
     }
@@ -106,6 +109,8 @@ pub struct CacheStats {
     pub invalidations: u64,
     /// Times the whole cache was emptied: a disconnect, a failed heartbeat, `FLUSHALL`.
     pub flushes: u64,
+    /// Heartbeats (`PING`s) sent: woken by hits whose proof was getting old, or by a failure.
+    pub heartbeats: u64,
     /// Entries removed to stay within the capacity.
     pub evictions: u64,
     /// Entries held now (misses in flight included).
@@ -135,20 +140,26 @@ pub struct TrackedCache {
     fallback: Arc<RedisConnection>,
 }
 
-/// What the push handler touches: the entries, the clock, the heartbeat and the counters.
+/// What the push handler touches: the entries, the clock, the proof and the counters.
 struct Local {
     entries: Entries,
     /// The cache clock's zero.
     base: Instant,
-    /// When the last acknowledged heartbeat was sent (cache clock); 0: not trusted now.
+    /// When the newest acknowledged command on the tracking connection was sent (cache clock);
+    /// 0: not trusted now.
     beat: AtomicU64,
-    /// Bumped on every flush: a heartbeat of an older generation is not believed.
+    /// Bumped on every flush: a proof of an older generation is not believed.
     generation: AtomicU64,
+    /// A heartbeat has been asked for and not yet answered (one in flight at a time).
+    beat_wanted: AtomicBool,
+    /// Wakes the tracking thread for a heartbeat (or to stop).
+    wake: Notify,
     hits: AtomicU64,
     misses: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
-    trust_window: Nanos,
+    heartbeats: AtomicU64,
+    staleness_bound: Nanos,
 }
 
 /// The live tracking connection and the generation it was opened in.
@@ -170,11 +181,36 @@ impl Local {
         nanos(self.base.elapsed()).saturating_add(1)
     }
 
-    /// Whether hits may be served at `now`: a heartbeat sent within the trust window was
-    /// acknowledged.
+    /// Whether hits may be served at `now`: a command sent less than the staleness bound ago
+    /// was acknowledged. A proof past half its life asks for a heartbeat, so that a steady
+    /// stream of hits never finds it expired.
     fn trusted(&self, now: Nanos) -> bool {
         let beat = self.beat.load(Ordering::Acquire);
-        beat != 0 && now.saturating_sub(beat) < self.trust_window
+        let age = now.saturating_sub(beat);
+        if beat == 0 || age >= self.staleness_bound {
+            return false;
+        }
+        if age > self.staleness_bound / 2 {
+            self.want_beat();
+        }
+        true
+    }
+
+    /// Asks the tracking thread for one heartbeat, unless one is already asked for.
+    fn want_beat(&self) {
+        if !self.beat_wanted.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A command sent at `sent` on the tracking connection of `generation` was acknowledged:
+    /// every invalidation Redis queued before it has been applied.
+    fn proven(&self, sent: Nanos, generation: u64) {
+        self.beat.fetch_max(sent, Ordering::AcqRel);
+        // A flush (disconnect) since that connection opened: its replies prove nothing.
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.beat.store(0, Ordering::Release);
+        }
     }
 
     /// Empties the cache and distrusts it until the next heartbeat of a new generation.
@@ -212,7 +248,11 @@ impl Local {
                 // `FLUSHALL`/`FLUSHDB` (a null key list), or a shape we do not know: forget all.
                 _ => self.flush("Redis invalidated every key"),
             },
-            PushKind::Disconnection => self.flush("the tracking connection closed"),
+            PushKind::Disconnection => {
+                self.flush("the tracking connection closed");
+                // The thread finds out at once (its heartbeat fails) and reconnects.
+                self.want_beat();
+            }
             _ => {}
         }
     }
@@ -253,11 +293,14 @@ impl TrackedCache {
             base: Instant::now(),
             beat: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            beat_wanted: AtomicBool::new(false),
+            wake: Notify::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
-            trust_window: nanos(config.trust_window),
+            heartbeats: AtomicU64::new(0),
+            staleness_bound: nanos(config.staleness_bound),
         });
         let shared = Arc::new(Shared {
             local,
@@ -359,9 +402,13 @@ impl TrackedCache {
                 if let Some(ticket) = ticket {
                     local.entries.abandon(key, ticket);
                 }
+                // A heartbeat tells a slow reply from a dead connection (and replaces the latter).
+                local.want_beat();
                 return Err(RedisBackendError::Unreachable(err));
             }
         };
+        // The reply came after every push queued before the read: a proof, like a heartbeat's.
+        local.proven(now, live.generation);
         let value: Stored = value.map(Arc::from);
         if let Some(ticket) = ticket {
             let max = self.shared.config.max_entry_life;
@@ -394,7 +441,8 @@ impl TrackedCache {
         }
     }
 
-    /// Whether hits are being served now (a recent heartbeat was acknowledged).
+    /// Whether hits would be served now (a command sent within the staleness bound was
+    /// acknowledged).
     pub fn is_trusted(&self) -> bool {
         let local = &self.shared.local;
         local.trusted(local.now())
@@ -408,6 +456,7 @@ impl TrackedCache {
             misses: local.misses.load(Ordering::Relaxed),
             invalidations: local.invalidations.load(Ordering::Relaxed),
             flushes: local.flushes.load(Ordering::Relaxed),
+            heartbeats: local.heartbeats.load(Ordering::Relaxed),
             evictions: local.entries.evictions.load(Ordering::Relaxed),
             entries: local.entries.len() as u64,
             capacity: local.entries.capacity() as u64,
@@ -417,13 +466,14 @@ impl TrackedCache {
 
 impl Drop for TrackedCache {
     fn drop(&mut self) {
-        // The thread sees this at its next heartbeat and closes the connection.
+        // The thread wakes, sees this and closes the connection.
         self.shared.stop.store(true, Ordering::Release);
+        self.shared.local.wake.notify_one();
     }
 }
 
-/// The tracking thread: connect, turn tracking on, heartbeat until something fails, flush,
-/// wait a moment, again; until the cache is dropped.
+/// The tracking thread: connect, turn tracking on, answer heartbeat requests until one fails,
+/// flush, wait a moment, again; until the cache is dropped.
 async fn track(client: Client, shared: Arc<Shared>) {
     let config = &shared.config;
     let local = &shared.local;
@@ -463,36 +513,47 @@ async fn connect(client: &Client, shared: &Shared) -> Result<(), redis::RedisErr
     // Anything cached before this point came from an older connection.
     shared.local.flush("a new tracking connection");
     let generation = shared.local.generation.load(Ordering::Acquire);
+    let sent = shared.local.now();
     let () = redis::cmd("CLIENT")
         .arg("TRACKING")
         .arg("ON")
         .query_async(&mut conn)
         .await?;
+    // Tracking starts with an empty cache: this reply is the first proof.
+    shared.local.proven(sent, generation);
     shared.live.store(Some(Arc::new(Live { conn, generation })));
     Ok(())
 }
 
-/// Pings until a ping fails or the cache is dropped; returns the failure.
+/// How often the thread wakes on its own to drop expired entries (process memory only: it sends
+/// Redis nothing).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Answers heartbeat requests until a heartbeat fails or the cache is dropped; returns the
+/// failure. Nothing is sent unless a lookup asked for it.
 async fn heartbeat(shared: &Shared, last_sweep: &mut Instant) -> Option<redis::RedisError> {
     let local = &shared.local;
-    let mut ticker = tokio::time::interval(shared.config.heartbeat);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let live = shared.live.load_full()?;
     let mut conn = live.conn.clone();
     while !shared.stop.load(Ordering::Acquire) {
-        ticker.tick().await;
-        let sent = local.now();
-        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-        if let Err(err) = pong {
-            return Some(err);
+        let woken = tokio::time::timeout(SWEEP_EVERY, local.wake.notified()).await;
+        if woken.is_ok() && local.beat_wanted.load(Ordering::Acquire) {
+            let sent = local.now();
+            local.heartbeats.fetch_add(1, Ordering::Relaxed);
+            let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+            if pong.is_ok() {
+                local.proven(sent, live.generation);
+            }
+            // Answered (or failed): the next lookup that needs one may ask again.
+            local.beat_wanted.store(false, Ordering::Release);
+            if let Err(err) = pong {
+                return Some(err);
+            }
+            if local.generation.load(Ordering::Acquire) != live.generation {
+                return None;
+            }
         }
-        local.beat.store(sent, Ordering::Release);
-        // A flush (disconnect) since this connection opened: its pings prove nothing.
-        if local.generation.load(Ordering::Acquire) != live.generation {
-            local.beat.store(0, Ordering::Release);
-            return None;
-        }
-        if last_sweep.elapsed() > Duration::from_secs(1) {
+        if last_sweep.elapsed() > SWEEP_EVERY {
             local.entries.sweep(local.now());
             *last_sweep = Instant::now();
         }
