@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(settings) => {
             let mut settings = *settings;
-            settings.jwt_secret = std::env::var("AUTHLAB_JWT_SECRET")
+            settings.jwt_secret = std::env::var(authlab::config::JWT_SECRET_VARIABLE)
                 .ok()
                 .filter(|s| !s.is_empty())
                 .map(SecretString::from);
