@@ -408,7 +408,7 @@ impl Settings {
 
     /// The settings in force, one `(name, value)` line each, for the start-up log. Secrets are
     /// not shown, and passwords inside URLs are masked.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
         let secret = match (&self.jwt_secret_file, &self.jwt_secret) {
             (Some(path), _) => format!("from file {}", path.display()),
             (None, Some(_)) => format!("from {JWT_SECRET_VARIABLE}"),
@@ -950,7 +950,7 @@ mod tests {
         assert_eq!(flag_duration(Duration::from_secs(90)), "90s");
         assert_eq!(flag_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(flag_duration(Duration::ZERO), "0ms");
-        let defaults = Settings::defaults().describe();
+        let defaults = Settings::defaults().summary();
         let shown = |name| {
             defaults
                 .iter()

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    for (name, value) in settings.describe() {
+    for (name, value) in settings.summary() {
         tracing::info!("{name:>18} = {value}");
     }
     if settings.allow_query_token {
