@@ -3,7 +3,7 @@
 //! the typed pieces they need from here.
 //!
 //! Every setting, its flag, its variable, its default and what it means are listed in
-//! `docs/configuration.md`, a table generated from the definitions below ([`reference`]): a
+//! `docs/configuration.md`, a table generated from the definitions below ([`mod@reference`]): a
 //! setting's doc comment here is its description there.
 
 pub mod reference;

@@ -25,8 +25,22 @@ use clap::{Arg, ArgAction, Args};
 
 use super::{JWT_SECRET_VARIABLE, Settings};
 
+/// The command that rewrites `docs/configuration.md` (a macro, so the marker can quote it).
+macro_rules! regenerate {
+    () => {
+        "AUTHLAB_BLESS_DOCS=1 cargo test -p authlab --lib config::reference"
+    };
+}
+
+/// The command that rewrites `docs/configuration.md` from the code.
+pub const REGENERATE: &str = regenerate!();
+
 /// The first line of the generated part of `docs/configuration.md`.
-pub const BEGIN_MARKER: &str = "<!-- BEGIN generated from src/config.rs: edit the doc comments and #[arg]s there, then run `AUTHLAB_BLESS_DOCS=1 cargo test -p authlab --lib config::reference` -->";
+pub const BEGIN_MARKER: &str = concat!(
+    "<!-- BEGIN generated from src/config.rs: edit the doc comments and #[arg]s there, then run `",
+    regenerate!(),
+    "` -->"
+);
 
 /// The last line of the generated part of `docs/configuration.md`.
 pub const END_MARKER: &str = "<!-- END generated -->";
@@ -41,6 +55,7 @@ struct EnvironmentOnly {
     meaning: &'static str,
 }
 
+/// The settings clap does not know of, because they have no flag.
 const ENVIRONMENT_ONLY: &[EnvironmentOnly] = &[EnvironmentOnly {
     variable: JWT_SECRET_VARIABLE,
     after: "jwt_secret_file",
@@ -180,7 +195,6 @@ mod tests {
     use super::*;
 
     const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
-    const REGENERATE: &str = "AUTHLAB_BLESS_DOCS=1 cargo test -p authlab --lib config::reference";
 
     #[test]
     fn the_committed_configuration_reference_is_the_generated_one() {
