@@ -2,47 +2,11 @@
 //! variables over defaults (clap does the layering). Backends never read the environment; they get
 //! the typed pieces they need from here.
 //!
-//! Every setting, its variable and its default:
-//!
-//! | flag | environment | default |
-//! |---|---|---|
-//! | `--bind` | `AUTHLAB_BIND` | `127.0.0.1:8080` |
-//! | `--database-url` | `AUTHLAB_DATABASE_URL` | `sqlite://authlab.db` (created if missing) |
-//! | `--redis-url` | `AUTHLAB_REDIS_URL` | `redis://127.0.0.1:6379` (also `redis+cluster://H:P,H:P,…`, `redis+sentinel://H:P,…/MASTER`) |
-//! | `--redis-prefix` | `AUTHLAB_REDIS_PREFIX` | `authlab:` |
-//! | `--redis-token-format` | `AUTHLAB_REDIS_TOKEN_FORMAT` | `uuid` (or `random256`) |
-//! | `--redis-timeout` | `AUTHLAB_REDIS_TIMEOUT` | `500ms` |
-//! | `--redis-cache` | `AUTHLAB_REDIS_CACHE` | `off` (or `on`: verified tokens served from process memory) |
-//! | `--redis-cache-size` | `AUTHLAB_REDIS_CACHE_SIZE` | `100000` (entries, per cache) |
-//! | `--redis-cluster-timeout` | `AUTHLAB_REDIS_CLUSTER_TIMEOUT` | `250ms` (one cluster node's answer) |
-//! | `--redis-cluster-deadline` | `AUTHLAB_REDIS_CLUSTER_DEADLINE` | `1s` (a cluster request, retries included) |
-//! | `--redis-cluster-retry-wait` | `AUTHLAB_REDIS_CLUSTER_RETRY_WAIT` | `20ms..200ms` (first..longest wait before a cluster retry) |
-//! | `--redis-pool` | `AUTHLAB_REDIS_POOL` | `multiplexed` (or `deadpool`, `deadpool-fast`) |
-//! | `--redis-pool-size` | `AUTHLAB_REDIS_POOL_SIZE` | four per core (deadpool's default) |
-//! | `--jwt-secret-file` | `AUTHLAB_JWT_SECRET_FILE` | none: a random secret, with a warning |
-//! | (none: never on a command line) | `AUTHLAB_JWT_SECRET` | none |
-//! | `--jwt-issuer` | `AUTHLAB_JWT_ISSUER` | `authlab` |
-//! | `--jwt-denylist` | `AUTHLAB_JWT_DENYLIST` | `on` (or `off`, `cached`) |
-//! | `--access-ttl` | `AUTHLAB_ACCESS_TTL` | `15m` |
-//! | `--refresh-ttl` | `AUTHLAB_REFRESH_TTL` | `14d` |
-//! | `--refresh-grace` | `AUTHLAB_REFRESH_GRACE` | `10s` |
-//! | `--login-max-failures` | `AUTHLAB_LOGIN_MAX_FAILURES` | `10` (per name per window) |
-//! | `--login-window` | `AUTHLAB_LOGIN_WINDOW` | `15m` |
-//! | `--login-ip-max-failures` | `AUTHLAB_LOGIN_IP_MAX_FAILURES` | `100` (per address per window) |
-//! | `--register-ip-max` | `AUTHLAB_REGISTER_IP_MAX` | `20` (per address per window) |
-//! | `--trusted-proxy` (repeatable) | `AUTHLAB_TRUSTED_PROXIES` (comma-separated) | none |
-//! | `--instance-id` | `AUTHLAB_INSTANCE_ID` | 8 random hex digits |
-//! | `--jwt-refresh` | `AUTHLAB_JWT_REFRESH` | `stored` (or `stateless`) |
-//! | `--session-ttl` | `AUTHLAB_SESSION_TTL` | `30m` |
-//! | `--session-max-age` | `AUTHLAB_SESSION_MAX_AGE` | `8h` |
-//! | `--session-sweep-interval` | `AUTHLAB_SESSION_SWEEP_INTERVAL` | `1m` |
-//! | `--cookie-secure` | `AUTHLAB_COOKIE_SECURE` | off |
-//! | `--allow-query-token` | `AUTHLAB_ALLOW_QUERY_TOKEN` | off |
-//! | `--cors-origin` (repeatable) | `AUTHLAB_CORS_ORIGINS` (comma-separated) | none: no CORS headers at all |
-//! | `--introspection-secret-file` | `AUTHLAB_INTROSPECTION_SECRET_FILE` | none: `/introspect` answers 401 |
-//! | `--workers` | `AUTHLAB_WORKERS` | one per core |
-//! | `--password-min-length` | `AUTHLAB_PASSWORD_MIN_LENGTH` | `15` (8 to 64) |
-//! | `--metrics` | `AUTHLAB_METRICS` | `on` |
+//! Every setting, its flag, its variable, its default and what it means are listed in
+//! `docs/configuration.md`, a table generated from the definitions below ([`mod@reference`]): a
+//! setting's doc comment here is its description there.
+
+pub mod reference;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -227,6 +191,10 @@ impl std::fmt::Display for RetryWait {
     }
 }
 
+/// The environment variable `authlab serve` reads the JWT secret itself from: the one setting
+/// with no flag, since a command line is shown to everyone running `ps`.
+pub const JWT_SECRET_VARIABLE: &str = "AUTHLAB_JWT_SECRET";
+
 /// Everything `authlab serve` can be told.
 #[derive(Clone, clap::Args)]
 pub struct Settings {
@@ -262,10 +230,12 @@ pub struct Settings {
     pub redis_token_format: RedisTokenFormat,
 
     /// File holding the HS256 secret (at least 32 bytes; one trailing newline is ignored).
+    /// Without it or `AUTHLAB_JWT_SECRET`, a random secret is generated at start-up, with a
+    /// warning: JWTs then die with the process and no other instance accepts them.
     #[arg(long, env = "AUTHLAB_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
 
-    /// The secret itself, from `AUTHLAB_JWT_SECRET` only (a flag would show it in `ps`).
+    /// The secret itself, from [`JWT_SECRET_VARIABLE`] only (a flag would show it in `ps`).
     #[arg(skip)]
     pub jwt_secret: Option<SecretString>,
 
@@ -394,7 +364,8 @@ pub struct Settings {
     /// An origin (`https://app.example.com`) whose pages may call this API with credentials:
     /// CORS answers it (credentials allowed, `Authorization` and `Content-Type` headers), and the
     /// CSRF check trusts it. Repeat the flag for more; exact match only, never `*`. Written as
-    /// browsers send it: lower case, no path, no trailing slash, no default port.
+    /// browsers send it: lower case, no path, no trailing slash, no default port. Default none:
+    /// no CORS headers at all.
     #[arg(
         long = "cors-origin",
         env = "AUTHLAB_CORS_ORIGINS",
@@ -449,12 +420,12 @@ impl Settings {
         }
     }
 
-    /// One line per setting, for the start-up log. Secrets are not shown, and passwords inside
-    /// URLs are masked.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
+    /// The settings in force, one `(name, value)` line each, for the start-up log. Secrets are
+    /// not shown, and passwords inside URLs are masked.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
         let secret = match (&self.jwt_secret_file, &self.jwt_secret) {
             (Some(path), _) => format!("from file {}", path.display()),
-            (None, Some(_)) => "from AUTHLAB_JWT_SECRET".to_owned(),
+            (None, Some(_)) => format!("from {JWT_SECRET_VARIABLE}"),
             (None, None) => "generated at start-up".to_owned(),
         };
         let duration = flag_duration;
@@ -994,7 +965,7 @@ mod tests {
         assert_eq!(flag_duration(Duration::from_secs(90)), "90s");
         assert_eq!(flag_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(flag_duration(Duration::ZERO), "0ms");
-        let defaults = Settings::defaults().describe();
+        let defaults = Settings::defaults().summary();
         let shown = |name| {
             defaults
                 .iter()

@@ -6,7 +6,6 @@
 //! for people. Server-side failures (5xx) show a fixed message; their cause goes to the log only.
 
 use std::error::Error as StdError;
-use std::fmt;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -269,20 +268,9 @@ impl From<actix_web::error::UrlencodedError> for ApiError {
     }
 }
 
-/// Writes an error and its whole `source()` chain on one line, for the log.
-pub struct CauseChain<'a>(pub &'a dyn StdError);
-
-impl fmt::Display for CauseChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut next = self.0.source();
-        while let Some(cause) = next {
-            write!(f, ": {cause}")?;
-            next = cause.source();
-        }
-        Ok(())
-    }
-}
+/// Writes an error and its whole `source()` chain on one line, for the log (defined with the
+/// errors every crate shares, in `authlab-core`).
+pub use authlab_core::CauseChain;
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {

@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(settings) => {
             let mut settings = *settings;
-            settings.jwt_secret = std::env::var("AUTHLAB_JWT_SECRET")
+            settings.jwt_secret = std::env::var(authlab::config::JWT_SECRET_VARIABLE)
                 .ok()
                 .filter(|s| !s.is_empty())
                 .map(SecretString::from);
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    for (name, value) in settings.describe() {
+    for (name, value) in settings.summary() {
         tracing::info!("{name:>18} = {value}");
     }
     if settings.allow_query_token {

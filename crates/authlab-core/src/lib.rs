@@ -16,7 +16,9 @@
 //!   dies with a family; [`FamilyLifecycle`], the logic both token backends share);
 //! - [`denylist`]: [`Denylist`], the small store a stateless backend needs once it wants revocation;
 //! - [`clock`]: [`Clock`], time as a dependency, so expiry is tested without sleeping;
-//! - [`random`]: the bytes of every id and token, from a thread-local CSPRNG.
+//! - [`random`]: the bytes of every id and token, from a thread-local CSPRNG;
+//! - [`CauseChain`]: an error and all its sources on one line, the way every authlab log and
+//!   command prints a failure.
 //!
 //! Dependencies point one way: the server crate depends on the backends, the backends on this crate.
 //! A backend never imports another backend, and none of them sees a request or a status code: the
@@ -201,6 +203,36 @@ impl AuthError {
     }
 }
 
+/// Writes an error and its whole `source()` chain on one line (`outer: middle: root cause`), for
+/// a log line or a command's last words on stderr.
+///
+/// An error's `Display` says what failed at its own level only, and the sources say why; a log
+/// that shows only the outer error loses the why, and the client must never see it (the server
+/// answers with a fixed message), so the chain is written here, in one place, for everybody.
+///
+/// ```
+/// use authlab_core::{AuthError, CauseChain};
+///
+/// let err = AuthError::unavailable(std::io::Error::other("connection refused"));
+/// assert_eq!(
+///     CauseChain(&err).to_string(),
+///     "the authentication backend is unavailable: connection refused"
+/// );
+/// ```
+pub struct CauseChain<'a>(pub &'a dyn StdError);
+
+impl std::fmt::Display for CauseChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +258,23 @@ mod tests {
         let source = StdError::source(&err).map(|s| s.to_string());
         assert_eq!(source.as_deref(), Some("connection refused"));
         assert_eq!(err.to_string(), "the authentication backend is unavailable");
+    }
+
+    #[test]
+    fn a_cause_chain_names_every_source_from_the_outside_in() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot start")]
+        struct Startup(#[source] AuthError);
+        let err = Startup(AuthError::unavailable(std::io::Error::other(
+            "connection refused",
+        )));
+        assert_eq!(
+            CauseChain(&err).to_string(),
+            "cannot start: the authentication backend is unavailable: connection refused"
+        );
+        assert_eq!(
+            CauseChain(&AuthError::Missing).to_string(),
+            "no credential was presented"
+        );
     }
 }

@@ -57,6 +57,8 @@ pub use args::DrillArgs;
 pub use error::DrillError;
 pub use run::run;
 
+use authlab_core::CauseChain;
+
 /// Exit code after Ctrl-C: 128 + SIGINT.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -91,20 +93,5 @@ pub fn main(args: &DrillArgs) -> std::process::ExitCode {
             eprintln!("error: {}", CauseChain(&err));
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// An error and its `source()` chain on one line.
-struct CauseChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for CauseChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut next = self.0.source();
-        while let Some(cause) = next {
-            write!(f, ": {cause}")?;
-            next = cause.source();
-        }
-        Ok(())
     }
 }

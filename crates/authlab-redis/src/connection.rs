@@ -509,25 +509,7 @@ impl RedisConnection {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
-        let observed = &self.metrics.query;
-        if let Some(pool) = &self.pool {
-            let mut lent = pool
-                .get()
-                .await
-                .inspect_err(|_| observed.errors.increment(1))?;
-            let started = self.metrics.timed.then(StdInstant::now);
-            let result = cmd.query_async(lent.conn()).await;
-            let id = lent.id();
-            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
-        }
-        let slot = self.slot();
-        let (mut conn, id) = self
-            .connection(slot)
-            .await
-            .inspect_err(|_| observed.errors.increment(1))?;
-        let started = self.metrics.timed.then(StdInstant::now);
-        let result = cmd.query_async(&mut conn).await;
-        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
+        self.run(cmd).await
     }
 
     /// Runs a pipeline (several commands, one round trip), with the same failure handling. On a
@@ -544,25 +526,7 @@ impl RedisConnection {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<(T, ConnectionId), RedisBackendError> {
-        let observed = &self.metrics.pipeline;
-        if let Some(pool) = &self.pool {
-            let mut lent = pool
-                .get()
-                .await
-                .inspect_err(|_| observed.errors.increment(1))?;
-            let started = self.metrics.timed.then(StdInstant::now);
-            let result = pipe.query_async(lent.conn()).await;
-            let id = lent.id();
-            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
-        }
-        let slot = self.slot();
-        let (mut conn, id) = self
-            .connection(slot)
-            .await
-            .inspect_err(|_| observed.errors.increment(1))?;
-        let started = self.metrics.timed.then(StdInstant::now);
-        let result = pipe.query_async(&mut conn).await;
-        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
+        self.run(pipe).await
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it on first use), with the same failure handling. On
@@ -572,24 +536,37 @@ impl RedisConnection {
         &self,
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisBackendError> {
-        let observed = &self.metrics.script;
+        self.run(script).await.map(|(value, _)| value)
+    }
+
+    /// The one way a request reaches Redis: on a connection lent by the pool, if there is one,
+    /// else on this thread's connection (connecting first if it has none). The request's
+    /// [`CommandMetrics`] count a failure to get a connection, time the round trip and count a
+    /// failed one, after the failure is sorted ([`Self::classify`], [`classify_lent`]) so that a
+    /// broken connection is not used again.
+    async fn run<R: Request, T: FromRedisValue>(
+        &self,
+        request: &R,
+    ) -> Result<(T, ConnectionId), RedisBackendError> {
+        let observed = R::metrics(&self.metrics);
         if let Some(pool) = &self.pool {
             let mut lent = pool
                 .get()
                 .await
                 .inspect_err(|_| observed.errors.increment(1))?;
             let started = self.metrics.timed.then(StdInstant::now);
-            let result = script.invoke_async(lent.conn()).await;
-            return observe(observed, started, classify_lent(lent, result));
+            let result = request.send(lent.conn()).await;
+            let id = lent.id();
+            return observe(observed, started, classify_lent(lent, result)).map(|v| (v, id));
         }
         let slot = self.slot();
-        let (mut conn, _) = self
+        let (mut conn, id) = self
             .connection(slot)
             .await
             .inspect_err(|_| observed.errors.increment(1))?;
         let started = self.metrics.timed.then(StdInstant::now);
-        let result = script.invoke_async(&mut conn).await;
-        observe(observed, started, self.classify(slot, result))
+        let result = request.send(&mut conn).await;
+        observe(observed, started, self.classify(slot, result)).map(|value| (value, id))
     }
 
     /// Sorts a failed command: a broken standalone or Sentinel connection is dropped (the next
@@ -713,6 +690,59 @@ impl RedisConnection {
     /// Asks Redis for `PONG`: the readiness check. On a cluster every master must answer.
     pub async fn ping(&self) -> Result<(), RedisBackendError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+/// What [`RedisConnection::run`] sends: a single command, a pipeline or a Lua script. Each kind
+/// is sent its own way and reported under its own [`CommandMetrics`] (`query`, `pipeline`,
+/// `script`); everything else about running it is the same.
+trait Request {
+    /// This kind's handles among `metrics`.
+    fn metrics(metrics: &RedisMetrics) -> &CommandMetrics;
+
+    /// Sends it on `conn` and reads the reply as a `T`.
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> impl Future<Output = redis::RedisResult<T>>;
+}
+
+impl Request for redis::Cmd {
+    fn metrics(metrics: &RedisMetrics) -> &CommandMetrics {
+        &metrics.query
+    }
+
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> impl Future<Output = redis::RedisResult<T>> {
+        self.query_async(conn)
+    }
+}
+
+impl Request for redis::Pipeline {
+    fn metrics(metrics: &RedisMetrics) -> &CommandMetrics {
+        &metrics.pipeline
+    }
+
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> impl Future<Output = redis::RedisResult<T>> {
+        self.query_async(conn)
+    }
+}
+
+impl Request for redis::ScriptInvocation<'_> {
+    fn metrics(metrics: &RedisMetrics) -> &CommandMetrics {
+        &metrics.script
+    }
+
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> impl Future<Output = redis::RedisResult<T>> {
+        self.invoke_async(conn)
     }
 }
 
