@@ -512,18 +512,20 @@ impl RefreshFamilies for RedisFamilies {
         family: &str,
         ended: &RevokedFamily,
     ) -> Result<(), AuthError> {
-        // One multi-key `DEL` (one slot). Not confirmed: losing it to a failover only brings
-        // back a tombstone whose tokens are already gone, and the next revocation drops it again.
-        let _: i64 = self
-            .conn
-            .query(
-                redis::cmd("DEL")
-                    .arg(self.ended_key(family))
-                    .arg(self.access_key(family))
-                    .arg(self.spent_key(family)),
-            )
-            .await?;
-        Ok(self.prune(ended.user_id, &[family.to_owned()]).await?)
+        // The tombstone (one multi-key `DEL`, one slot) and the registry entry (another slot),
+        // sent at once: both only forget. Not confirmed: losing either to a failover only brings
+        // back a tombstone whose tokens are already gone, which the next revocation drops again.
+        let mut tombstone = redis::cmd("DEL");
+        tombstone
+            .arg(self.ended_key(family))
+            .arg(self.access_key(family))
+            .arg(self.spent_key(family));
+        let gone = [family.to_owned()];
+        tokio::try_join!(
+            self.conn.query::<i64>(&tombstone),
+            self.prune(ended.user_id, &gone),
+        )?;
+        Ok(())
     }
 
     async fn unfinished_revocation(
