@@ -216,7 +216,7 @@ fn private_redis_with_debug() -> PrivateRedis {
     PrivateRedis::start_with(&["--enable-debug-command", "yes"])
 }
 
-fn redis_cli(redis: &PrivateRedis, args: &[&str]) -> String {
+pub(crate) fn redis_cli(redis: &PrivateRedis, args: &[&str]) -> String {
     let output = Command::new("redis-cli")
         .args(["-p", &redis.port.to_string()])
         .args(args)
@@ -399,7 +399,7 @@ async fn a_paused_redis_stops_cache_hits_and_fails_closed() {
 }
 
 /// Sends `SIGCONT` when dropped, so a failing assertion never leaves Redis stopped.
-struct Resume(String);
+pub(crate) struct Resume(pub(crate) String);
 
 impl Drop for Resume {
     fn drop(&mut self) {

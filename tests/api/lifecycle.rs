@@ -10,12 +10,12 @@ use crate::helpers::*;
 
 /// What a bearer login or refresh returned.
 #[derive(Debug, Clone)]
-struct Tokens {
-    access: Credential,
-    refresh: String,
+pub(crate) struct Tokens {
+    pub(crate) access: Credential,
+    pub(crate) refresh: String,
 }
 
-async fn tokens_from(response: reqwest::Response) -> Tokens {
+pub(crate) async fn tokens_from(response: reqwest::Response) -> Tokens {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     Tokens {
@@ -24,7 +24,7 @@ async fn tokens_from(response: reqwest::Response) -> Tokens {
     }
 }
 
-async fn login_tokens(app: &TestApp, backend: Backend, user: &TestUser) -> Tokens {
+pub(crate) async fn login_tokens(app: &TestApp, backend: Backend, user: &TestUser) -> Tokens {
     tokens_from(
         app.login_response(backend, &user.username, &user.password)
             .await,
@@ -32,7 +32,11 @@ async fn login_tokens(app: &TestApp, backend: Backend, user: &TestUser) -> Token
     .await
 }
 
-async fn refresh(app: &TestApp, backend: Backend, refresh_token: &str) -> reqwest::Response {
+pub(crate) async fn refresh(
+    app: &TestApp,
+    backend: Backend,
+    refresh_token: &str,
+) -> reqwest::Response {
     app.post_json(
         &format!("/{backend}/refresh"),
         &json!({ "refresh_token": refresh_token }),
@@ -40,7 +44,7 @@ async fn refresh(app: &TestApp, backend: Backend, refresh_token: &str) -> reqwes
     .await
 }
 
-async fn form(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+pub(crate) async fn form(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .form(&[("token", token)])
@@ -50,7 +54,7 @@ async fn form(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
 }
 
 /// The code `/me` gives for an access token whose family was revoked.
-fn revoked_code(backend: Backend) -> &'static str {
+pub(crate) fn revoked_code(backend: Backend) -> &'static str {
     if backend == Backend::Jwt {
         "token_revoked"
     } else {
@@ -284,7 +288,11 @@ pub async fn garbage_refresh_tokens_are_401_and_malformed_bodies_400(store: &Sto
     .await;
 }
 
-async fn sessions_of(app: &TestApp, backend: Backend, credential: &Credential) -> Vec<Value> {
+pub(crate) async fn sessions_of(
+    app: &TestApp,
+    backend: Backend,
+    credential: &Credential,
+) -> Vec<Value> {
     let response = app
         .authed(Method::GET, &format!("/{backend}/sessions"), credential)
         .send()

@@ -13,6 +13,7 @@ mod faults;
 mod helpers;
 mod http_defences;
 mod http_edges;
+mod idempotent_revocation;
 mod jwt_forgery;
 mod lifecycle;
 mod metrics;

@@ -13,6 +13,20 @@
 //!
 //! [`FamilyLifecycle`] joins the two and holds the logic both backends share: a reuse ends the
 //! family, ending one session, ending all of a user's sessions, and RFC 7009 for refresh tokens.
+//!
+//! # Ending a family is idempotent
+//! Ending a family takes several writes that no one transaction can hold (the family, then each
+//! access credential, each in a store or a slot of its own), and any of them can fail or, worse,
+//! land after the caller was told it failed (a store that answered too late). So it goes in three
+//! steps, and a store that can be interrupted keeps a *tombstone* between the first and the last:
+//! 1. [`RefreshFamilies::revoke_family`] ends the family and keeps the list of what must still die
+//!    with it; a family already ended but not yet finished is answered from that list again;
+//! 2. [`FamilyAccess::revoke_access`] revokes those access credentials;
+//! 3. [`RefreshFamilies::forget_revocation`] drops the list, and the family's registry entry.
+//!
+//! Whatever stopped an attempt, the next one (a retry, or any other revocation that reaches the
+//! family) finds the tombstone and finishes the job before it answers success: an acknowledged
+//! revocation is never partial.
 
 use std::future::Future;
 use std::time::Duration;
@@ -53,7 +67,7 @@ pub enum Exchange {
     },
 }
 
-/// A family that was just revoked.
+/// A family that was just revoked, or whose revocation an earlier attempt left unfinished.
 pub struct RevokedFamily {
     /// Whose it was.
     pub user_id: i64,
@@ -75,8 +89,9 @@ pub trait RefreshFamilies: Send + Sync + 'static {
     ) -> impl Future<Output = Result<NewFamily, AuthError>> + Send;
 
     /// Spends `refresh_token` and returns its successor, or [`Exchange::Reused`] for a spent
-    /// token presented again outside the grace window (the family is then still to be ended:
-    /// [`FamilyLifecycle::exchange`] does that). Anything else that is not live is
+    /// token presented again outside the grace window, also while the family's revocation is
+    /// unfinished (the family is then still to be ended, or finished: [`FamilyLifecycle::exchange`]
+    /// does that). Anything else that is not live is
     /// [`AuthError::Invalid`].
     fn exchange(
         &self,
@@ -94,11 +109,36 @@ pub trait RefreshFamilies: Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), AuthError>> + Send;
 
-    /// Forgets a family's refresh token and registry entry; `Ok(None)` if it was not live.
+    /// Ends a family: its refresh token can no longer be exchanged and nothing new can attach to
+    /// it. Returns what must die with it, and keeps that (the tombstone) until
+    /// [`RefreshFamilies::forget_revocation`]: a family already ended but not forgotten is
+    /// answered the same way again, so a retry can finish what an interrupted attempt started.
+    /// `Ok(None)` if the family was neither live nor ending (expired, or revoked and forgotten).
     fn revoke_family(
         &self,
         family: &str,
     ) -> impl Future<Output = Result<Option<RevokedFamily>, AuthError>> + Send;
+
+    /// Called once everything [`RefreshFamilies::revoke_family`] returned has been revoked: drops
+    /// the tombstone and the family's registry entry. Until then, the registry keeps listing the
+    /// family to "log out everywhere" (but not to the user), so that a retry finds it.
+    fn forget_revocation(
+        &self,
+        family: &str,
+        ended: &RevokedFamily,
+    ) -> impl Future<Output = Result<(), AuthError>> + Send;
+
+    /// The family of `refresh_token` if that token was the family's live one when a revocation
+    /// of the family began that has not been [forgotten](RefreshFamilies::forget_revocation):
+    /// RFC 7009 presenting it again must finish that revocation. The default, for a store that
+    /// keeps no tombstones, is `None`.
+    fn unfinished_revocation(
+        &self,
+        refresh_token: &str,
+    ) -> impl Future<Output = Result<Option<String>, AuthError>> + Send {
+        let _ = refresh_token;
+        async { Ok(None) }
+    }
 
     /// The ids of the user's live families (expired ones are pruned on the way).
     fn family_ids(
@@ -130,9 +170,11 @@ pub trait RefreshFamilies: Send + Sync + 'static {
 
 /// What a token backend revokes when one of its families ends, besides the refresh token.
 pub trait FamilyAccess: Send + Sync {
-    /// Revokes the access credentials issued from `family`. `ended` is what the store revoked,
-    /// or `None` when the family was no longer live there (expired, already revoked, or kept in
-    /// no store at all): a backend that can still act on the family id alone does so.
+    /// Revokes the access credentials issued from `family`. `ended` is what the store revoked
+    /// (or had left to revoke from an unfinished attempt), or `None` when the family was neither
+    /// live nor ending there (expired, revoked and forgotten, or kept in no store at all): a
+    /// backend that can still act on the family id alone does so. It may run more than once for
+    /// one family (a retry), so it must be idempotent.
     fn revoke_access(
         &self,
         family: &str,
@@ -149,12 +191,18 @@ pub struct FamilyLifecycle<'a, F, A> {
 }
 
 impl<F: RefreshFamilies, A: FamilyAccess> FamilyLifecycle<'_, F, A> {
-    /// Ends a whole family: its refresh token, its registry entry and its access credentials.
-    /// `Ok(false)` if the store no longer had it live.
+    /// Ends a whole family: its refresh token, its access credentials and its registry entry, in
+    /// that order (see the module docs), finishing an earlier attempt's unfinished revocation.
+    /// `Ok(false)` if the store had it neither live nor ending.
     pub async fn end(&self, family: &str) -> Result<bool, AuthError> {
         let ended = self.families.revoke_family(family).await?;
         self.access.revoke_access(family, ended.as_ref()).await?;
-        Ok(ended.is_some())
+        let Some(ended) = ended else {
+            return Ok(false);
+        };
+        // Only now: until every access credential is gone, a retry must still find the family.
+        self.families.forget_revocation(family, &ended).await?;
+        Ok(true)
     }
 
     /// Exchanges a refresh token; a reused one ends its whole family (access credentials
@@ -189,12 +237,15 @@ impl<F: RefreshFamilies, A: FamilyAccess> FamilyLifecycle<'_, F, A> {
     }
 
     /// RFC 7009 for a refresh token: if it is the live one of its family, the family ends (RFC 7009
-    /// §2.1: revoking a refresh token also revokes what was issued with it). Returns whether it was.
+    /// §2.1: revoking a refresh token also revokes what was issued with it); if it was, and that
+    /// family's revocation is unfinished (an earlier attempt failed), it is finished. Returns
+    /// whether the family was live or ending.
     pub async fn revoke_refresh_token(&self, refresh_token: &str) -> Result<bool, AuthError> {
-        let Some(info) = self.families.inspect(refresh_token).await? else {
-            return Ok(false);
+        let family = match self.families.inspect(refresh_token).await? {
+            Some(info) => info.identity.session_id.map(|id| id.to_string()),
+            None => self.families.unfinished_revocation(refresh_token).await?,
         };
-        match info.identity.session_id {
+        match family {
             Some(family) => self.end(&family).await,
             None => Ok(false),
         }

@@ -702,6 +702,9 @@ mod tests {
         async fn revoke_family(&self, _: &str) -> Result<Option<RevokedFamily>, AuthError> {
             Err(AuthError::Unsupported)
         }
+        async fn forget_revocation(&self, _: &str, _: &RevokedFamily) -> Result<(), AuthError> {
+            Err(AuthError::Unsupported)
+        }
         async fn family_ids(&self, _: i64) -> Result<Vec<String>, AuthError> {
             Err(AuthError::Unsupported)
         }

@@ -18,9 +18,13 @@
 //! - `fam:{F}:spent`: set of spent token hashes (reuse detection beyond the last one);
 //! - `fam:{F}:acc`: sorted set of the access tokens issued from the family, scored by expiry:
 //!   their SHA-256 hashes (opaque backend), never the tokens;
+//! - `fam:{F}:ended`: the *tombstone* of a family whose revocation has begun and not finished:
+//!   hash `uid refresh` (the refresh token that was live then, hashed). While it exists, `acc` and
+//!   `spent` stay too, as the list of what must still die; all three live as long as the family
+//!   would have, or longer if a listed access token would;
 //! - `user:{U}:fams`: sorted set of the user's families, scored by expiry: the registry.
 //!
-//! The three `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
+//! The four `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
 //! one Lua script can touch them atomically. The refresh token carries `F` in clear, so the server
 //! finds that slot without a lookup.
 //!
@@ -31,9 +35,15 @@
 //! - **login** writes the registry entry, then the family: a family always has its entry, so
 //!   "log out everywhere" and a password change find it;
 //! - **ending a family** (logout, revoke one, logout-all, reuse, RFC 7009) deletes the family
-//!   first, atomically reading which access tokens it issued (`REVOKE_FAMILY`), then those
-//!   tokens' keys, then the registry entry: once the family is gone no refresh can mint from it
-//!   and no new token can attach to it (`ATTACH` refuses), so the list read is complete;
+//!   first, atomically turning it into a tombstone that lists the access tokens it issued
+//!   (`REVOKE_FAMILY`), then deletes those tokens' keys, and only then the tombstone and the
+//!   registry entry (`forget_revocation`): once the family is gone no refresh can mint from it
+//!   and no new token can attach to it (`ATTACH` refuses), so the list is complete;
+//! - **ending it again**: any step can fail, or run after the caller was told it failed (a
+//!   script that Redis ran after our timeout). A retry, or any other revocation that reaches the
+//!   family (a logout-all, a reused refresh token, RFC 7009), finds the tombstone, gets the same
+//!   list from `REVOKE_FAMILY` and finishes the job before it answers success. The registry
+//!   keeps the family until then (the session list hides it), so a logout-all finds it too;
 //! - **minting** an access token writes its key, then attaches it (see the redis backend's
 //!   `mint`): a logout racing it either lists the token or makes the attach fail, and then the
 //!   minting request deletes the token itself;
@@ -64,13 +74,19 @@ const FAMILY_LEN: usize = 32;
 const SECRET_LEN: usize = 43;
 
 /// The exchange, atomically: rotate, answer a retry within the grace window, or report reuse.
-/// KEYS: fam, spent, acc (only its TTL is extended). ARGV: presented hash, successor hash, now,
-/// grace, ttl.
+/// A spent token of a family whose revocation is unfinished is reported as reused too, so that
+/// replaying it finishes the revocation. KEYS: fam, spent, acc (only its TTL is extended), ended.
+/// ARGV: presented hash, successor hash, now, grace, ttl.
 pub(crate) const EXCHANGE: &str = r#"
 local fam, spent = KEYS[1], KEYS[2]
 local now, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local f = redis.call('HMGET', fam, 'uid', 'name', 'refresh', 'prev', 'prev_until')
-if not f[1] then return {'unknown'} end
+if not f[1] then
+  if redis.call('EXISTS', KEYS[4]) == 1 and redis.call('SISMEMBER', spent, ARGV[1]) == 1 then
+    return {'reused'}
+  end
+  return {'unknown'}
+end
 if ARGV[1] == f[3] then
   redis.call('SADD', spent, f[3])
   redis.call('HSET', fam, 'refresh', ARGV[2], 'prev', f[3], 'prev_until', now + grace,
@@ -98,13 +114,31 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 "#;
 
-/// Deletes a family's keys and returns its user id and the access ids attached to it.
-/// KEYS: fam, spent, acc.
+/// Ends a family: deletes it and leaves its tombstone (`ended`, keeping `acc` and `spent`), or
+/// finds the tombstone an earlier, unfinished attempt left. Either way returns the user id and the
+/// access ids still to delete; nothing (`{}`) if the family is neither live nor ending.
+/// The tombstone lives as long as the family would have, or as the newest listed token if that is
+/// longer. KEYS: fam, spent, acc, ended. ARGV: now.
 pub(crate) const REVOKE_FAMILY: &str = r#"
-local uid = redis.call('HGET', KEYS[1], 'uid')
-if not uid then return {} end
+local now = tonumber(ARGV[1])
+local f = redis.call('HMGET', KEYS[1], 'uid', 'refresh')
+local uid = f[1]
+if uid then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local keep = redis.call('PTTL', KEYS[1])
+  local newest = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  if newest[2] then keep = math.max(keep, (tonumber(newest[2]) - now + 1) * 1000) end
+  keep = math.floor(math.max(keep, 1000))
+  redis.call('HSET', KEYS[4], 'uid', uid, 'refresh', f[2] or '')
+  redis.call('PEXPIRE', KEYS[4], keep)
+  redis.call('PEXPIRE', KEYS[3], keep)
+  redis.call('PEXPIRE', KEYS[2], keep)
+  redis.call('DEL', KEYS[1])
+else
+  uid = redis.call('HGET', KEYS[4], 'uid')
+  if not uid then return {} end
+end
 local acc = redis.call('ZRANGE', KEYS[3], 0, -1)
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 table.insert(acc, 1, uid)
 return acc
 "#;
@@ -209,6 +243,26 @@ impl RedisFamilies {
 
     pub(crate) fn access_key(&self, family: &str) -> String {
         format!("{}fam:{{{family}}}:acc", self.keys)
+    }
+
+    /// The tombstone of a family whose revocation has begun and not finished.
+    pub(crate) fn ended_key(&self, family: &str) -> String {
+        format!("{}fam:{{{family}}}:ended", self.keys)
+    }
+
+    /// Drops the registry's expired entries and `gone` (families with nothing left to do).
+    async fn prune(&self, user_id: i64, gone: &[String]) -> Result<(), RedisBackendError> {
+        let user_key = self.user_key(user_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&user_key)
+            .arg("-inf")
+            .arg(SystemClock.now_unix())
+            .ignore();
+        if !gone.is_empty() {
+            pipe.cmd("ZREM").arg(&user_key).arg(gone).ignore();
+        }
+        self.conn.pipeline(&pipe).await
     }
 
     pub(crate) fn user_key(&self, user_id: i64) -> String {
@@ -338,6 +392,7 @@ impl RefreshFamilies for RedisFamilies {
                     self.family_key(token.family),
                     self.spent_key(token.family),
                     self.access_key(token.family),
+                    self.ended_key(token.family),
                 ],
                 &[
                     token_hash(token.whole),
@@ -389,20 +444,21 @@ impl RefreshFamilies for RedisFamilies {
         }
     }
 
+    /// A read only, newest first: what a revocation reads before it ends anything must not be a
+    /// write that could be held up (or land late) ahead of it. Expired entries are skipped here
+    /// and pruned by `list` and by every finished revocation.
     async fn family_ids(&self, user_id: i64) -> Result<Vec<String>, AuthError> {
-        let user_key = self.user_key(user_id);
-        let _: i64 = self
-            .conn
-            .query(
-                redis::cmd("ZREMRANGEBYSCORE")
-                    .arg(&user_key)
-                    .arg("-inf")
-                    .arg(SystemClock.now_unix()),
-            )
-            .await?;
+        let now = SystemClock.now_unix();
         Ok(self
             .conn
-            .query(redis::cmd("ZREVRANGE").arg(&user_key).arg(0).arg(-1))
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(self.user_key(user_id))
+                    .arg("+inf")
+                    .arg(format!("({now}"))
+                    .arg("BYSCORE")
+                    .arg("REV"),
+            )
             .await?)
     }
 
@@ -435,8 +491,9 @@ impl RefreshFamilies for RedisFamilies {
                     self.family_key(family),
                     self.spent_key(family),
                     self.access_key(family),
+                    self.ended_key(family),
                 ],
-                &[],
+                &[SystemClock.now_unix().to_string()],
             )
             .await?;
         let Value::Array(parts) = reply else {
@@ -447,16 +504,55 @@ impl RefreshFamilies for RedisFamilies {
             return Ok(None);
         };
         let attached = parts.collect();
-        let _: i64 = self
-            .conn
-            .query(redis::cmd("ZREM").arg(self.user_key(user_id)).arg(family))
-            .await?;
         Ok(Some(RevokedFamily { user_id, attached }))
+    }
+
+    async fn forget_revocation(
+        &self,
+        family: &str,
+        ended: &RevokedFamily,
+    ) -> Result<(), AuthError> {
+        // The tombstone (one multi-key `DEL`, one slot) and the registry entry (another slot),
+        // sent at once: both only forget. Not confirmed: losing either to a failover only brings
+        // back a tombstone whose tokens are already gone, which the next revocation drops again.
+        let mut tombstone = redis::cmd("DEL");
+        tombstone
+            .arg(self.ended_key(family))
+            .arg(self.access_key(family))
+            .arg(self.spent_key(family));
+        let gone = [family.to_owned()];
+        tokio::try_join!(
+            self.conn.query::<i64>(&tombstone),
+            self.prune(ended.user_id, &gone),
+        )?;
+        Ok(())
+    }
+
+    async fn unfinished_revocation(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let Some(token) = RefreshToken::parse(refresh_token) else {
+            return Ok(None);
+        };
+        let ended: Option<String> = self
+            .conn
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.ended_key(token.family))
+                    .arg("refresh"),
+            )
+            .await?;
+        let presented = token_hash(token.whole);
+        Ok(ended
+            .filter(|was_live| bool::from(presented.as_bytes().ct_eq(was_live.as_bytes())))
+            .map(|_| token.family.to_owned()))
     }
 
     async fn list(&self, user_id: i64) -> Result<Vec<SessionInfo>, AuthError> {
         let ids = self.family_ids(user_id).await?;
         if ids.is_empty() {
+            self.prune(user_id, &[]).await?;
             return Ok(Vec::new());
         }
         // One `HMGET` per family, sent at once: each family is in its own Cluster slot, so they
@@ -475,7 +571,7 @@ impl RefreshFamilies for RedisFamilies {
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         let mut live = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
+        let mut missing = Vec::new();
         for (id, row) in ids.into_iter().zip(rows) {
             match row.as_slice() {
                 [created, used, exp, ua] if field_u64(created).is_some() => {
@@ -487,16 +583,28 @@ impl RefreshFamilies for RedisFamilies {
                         user_agent: field_str(ua).filter(|s| !s.is_empty()),
                     })
                 }
-                // The family's keys expired (or were revoked) before its registry entry: prune.
-                _ => gone.push(id),
+                // The family's keys expired, or it was revoked: not listed.
+                _ => missing.push(id),
             }
         }
-        if !gone.is_empty() {
-            let _: i64 = self
-                .conn
-                .query(redis::cmd("ZREM").arg(self.user_key(user_id)).arg(&gone))
-                .await?;
-        }
+        // A revoked family whose revocation is unfinished keeps its registry entry, so that a
+        // retry or a logout-all still finds it; the others go. One `EXISTS` per family, sent at
+        // once (each family is in its own slot).
+        let checks = missing.iter().map(|id| {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(self.ended_key(id));
+            async move { self.conn.query::<bool>(&exists).await }
+        });
+        let unfinished = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let gone: Vec<String> = missing
+            .into_iter()
+            .zip(unfinished)
+            .filter_map(|(id, unfinished)| (!unfinished).then_some(id))
+            .collect();
+        self.prune(user_id, &gone).await?;
         live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         Ok(live)
     }

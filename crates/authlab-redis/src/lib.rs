@@ -3,7 +3,8 @@
 //! - **State** lives in Redis, shared by every instance: `<prefix>tok:<sha256(token)>` ->
 //!   `"<user id>:<family>:<name>"`. Redis holds hashes of tokens, never tokens.
 //! - **Verify** is one `GET` per request; none for a token already seen, with the cache on.
-//! - **Revocation** is instant and exact: `DEL` the key (logout), or let its `EX` run out.
+//! - **Revocation** is instant and exact: `DEL` the key (logout), or let its `EX` run out. A
+//!   logout that failed half way is finished by its retry (see `families`: the tombstone).
 //! - **Scaling out** is free for the application (any instance can verify any token); the cost
 //!   moves to Redis, which every request now depends on: when it is down, nobody is authenticated.
 //!
@@ -262,6 +263,34 @@ fn decode_identity(value: &str) -> Option<Identity> {
     Some(Identity::new(id.parse().ok()?, name).in_session(family))
 }
 
+impl RedisTokenAuthenticator {
+    /// Deletes the access tokens attached to an ended family, but `spared` (the key of the
+    /// token a logout presented, which goes last).
+    ///
+    /// One `DEL` per key, sent at once: each token's key hashes to its own Cluster slot, so
+    /// neither a multi-key `DEL` nor a pipeline of them may group them (the slot rule). The family
+    /// already ended (its script ran first), so no new token can join it meanwhile. Each `DEL` is
+    /// confirmed (`delete_key`) before the revocation is answered. Deleting a key that is already
+    /// gone is a no-op, so a retry that runs it again is harmless.
+    async fn delete_attached(
+        &self,
+        ended: &RevokedFamily,
+        spared: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let deletes = ended
+            .attached
+            .iter()
+            .filter(|h| token::is_hash(h))
+            .map(|hash| self.hash_key(|key| key.push_str(hash)))
+            .filter(|key| Some(key.as_str()) != spared)
+            .map(|key| self.delete_key(key));
+        for deleted in futures_util::future::join_all(deletes).await {
+            deleted?;
+        }
+        Ok(())
+    }
+}
+
 impl FamilyAccess for RedisTokenAuthenticator {
     /// The access tokens attached to an ended family go with it.
     async fn revoke_access(
@@ -269,22 +298,10 @@ impl FamilyAccess for RedisTokenAuthenticator {
         _family: &str,
         ended: Option<&RevokedFamily>,
     ) -> Result<(), AuthError> {
-        let Some(ended) = ended.filter(|e| !e.attached.is_empty()) else {
-            return Ok(());
-        };
-        // One `DEL` per key, sent at once: each token's key hashes to its own Cluster slot, so
-        // neither a multi-key `DEL` nor a pipeline of them may group them (the slot rule). The
-        // family already ended (its script ran first), so no new token can join it meanwhile.
-        // Each `DEL` is confirmed (`delete_key`) before the logout is answered.
-        let deletes = ended
-            .attached
-            .iter()
-            .filter(|h| token::is_hash(h))
-            .map(|hash| self.delete_key(self.hash_key(|key| key.push_str(hash))));
-        for deleted in futures_util::future::join_all(deletes).await {
-            deleted?;
+        match ended {
+            Some(ended) => self.delete_attached(ended, None).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -307,12 +324,22 @@ impl Authenticator for RedisTokenAuthenticator {
     }
 
     /// Logout ends the whole login: every access token of the family and its refresh token.
+    ///
+    /// The steps of [`FamilyLifecycle::end`], with the presented token deleted last: while it
+    /// lives, a retry of this logout can still find its family (the token's value names it), and
+    /// with it the tombstone of an attempt that stopped half way. So a token refused because it
+    /// is gone means every other token of the login is gone too.
     async fn revoke(&self, credential: &str) -> Result<Identity, AuthError> {
         let (key, identity) = self.lookup(credential).await?;
         let family = identity.session_id.as_deref().unwrap_or_default();
-        if !self.lifecycle().end(family).await? {
-            // The family had already gone (expired); the token itself still goes.
-            self.delete_key(key).await?;
+        let ended = self.families.revoke_family(family).await?;
+        if let Some(ended) = &ended {
+            self.delete_attached(ended, Some(&key)).await?;
+        }
+        // The family may also have gone by itself (expired); the token still goes.
+        self.delete_key(key).await?;
+        if let Some(ended) = &ended {
+            self.families.forget_revocation(family, ended).await?;
         }
         Ok(identity)
     }

@@ -74,20 +74,26 @@ fn every_script_and_pipeline_of_a_user_and_a_family_touches_one_slot() {
             let throttle = AttemptCounters::new(conn.clone(), prefix);
             for user_id in [1_i64, 42, 7_000_000_001] {
                 let family = Uuid::new_v4().simple().to_string();
-                let (fam, spent, acc) = (
+                let (fam, spent, acc, ended) = (
                     fams.family_key(&family),
                     fams.spent_key(&family),
                     fams.access_key(&family),
+                    fams.ended_key(&family),
                 );
                 distinct_family_slots.insert(slot(&fam));
-                // Scripts: EXCHANGE and REVOKE_FAMILY (fam, spent, acc), ATTACH (fam, acc).
-                one_slot("EXCHANGE", &[fam.clone(), spent.clone(), acc.clone()]);
-                one_slot("REVOKE_FAMILY", &[fam.clone(), spent, acc.clone()]);
-                one_slot("ATTACH", &[fam.clone(), acc]);
+                // Scripts: EXCHANGE and REVOKE_FAMILY (fam, spent, acc, ended), ATTACH (fam,
+                // acc); forgetting a finished revocation: one `DEL` of ended, acc and spent.
+                let tombstone = [fam.clone(), spent.clone(), acc.clone(), ended.clone()];
+                one_slot("EXCHANGE", &tombstone);
+                one_slot("REVOKE_FAMILY", &tombstone);
+                one_slot("ATTACH", &[fam.clone(), acc.clone()]);
+                one_slot("forget_revocation DEL", &[ended, acc, spent]);
                 // Login: the registry pipeline (ZADD + EXPIRE x2) and the family pipeline
                 // (HSET + EXPIRE) each name one key.
                 let user = fams.user_key(user_id);
                 one_slot("login registry pipeline", &[user.clone(), user.clone()]);
+                // The registry's prune: ZREMRANGEBYSCORE + ZREM of one key.
+                one_slot("registry prune pipeline", &[user.clone(), user.clone()]);
                 one_slot("login family pipeline", &[fam.clone(), fam.clone()]);
                 // The registry and the family are different slots on purpose: never grouped.
                 assert!(user.contains(&format!("{{{user_id}}}")), "{user}");
@@ -135,7 +141,7 @@ fn every_script_names_each_key_it_touches_in_keys() {
     for (name, script, aliases) in [
         ("EXCHANGE", EXCHANGE, &["fam", "spent", "KEYS[3]"][..]),
         ("ATTACH", ATTACH, &["KEYS[1]", "KEYS[2]"][..]),
-        ("REVOKE_FAMILY", REVOKE_FAMILY, &["KEYS[1]", "KEYS[3]"][..]),
+        ("REVOKE_FAMILY", REVOKE_FAMILY, &[][..]),
         ("COUNTER", COUNTER, &["key"][..]),
     ] {
         let keys = called_keys(script);
