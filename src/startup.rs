@@ -10,7 +10,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpServer, web};
-use authlab_core::SystemClock;
+use authlab_core::{Clock, SystemClock};
 use authlab_jwt::{JwtError, JwtSecret};
 use authlab_redis::{RedisBackendError, RedisConnection};
 use authlab_session::SessionAuthenticator;
@@ -111,6 +111,16 @@ impl Application {
     /// Opens the user store, prepares Redis (without needing it to be up), builds the backends
     /// ([`crate::backends`]), binds the listener and builds the server. Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`], with the backends reading time from `clock` (the session's idle
+    /// and absolute deadlines, the JWTs' `iat` and `exp`): the tests give one they can move
+    /// forward (`authlab_core::OffsetClock`), so nothing waits for a credential to expire.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let secret = load_jwt_secret(&settings)?;
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
@@ -129,7 +139,7 @@ impl Application {
             })?;
 
         let session = web::Data::new(Backend {
-            auth: backends::session_backend(&settings),
+            auth: backends::session_backend(&settings, clock.clone()),
             transport: Transport::Cookie {
                 secure: settings.cookie_secure,
                 max_age: settings.session_max_age,
@@ -148,7 +158,7 @@ impl Application {
             metrics: metrics.backend("redis"),
         });
         let jwt = web::Data::new(Backend {
-            auth: backends::jwt_backend(&settings, &redis, secret, Arc::new(SystemClock))
+            auth: backends::jwt_backend(&settings, &redis, secret, clock)
                 .map_err(StartupError::RedisCache)?,
             transport: bearer,
             name: "jwt",
