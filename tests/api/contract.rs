@@ -238,7 +238,8 @@ pub async fn an_expired_credential_is_refused(backend: Backend, store: &Store) {
     assert_eq!(app.me(backend, &credential).await.status(), StatusCode::OK);
     match backend {
         // The app times these itself, by its clock: two seconds on is past the 1 s lifetime
-        // (whole seconds, counted from the last use) whatever fraction of a second it is now.
+        // (whole seconds from login, or from a session's last use), whatever the fraction of
+        // the second it started in.
         Backend::Session | Backend::Jwt => app.clock.advance(Duration::from_secs(2)),
         // Redis expires the key by its own clock, in milliseconds: real time is the thing under
         // test, so this one sleeps, just past the 1 s TTL.
