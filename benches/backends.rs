@@ -93,7 +93,7 @@ fn redis_connection(settings: &Settings) -> Arc<RedisConnection> {
 }
 
 fn session_store() -> SessionAuthenticator {
-    backends::session_backend(&settings())
+    backends::session_backend(&settings(), Arc::new(SystemClock))
 }
 
 fn session(c: &mut Criterion) {

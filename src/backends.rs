@@ -91,12 +91,15 @@ pub fn redis_connection_with_metrics(
     Ok(Arc::new(connection))
 }
 
-/// In-memory sessions with the configured idle and absolute lifetimes.
-pub fn session_backend(settings: &Settings) -> SessionAuthenticator {
-    SessionAuthenticator::new(SessionConfig {
-        idle_ttl: settings.session_ttl,
-        max_age: settings.session_max_age,
-    })
+/// In-memory sessions with the configured idle and absolute lifetimes, timed by `clock`.
+pub fn session_backend(settings: &Settings, clock: Arc<dyn Clock>) -> SessionAuthenticator {
+    SessionAuthenticator::new(
+        SessionConfig {
+            idle_ttl: settings.session_ttl,
+            max_age: settings.session_max_age,
+        },
+        clock,
+    )
 }
 
 /// A client-side cache of the Redis in `settings` (see authlab-redis `tracking`): entries live
@@ -237,12 +240,12 @@ impl BackendSet {
             })
         }
         let redis_backend = redis_backend(settings, redis, &secret)?;
-        let jwt_backend = jwt_backend(settings, redis, secret, clock)?;
+        let jwt_backend = jwt_backend(settings, redis, secret, clock.clone())?;
         Ok(Self {
             session: mount(
                 BackendKind::Session,
                 session,
-                session_backend(settings),
+                session_backend(settings, clock),
                 metrics,
             ),
             redis: mount(BackendKind::Redis, bearer, redis_backend, metrics),

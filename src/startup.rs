@@ -10,7 +10,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpServer, web};
-use authlab_core::SystemClock;
+use authlab_core::{Clock, SystemClock};
 use authlab_jwt::{JwtError, JwtSecret};
 use authlab_redis::{RedisBackendError, RedisConnection};
 use authlab_session::SessionAuthenticator;
@@ -110,6 +110,16 @@ impl Application {
     /// Opens the user store, prepares Redis (without needing it to be up), builds the backends
     /// ([`crate::backends`]), binds the listener and builds the server. Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`], with the backends reading time from `clock` (the session's idle
+    /// and absolute deadlines, the JWTs' `iat` and `exp`): the tests give one they can move
+    /// forward (`authlab_core::OffsetClock`), so nothing waits for a credential to expire.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let secret = load_jwt_secret(&settings)?;
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
@@ -127,7 +137,7 @@ impl Application {
                 other => StartupError::RedisUrl(other),
             })?;
 
-        let set = BackendSet::build(&settings, &redis, secret, Arc::new(SystemClock), &metrics)
+        let set = BackendSet::build(&settings, &redis, secret, clock, &metrics)
             .map_err(StartupError::RedisCache)?;
         let shared = web::Data::new(Shared {
             users,

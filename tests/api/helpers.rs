@@ -1,13 +1,19 @@
 //! `spawn_app()` and the test clients: every test talks to a real server over HTTP, backed by real
 //! Redis and a real SQL database, exactly as a user's client would.
+//!
+//! Each app reads the time from a clock of its own ([`TestApp::clock`]): the system clock until
+//! the test moves it forward, so a test of expiry advances the clock instead of sleeping. Only
+//! what the app times itself follows it (sessions, JWT `exp`); Redis expires keys by real time.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use authlab::config::Settings;
 use authlab::startup::Application;
+use authlab_core::OffsetClock;
 use reqwest::{Response, StatusCode, header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -42,6 +48,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// The app's clock: [`OffsetClock::advance`] moves it forward for this app alone.
+    pub clock: OffsetClock,
     handle: actix_web::dev::ServerHandle,
     sqlite_file: Option<PathBuf>,
 }
@@ -141,7 +149,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .database_url
         .strip_prefix("sqlite://")
         .map(PathBuf::from);
-    let app = Application::build(settings.clone())
+    let clock = OffsetClock::new();
+    let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone()))
         .await
         .expect("the test app builds");
     let port = app.port();
@@ -155,6 +164,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
             .build()
             .expect("a reqwest client"),
         settings,
+        clock,
         handle,
         sqlite_file,
     }

@@ -184,7 +184,7 @@ fn assert_error_status(response: &Response, status: StatusCode) {
 #[tokio::test]
 async fn a_logout_retried_after_a_late_write_refuses_every_access_token_of_the_login() {
     let faulty = Faulty::start().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = faulty.app.register().await;
         let login = faulty.four_access_tokens(backend, &user).await;
         let witness = faulty.app.login(backend, &user).await;
@@ -210,7 +210,7 @@ async fn a_logout_retried_after_a_late_write_refuses_every_access_token_of_the_l
 #[tokio::test]
 async fn a_logout_all_retried_after_a_late_write_refuses_every_access_token() {
     let faulty = Faulty::start().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = faulty.app.register().await;
         let requester = login_tokens(&faulty.app, backend, &user).await;
         // Two logins: whichever is ended first is the one whose end is held back and runs late.
@@ -243,7 +243,7 @@ async fn a_logout_all_retried_after_a_late_write_refuses_every_access_token() {
 #[tokio::test]
 async fn a_session_revocation_retried_after_a_late_write_refuses_every_access_token_of_it() {
     let faulty = Faulty::start().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = faulty.app.register().await;
         let requester = faulty.app.login(backend, &user).await;
         let login = faulty.four_access_tokens(backend, &user).await;
@@ -281,7 +281,7 @@ async fn a_session_revocation_retried_after_a_late_write_refuses_every_access_to
 #[tokio::test]
 async fn a_reuse_detection_retried_after_a_late_write_refuses_every_access_token_of_the_login() {
     let faulty = Faulty::start().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = faulty.app.register().await;
         let login = faulty.four_access_tokens(backend, &user).await;
         let stolen = &login.spent[0];
@@ -335,7 +335,7 @@ async fn a_password_change_retried_after_a_late_write_refuses_every_access_token
 async fn an_rfc7009_refresh_token_revocation_retried_after_a_late_write_refuses_every_access_token()
 {
     let faulty = Faulty::start().await;
-    for backend in Backend::TOKENS {
+    for backend in token_backends() {
         let user = faulty.app.register().await;
         let login = faulty.four_access_tokens(backend, &user).await;
         let witness = faulty.app.login(backend, &user).await;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use authlab::backends;
 use authlab::config::{RedisSettings, Settings};
-use authlab_core::{Authenticator, ClientInfo, Identity};
+use authlab_core::{Authenticator, ClientInfo, Identity, SystemClock};
 use authlab_jwt::JwtSecret;
 use authlab_redis::RedisBackendError;
 use authlab_session::{SESSION_ID_LEN, SessionAuthenticator};
@@ -92,7 +92,7 @@ pub async fn session_population(
     // As the server builds it, with an hour of idle time so nothing expires during the run.
     let mut settings = Settings::defaults();
     settings.session_ttl = Duration::from_secs(3600);
-    let store = backends::session_backend(&settings);
+    let store = backends::session_backend(&settings, Arc::new(SystemClock));
     let baseline = rss_bytes();
     let mut results = Vec::new();
     let mut issued = 0usize;

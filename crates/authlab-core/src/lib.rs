@@ -15,7 +15,8 @@
 //! - [`families`]: refresh-token families ([`RefreshFamilies`], the store; [`FamilyAccess`], what
 //!   dies with a family; [`FamilyLifecycle`], the logic both token backends share);
 //! - [`denylist`]: [`Denylist`], the small store a stateless backend needs once it wants revocation;
-//! - [`clock`]: [`Clock`], time as a dependency, so expiry is tested without sleeping;
+//! - [`clock`]: [`Clock`], time as a dependency, so expiry is tested without sleeping (the real
+//!   [`SystemClock`]; [`ManualClock`] and [`OffsetClock`], which tests move forward);
 //! - [`random`]: the bytes of every id and token, from a thread-local CSPRNG;
 //! - [`CauseChain`]: an error and all its sources on one line, the way every authlab log and
 //!   command prints a failure.
@@ -33,7 +34,7 @@ pub mod families;
 pub mod random;
 
 pub use capabilities::{Authenticator, Refreshed, SessionRegistry, TokenEndpoints};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use denylist::Denylist;
 pub use families::{
     Exchange, FamilyAccess, FamilyLifecycle, NewFamily, RefreshFamilies, RevokedFamily, Rotated,

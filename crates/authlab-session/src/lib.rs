@@ -17,22 +17,24 @@
 //! - [`SessionAuthenticator`]: the slab and the per-user index, with an idle timeout that slides
 //!   on every use, and [`SessionAuthenticator::sweep`] which forgets expired entries so memory
 //!   stays bounded by the number of *active* sessions. The server runs the sweep on a timer.
+//!   Deadlines are read from the [`Clock`] the store is given, so a test moves that clock
+//!   forward instead of waiting for a session to expire.
 //!
 //! Simplifications a real deployment would revisit: sessions die with the process (nothing is
 //! persisted), and there is no cap on sessions per user.
 #![deny(missing_docs)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use authlab_core::{
-    AuthError, Authenticator, ClientInfo, Identity, Issued, SessionInfo, SessionRegistry,
+    AuthError, Authenticator, ClientInfo, Clock, Identity, Issued, SessionInfo, SessionRegistry,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use tokio::time::Instant;
 
 use slab::{Renewal, SessionRef, SessionSlab};
 use stored::{Session, StoredName, UserAgent, UserSessions};
@@ -172,11 +174,11 @@ pub struct SessionAuthenticator {
     max_age_s: u32,
     /// The idle timeout as configured, reported to clients as `expires_in`.
     idle_ttl: Duration,
-    /// Times are kept as whole seconds since this instant (`u32`: 4 bytes per time, enough for
-    /// 136 years), rounded down, so a deadline is never later than configured (at most a second
-    /// earlier); `tokio::time` so tests can pause and advance the clock.
-    epoch: Instant,
-    /// The wall-clock time of `epoch`, to report times as Unix seconds.
+    /// Where the time comes from (one indirect call per read).
+    clock: Arc<dyn Clock>,
+    /// Times are kept as whole seconds since this Unix second, the clock's reading when the store
+    /// was built (`u32`: 4 bytes per time, enough for 136 years). The clock counts whole seconds,
+    /// so a deadline is never later than configured (at most a second earlier).
     epoch_unix_s: u64,
 }
 
@@ -186,24 +188,23 @@ fn seconds(duration: Duration) -> u32 {
 }
 
 impl SessionAuthenticator {
-    /// An empty session store.
-    pub fn new(config: SessionConfig) -> Self {
-        let epoch_unix_s = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
+    /// An empty session store, reading time from `clock`.
+    pub fn new(config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             sessions: SessionSlab::new(),
             by_user: DashMap::new(),
             idle_s: seconds(config.idle_ttl),
             max_age_s: seconds(config.max_age),
             idle_ttl: config.idle_ttl,
-            epoch: Instant::now(),
-            epoch_unix_s,
+            epoch_unix_s: clock.now_unix(),
+            clock,
         }
     }
 
+    /// Whole seconds since the store's epoch (0 if the clock reads earlier than the epoch).
     fn now_s(&self) -> u32 {
-        seconds(self.epoch.elapsed())
+        let since_epoch = self.clock.now_unix().saturating_sub(self.epoch_unix_s);
+        u32::try_from(since_epoch).unwrap_or(u32::MAX)
     }
 
     fn unix_seconds(&self, s: u32) -> u64 {
@@ -462,17 +463,31 @@ impl SessionRegistry for SessionAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authlab_core::ManualClock;
     use secrecy::ExposeSecret;
 
+    /// Any fixed Unix time: the tests only move forward from it.
+    const START: u64 = 1_700_000_000;
+
     fn store(idle: u64) -> SessionAuthenticator {
+        store_with_max_age(idle, 3600).0
+    }
+
+    /// A store on a clock of its own, and that clock, to move forward.
+    fn store_on_clock(idle: u64) -> (SessionAuthenticator, ManualClock) {
         store_with_max_age(idle, 3600)
     }
 
-    fn store_with_max_age(idle: u64, max_age: u64) -> SessionAuthenticator {
-        SessionAuthenticator::new(SessionConfig {
-            idle_ttl: Duration::from_secs(idle),
-            max_age: Duration::from_secs(max_age),
-        })
+    fn store_with_max_age(idle: u64, max_age: u64) -> (SessionAuthenticator, ManualClock) {
+        let clock = ManualClock::new(START);
+        let sessions = SessionAuthenticator::new(
+            SessionConfig {
+                idle_ttl: Duration::from_secs(idle),
+                max_age: Duration::from_secs(max_age),
+            },
+            Arc::new(clock.clone()),
+        );
+        (sessions, clock)
     }
 
     fn browser() -> ClientInfo {
@@ -575,20 +590,20 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_idle_session_expires_and_use_slides_the_deadline() {
-        let sessions = store(10);
+        let (sessions, clock) = store_on_clock(10);
         let issued = sessions.issue(&alice(), &browser()).await.unwrap();
         let id = issued.credential.expose_secret();
 
-        tokio::time::advance(Duration::from_secs(8)).await;
+        clock.advance(Duration::from_secs(8));
         assert!(sessions.verify(id).await.is_ok(), "used within the window");
-        tokio::time::advance(Duration::from_secs(8)).await;
+        clock.advance(Duration::from_secs(8));
         assert!(
             sessions.verify(id).await.is_ok(),
             "16 s after login, but only 8 s idle"
         );
-        tokio::time::advance(Duration::from_secs(10)).await;
+        clock.advance(Duration::from_secs(10));
         assert!(matches!(sessions.verify(id).await, Err(AuthError::Expired)));
         assert!(
             sessions.is_empty(),
@@ -596,15 +611,15 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn sweep_forgets_expired_sessions_and_keeps_live_ones() {
-        let sessions = store(10);
+        let (sessions, clock) = store_on_clock(10);
         for _ in 0..100 {
             sessions.issue(&alice(), &browser()).await.unwrap();
         }
-        tokio::time::advance(Duration::from_secs(5)).await;
+        clock.advance(Duration::from_secs(5));
         let fresh = sessions.issue(&alice(), &browser()).await.unwrap();
-        tokio::time::advance(Duration::from_secs(6)).await;
+        clock.advance(Duration::from_secs(6));
 
         assert_eq!(sessions.sweep(), 100);
         assert_eq!(sessions.len(), 1);
@@ -626,28 +641,28 @@ mod tests {
         assert!(matches!(sessions.revoke(id).await, Err(AuthError::Invalid)));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_absolute_lifetime_ends_even_a_busy_session() {
-        let sessions = store_with_max_age(10, 25);
+        let (sessions, clock) = store_with_max_age(10, 25);
         let issued = sessions.issue(&alice(), &browser()).await.unwrap();
         let id = issued.credential.expose_secret();
         for _ in 0..4 {
-            tokio::time::advance(Duration::from_secs(6)).await;
+            clock.advance(Duration::from_secs(6));
             assert!(sessions.verify(id).await.is_ok(), "busy and within max age");
         }
-        tokio::time::advance(Duration::from_secs(2)).await;
+        clock.advance(Duration::from_secs(2));
         assert!(matches!(sessions.verify(id).await, Err(AuthError::Expired)));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn rotation_gives_a_new_id_and_kills_the_old_one_but_keeps_the_session() {
-        let sessions = store_with_max_age(10, 25);
+        let (sessions, clock) = store_with_max_age(10, 25);
         let issued = sessions.issue(&alice(), &browser()).await.unwrap();
         let old = issued.credential.expose_secret().to_owned();
         let before = sessions.verify(&old).await.unwrap();
-        tokio::time::advance(Duration::from_secs(8)).await;
+        clock.advance(Duration::from_secs(8));
         let _ = sessions.verify(&old).await.unwrap();
-        tokio::time::advance(Duration::from_secs(8)).await;
+        clock.advance(Duration::from_secs(8));
 
         let rotated = sessions.renew_id(&old).await.unwrap();
         let new = rotated.credential.expose_secret();
@@ -660,22 +675,22 @@ mod tests {
         assert_eq!(after.session_id, before.session_id, "same session, new id");
         assert_eq!(sessions.sessions(7).await.unwrap().len(), 1);
         for _ in 0..2 {
-            tokio::time::advance(Duration::from_secs(4)).await;
+            clock.advance(Duration::from_secs(4));
             assert!(sessions.verify(new).await.is_ok());
         }
-        tokio::time::advance(Duration::from_secs(2)).await;
+        clock.advance(Duration::from_secs(2));
         assert!(
             matches!(sessions.verify(new).await, Err(AuthError::Expired)),
             "rotation does not extend the absolute lifetime"
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_registry_lists_revokes_one_and_revokes_all() {
-        let sessions = store(60);
+        let (sessions, clock) = store_on_clock(60);
         let bob = Identity::new(8, "bob");
         let a = sessions.issue(&alice(), &browser()).await.unwrap();
-        tokio::time::advance(Duration::from_secs(1)).await;
+        clock.advance(Duration::from_secs(1));
         let b = sessions
             .issue(&alice(), &ClientInfo::default())
             .await
@@ -687,6 +702,12 @@ mod tests {
         assert_eq!(listed[0].user_agent, None, "newest first");
         assert_eq!(listed[1].user_agent.as_deref(), Some("Firefox"));
         assert!(listed[0].expires_at > listed[0].created_at);
+        // Reported times are the given clock's.
+        assert_eq!(
+            (listed[1].created_at, listed[0].created_at),
+            (START, START + 1)
+        );
+        assert_eq!(listed[0].expires_at, START + 1 + 60);
 
         // Another user's session handle is "no such session" for alice.
         let bob_handle = sessions.sessions(8).await.unwrap()[0].id.clone();
@@ -713,9 +734,9 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn sweeping_also_prunes_the_per_user_index() {
-        let sessions = store(10);
+        let (sessions, clock) = store_on_clock(10);
         for user in 0..50 {
             sessions
                 .issue(&Identity::new(user, "u"), &browser())
@@ -723,7 +744,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(sessions.indexed_users(), 50);
-        tokio::time::advance(Duration::from_secs(11)).await;
+        clock.advance(Duration::from_secs(11));
         assert_eq!(sessions.sweep(), 50);
         assert_eq!(
             sessions.indexed_users(),
