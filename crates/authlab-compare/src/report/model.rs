@@ -179,7 +179,7 @@ pub struct Report {
     pub scale_out: Vec<ScaleOutCheck>,
     /// Revocation latency across two instances, per revocable mode.
     pub revocation: Vec<RevocationLatency>,
-    /// Redis commands per second that no request sent (the cached instances' heartbeats),
+    /// Redis commands per second that no request sent (about 0: an idle cache sends no heartbeat),
     /// measured while `/hello` ran and subtracted from every row's commands per request.
     pub redis_background_per_second: BTreeMap<String, f64>,
     /// The baseline the ratios divide by: the mean of the `/hello` runs.

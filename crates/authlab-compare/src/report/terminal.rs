@@ -199,7 +199,7 @@ pub(super) fn background_line(report: &Report) -> Option<String> {
         .map(|(name, per_second)| format!("{name} {}/s", format::thousands_f(*per_second)))
         .collect();
     Some(format!(
-        "Not counted in Redis/req: {}/s Redis commands that no request sent ({}), measured while only /hello ran (the heartbeats of the cached instances' tracking connections), subtracted from every row; what is left of them below 0.5 per request is their jitter.",
+        "Not counted in Redis/req: {}/s Redis commands that no request sent ({}), measured while only /hello ran (nothing of authlab's own: an idle cache sends no heartbeat), subtracted from every row; what is left of them below 0.5 per request is their jitter.",
         format::thousands_f(total),
         detail.join(", ")
     ))
