@@ -55,6 +55,8 @@ struct CommandTally {
     elapsed: Duration,
     /// What the mode's client-side cache did, over every round (`None`: no cache series).
     cache: Option<CacheActivity>,
+    /// Redis's CPU seconds between the snapshots, over every round (`None`: not readable).
+    cpu_seconds: Option<f64>,
 }
 
 /// Runs the whole comparison and writes the report. Blocks; call it outside any async runtime.
@@ -295,6 +297,7 @@ fn measure_routes(
             complete: true,
             elapsed: Duration::ZERO,
             cache: None,
+            cpu_seconds: Some(0.0),
         })
         .collect();
     for round in 1..=rounds {
@@ -312,6 +315,7 @@ fn measure_routes(
         }
     }
     let background = background_rate(routes, &tallies);
+    let background_cpu = background_cpu_rate(routes, &tallies);
     let rows = routes
         .iter()
         .zip(loads)
@@ -320,7 +324,13 @@ fn measure_routes(
             let redis = tally.complete.then(|| {
                 let own =
                     without_background(&tally.delta, &background, tally.elapsed, tally.requests);
-                probes::per_request(&CommandStats::new(), &own, tally.requests)
+                let per = probes::per_request(&CommandStats::new(), &own, tally.requests);
+                match (tally.cpu_seconds, background_cpu) {
+                    (Some(cpu), Some(rate)) => {
+                        per.with_cpu(cpu - rate * tally.elapsed.as_secs_f64(), tally.requests)
+                    }
+                    _ => per,
+                }
             });
             let mut row = RouteResult::new(
                 route.name,
@@ -371,6 +381,21 @@ fn background_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> BTreeMap<S
         .collect()
 }
 
+/// Redis CPU seconds per second that no request used (its own cron, our `INFO` probes), measured
+/// while only `/hello` ran, like [`background_rate`]; `None` where it could not be read.
+fn background_cpu_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> Option<f64> {
+    let (mut cpu, mut seconds) = (0.0, 0.0);
+    for (_, tally) in routes
+        .iter()
+        .zip(tallies)
+        .filter(|(route, tally)| route.mode.is_none() && tally.complete)
+    {
+        cpu += tally.cpu_seconds?;
+        seconds += tally.elapsed.as_secs_f64();
+    }
+    (seconds > 0.0).then(|| cpu / seconds)
+}
+
 /// Below this many per request, what is left of a background command after the subtraction is
 /// taken for the background's own jitter (a heartbeat's rate moves with the load on the
 /// machine), not for the route: a route that really sends one, like a pool's `PING` at every
@@ -416,6 +441,7 @@ fn measure_once(
         request = request.header(name, value);
     }
     let before = rt.block_on(probes::command_stats(&args.redis.url)).ok();
+    let cpu_before = rt.block_on(probes::redis_cpu_seconds(&args.redis.url)).ok();
     let cache_before = rt.block_on(cache_counters(route, args.timeout));
     let started = std::time::Instant::now();
     let spec = LoadSpec {
@@ -430,8 +456,13 @@ fn measure_once(
     };
     let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
     let elapsed = started.elapsed();
+    let cpu_after = rt.block_on(probes::redis_cpu_seconds(&args.redis.url)).ok();
     let after = rt.block_on(probes::command_stats(&args.redis.url)).ok();
     let cache_after = rt.block_on(cache_counters(route, args.timeout));
+    tally.cpu_seconds = match (tally.cpu_seconds, cpu_before, cpu_after) {
+        (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
+        _ => None,
+    };
     if let (Some(before), Some(after)) = (cache_before, cache_after) {
         tally
             .cache

@@ -99,6 +99,11 @@ pub struct RouteResult {
     pub rounds: Vec<LoadReport>,
     /// Redis commands per request (all rounds), if Redis statistics could be read.
     pub redis: Option<RedisPerRequest>,
+    /// The capacity line's last step: how many instances serving this route at this row's
+    /// `requests_per_sec` one Redis core can carry before it is the bottleneck (a cluster of N
+    /// masters: about N times as many, if the keys spread evenly). `None` where the route costs
+    /// Redis no measurable CPU.
+    pub instances_per_redis_core: Option<f64>,
     /// What the instance's client-side cache did (all rounds), from its `/metrics`
     /// `authlab_redis_cache_*` series; `None` where the instance has none.
     pub cache: Option<CacheActivity>,
@@ -149,6 +154,11 @@ impl RouteResult {
             transport_errors: rounds.iter().map(|r| r.transport_errors).sum(),
             load,
             rounds,
+            instances_per_redis_core: redis
+                .as_ref()
+                .and_then(|r| r.requests_per_redis_core)
+                .filter(|_| requests_per_sec > 0.0)
+                .map(|capacity| capacity / requests_per_sec),
             redis,
             cache: None,
         }
