@@ -372,6 +372,43 @@ fn a_bad_value_from_the_environment_names_the_variable() {
     assert!(!stderr.contains("environment variable"), "{stderr}");
 }
 
+/// Everything from `Examples:` on, as `authlab <args> --help` prints it at `columns` columns.
+fn notes_of_help(args: &[&str], columns: usize) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args(args)
+        .arg("--help")
+        .env("COLUMNS", columns.to_string())
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let start = help.find("Examples:").expect("the help has examples");
+    help[start..].to_owned()
+}
+
+#[test]
+fn the_help_examples_are_never_wrapped_at_80_columns() {
+    for args in [&[][..], &["serve"], &["compare"], &["drill"]] {
+        let (narrow, wide) = (notes_of_help(args, 80), notes_of_help(args, 200));
+        // Wrapped at 80, a note would differ from the same note at 200 columns.
+        assert_eq!(narrow, wide, "{args:?}");
+        // Each example is a comment line, a command or its continuation, never the tail of a
+        // comment on a line of its own.
+        let examples = narrow.lines().skip(1).take_while(|line| !line.is_empty());
+        for line in examples {
+            assert!(
+                line.starts_with("  # ")
+                    || line.starts_with("  authlab ")
+                    || line.starts_with("      --"),
+                "{args:?}: {line:?}"
+            );
+        }
+    }
+    assert!(
+        notes_of_help(&[], 80).contains("\n  # users in the SQLite file ./authlab.db"),
+        "the first example keeps its comment"
+    );
+}
+
 #[tokio::test]
 async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
     let redis = PrivateRedis::not_started();
