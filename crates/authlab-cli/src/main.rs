@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use authlab::config::Settings;
 use authlab::error::CauseChain;
-use authlab::startup::Application;
+use authlab::startup::{Application, StartupError};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
@@ -110,7 +110,15 @@ fn main() -> ExitCode {
             match actix_web::rt::System::new().block_on(serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
+                    // The error first, with its causes, then what to do about it; no settings
+                    // dump before it (that follows a successful start only).
                     eprintln!("error: {}", CauseChain(err.as_ref()));
+                    if let Some(remedy) = err
+                        .downcast_ref::<StartupError>()
+                        .and_then(StartupError::remedy)
+                    {
+                        eprintln!("help: {remedy}");
+                    }
                     ExitCode::FAILURE
                 }
             }
@@ -121,17 +129,19 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    for (name, value) in settings.summary() {
+    let summary = settings.summary();
+    let allow_query_token = settings.allow_query_token;
+    let bind = settings.bind.clone();
+    let redis_url = authlab::config::redact_url(&settings.redis.url);
+    let app = Application::build(settings).await?;
+    for (name, value) in summary {
         tracing::info!("{name:>18} = {value}");
     }
-    if settings.allow_query_token {
+    if allow_query_token {
         tracing::warn!(
             "--allow-query-token is on: tokens in URLs leak through logs, Referer headers and browser history"
         );
     }
-    let bind = settings.bind.clone();
-    let redis_url = authlab::config::redact_url(&settings.redis.url);
-    let app = Application::build(settings).await?;
     let host = bind
         .rsplit_once(':')
         .map_or(bind.as_str(), |(host, _)| host);
