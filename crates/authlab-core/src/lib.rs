@@ -187,9 +187,9 @@ pub enum AuthError {
     #[error("this backend does not support the operation")]
     Unsupported,
     /// The request presented more than one credential where one is expected (two
-    /// `Authorization` headers, a header and a `?token=`, two session cookies), which may name
-    /// different users. None of them was judged: guessing which one counts is how a planted
-    /// credential (a cookie tossed in from a sibling subdomain) gets believed.
+    /// `Authorization` headers, a header and a `?token=`, two `?token=`, two session cookies),
+    /// which may name different users. None of them was judged: guessing which one counts is how
+    /// a planted credential (a cookie tossed in from a sibling subdomain) gets believed.
     #[error("more than one credential was presented")]
     Ambiguous,
     /// The store the backend depends on could not answer; the credential was not judged at all.
