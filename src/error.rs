@@ -176,8 +176,8 @@ impl ApiError {
                     "the authentication backend is unavailable; try again shortly".into()
                 }
                 AuthError::Ambiguous => "more than one credential was presented (two \
-                                         Authorization headers, a header and a query token, or \
-                                         two session cookies); send exactly one"
+                                         Authorization headers, a header and a query token, two \
+                                         query tokens, or two session cookies); send exactly one"
                     .into(),
                 _ => "the credential is not valid".into(),
             },

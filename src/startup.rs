@@ -97,6 +97,41 @@ pub enum StartupError {
     Metrics(#[source] crate::metrics::MetricsError),
 }
 
+impl StartupError {
+    /// What to do about it, where the message does not say so already: printed on its own line
+    /// after the error.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            Self::Bind { address, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                Some(format!(
+                    "another process listens on {address}: stop it, or give --bind another \
+                     address (127.0.0.1:0 takes any free port)"
+                ))
+            }
+            Self::Bind { .. } => Some(
+                "give --bind an address of this machine, such as 127.0.0.1:8080 (ports below \
+                 1024 need privileges)"
+                    .to_owned(),
+            ),
+            Self::UserStore(UserStoreError::Connect { .. }) => Some(
+                "start PostgreSQL there, or correct --database-url (AUTHLAB_DATABASE_URL); \
+                 left unset, it keeps the users in the default SQLite file"
+                    .to_owned(),
+            ),
+            Self::UserStore(UserStoreError::Refused { .. }) => Some(
+                "check the user, password and database name in --database-url \
+                 (AUTHLAB_DATABASE_URL)"
+                    .to_owned(),
+            ),
+            Self::SecretFile { path, .. } => Some(format!(
+                "make one with `head -c 48 /dev/urandom | base64 > {}`, or give another file",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// A built, listening service.
 pub struct Application {
     port: u16,
@@ -109,6 +144,9 @@ pub struct Application {
 impl Application {
     /// Opens the user store, prepares Redis (without needing it to be up), builds the backends
     /// ([`crate::backends`]), binds the listener and builds the server. Nothing is served until [`Application::run_until_stopped`].
+    ///
+    /// It logs nothing until it has succeeded, so that a start-up error is the first line a
+    /// user sees.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
@@ -120,7 +158,7 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let secret = load_jwt_secret(&settings)?;
+        let (secret, generated_secret) = load_jwt_secret(&settings)?;
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
@@ -165,10 +203,9 @@ impl Application {
             .instance_id
             .clone()
             .unwrap_or_else(audit::random_instance_id);
-        tracing::info!("{:>18} = {instance}", "instance");
         let instance_header = HeaderValue::from_str(&instance)
             .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
-        let audit = web::Data::new(Audit::new(instance, proxies));
+        let audit = web::Data::new(Audit::new(instance.clone(), proxies));
         set.watch(&mut metrics);
         let upkeep = metrics.handle().map(spawn_metrics_upkeep);
         let metrics = web::Data::new(metrics);
@@ -243,6 +280,13 @@ impl Application {
         let server = server.run();
 
         let sweeper = spawn_session_sweeper(sweep_sessions, settings.session_sweep_interval);
+        if generated_secret {
+            tracing::warn!(
+                "no JWT secret configured (--jwt-secret-file or AUTHLAB_JWT_SECRET): generated a random one. \
+                 JWTs issued now will not survive a restart and will not verify on another instance."
+            );
+        }
+        tracing::info!("{:>18} = {instance}", "instance");
         Ok(Self {
             port,
             server,
@@ -315,8 +359,9 @@ fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) -
     })
 }
 
-/// The HS256 key: from a file, from `AUTHLAB_JWT_SECRET`, or generated with a loud warning.
-fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
+/// The HS256 key: from a file, from `AUTHLAB_JWT_SECRET`, or generated (`true`: the caller warns
+/// loudly once start-up has succeeded).
+fn load_jwt_secret(settings: &Settings) -> Result<(JwtSecret, bool), StartupError> {
     let bytes = match (&settings.jwt_secret_file, &settings.jwt_secret) {
         (Some(_), Some(_)) => return Err(StartupError::ConflictingSecrets),
         (Some(path), None) => {
@@ -327,14 +372,16 @@ fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
         }
         (None, Some(secret)) => secret.expose_secret().as_bytes().to_vec(),
         (None, None) => {
-            tracing::warn!(
-                "no JWT secret configured (--jwt-secret-file or AUTHLAB_JWT_SECRET): generated a random one. \
-                 JWTs issued now will not survive a restart and will not verify on another instance."
-            );
-            return JwtSecret::generate().map_err(StartupError::JwtSecret);
+            return Ok((
+                JwtSecret::generate().map_err(StartupError::JwtSecret)?,
+                true,
+            ));
         }
     };
-    JwtSecret::new(bytes).map_err(StartupError::JwtSecret)
+    Ok((
+        JwtSecret::new(bytes).map_err(StartupError::JwtSecret)?,
+        false,
+    ))
 }
 
 /// Who may introspect: the secret from `--introspection-secret-file`, or nobody.

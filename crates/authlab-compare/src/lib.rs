@@ -146,6 +146,9 @@ pub fn main(args: &CompareArgs) -> std::process::ExitCode {
         }
         Err(err) => {
             eprintln!("error: {}", authlab::error::CauseChain(&err));
+            if let Some(remedy) = err.remedy() {
+                eprintln!("help: {remedy}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

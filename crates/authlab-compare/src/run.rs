@@ -67,6 +67,14 @@ pub fn run(args: &CompareArgs, interrupt: &Interrupt) -> Result<Report, CompareE
         .enable_all()
         .build()
         .map_err(CompareError::Io)?;
+    // What the in-process servers need, checked before anything is printed or measured: Redis,
+    // when a mode logs in through it (a session-only run does not).
+    let needs_redis = modes::selected(&args.modes)
+        .iter()
+        .any(|mode| !matches!(mode.backend, Backend::Session));
+    if args.target.is_none() && needs_redis {
+        rt.block_on(setup::check_redis(&args.redis))?;
+    }
     let mut report = Report::new(args);
     let mut plan = Plan::new(args, &route_names(args));
     eprintln!(
