@@ -7,7 +7,7 @@
 //! - **Schemas**: derived (`ToSchema`) on the very types the handlers read and write, so a field
 //!   added to a body is in the document.
 //! - **Error codes**: [`ErrorCode`], the one table `ApiError` maps onto; each handler names the
-//!   codes it answers ([`crate::error`]'s `refusals!`), and [`common_refusals`] adds what the
+//!   codes it answers ([`crate::error`]'s `refusals!`), and `common_refusals` adds what the
 //!   router and the middleware answer on every route.
 //! - **Paths**: the routes the app really mounted ([`MountedRoute`], recorded by the router),
 //!   handed to [`ApiDocument`] by `startup`. Each mounted route gets its handler's operation,
@@ -16,7 +16,7 @@
 //!
 //! The same handlers serve every backend's scope; what differs is the scope's name, which prefixes
 //! the `operationId` (`session_login`, `redis_login`, ...) and is the tag, and how its credential
-//! travels ([`for_transport`]).
+//! travels (`for_transport`).
 
 use std::sync::{Arc, OnceLock};
 
