@@ -26,9 +26,29 @@ use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
 use crate::middleware::csrf::CsrfPolicy;
 use crate::middleware::headers::SecurityHeaders;
 use crate::middleware::{cors, csrf, headers};
-use crate::routes::{self, MountedBackend, Shared};
+use crate::openapi::{self, ApiDocument};
+use crate::routes::{self, ExtraRoute, MountedBackend, Shared};
 use crate::throttle::{Limits, Throttle};
 use actix_web::http::header::HeaderValue;
+
+/// The API description and its UI ([`openapi`]), which the router mounts among its own routes.
+const DOCUMENT_ROUTES: [ExtraRoute; 3] = [
+    ExtraRoute {
+        method: "GET",
+        path: "/openapi.json",
+        route: || web::get().to(openapi::openapi_json),
+    },
+    ExtraRoute {
+        method: "GET",
+        path: "/docs",
+        route: || web::get().to(openapi::docs_redirect),
+    },
+    ExtraRoute {
+        method: "GET",
+        path: "/docs/{file:.*}",
+        route: || web::get().to(openapi::docs),
+    },
+];
 
 /// Largest request body accepted (JSON bodies here are a few dozen bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -236,6 +256,7 @@ impl Application {
             instance: instance_header,
         });
         let cors_origins = settings.cors_origins.clone();
+        let api_document = web::Data::new(ApiDocument::new(routes::mounted_routes));
         let sweep_sessions = set.session.clone();
         let mut server = HttpServer::new(move || {
             // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
@@ -245,6 +266,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(csrf_policy.clone())
                 .app_data(security_headers.clone())
+                .app_data(api_document.clone())
                 .wrap(from_fn(csrf::csrf))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
@@ -266,7 +288,7 @@ impl Application {
                         .limit(MAX_BODY_BYTES)
                         .error_handler(|err, _req| ApiError::from(err).into()),
                 )
-                .configure(|cfg| routes::configure(cfg, &mounted))
+                .configure(|cfg| routes::configure(cfg, &mounted, &DOCUMENT_ROUTES))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)
