@@ -112,6 +112,7 @@ pub fn redis_cache(
     let mut config = CacheConfig::new(settings.redis_cache_size);
     config.max_entry_life = settings.access_ttl;
     config.staleness_bound = settings.redis_cache_staleness;
+    config.dataset_mark_key = format!("{}cache:dataset-mark", settings.redis_prefix);
     config.timeouts = RedisTimeouts {
         connect: settings.redis.timeout,
         response: settings.redis.timeout,

@@ -15,7 +15,8 @@
 //! | `authlab_redis_errors_total` | `command` | failed Redis commands (unreachable, timed out, error reply) |
 //! | `authlab_live_sessions` (gauge) | | sessions in this instance's memory, read at each scrape |
 //! | `authlab_redis_cache_hits_total`, `_misses_total` | `cache` (`redis`, `jwt_denylist`) | lookups of a client-side cache answered from memory / from Redis |
-//! | `authlab_redis_cache_invalidations_total`, `_flushes_total`, `_evictions_total` | `cache` | keys Redis (or this instance) invalidated; times the cache was emptied (disconnect, failed heartbeat, `FLUSHALL`); entries dropped for room |
+//! | `authlab_redis_cache_invalidations_total`, `_flushes_total`, `_evictions_total` | `cache` | keys Redis (or this instance) invalidated; times the cache was emptied (disconnect, failed heartbeat, `FLUSHALL`, a swapped dataset); entries dropped for room |
+//! | `authlab_redis_cache_heartbeats_total` | `cache` | heartbeats sent on the tracking connection (woken by hits whose proof was half its age, never while idle) |
 //! | `authlab_redis_cache_entries`, `authlab_redis_cache_hit_ratio` (gauges) | `cache` | entries held; hits over lookups since start |
 //!
 //! Refresh-token reuse events are `authlab_auth_decisions_total{outcome="reused"}`. The cache
@@ -198,6 +199,7 @@ struct CacheSeries {
     invalidations: Counter,
     flushes: Counter,
     evictions: Counter,
+    heartbeats: Counter,
     entries: Gauge,
     hit_ratio: Gauge,
 }
@@ -214,6 +216,7 @@ impl CacheSeries {
             invalidations: counter("authlab_redis_cache_invalidations_total"),
             flushes: counter("authlab_redis_cache_flushes_total"),
             evictions: counter("authlab_redis_cache_evictions_total"),
+            heartbeats: counter("authlab_redis_cache_heartbeats_total"),
             entries: gauge("authlab_redis_cache_entries"),
             hit_ratio: gauge("authlab_redis_cache_hit_ratio"),
         }
@@ -226,6 +229,7 @@ impl CacheSeries {
             self.invalidations.absolute(stats.invalidations);
             self.flushes.absolute(stats.flushes);
             self.evictions.absolute(stats.evictions);
+            self.heartbeats.absolute(stats.heartbeats);
             self.entries.set(stats.entries as f64);
             self.hit_ratio.set(stats.hit_ratio());
         }
@@ -469,6 +473,11 @@ fn register_help(recorder: &PrometheusRecorder) {
             "authlab_redis_cache_evictions_total",
             None,
             "Entries a Redis client-side cache dropped to stay within --redis-cache-size.",
+        ),
+        help(
+            "authlab_redis_cache_heartbeats_total",
+            None,
+            "Heartbeats a Redis client-side cache sent to renew its proof (none while idle).",
         ),
     ] {
         recorder.describe_counter(name, unit, text);

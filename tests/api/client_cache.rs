@@ -424,23 +424,13 @@ async fn the_cache_holds_at_most_its_size_and_reports_its_hit_ratio() {
     assert!((ratio - hits / (hits + misses)).abs() < 1e-9, "{ratio}");
 }
 
-/// One field of a private Redis's `INFO` (`total_commands_processed`, or a command's `calls`
-/// from `cmdstat_<name>`, 0 when the command never ran).
+/// One field of a private Redis's `INFO` (`total_commands_processed`).
 fn redis_info(redis: &PrivateRedis, field: &str) -> u64 {
     let output = Command::new("redis-cli")
         .args(["-p", &redis.port.to_string(), "INFO", "everything"])
         .output()
         .expect("redis-cli is on PATH");
     let text = String::from_utf8_lossy(&output.stdout);
-    if let Some(command) = field.strip_prefix("cmdstat_") {
-        let prefix = format!("cmdstat_{command}:calls=");
-        return text
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|calls| calls.trim().parse().ok())
-            .unwrap_or(0);
-    }
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{field}:")))
         .and_then(|value| value.trim().parse().ok())
@@ -489,7 +479,8 @@ async fn a_busy_instance_sends_at_most_two_heartbeats_per_staleness_bound() {
     let user = app.register().await;
     let opaque = app.login(Backend::Redis, &user).await;
     cache_on(&app, Backend::Redis, &opaque).await;
-    let pings = redis_info(&redis, "cmdstat_ping");
+    let beats = "authlab_redis_cache_heartbeats_total";
+    let pings = cache_metric(&app, beats, "redis").await;
     let hits = cache_metric(&app, "authlab_redis_cache_hits_total", "redis").await;
     let started = std::time::Instant::now();
     let mut requests = 0u64;
@@ -501,7 +492,7 @@ async fn a_busy_instance_sends_at_most_two_heartbeats_per_staleness_bound() {
         requests += 1;
     }
     let elapsed = started.elapsed();
-    let pings = redis_info(&redis, "cmdstat_ping") - pings;
+    let pings = (cache_metric(&app, beats, "redis").await - pings) as u64;
     let hits = cache_metric(&app, "authlab_redis_cache_hits_total", "redis").await - hits;
     // One heartbeat at most per half bound: the proof is renewed only once it is W/2 old, and
     // only one heartbeat is in flight at a time.
@@ -514,5 +505,41 @@ async fn a_busy_instance_sends_at_most_two_heartbeats_per_staleness_bound() {
     assert!(
         hits as u64 * 2 > requests,
         "{hits} of {requests} requests were cache hits"
+    );
+}
+
+#[tokio::test]
+async fn a_swapped_database_empties_the_cache_under_steady_traffic() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    // A long staleness bound, so that steady traffic is all hits and heartbeats (no lookup ever
+    // finds the proof expired and reads the token again by itself).
+    let app = spawn_app_with(|s| {
+        cached(s);
+        s.redis.url = url.clone();
+        s.redis_cache_staleness = Duration::from_millis(400);
+    })
+    .await;
+    let user = app.register().await;
+    let opaque = app.login(Backend::Redis, &user).await;
+    cache_on(&app, Backend::Redis, &opaque).await;
+    // SWAPDB sends no invalidation and leaves the connection up: database 0, which the instance
+    // reads, now holds what database 1 held (nothing), so the token no longer exists.
+    let swapped = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SWAPDB", "0", "1"])
+        .output()
+        .expect("redis-cli is on PATH");
+    assert_eq!(String::from_utf8_lossy(&swapped.stdout).trim(), "OK");
+    // Steady traffic keeps the proof fresh with heartbeats; each one reads the dataset mark,
+    // which is gone from database 0, so the cache is emptied and the token looked up again.
+    let started = std::time::Instant::now();
+    let mut last = StatusCode::OK;
+    while started.elapsed() < Duration::from_millis(1_500) {
+        last = app.me(Backend::Redis, &opaque).await.status();
+    }
+    assert_eq!(
+        last,
+        StatusCode::UNAUTHORIZED,
+        "a token that is not in the database Redis now serves is refused"
     );
 }

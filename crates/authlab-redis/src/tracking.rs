@@ -41,7 +41,13 @@
 //!   ticks: a hit that finds the proof older than W/2 wakes one `PING` (one in flight at a
 //!   time), and a miss carries its own proof. An idle instance sends Redis nothing at all; a busy
 //!   one at most 2/W pings a second, fewer when its misses bring the proof. A failed `PING`
-//!   drops the connection (flush, reconnect); so does a failed miss, after a `PING` confirms it.
+//!   drops the connection (flush, reconnect); so does a failed miss, after a heartbeat confirms it.
+//! - **A silently replaced dataset empties the cache**: `SWAPDB` (and anything else that swaps
+//!   the data under a live connection without an invalidation) is caught by the *dataset mark*,
+//!   a random value kept under one key ([`CacheConfig::dataset_mark_key`]). Every proof reads it
+//!   (the heartbeat is `GET` of the mark, and a miss reads it with the key); a proof is believed
+//!   only if the mark is the one this cache has seen. A different or missing mark flushes the
+//!   cache, and the next heartbeat writes a new mark (`SET NX`) if there is none.
 //! - **No entry outlives its key**: an entry's deadline is its key's `PTTL`, read in the same
 //!   round trip as the value and counted from before the request was sent, and at most
 //!   [`CacheConfig::max_entry_life`].
@@ -84,6 +90,10 @@ pub struct CacheConfig {
     pub staleness_bound: Duration,
     /// Connect and reply timeouts of the tracking connection; a heartbeat that times out drops it.
     pub timeouts: RedisTimeouts,
+    /// The key of the dataset mark (see the module docs): under the key prefix, shared by every
+    /// instance on that prefix. It has no TTL, like the JWT denylist's epoch: it must outlive
+    /// every cached entry.
+    pub dataset_mark_key: String,
 }
 
 impl CacheConfig {
@@ -94,6 +104,7 @@ impl CacheConfig {
             max_entry_life: Duration::from_secs(15 * 60),
             staleness_bound: Duration::from_millis(5),
             timeouts: RedisTimeouts::default(),
+            dataset_mark_key: "authlab:dataset-mark".to_owned(),
         }
     }
 }
@@ -160,6 +171,8 @@ struct Local {
     flushes: AtomicU64,
     heartbeats: AtomicU64,
     staleness_bound: Nanos,
+    /// The dataset mark this cache's entries were read under (`None`: not seen yet).
+    mark: std::sync::Mutex<Option<String>>,
 }
 
 /// The live tracking connection and the generation it was opened in.
@@ -203,9 +216,37 @@ impl Local {
         }
     }
 
-    /// A command sent at `sent` on the tracking connection of `generation` was acknowledged:
-    /// every invalidation Redis queued before it has been applied.
-    fn proven(&self, sent: Nanos, generation: u64) {
+    /// A command sent at `sent` on the tracking connection of `generation` was acknowledged,
+    /// and Redis's dataset mark was `mark` then: every invalidation Redis queued before it has
+    /// been applied, unless the data itself was swapped (a different or missing mark), which
+    /// empties the cache instead.
+    fn proven(&self, sent: Nanos, generation: u64, mark: Option<&str>) {
+        {
+            let mut known = self
+                .mark
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match (known.as_deref(), mark) {
+                (_, None) => {
+                    // Forgotten, so the next heartbeat writes a new mark.
+                    *known = None;
+                    drop(known);
+                    self.flush("the dataset mark is missing: the data was replaced");
+                    self.want_beat();
+                    return;
+                }
+                (Some(seen), Some(now)) if seen != now => {
+                    *known = Some(now.to_owned());
+                    drop(known);
+                    // Entries read under the old mark are gone; this reply proves nothing
+                    // about them, so the next proof must come from a new read.
+                    self.flush("the dataset mark changed: the data was swapped (SWAPDB?)");
+                    return;
+                }
+                (None, Some(now)) => *known = Some(now.to_owned()),
+                (Some(_), Some(_)) => {}
+            }
+        }
         self.beat.fetch_max(sent, Ordering::AcqRel);
         // A flush (disconnect) since that connection opened: its replies prove nothing.
         if self.generation.load(Ordering::Acquire) != generation {
@@ -301,6 +342,7 @@ impl TrackedCache {
             flushes: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
             staleness_bound: nanos(config.staleness_bound),
+            mark: std::sync::Mutex::new(None),
         });
         let shared = Arc::new(Shared {
             local,
@@ -394,9 +436,11 @@ impl TrackedCache {
         };
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        pipe.cmd("GET").arg(&self.shared.config.dataset_mark_key);
         let mut conn = live.conn.clone();
-        let reply: redis::RedisResult<(Option<String>, i64)> = pipe.query_async(&mut conn).await;
-        let (value, pttl) = match reply {
+        let reply: redis::RedisResult<(Option<String>, i64, Option<String>)> =
+            pipe.query_async(&mut conn).await;
+        let (value, pttl, mark) = match reply {
             Ok(reply) => reply,
             Err(err) => {
                 if let Some(ticket) = ticket {
@@ -408,7 +452,7 @@ impl TrackedCache {
             }
         };
         // The reply came after every push queued before the read: a proof, like a heartbeat's.
-        local.proven(now, live.generation);
+        local.proven(now, live.generation, mark.as_deref());
         let value: Stored = value.map(Arc::from);
         if let Some(ticket) = ticket {
             let max = self.shared.config.max_entry_life;
@@ -519,10 +563,36 @@ async fn connect(client: &Client, shared: &Shared) -> Result<(), redis::RedisErr
         .arg("ON")
         .query_async(&mut conn)
         .await?;
-    // Tracking starts with an empty cache: this reply is the first proof.
-    shared.local.proven(sent, generation);
+    // Tracking starts with an empty cache: this reply, with the dataset mark (written if there
+    // is none yet), is the first proof.
+    let mark = read_mark(&mut conn, &shared.config.dataset_mark_key, true).await?;
+    shared.local.proven(sent, generation, mark.as_deref());
     shared.live.store(Some(Arc::new(Live { conn, generation })));
     Ok(())
+}
+
+/// Reads the dataset mark; with `write_if_missing`, first writes a new random one if there is
+/// none (`SET NX`, so every instance ends up with the same mark).
+async fn read_mark(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    write_if_missing: bool,
+) -> redis::RedisResult<Option<String>> {
+    if !write_if_missing {
+        return redis::cmd("GET").arg(key).query_async(conn).await;
+    }
+    let bytes: [u8; 16] = authlab_core::random::bytes();
+    let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(key)
+        .arg(fresh)
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(key);
+    let (mark,): (Option<String>,) = pipe.query_async(conn).await?;
+    Ok(mark)
 }
 
 /// How often the thread wakes on its own to drop expired entries (process memory only: it sends
@@ -540,13 +610,20 @@ async fn heartbeat(shared: &Shared, last_sweep: &mut Instant) -> Option<redis::R
         if woken.is_ok() && local.beat_wanted.load(Ordering::Acquire) {
             let sent = local.now();
             local.heartbeats.fetch_add(1, Ordering::Relaxed);
-            let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-            if pong.is_ok() {
-                local.proven(sent, live.generation);
+            // The heartbeat reads the dataset mark (and writes one if a flush or a swap left
+            // none): its reply is the proof, and the mark says the data is still the same.
+            let missing = local
+                .mark
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_none();
+            let beat = read_mark(&mut conn, &shared.config.dataset_mark_key, missing).await;
+            if let Ok(mark) = &beat {
+                local.proven(sent, live.generation, mark.as_deref());
             }
             // Answered (or failed): the next lookup that needs one may ask again.
             local.beat_wanted.store(false, Ordering::Release);
-            if let Err(err) = pong {
+            if let Err(err) = beat {
                 return Some(err);
             }
             if local.generation.load(Ordering::Acquire) != live.generation {
