@@ -5,6 +5,7 @@
 //! `{"error": "<code>", "message": "<human text>"}`: the code is stable for programs, the message is
 //! for people. Server-side failures (5xx) show a fixed message; their cause goes to the log only.
 
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 
 use actix_web::http::StatusCode;
@@ -14,18 +15,22 @@ use authlab_core::AuthError;
 use authlab_redis::RedisBackendError;
 use authlab_users::UserStoreError;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 
 use crate::json::JsonLine;
 use crate::readiness::Readiness;
 
-/// The JSON body of every error response.
-#[derive(Debug, Serialize)]
+/// `{"error", "message"}`: the JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
-    /// A stable, machine-readable code such as `invalid_token`.
-    pub error: &'a str,
-    /// A sentence for humans.
+    /// Stable, for programs: one of the codes listed in the API description.
+    pub error: ErrorCode,
+    /// For people; may change.
     pub message: &'a str,
-    /// Each dependency's state, on `/readyz` only.
+    /// `/readyz` only: each dependency, `ok` or `unavailable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<&'a Readiness>,
 }
@@ -125,38 +130,215 @@ pub enum ApiError {
     Internal(#[source] Box<dyn StdError + Send + Sync>),
 }
 
+/// Declares [`ErrorCode`] from one table: each code once, with its status and what it means.
+/// The body's `error`, the response's status and the API description all read it.
+macro_rules! error_codes {
+    ($(#[doc = $meaning:literal] $variant:ident = $code:literal, $status:ident;)+) => {
+        /// Every code an error body can carry: stable, for programs (the message is for people).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum ErrorCode {
+            $(#[doc = $meaning] $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, ordered by status.
+            pub const ALL: &[ErrorCode] = &[$(Self::$variant),+];
+
+            /// The code as a body carries it: `invalid_token`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)+
+                }
+            }
+
+            /// The status of every answer with this code.
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(Self::$variant => StatusCode::$status,)+
+                }
+            }
+
+            /// What the code means, in a line.
+            pub const fn meaning(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $meaning.trim_ascii(),)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// the body is not the JSON the route takes
+    MalformedJson = "malformed_json", BAD_REQUEST;
+    /// a form body (revoke, introspect) that does not parse, or more than one credential
+    InvalidRequest = "invalid_request", BAD_REQUEST;
+    /// no credential was presented
+    MissingCredentials = "missing_credentials", UNAUTHORIZED;
+    /// the credential is malformed, forged or unknown
+    InvalidToken = "invalid_token", UNAUTHORIZED;
+    /// the credential's lifetime is over
+    TokenExpired = "token_expired", UNAUTHORIZED;
+    /// the credential was revoked (logout)
+    TokenRevoked = "token_revoked", UNAUTHORIZED;
+    /// a spent refresh token came back: its whole login was revoked
+    RefreshTokenReused = "refresh_token_reused", UNAUTHORIZED;
+    /// wrong user name or password (one answer for both)
+    InvalidCredentials = "invalid_credentials", UNAUTHORIZED;
+    /// `/introspect` without the right client secret
+    InvalidClient = "invalid_client", UNAUTHORIZED;
+    /// an unsafe request carrying the session cookie came from another site
+    CsrfRejected = "csrf_rejected", FORBIDDEN;
+    /// a CORS preflight this server does not grant
+    CorsRejected = "cors_rejected", FORBIDDEN;
+    /// no such session of the caller's
+    SessionNotFound = "session_not_found", NOT_FOUND;
+    /// no such route
+    NotFound = "not_found", NOT_FOUND;
+    /// the route exists, the method does not (see `Allow`)
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// the user name is taken
+    UsernameTaken = "username_taken", CONFLICT;
+    /// the body is larger than 64 KiB
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
+    /// the body is not of the type the route takes
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    /// a field breaks a rule (name, password policy)
+    InvalidField = "invalid_field", UNPROCESSABLE_ENTITY;
+    /// login throttling: too many failures; see `Retry-After`
+    TooManyAttempts = "too_many_attempts", TOO_MANY_REQUESTS;
+    /// an unexpected failure; the body says nothing more
+    InternalError = "internal_error", INTERNAL_SERVER_ERROR;
+    /// this backend cannot do it in its current configuration (stateless JWT refresh)
+    Unsupported = "unsupported", NOT_IMPLEMENTED;
+    /// Redis or the user store did not answer; see `Retry-After`
+    BackendUnavailable = "backend_unavailable", SERVICE_UNAVAILABLE;
+    /// `/readyz`: a dependency is down (`checks` names it)
+    NotReady = "not_ready", SERVICE_UNAVAILABLE;
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A string enum of every code, each with its status and meaning in the description.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let listed: Vec<String> = Self::ALL
+            .iter()
+            .map(|c| {
+                format!(
+                    "- `{}` ({}): {}",
+                    c.as_str(),
+                    c.status().as_u16(),
+                    c.meaning()
+                )
+            })
+            .collect();
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Self::ALL.iter().map(|c| c.as_str())))
+            .description(Some(format!("Every error code:\n{}", listed.join("\n"))))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
+
+impl ErrorCode {
+    /// Adds `codes` to an operation's responses: one response per status, whose description
+    /// names its codes (`` `token_expired`, `token_revoked` ``) and whose body is the error body.
+    pub fn add_responses(codes: &[ErrorCode], responses: &mut BTreeMap<String, RefOr<Response>>) {
+        for code in codes {
+            let named = format!("`{}`", code.as_str());
+            let response = responses
+                .entry(code.status().as_u16().to_string())
+                .or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                                .build(),
+                        )
+                        .into()
+                });
+            if let RefOr::T(response) = response
+                && !response.description.contains(&named)
+            {
+                if !response.description.is_empty() {
+                    response.description.push_str(", ");
+                }
+                response.description.push_str(&named);
+            }
+        }
+    }
+}
+
+/// Declares the error responses of a handler, for its `#[utoipa::path(responses(...))]`: the
+/// codes the handler itself answers with. What the router and middleware add to every route
+/// (`method_not_allowed`, a refused body, `csrf_rejected`) is added where the document is built.
+macro_rules! refusals {
+    ($(#[$doc:meta])* $name:ident: $($code:ident),+ $(,)?) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                let mut responses = std::collections::BTreeMap::new();
+                $crate::error::ErrorCode::add_responses(
+                    &[$($crate::error::ErrorCode::$code),+],
+                    &mut responses,
+                );
+                responses
+            }
+        }
+    };
+}
+pub(crate) use refusals;
+
 impl ApiError {
-    /// The stable code in the body.
-    pub fn code(&self) -> &'static str {
+    /// The stable code in the body; it decides the status too ([`ErrorCode::status`]).
+    pub fn error_code(&self) -> ErrorCode {
         match self {
             Self::Unauthenticated { cause, .. } => match cause {
-                AuthError::Missing => "missing_credentials",
-                AuthError::Expired => "token_expired",
-                AuthError::Revoked => "token_revoked",
-                AuthError::Reused => "refresh_token_reused",
-                AuthError::Unsupported => "unsupported",
-                AuthError::Unavailable(_) => "backend_unavailable",
-                AuthError::Ambiguous => "invalid_request",
-                _ => "invalid_token",
+                AuthError::Missing => ErrorCode::MissingCredentials,
+                AuthError::Expired => ErrorCode::TokenExpired,
+                AuthError::Revoked => ErrorCode::TokenRevoked,
+                AuthError::Reused => ErrorCode::RefreshTokenReused,
+                AuthError::Unsupported => ErrorCode::Unsupported,
+                AuthError::Unavailable(_) => ErrorCode::BackendUnavailable,
+                AuthError::Ambiguous => ErrorCode::InvalidRequest,
+                _ => ErrorCode::InvalidToken,
             },
-            Self::InvalidCredentials => "invalid_credentials",
-            Self::UsernameTaken => "username_taken",
-            Self::InvalidField { .. } => "invalid_field",
-            Self::MalformedJson(_) => "malformed_json",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::CsrfRejected => "csrf_rejected",
-            Self::CorsRejected(_) => "cors_rejected",
-            Self::InvalidClient => "invalid_client",
-            Self::NotFound => "not_found",
-            Self::SessionNotFound => "session_not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::Unavailable { .. } => "backend_unavailable",
-            Self::NotReady(_) => "not_ready",
-            Self::TooManyAttempts { .. } => "too_many_attempts",
-            Self::Internal(_) => "internal_error",
+            Self::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Self::UsernameTaken => ErrorCode::UsernameTaken,
+            Self::InvalidField { .. } => ErrorCode::InvalidField,
+            Self::MalformedJson(_) => ErrorCode::MalformedJson,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::CsrfRejected => ErrorCode::CsrfRejected,
+            Self::CorsRejected(_) => ErrorCode::CorsRejected,
+            Self::InvalidClient => ErrorCode::InvalidClient,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::SessionNotFound => ErrorCode::SessionNotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::Unavailable { .. } => ErrorCode::BackendUnavailable,
+            Self::NotReady(_) => ErrorCode::NotReady,
+            Self::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            Self::Internal(_) => ErrorCode::InternalError,
         }
+    }
+
+    /// The stable code in the body, as text.
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     fn message(&self) -> String {
@@ -176,8 +358,8 @@ impl ApiError {
                     "the authentication backend is unavailable; try again shortly".into()
                 }
                 AuthError::Ambiguous => "more than one credential was presented (two \
-                                         Authorization headers, a header and a query token, or \
-                                         two session cookies); send exactly one"
+                                         Authorization headers, a header and a query token, two \
+                                         query tokens, or two session cookies); send exactly one"
                     .into(),
                 _ => "the credential is not valid".into(),
             },
@@ -274,34 +456,7 @@ pub use authlab_core::CauseChain;
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Unauthenticated {
-                cause: AuthError::Unavailable(_),
-                ..
-            } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unauthenticated {
-                cause: AuthError::Unsupported,
-                ..
-            } => StatusCode::NOT_IMPLEMENTED,
-            Self::Unauthenticated {
-                cause: AuthError::Ambiguous,
-                ..
-            } => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated { .. } | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::UsernameTaken => StatusCode::CONFLICT,
-            Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::CsrfRejected | Self::CorsRejected(_) => StatusCode::FORBIDDEN,
-            Self::InvalidClient => StatusCode::UNAUTHORIZED,
-            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.error_code().status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -335,7 +490,7 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1)));
         }
         response.json_line(ErrorBody {
-            error: self.code(),
+            error: self.error_code(),
             message: &message,
             checks: match self {
                 Self::NotReady(readiness) => Some(readiness),

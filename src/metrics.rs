@@ -494,7 +494,21 @@ fn register_help(recorder: &PrometheusRecorder) {
     }
 }
 
+crate::error::refusals!(
+    /// What `/metrics` answers with `--metrics off`.
+    ScrapeRefusals: NotFound
+);
+
 /// `GET /metrics`: every series in the Prometheus text format (404 with `--metrics off`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "The text exposition format (see docs/observability.md). `404 not_found` with \
+                   `--metrics off`.",
+    responses((status = 200, description = "Every series"), ScrapeRefusals)
+)]
 pub async fn scrape(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
     let body = metrics.render().ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok()

@@ -3,11 +3,15 @@
 //! `routes::health`; `/readyz`'s 503 carries a [`Readiness`] through the one error mapping.
 
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::backend_kind::BackendKind;
 
 /// What `/readyz` found: each dependency, `ok` or `unavailable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = Checks)]
 pub struct Readiness {
     /// Redis (the redis backend, refresh tokens, the JWT denylist).
     pub redis: DependencyState,
@@ -16,7 +20,7 @@ pub struct Readiness {
 }
 
 /// One dependency's answer to a readiness probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DependencyState {
     /// It answered in time.
@@ -43,7 +47,7 @@ impl Readiness {
 pub struct BackendStates(Vec<(BackendKind, BackendState)>);
 
 /// One backend's state on `/livez`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendState {
     /// Everything works.
@@ -83,5 +87,31 @@ impl Serialize for BackendStates {
             map.serialize_entry(kind.name(), state)?;
         }
         map.end()
+    }
+}
+
+/// An object with one [`BackendState`] per backend, as [`BackendStates`] serialises.
+impl PartialSchema for BackendStates {
+    fn schema() -> RefOr<Schema> {
+        let state = Ref::from_schema_name(BackendState::name());
+        BackendKind::ALL
+            .iter()
+            .fold(
+                ObjectBuilder::new().description(Some(
+                    "`/livez`: what each backend can do now (`ok`, `degraded` or `unavailable`).",
+                )),
+                |object, kind| {
+                    object
+                        .property(kind.name(), state.clone())
+                        .required(kind.name())
+                },
+            )
+            .into()
+    }
+}
+
+impl ToSchema for BackendStates {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((BackendState::name().into(), BackendState::schema()));
     }
 }

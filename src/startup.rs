@@ -26,9 +26,29 @@ use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
 use crate::middleware::csrf::CsrfPolicy;
 use crate::middleware::headers::SecurityHeaders;
 use crate::middleware::{cors, csrf, headers};
-use crate::routes::{self, MountedBackend, Shared};
+use crate::openapi::{self, ApiDocument};
+use crate::routes::{self, ExtraRoute, MountedBackend, Shared};
 use crate::throttle::{Limits, Throttle};
 use actix_web::http::header::HeaderValue;
+
+/// The API description and its UI ([`openapi`]), which the router mounts among its own routes.
+const DOCUMENT_ROUTES: [ExtraRoute; 3] = [
+    ExtraRoute {
+        method: "GET",
+        path: "/openapi.json",
+        route: || web::get().to(openapi::openapi_json),
+    },
+    ExtraRoute {
+        method: "GET",
+        path: "/docs",
+        route: || web::get().to(openapi::docs_redirect),
+    },
+    ExtraRoute {
+        method: "GET",
+        path: "/docs/{file:.*}",
+        route: || web::get().to(openapi::docs),
+    },
+];
 
 /// Largest request body accepted (JSON bodies here are a few dozen bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -97,6 +117,41 @@ pub enum StartupError {
     Metrics(#[source] crate::metrics::MetricsError),
 }
 
+impl StartupError {
+    /// What to do about it, where the message does not say so already: printed on its own line
+    /// after the error.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            Self::Bind { address, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                Some(format!(
+                    "another process listens on {address}: stop it, or give --bind another \
+                     address (127.0.0.1:0 takes any free port)"
+                ))
+            }
+            Self::Bind { .. } => Some(
+                "give --bind an address of this machine, such as 127.0.0.1:8080 (ports below \
+                 1024 need privileges)"
+                    .to_owned(),
+            ),
+            Self::UserStore(UserStoreError::Connect { .. }) => Some(
+                "start PostgreSQL there, or correct --database-url (AUTHLAB_DATABASE_URL); \
+                 left unset, it keeps the users in the default SQLite file"
+                    .to_owned(),
+            ),
+            Self::UserStore(UserStoreError::Refused { .. }) => Some(
+                "check the user, password and database name in --database-url \
+                 (AUTHLAB_DATABASE_URL)"
+                    .to_owned(),
+            ),
+            Self::SecretFile { path, .. } => Some(format!(
+                "make one with `head -c 48 /dev/urandom | base64 > {}`, or give another file",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// A built, listening service.
 pub struct Application {
     port: u16,
@@ -109,6 +164,9 @@ pub struct Application {
 impl Application {
     /// Opens the user store, prepares Redis (without needing it to be up), builds the backends
     /// ([`crate::backends`]), binds the listener and builds the server. Nothing is served until [`Application::run_until_stopped`].
+    ///
+    /// It logs nothing until it has succeeded, so that a start-up error is the first line a
+    /// user sees.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
@@ -120,7 +178,7 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let secret = load_jwt_secret(&settings)?;
+        let (secret, generated_secret) = load_jwt_secret(&settings)?;
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
@@ -165,10 +223,9 @@ impl Application {
             .instance_id
             .clone()
             .unwrap_or_else(audit::random_instance_id);
-        tracing::info!("{:>18} = {instance}", "instance");
         let instance_header = HeaderValue::from_str(&instance)
             .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
-        let audit = web::Data::new(Audit::new(instance, proxies));
+        let audit = web::Data::new(Audit::new(instance.clone(), proxies));
         set.watch(&mut metrics);
         let upkeep = metrics.handle().map(spawn_metrics_upkeep);
         let metrics = web::Data::new(metrics);
@@ -199,6 +256,7 @@ impl Application {
             instance: instance_header,
         });
         let cors_origins = settings.cors_origins.clone();
+        let api_document = web::Data::new(ApiDocument::new(routes::mounted_routes));
         let sweep_sessions = set.session.clone();
         let mut server = HttpServer::new(move || {
             // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
@@ -208,6 +266,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(csrf_policy.clone())
                 .app_data(security_headers.clone())
+                .app_data(api_document.clone())
                 .wrap(from_fn(csrf::csrf))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
@@ -229,7 +288,7 @@ impl Application {
                         .limit(MAX_BODY_BYTES)
                         .error_handler(|err, _req| ApiError::from(err).into()),
                 )
-                .configure(|cfg| routes::configure(cfg, &mounted))
+                .configure(|cfg| routes::configure(cfg, &mounted, &DOCUMENT_ROUTES))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)
@@ -243,6 +302,13 @@ impl Application {
         let server = server.run();
 
         let sweeper = spawn_session_sweeper(sweep_sessions, settings.session_sweep_interval);
+        if generated_secret {
+            tracing::warn!(
+                "no JWT secret configured (--jwt-secret-file or AUTHLAB_JWT_SECRET): generated a random one. \
+                 JWTs issued now will not survive a restart and will not verify on another instance."
+            );
+        }
+        tracing::info!("{:>18} = {instance}", "instance");
         Ok(Self {
             port,
             server,
@@ -315,8 +381,9 @@ fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) -
     })
 }
 
-/// The HS256 key: from a file, from `AUTHLAB_JWT_SECRET`, or generated with a loud warning.
-fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
+/// The HS256 key: from a file, from `AUTHLAB_JWT_SECRET`, or generated (`true`: the caller warns
+/// loudly once start-up has succeeded).
+fn load_jwt_secret(settings: &Settings) -> Result<(JwtSecret, bool), StartupError> {
     let bytes = match (&settings.jwt_secret_file, &settings.jwt_secret) {
         (Some(_), Some(_)) => return Err(StartupError::ConflictingSecrets),
         (Some(path), None) => {
@@ -327,14 +394,16 @@ fn load_jwt_secret(settings: &Settings) -> Result<JwtSecret, StartupError> {
         }
         (None, Some(secret)) => secret.expose_secret().as_bytes().to_vec(),
         (None, None) => {
-            tracing::warn!(
-                "no JWT secret configured (--jwt-secret-file or AUTHLAB_JWT_SECRET): generated a random one. \
-                 JWTs issued now will not survive a restart and will not verify on another instance."
-            );
-            return JwtSecret::generate().map_err(StartupError::JwtSecret);
+            return Ok((
+                JwtSecret::generate().map_err(StartupError::JwtSecret)?,
+                true,
+            ));
         }
     };
-    JwtSecret::new(bytes).map_err(StartupError::JwtSecret)
+    Ok((
+        JwtSecret::new(bytes).map_err(StartupError::JwtSecret)?,
+        false,
+    ))
 }
 
 /// Who may introspect: the secret from `--introspection-secret-file`, or nobody.

@@ -14,7 +14,8 @@
 //!   browser history and bookmarks, so a token in it leaks to everyone who sees any of those.
 //!
 //! **One credential per request.** Two `Authorization` headers, an `Authorization` header and a
-//! `?token=` (when the query is read at all), or two session cookies are refused as
+//! `?token=` (when the query is read at all), two `token=` parameters in the query, or two
+//! session cookies are refused as
 //! [`AuthError::Ambiguous`] (`400 invalid_request`) rather than one of them being picked: a
 //! second cookie is what cookie tossing from a sibling subdomain produces, and "the first one
 //! wins" in one component and "the last one wins" in another is how a proxy and a server come to
@@ -90,17 +91,16 @@ impl Transport {
                 }
             }
             Self::Bearer { allow_query } => {
-                let mut headers = req.headers().get_all(header::AUTHORIZATION);
-                let query = || {
-                    allow_query
-                        .then(|| query_token(req.query_string()))
-                        .flatten()
+                let query = if allow_query {
+                    query_token(req.query_string())?
+                } else {
+                    None
                 };
-                match (headers.next(), headers.next()) {
-                    (Some(_), Some(_)) => Err(AuthError::Ambiguous),
-                    (Some(_), None) if query().is_some() => Err(AuthError::Ambiguous),
-                    (Some(value), None) => authorization_token(value.as_bytes()),
-                    (None, _) => query().ok_or(AuthError::Missing),
+                let mut headers = req.headers().get_all(header::AUTHORIZATION);
+                match (headers.next(), headers.next(), query) {
+                    (Some(_), Some(_), _) | (Some(_), None, Some(_)) => Err(AuthError::Ambiguous),
+                    (Some(value), None, None) => authorization_token(value.as_bytes()),
+                    (None, _, query) => query.ok_or(AuthError::Missing),
                 }
             }
         }
@@ -195,11 +195,15 @@ fn cookie_values<'a>(req: &'a HttpRequest, name: &'a str) -> impl Iterator<Item 
 }
 
 /// Finds `token=` in a query string. Tokens are URL-safe, so there is nothing to percent-decode.
-fn query_token(query: &str) -> Option<&str> {
-    query
+/// A second `token=` (even an empty one) is [`AuthError::Ambiguous`]; an empty one alone is none.
+fn query_token(query: &str) -> Result<Option<&str>, AuthError> {
+    let mut tokens = query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .filter(|token| !token.is_empty())
+        .filter_map(|pair| pair.strip_prefix("token="));
+    match (tokens.next(), tokens.next()) {
+        (Some(_), Some(_)) => Err(AuthError::Ambiguous),
+        (token, _) => Ok(token.filter(|token| !token.is_empty())),
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +334,29 @@ mod tests {
         ));
         // Without the flag the query string is not read at all: the header alone counts.
         assert_eq!(bearer(false).credential(&both).ok(), Some("abc"));
+    }
+
+    #[test]
+    fn two_query_tokens_are_ambiguous_and_never_read_without_the_flag() {
+        for uri in [
+            "/redis/me?token=abc&token=abc",
+            "/redis/me?token=abc&x=1&token=xyz",
+            "/redis/me?token=&token=abc",
+        ] {
+            let req = TestRequest::with_uri(uri).to_http_request();
+            assert!(
+                matches!(bearer(true).credential(&req), Err(AuthError::Ambiguous)),
+                "{uri}"
+            );
+            assert!(
+                matches!(bearer(false).credential(&req), Err(AuthError::Missing)),
+                "{uri}"
+            );
+        }
+        // Other parameters whose names merely end in `token` are not a second one.
+        let req =
+            TestRequest::with_uri("/redis/me?token=abc&csrftoken=x&xtoken=y").to_http_request();
+        assert_eq!(bearer(true).credential(&req).ok(), Some("abc"));
     }
 
     #[test]

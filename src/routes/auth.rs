@@ -6,57 +6,115 @@ use authlab_core::{AuthError, Authenticator, Issued, TokenEndpoints};
 use authlab_users::Username;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::mounted::{MountedBackend, Shared, client_info, refresh_refused};
 use crate::audit;
 use crate::backend_kind::RouteGroup;
-use crate::error::ApiError;
+use crate::error::{ApiError, refusals};
 use crate::json::JsonLine;
 use crate::metrics::Outcome;
 use crate::throttle::Throttle;
 use crate::transport::Transport;
 
 /// Body of `POST /users` and `POST /{backend}/login`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Credentials)]
 pub struct UsernamePassword {
+    /// 1-64 characters, no control characters, no leading or trailing space.
+    #[schema(example = "alice")]
     username: String,
+    /// At registration: `--password-min-length` (15) to 1024 characters, not easy to guess.
+    #[schema(value_type = String, example = "correct horse battery staple")]
     password: SecretString,
 }
 
-/// Body of `POST /{backend}/refresh`.
-#[derive(Deserialize)]
+/// Body of `POST /{redis,jwt}/refresh`.
+#[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
-/// Body of `/me` (and of `/hello`, which has the same shape on purpose).
-#[derive(Serialize)]
-pub(super) struct Me<'a> {
+/// `201` of `POST /users`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+pub struct Registered<'a> {
+    user_id: i64,
+    username: &'a str,
+}
+
+/// `200` of `GET /{backend}/me` (and of `/hello`, which has the same shape on purpose, with
+/// user 0).
+#[derive(Serialize, ToSchema)]
+pub struct Me<'a> {
     pub(super) user_id: i64,
     pub(super) username: &'a str,
+    /// `session`, `redis`, `jwt` (`none` on `/hello`).
     pub(super) backend: &'a str,
 }
 
-/// Body of a bearer login or refresh (RFC 6749 §5.1's field names, which clients already know).
-#[derive(Serialize)]
-struct BearerLogin<'a> {
+/// `200` of a bearer login or refresh (RFC 6749 §5.1's field names, which clients already know).
+#[derive(Serialize, ToSchema)]
+pub struct BearerLogin<'a> {
     access_token: &'a str,
+    /// Always `Bearer`.
     token_type: &'a str,
+    /// Seconds.
     expires_in: u64,
+    /// Absent when this backend issues no refresh tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     refresh_token: Option<&'a str>,
+    /// Seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     refresh_expires_in: Option<u64>,
 }
 
-/// Body of a cookie login: the id itself travels only in the `HttpOnly` cookie.
-#[derive(Serialize)]
-pub(super) struct CookieLogin {
+/// `200` of a cookie login (`POST /session/login`, `/session/rotate`): the id itself travels
+/// only in the `HttpOnly` cookie.
+#[derive(Serialize, ToSchema)]
+pub struct CookieLogin {
+    /// Always `cookie`.
     pub(super) token_type: &'static str,
+    /// The idle timeout, in seconds.
     pub(super) expires_in: u64,
 }
 
+refusals!(
+    /// What `POST /users` can answer besides 201.
+    RegisterRefusals: MalformedJson, InvalidField, UsernameTaken, TooManyAttempts, BackendUnavailable
+);
+
+refusals!(
+    /// What a login can answer besides 200.
+    LoginRefusals: MalformedJson, InvalidCredentials, TooManyAttempts, BackendUnavailable
+);
+
+refusals!(
+    /// How a presented credential can be refused: every route that takes one answers these.
+    CredentialRefusals: InvalidRequest, MissingCredentials, InvalidToken, TokenExpired, TokenRevoked,
+        BackendUnavailable
+);
+
+refusals!(
+    /// What a refresh can answer besides 200.
+    RefreshRefusals: MalformedJson, InvalidToken, TokenExpired, TokenRevoked, RefreshTokenReused,
+        BackendUnavailable
+);
+
 /// `POST /users`: registers a user (201), hashing the password before it touches the database.
+#[utoipa::path(
+    post,
+    path = "/users",
+    operation_id = "users_register",
+    summary = "Register a user",
+    description = "Hashes the password (argon2id) and stores the user. 20 registrations per \
+                   client address per window.",
+    request_body = UsernamePassword,
+    responses((status = 201, description = "Registered", body = Registered), RegisterRefusals)
+)]
 pub async fn register(
     req: HttpRequest,
     shared: web::Data<Shared>,
@@ -72,10 +130,10 @@ pub async fn register(
         .check_new_password(username.as_str(), password)
         .await?;
     let user = shared.users.register(username, password).await?;
-    Ok(HttpResponse::Created().json_line(serde_json::json!({
-        "user_id": user.user_id,
-        "username": &*user.username,
-    })))
+    Ok(HttpResponse::Created().json_line(Registered {
+        user_id: user.user_id,
+        username: &user.username,
+    }))
 }
 
 /// The response that hands a freshly issued credential to the client.
@@ -103,6 +161,16 @@ pub(super) fn issued_response<A>(backend: &MountedBackend<A>, issued: &Issued) -
 }
 
 /// `POST /{backend}/login`: checks name and password, then issues this backend's credential.
+#[utoipa::path(
+    post,
+    path = "/login",
+    summary = "Log in",
+    description = "Checks the name and password and issues this backend's credential (session: \
+                   the `sid` cookie; redis, jwt: an access token and a refresh token). Every \
+                   login starts a new session or token family.",
+    request_body = UsernamePassword,
+    responses((status = 200, description = "Logged in", body = BearerLogin), LoginRefusals)
+)]
 pub async fn login<A: Authenticator>(
     req: HttpRequest,
     shared: web::Data<Shared>,
@@ -152,6 +220,14 @@ pub async fn login<A: Authenticator>(
 }
 
 /// `GET /{backend}/me`: who the credential belongs to. The hot path every load test measures.
+#[utoipa::path(
+    get,
+    path = "/me",
+    summary = "Who the credential belongs to",
+    description = "The hot path every load test measures.",
+    responses((status = 200, description = "The caller", body = Me), CredentialRefusals),
+    security(("bearer" = []))
+)]
 pub async fn me<A: Authenticator>(
     req: HttpRequest,
     backend: web::Data<MountedBackend<A>>,
@@ -165,6 +241,16 @@ pub async fn me<A: Authenticator>(
 }
 
 /// `POST /{backend}/logout`: revokes the presented credential (204).
+#[utoipa::path(
+    post,
+    path = "/logout",
+    summary = "Log out",
+    description = "Ends the presented credential and its login (family): on redis and jwt, every \
+                   access token and the refresh token of that login. With `--jwt-denylist off`, \
+                   a JWT access token stays valid until `exp`.",
+    responses((status = 204, description = "Logged out"), CredentialRefusals),
+    security(("bearer" = []))
+)]
 pub async fn logout<A: Authenticator>(
     req: HttpRequest,
     backend: web::Data<MountedBackend<A>>,
@@ -194,6 +280,16 @@ pub async fn logout<A: Authenticator>(
 }
 
 /// `POST /{backend}/refresh`: spends a refresh token for a new access token and refresh token.
+#[utoipa::path(
+    post,
+    path = "/refresh",
+    summary = "Exchange a refresh token",
+    description = "Rotation: a new access token and a new refresh token; the old one is spent. A \
+                   spent one presented again revokes the whole login (`refresh_token_reused`), \
+                   except within `--refresh-grace`, which gives the same successor.",
+    request_body = RefreshRequest,
+    responses((status = 200, description = "The new pair", body = BearerLogin), RefreshRefusals)
+)]
 pub async fn refresh<A: TokenEndpoints>(
     req: HttpRequest,
     backend: web::Data<MountedBackend<A>>,

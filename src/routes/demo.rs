@@ -49,6 +49,15 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, at: &mut super::mount::Mou
 /// `GET /`: the demo page. The session cookie's `Set-Cookie` is written in from the running
 /// server's own settings (name, `Max-Age`, `Secure`), since the page cannot read that cookie: it
 /// is `HttpOnly`, which is the point.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "demo",
+    summary = "The demo page",
+    description = "The three backends side by side in a browser (HTML, compiled into the binary, \
+                   with its own strict Content-Security-Policy).",
+    responses((status = 200, description = "The page"))
+)]
 pub async fn page(shared: web::Data<Shared>) -> HttpResponse {
     let html = INDEX_HTML.replace(
         "{{SESSION_SET_COOKIE}}",
@@ -58,16 +67,40 @@ pub async fn page(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 /// `GET /static/demo.js`.
+#[utoipa::path(
+    get,
+    path = "/static/demo.js",
+    operation_id = "demo_script",
+    summary = "A file of the demo page",
+    description = "Compiled into the binary.",
+    responses((status = 200, description = "The file"))
+)]
 pub async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", DEMO_JS)
 }
 
 /// `GET /static/demo.css`.
+#[utoipa::path(
+    get,
+    path = "/static/demo.css",
+    operation_id = "demo_style",
+    summary = "A file of the demo page",
+    description = "Compiled into the binary.",
+    responses((status = 200, description = "The file"))
+)]
 pub async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", DEMO_CSS)
 }
 
 /// `GET /static/favicon.svg`.
+#[utoipa::path(
+    get,
+    path = "/static/favicon.svg",
+    operation_id = "demo_icon",
+    summary = "A file of the demo page",
+    description = "Compiled into the binary.",
+    responses((status = 200, description = "The file"))
+)]
 pub async fn icon() -> HttpResponse {
     asset("image/svg+xml", FAVICON_SVG)
 }

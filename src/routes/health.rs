@@ -20,17 +20,59 @@ use std::future::Future;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::auth::Me;
 use super::mounted::Shared;
-use crate::error::ApiError;
+use crate::error::{ApiError, refusals};
 use crate::json::JsonLine;
 use crate::readiness::{BackendStates, DependencyState, Readiness};
 
 /// How long a readiness check waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// `200` of `/healthz` and `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health<'a> {
+    /// `/readyz` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<&'a Readiness>,
+    /// `ok`.
+    status: &'static str,
+}
+
+/// `200` of `/livez`.
+#[derive(Serialize, ToSchema)]
+pub struct Serving {
+    /// Each backend: `ok`, `degraded` or `unavailable`.
+    backends: BackendStates,
+    /// Each dependency, `ok` or `unavailable`.
+    checks: Readiness,
+    /// `ok`, or `degraded` when a backend is not fully `ok`.
+    status: &'static str,
+}
+
+refusals!(
+    /// What `/readyz` answers when a dependency is down.
+    ReadyRefusals: NotReady
+);
+
+/// `body` with the keys of every object in alphabetical order, as these answers have always
+/// been (the order of a `serde_json::Value`'s map). The fields of [`Health`] and [`Serving`] are
+/// in that order already; the objects inside them are not.
+fn keys_sorted(body: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(body).unwrap_or_default()
+}
+
 /// `GET /hello`: no authentication at all, same body shape as `/me`: the load-test baseline.
+#[utoipa::path(
+    get,
+    path = "/hello",
+    summary = "Unauthenticated baseline",
+    description = "Shaped like `/me`, for load tests.",
+    responses((status = 200, description = "Always", body = Me))
+)]
 pub async fn hello() -> HttpResponse {
     HttpResponse::Ok().json_line(Me {
         user_id: 0,
@@ -40,30 +82,62 @@ pub async fn hello() -> HttpResponse {
 }
 
 /// `GET /healthz`: the process is up (no I/O).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "Liveness",
+    description = "The process is up (no I/O).",
+    responses((status = 200, description = "Alive", body = Health))
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json_line(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json_line(Health {
+        checks: None,
+        status: "ok",
+    })
 }
 
 /// `GET /readyz`: Redis and the user store both answer within a second (else 503, through the
 /// one error mapping, naming what is down).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    summary = "Readiness",
+    description = "Redis and the user store both answer within a second. Strict: do not balance \
+                   on it (a Redis outage would take every instance out at once); use `/livez`.",
+    responses((status = 200, description = "Ready", body = Health), ReadyRefusals)
+)]
 pub async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
     let checks = dependencies(&shared).await;
     if !checks.failing().is_empty() {
         return Err(ApiError::NotReady(checks));
     }
-    Ok(HttpResponse::Ok().json_line(serde_json::json!({ "status": "ok", "checks": checks })))
+    Ok(HttpResponse::Ok().json_line(keys_sorted(Health {
+        checks: Some(&checks),
+        status: "ok",
+    })))
 }
 
 /// `GET /livez`: the load balancer's check. 200 whenever this process answers, with what each
 /// backend can do right now (see the module doc for why it does not fail on a shared dependency).
+#[utoipa::path(
+    get,
+    path = "/livez",
+    summary = "The load balancer's check",
+    description = "200 whenever this instance can serve (in-memory sessions need nothing else), \
+                   with each backend's state: `ok`, `degraded` (issued credentials work, logins \
+                   do not: the user store is down) or `unavailable` (Redis is down and the \
+                   backend needs it). `status` is `degraded` when any backend is not `ok`. It \
+                   fails only when the process does not answer.",
+    responses((status = 200, description = "This instance can serve", body = Serving))
+)]
 pub async fn livez(shared: web::Data<Shared>) -> HttpResponse {
     let checks = dependencies(&shared).await;
     let backends = BackendStates::from_checks(&checks, &shared.needs_redis);
     let status = if backends.all_ok() { "ok" } else { "degraded" };
-    HttpResponse::Ok().json_line(serde_json::json!({
-        "status": status,
-        "checks": checks,
-        "backends": backends,
+    HttpResponse::Ok().json_line(keys_sorted(Serving {
+        backends,
+        checks,
+        status,
     }))
 }
 

@@ -8,33 +8,72 @@ use authlab_core::{AuthError, Authenticator, Identity, SessionRegistry};
 use authlab_session::SessionAuthenticator;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::auth::issued_response;
+use super::auth::{CookieLogin, CredentialRefusals, issued_response};
 use super::mounted::{MountedBackend, Shared};
 use crate::audit;
-use crate::error::{ApiError, CauseChain, Challenge};
+use crate::error::{ApiError, CauseChain, Challenge, refusals};
 use crate::json::JsonLine;
 use crate::throttle::Throttle;
 use crate::transport::Transport;
 
-/// One entry of `GET /{backend}/sessions`.
-#[derive(Serialize)]
-struct SessionEntry<'a> {
-    id: &'a str,
+/// One live session (or token family) of the caller, in `GET /{backend}/sessions`. The fields
+/// are in alphabetical order, the order this answer has always had.
+#[derive(Serialize, ToSchema)]
+pub struct SessionEntry<'a> {
+    /// Unix seconds.
     created_at: u64,
-    last_used_at: u64,
-    expires_at: u64,
-    user_agent: Option<&'a str>,
     /// Whether this is the session the request itself came with.
     current: bool,
+    /// Unix seconds.
+    expires_at: u64,
+    id: &'a str,
+    /// Unix seconds.
+    last_used_at: u64,
+    user_agent: Option<&'a str>,
+}
+
+/// `200` of `GET /{backend}/sessions`, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList<'a> {
+    sessions: Vec<SessionEntry<'a>>,
+}
+
+/// `200` of `POST /{backend}/logout-all`.
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    /// How many sessions (or token families) ended.
+    revoked: usize,
 }
 
 /// Body of `POST /users/me/password`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PasswordChange {
+    #[schema(value_type = String)]
     old_password: SecretString,
+    #[schema(value_type = String)]
     new_password: SecretString,
 }
+
+refusals!(
+    /// What the registry's routes can answer besides success: a refused credential, or a
+    /// backend that keeps no list.
+    RegistryRefusals: MissingCredentials, InvalidToken, TokenExpired, TokenRevoked, Unsupported,
+        BackendUnavailable
+);
+
+refusals!(
+    /// What `DELETE /{backend}/sessions/{id}` can answer besides 204.
+    RevokeOneRefusals: MissingCredentials, InvalidToken, TokenExpired, TokenRevoked,
+        SessionNotFound, Unsupported, BackendUnavailable
+);
+
+refusals!(
+    /// What a password change can answer besides 204.
+    PasswordChangeRefusals: MissingCredentials, InvalidToken, TokenExpired, TokenRevoked,
+        MalformedJson, InvalidCredentials, InvalidField, TooManyAttempts, BackendUnavailable
+);
 
 /// A logout-all or password change also clears the caller's session cookie, if it had one.
 fn finish(response: &mut actix_web::HttpResponseBuilder, transport: Transport) {
@@ -44,6 +83,15 @@ fn finish(response: &mut actix_web::HttpResponseBuilder, transport: Transport) {
 }
 
 /// `GET /{backend}/sessions`: the caller's live sessions (or token families), newest first.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    operation_id = "sessions_list",
+    summary = "The caller's live sessions",
+    description = "Sessions (session backend) or token families (redis, jwt), newest first.",
+    responses((status = 200, description = "The list", body = SessionList), RegistryRefusals),
+    security(("bearer" = []))
+)]
 pub async fn list<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
     backend: web::Data<MountedBackend<A>>,
@@ -54,7 +102,7 @@ pub async fn list<A: Authenticator + SessionRegistry>(
         .sessions(identity.user_id)
         .await
         .map_err(|c| backend.refuse(c))?;
-    let entries: Vec<SessionEntry<'_>> = sessions
+    let entries = sessions
         .iter()
         .map(|s| SessionEntry {
             id: &s.id,
@@ -67,10 +115,20 @@ pub async fn list<A: Authenticator + SessionRegistry>(
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json_line(serde_json::json!({ "sessions": entries })))
+        .json_line(SessionList { sessions: entries }))
 }
 
 /// `DELETE /{backend}/sessions/{id}`: revokes one of the caller's sessions (204, or 404).
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    operation_id = "sessions_revoke",
+    summary = "End one of the caller's sessions",
+    description = "`id` as listed by `GET /sessions`.",
+    params(("id" = String, Path, description = "a session or family id, as listed")),
+    responses((status = 204, description = "Ended"), RevokeOneRefusals),
+    security(("bearer" = []))
+)]
 pub async fn revoke_one<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
     backend: web::Data<MountedBackend<A>>,
@@ -94,6 +152,14 @@ pub async fn revoke_one<A: Authenticator + SessionRegistry>(
 }
 
 /// `POST /{backend}/logout-all`: revokes every session of the caller on this backend.
+#[utoipa::path(
+    post,
+    path = "/logout-all",
+    summary = "End every session of the caller on this backend",
+    description = "Every session (or token family) of the user on this backend.",
+    responses((status = 200, description = "All ended", body = Revoked), RegistryRefusals),
+    security(("bearer" = []))
+)]
 pub async fn logout_all<A: Authenticator + SessionRegistry>(
     req: HttpRequest,
     backend: web::Data<MountedBackend<A>>,
@@ -108,7 +174,7 @@ pub async fn logout_all<A: Authenticator + SessionRegistry>(
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     finish(&mut response, backend.transport);
-    Ok(response.json_line(serde_json::json!({ "revoked": revoked })))
+    Ok(response.json_line(Revoked { revoked }))
 }
 
 /// Whoever the request's credential (of any backend) says the caller is.
@@ -159,6 +225,21 @@ async fn revoke_everywhere(shared: &Shared, user_id: i64) -> Result<usize, ApiEr
 /// answer is 503 and the password is unchanged (some credentials may already be revoked, which
 /// errs on the safe side; the client logs in again and retries); and everything is revoked once
 /// more afterwards, for a login that slipped in with the old password in between.
+#[utoipa::path(
+    post,
+    path = "/users/me/password",
+    operation_id = "users_change_password",
+    summary = "Change the caller's password",
+    description = "Takes any backend's credential (cookie or bearer) and the old password; ends \
+                   every credential of the user on every backend (and clears the caller's \
+                   cookie).",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; every credential of the user is dead"),
+        PasswordChangeRefusals
+    ),
+    security(("cookie" = []), ("bearer" = []))
+)]
 pub async fn change_password(
     req: HttpRequest,
     shared: web::Data<Shared>,
@@ -211,6 +292,18 @@ pub async fn change_password(
 /// `POST /session/rotate`: a new id for the caller's session, the old one dead at once. This is
 /// what an application calls when the session's privileges change (a role granted, a "sudo"
 /// re-authentication), so that an id seen or planted before the change is worthless after it.
+#[utoipa::path(
+    post,
+    path = "/rotate",
+    operation_id = "rotate",
+    summary = "A new session id for the same session",
+    description = "After a privilege change: the old id stops working.",
+    responses(
+        (status = 200, description = "Rotated; the new id is in `Set-Cookie`", body = CookieLogin),
+        CredentialRefusals
+    ),
+    security(("cookie" = []))
+)]
 pub async fn renew_session_id(
     req: HttpRequest,
     backend: web::Data<MountedBackend<SessionAuthenticator>>,

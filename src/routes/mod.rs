@@ -23,7 +23,7 @@
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness of Redis and the user store |
 //! | `GET /livez` | the load balancer's check: 200 while this instance can serve, degraded backends named |
 //! | `GET /`, `GET /static/{demo.js,demo.css,favicon.svg}` | the demo page and its assets |
-//! | `GET /openapi.json`, `GET /docs/` | the OpenAPI 3.1 description; Swagger UI ([`crate::openapi`]) |
+//! | `GET /openapi.json`, `GET /docs/` | the OpenAPI 3.1 description; Swagger UI (handed in by `startup`) |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 //!
 //! # Where a request goes
@@ -60,7 +60,7 @@ pub mod mount;
 pub mod mounted;
 pub mod oauth;
 
-pub use mount::{Mount, MountedRoute};
+pub use mount::{Mount, MountedRoute, MountedScope};
 pub use mounted::{AnyBackend, MountedBackend, Shared};
 
 /// One backend's scope: `/{name}` with the routes its capabilities give it. Implemented where
@@ -84,10 +84,23 @@ pub struct Mounted {
     pub metrics: web::Data<Metrics>,
 }
 
+/// A route the router mounts for a module above it (the API description and its UI): handed in
+/// by `startup`, so that the router does not import what describes it, and mounted like every
+/// other route (listed, and a JSON 405 for other methods).
+#[derive(Clone, Copy)]
+pub struct ExtraRoute {
+    /// `GET`, `POST`, `DELETE`.
+    pub method: &'static str,
+    /// The path as actix-web takes it (`/docs/{file:.*}`).
+    pub path: &'static str,
+    /// The route: its method guard and handler.
+    pub route: fn() -> actix_web::Route,
+}
+
 /// Mounts every route on an app: the shared routes, then each backend's scope with the routes of
-/// the capabilities its type has, then the description and metrics routes. Each route is listed
-/// as it is mounted ([`mounted_routes`]).
-pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
+/// the capabilities its type has, then the `extra` routes and metrics. Each route is listed as
+/// it is mounted ([`mounted_routes`]).
+pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted, extra: &[ExtraRoute]) {
     let mut list = Vec::new();
     let mut at = Mount::under("", &mut list);
     cfg.app_data(mounted.shared.clone())
@@ -121,19 +134,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
     }
     let mut at = Mount::under("", &mut list);
     demo::configure(cfg, &mut at);
+    for extra in extra {
+        cfg.service(at.resource(extra.path, extra.method).route((extra.route)()));
+    }
     cfg.service(
-        at.resource("/openapi.json", "GET")
-            .route(web::get().to(crate::openapi::openapi_json)),
-    )
-    .service(
-        at.resource("/docs", "GET")
-            .route(web::get().to(crate::openapi::docs_redirect)),
-    )
-    .service(
-        at.resource("/docs/{file:.*}", "GET")
-            .route(web::get().to(crate::openapi::docs)),
-    )
-    .service(
         at.resource("/metrics", "GET")
             .app_data(mounted.metrics.clone())
             .route(web::get().to(crate::metrics::scrape)),
@@ -156,6 +160,10 @@ pub fn backend_scope<A: Authenticator>(
     backend: web::Data<MountedBackend<A>>,
     at: &mut Mount<'_>,
 ) -> actix_web::Scope {
+    at.in_backend(MountedScope {
+        kind: backend.kind,
+        transport: backend.transport,
+    });
     web::scope(&format!("/{}", backend.kind.name()))
         .app_data(backend)
         .service(

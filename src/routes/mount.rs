@@ -5,21 +5,35 @@
 use actix_web::http::header;
 use actix_web::{ResponseError, web};
 
+use crate::backend_kind::BackendKind;
 use crate::error::ApiError;
+use crate::transport::Transport;
 
-/// A route as the router mounted it: its method and its path template (`/redis/sessions/{id}`,
-/// without any regex a parameter has).
+/// A route as the router mounted it: its method, its path template (`/redis/sessions/{id}`,
+/// without any regex a parameter has) and the backend whose scope it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountedRoute {
     /// `GET`, `POST`, `DELETE`.
     pub method: &'static str,
     /// The full path, with `{name}` parameters.
     pub path: String,
+    /// The backend whose scope holds the route; `None` outside the scopes.
+    pub backend: Option<MountedScope>,
+}
+
+/// The backend of a scope, as a [`MountedRoute`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountedScope {
+    /// Which backend (its name is the scope's: `redis` for `/redis/...`).
+    pub kind: BackendKind,
+    /// How the backend's credential travels.
+    pub transport: Transport,
 }
 
 /// Makes resources under a prefix and lists each one as it is made ([`MountedRoute`]).
 pub struct Mount<'a> {
     prefix: String,
+    backend: Option<MountedScope>,
     list: &'a mut Vec<MountedRoute>,
 }
 
@@ -31,7 +45,16 @@ impl<'a> Mount<'a> {
         } else {
             format!("/{scope}")
         };
-        Self { prefix, list }
+        Self {
+            prefix,
+            backend: None,
+            list,
+        }
+    }
+
+    /// The resources made from now on are in `backend`'s scope.
+    pub fn in_backend(&mut self, backend: MountedScope) {
+        self.backend = Some(backend);
     }
 
     /// A resource whose other methods answer a JSON 405 (see `resource` below), listed.
@@ -48,6 +71,7 @@ impl<'a> Mount<'a> {
         self.list.push(MountedRoute {
             method: allow,
             path: format!("{}{template}", self.prefix),
+            backend: self.backend,
         });
         resource(path, allow)
     }

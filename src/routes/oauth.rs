@@ -14,22 +14,76 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use authlab_core::{TokenEndpoints, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::mounted::{MountedBackend, Shared, refresh_refused};
-use crate::error::ApiError;
+use crate::error::{ApiError, refusals};
 use crate::json::JsonLine;
 
 /// The form both endpoints take (`token_type_hint` is accepted and, as the RFCs allow, not
 /// needed: the token's shape tells us what it is).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct TokenForm {
+    /// An access or refresh token.
+    #[schema(value_type = String)]
     token: SecretString,
-    #[allow(dead_code)]
-    token_type_hint: Option<String>,
+    /// Accepted and not needed.
+    #[serde(rename = "token_type_hint")]
+    _token_type_hint: Option<String>,
 }
 
+/// `200` of `/introspect`: `{"active": false}` for anything but a live token (RFC 7662 §2.2:
+/// optional members are left out, not null, when unknown). The fields are in alphabetical
+/// order, the order this answer has always had.
+#[derive(Serialize, ToSchema)]
+pub struct Introspection<'a> {
+    active: bool,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    exp: Option<u64>,
+    /// Unix seconds, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    iat: Option<u64>,
+    /// The login (session or token family) the token belongs to, `null` if none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    session_id: Option<Option<&'a str>>,
+    /// The user id, as a string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    sub: Option<String>,
+    /// `access_token` or `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    username: Option<&'a str>,
+}
+
+refusals!(
+    /// What `/revoke` can answer besides 200.
+    RevokeRefusals: InvalidRequest, BackendUnavailable
+);
+
+refusals!(
+    /// What `/introspect` can answer besides 200.
+    IntrospectRefusals: InvalidRequest, MissingCredentials, InvalidClient, BackendUnavailable
+);
+
 /// `POST /{backend}/revoke` (RFC 7009): always 200 once the token, if it was live, is dead.
+#[utoipa::path(
+    post,
+    path = "/revoke",
+    summary = "RFC 7009 token revocation",
+    description = "Always 200 once the token, if it was live, is dead (an unknown token too). A \
+                   refresh token revokes its family.",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked (empty body)"), RevokeRefusals)
+)]
 pub async fn revoke<A: TokenEndpoints>(
     backend: web::Data<MountedBackend<A>>,
     form: web::Form<TokenForm>,
@@ -46,6 +100,15 @@ pub async fn revoke<A: TokenEndpoints>(
 
 /// `POST /{backend}/introspect` (RFC 7662): what a live token is, or `{"active": false}`, for
 /// a caller holding the introspection secret.
+#[utoipa::path(
+    post,
+    path = "/introspect",
+    summary = "RFC 7662 token introspection",
+    description = "What a live token is, or `{\"active\": false}`.",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The answer", body = Introspection), IntrospectRefusals),
+    security(("introspection" = []))
+)]
 pub async fn introspect<A: TokenEndpoints>(
     req: HttpRequest,
     shared: web::Data<Shared>,
@@ -58,26 +121,28 @@ pub async fn introspect<A: TokenEndpoints>(
         .introspect(form.token.expose_secret())
         .await
         .map_err(refresh_refused)?;
-    let body = match info {
-        Some(info) => {
-            let mut body = serde_json::json!({
-                "active": true,
-                "token_type": match info.kind {
-                    TokenKind::Access => "access_token",
-                    TokenKind::Refresh => "refresh_token",
-                },
-                "sub": info.identity.user_id.to_string(),
-                "username": &*info.identity.username,
-                "exp": info.expires_at,
-                "session_id": info.identity.session_id.as_deref(),
-            });
-            // RFC 7662 §2.2: optional members are left out, not null, when unknown.
-            if let Some(iat) = info.issued_at {
-                body["iat"] = iat.into();
-            }
-            body
-        }
-        None => serde_json::json!({ "active": false }),
+    let body = match &info {
+        Some(info) => Introspection {
+            active: true,
+            exp: Some(info.expires_at),
+            iat: info.issued_at,
+            session_id: Some(info.identity.session_id.as_deref()),
+            sub: Some(info.identity.user_id.to_string()),
+            token_type: Some(match info.kind {
+                TokenKind::Access => "access_token",
+                TokenKind::Refresh => "refresh_token",
+            }),
+            username: Some(&*info.identity.username),
+        },
+        None => Introspection {
+            active: false,
+            exp: None,
+            iat: None,
+            session_id: None,
+            sub: None,
+            token_type: None,
+            username: None,
+        },
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -372,6 +372,196 @@ fn a_bad_value_from_the_environment_names_the_variable() {
     assert!(!stderr.contains("environment variable"), "{stderr}");
 }
 
+// --- Errors first: a start-up that fails prints the error first, with its cause and remedy --
+
+/// The lines of a failed start's standard error.
+fn failing_start_lines(command: Command) -> Vec<String> {
+    failing_start(command).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_refused_secret_is_the_first_line_printed_and_no_settings_come_before_it() {
+    let file = std::env::temp_dir().join(format!("authlab-secret-{}", Uuid::new_v4()));
+    std::fs::write(&file, "hoc2b/bodPIQ5auTaFnKMhG8aPWN8XxNZhDKP5N6j/oc\n").unwrap();
+    let mut too_short = authlab();
+    too_short.env("AUTHLAB_JWT_SECRET", "too-short");
+    let mut weak = authlab();
+    weak.env("AUTHLAB_JWT_SECRET", "a".repeat(32));
+    let mut both = authlab();
+    both.env("AUTHLAB_JWT_SECRET", "x".repeat(40))
+        .arg("--jwt-secret-file")
+        .arg(&file);
+    for (what, command, first) in [
+        (
+            "too short",
+            too_short,
+            "error: unusable JWT secret: the JWT secret is 9 bytes long",
+        ),
+        (
+            "weak",
+            weak,
+            "error: unusable JWT secret: the JWT secret is one byte repeated",
+        ),
+        (
+            "both",
+            both,
+            "error: both --jwt-secret-file and AUTHLAB_JWT_SECRET are set; give one",
+        ),
+    ] {
+        let lines = failing_start_lines(command);
+        assert!(lines[0].starts_with(first), "{what}: {lines:#?}");
+        // The settings summary follows a successful start only.
+        assert!(
+            !lines.iter().any(|line| line.contains("bind =")),
+            "{what}: {lines:#?}"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_missing_secret_file_is_the_first_line_and_the_next_says_how_to_make_one() {
+    let mut command = authlab();
+    command.arg("--jwt-secret-file").arg("/nonexistent/secret");
+    let lines = failing_start_lines(command);
+    assert_eq!(
+        lines[0],
+        "error: cannot read the JWT secret file /nonexistent/secret: No such file or directory (os error 2)"
+    );
+    assert_eq!(
+        lines[1],
+        "help: make one with `head -c 48 /dev/urandom | base64 > /nonexistent/secret`, or give another file"
+    );
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+}
+
+#[test]
+fn a_postgresql_url_on_a_closed_port_names_the_address_and_refused_but_not_the_password() {
+    let port = free_port();
+    let mut command = authlab();
+    command.env(
+        "AUTHLAB_DATABASE_URL",
+        format!("postgres://postgres:hunter2-pw@127.0.0.1:{port}/test"),
+    );
+    let lines = failing_start_lines(command);
+    assert_eq!(
+        lines[0],
+        format!(
+            "error: cannot open the user store: cannot connect to PostgreSQL at 127.0.0.1:{port}: \
+             Connection refused (os error 111)"
+        ),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("help: start PostgreSQL there, or correct --database-url"));
+    // Nothing before the error: not the generated-secret warning, not the settings.
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(!lines.concat().contains("hunter2-pw"), "{lines:#?}");
+}
+
+#[test]
+fn a_postgresql_server_that_never_answers_is_named_after_the_connect_timeout() {
+    // Listening but never accepting: the kernel completes the handshake, then nothing answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut command = authlab();
+    command.env(
+        "AUTHLAB_DATABASE_URL",
+        format!("postgres://postgres@127.0.0.1:{port}/test"),
+    );
+    let lines = failing_start_lines(command);
+    drop(silent);
+    assert_eq!(
+        lines[0],
+        format!(
+            "error: cannot open the user store: cannot connect to PostgreSQL at 127.0.0.1:{port}: \
+             no answer within 3 s"
+        ),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_postgresql_server_that_turns_the_connection_down_is_quoted() {
+    let admin = postgres_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    let database = format!("authlab_absent_{}", Uuid::new_v4().simple());
+    let mut command = authlab();
+    command.env("AUTHLAB_DATABASE_URL", format!("{base}/{database}"));
+    let lines = failing_start_lines(command);
+    assert!(
+        lines[0].starts_with("error: cannot open the user store: PostgreSQL at "),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[0].ends_with(&format!(
+            "turned the connection down: database \"{database}\" does not exist"
+        )),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("help: check the user, password and database name"));
+}
+
+#[test]
+fn a_taken_address_is_named_with_the_way_out() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let mut command = authlab();
+    command.env("AUTHLAB_BIND", &address);
+    let lines = failing_start_lines(command);
+    drop(taken);
+    assert_eq!(
+        lines[0],
+        format!("error: cannot listen on {address}: Address already in use (os error 98)")
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "help: another process listens on {address}: stop it, or give --bind another \
+             address (127.0.0.1:0 takes any free port)"
+        )
+    );
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+}
+
+/// Everything from `Examples:` on, as `authlab <args> --help` prints it at `columns` columns.
+fn notes_of_help(args: &[&str], columns: usize) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args(args)
+        .arg("--help")
+        .env("COLUMNS", columns.to_string())
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let start = help.find("Examples:").expect("the help has examples");
+    help[start..].to_owned()
+}
+
+#[test]
+fn the_help_examples_are_never_wrapped_at_80_columns() {
+    for args in [&[][..], &["serve"], &["compare"], &["drill"]] {
+        let (narrow, wide) = (notes_of_help(args, 80), notes_of_help(args, 200));
+        // Wrapped at 80, a note would differ from the same note at 200 columns.
+        assert_eq!(narrow, wide, "{args:?}");
+        // Each example is a comment line, a command or its continuation, never the tail of a
+        // comment on a line of its own.
+        let examples = narrow.lines().skip(1).take_while(|line| !line.is_empty());
+        for line in examples {
+            assert!(
+                line.starts_with("  # ")
+                    || line.starts_with("  authlab ")
+                    || line.starts_with("      --"),
+                "{args:?}: {line:?}"
+            );
+        }
+    }
+    assert!(
+        notes_of_help(&[], 80).contains("\n  # users in the SQLite file ./authlab.db"),
+        "the first example keeps its comment"
+    );
+}
+
 #[tokio::test]
 async fn start_up_warns_when_redis_does_not_answer_and_says_what_to_do_next() {
     let redis = PrivateRedis::not_started();

@@ -414,7 +414,8 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nobody listens on: bound, read, and released.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -574,6 +574,34 @@ async fn a_header_and_a_query_token_together_are_ambiguous_when_query_tokens_are
 }
 
 #[tokio::test]
+async fn two_query_tokens_are_ambiguous_when_query_tokens_are_allowed() {
+    let app = spawn_app_with(|s| s.allow_query_token = true).await;
+    for backend in token_backends() {
+        let (_, token) = app.logged_in(backend).await;
+        let (_, other) = app.logged_in(backend).await;
+        for second in [token.value(), other.value(), ""] {
+            let response = app
+                .get(&format!(
+                    "/{backend}/me?token={}&token={second}",
+                    token.value()
+                ))
+                .await;
+            let challenge = header_text(&response, header::WWW_AUTHENTICATE).to_owned();
+            assert!(
+                challenge.contains(r#"error="invalid_request""#),
+                "{backend}: {challenge}"
+            );
+            assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+        }
+        // One `token=` still works: the refusal is about the second one.
+        let response = app
+            .get(&format!("/{backend}/me?token={}", token.value()))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{backend}");
+    }
+}
+
+#[tokio::test]
 async fn without_the_flag_a_query_token_beside_a_header_is_ignored() {
     let app = spawn_app().await;
     for backend in token_backends() {

@@ -189,6 +189,33 @@ async fn claims_that_break_the_rules_are_invalid() {
 }
 
 #[tokio::test]
+async fn a_validly_signed_token_with_a_null_time_claim_is_invalid() {
+    let app = spawn_app().await;
+    let user = app.register().await;
+    // A login first, so that a genuine token of this user is accepted (see the first test).
+    app.login(Backend::Jwt, &user).await;
+    let secret = TEST_JWT_SECRET.as_bytes();
+    for claim in ["nbf", "exp", "iat"] {
+        let mut claims = claims_for(&user);
+        claims[claim] = Value::Null;
+        assert_invalid(
+            &app,
+            &sign(Algorithm::HS256, secret, &claims),
+            &format!("\"{claim}\": null"),
+        )
+        .await;
+    }
+    // The same claims without `nbf` at all are fine: only a present `null` is refused.
+    let token = sign(Algorithm::HS256, secret, &claims_for(&user));
+    assert_eq!(
+        app.me(Backend::Jwt, &Credential::Bearer(token))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn a_genuine_token_past_its_exp_is_token_expired() {
     let app = spawn_app().await;
     let user = app.register().await;

@@ -3,6 +3,8 @@
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 
+use authlab::error::{ApiError, ErrorCode};
+
 use crate::helpers::*;
 
 async fn document(app: &TestApp) -> Value {
@@ -132,10 +134,13 @@ async fn both_security_schemes_and_every_error_code_are_described() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    for (code, _, _) in authlab::openapi::ERRORS {
-        assert!(codes.contains(code), "{code} missing from ErrorCode");
+    for code in ErrorCode::ALL {
+        assert!(
+            codes.contains(&code.as_str()),
+            "{code:?} missing from ErrorCode"
+        );
     }
-    assert_eq!(codes.len(), authlab::openapi::ERRORS.len());
+    assert_eq!(codes.len(), ErrorCode::ALL.len());
     let me_401 = &doc["paths"]["/redis/me"]["get"]["responses"]["401"];
     assert_eq!(
         me_401["content"]["application/json"]["schema"]["$ref"],
@@ -205,4 +210,117 @@ async fn docs_serves_the_bundled_swagger_ui_with_its_own_content_security_policy
 
     let missing = app.get("/docs/no-such-file.js").await;
     assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn every_mounted_route_and_every_error_code_appear_in_the_document() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+
+    // Every route the router mounted, at its full path, under its scope's tag and operationId.
+    let mounted = authlab::routes::mounted_routes();
+    assert!(
+        mounted.iter().any(|r| r.path == "/openapi.json")
+            && mounted.iter().any(|r| r.backend.is_some()),
+        "mounted: {mounted:?}"
+    );
+    for route in mounted {
+        let operation = &doc["paths"][&route.path][route.method.to_lowercase()];
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        let tag = route
+            .backend
+            .map_or("service", |backend| backend.kind.name());
+        assert_eq!(operation["tags"], serde_json::json!([tag]), "{route:?}");
+        if let Some(backend) = route.backend {
+            assert!(
+                id.starts_with(&format!("{}_", backend.kind.name())),
+                "{route:?}: {id}"
+            );
+        }
+        // What the router and the middleware answer on every route is listed on every route.
+        let responses = &operation["responses"];
+        assert!(
+            responses["405"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("`method_not_allowed`")),
+            "{route:?}"
+        );
+        if route.method != "GET" {
+            assert!(
+                responses["403"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("`csrf_rejected`")),
+                "{route:?}"
+            );
+        }
+    }
+
+    // Every code of the error table: in the ErrorCode schema with what it means, and in the
+    // introduction with its status.
+    let schema = &doc["components"]["schemas"]["ErrorCode"];
+    let listed = schema["description"]
+        .as_str()
+        .expect("ErrorCode's description");
+    let intro = doc["info"]["description"]
+        .as_str()
+        .expect("the introduction");
+    for code in ErrorCode::ALL {
+        let status = code.status().as_u16();
+        assert!(
+            listed.contains(&format!(
+                "`{}` ({status}): {}",
+                code.as_str(),
+                code.meaning()
+            )),
+            "{code:?}: {listed}"
+        );
+        assert!(
+            intro.contains(&format!("`{}` {status}", code.as_str())),
+            "{code:?}: {intro}"
+        );
+    }
+
+    // Every code an operation names sits under the status that code is answered with.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let description = response["description"].as_str().unwrap_or_default();
+                for named in description.split('`').skip(1).step_by(2) {
+                    let Some(code) = ErrorCode::ALL.iter().find(|c| c.as_str() == named) else {
+                        continue;
+                    };
+                    assert_eq!(
+                        code.status().as_u16().to_string(),
+                        *status,
+                        "{method} {path}: {named}"
+                    );
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Error",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    // The table is ApiError's own: an error answers with the code and status the document gives.
+    use actix_web::ResponseError;
+    for error in [
+        ApiError::InvalidCredentials,
+        ApiError::UsernameTaken,
+        ApiError::PayloadTooLarge,
+        ApiError::UnsupportedMediaType,
+        ApiError::InvalidClient,
+        ApiError::NotFound,
+        ApiError::SessionNotFound,
+        ApiError::MethodNotAllowed,
+        ApiError::CsrfRejected,
+        ApiError::MalformedJson("x".into()),
+        ApiError::InvalidRequest("x".into()),
+        ApiError::Internal("x".into()),
+    ] {
+        let answer = format!("`{}` {}", error.code(), error.status_code().as_u16());
+        assert!(intro.contains(&answer), "{answer}: {intro}");
+    }
 }

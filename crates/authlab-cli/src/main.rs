@@ -7,41 +7,56 @@ use std::process::ExitCode;
 
 use authlab::config::Settings;
 use authlab::error::CauseChain;
-use authlab::startup::Application;
+use authlab::startup::{Application, StartupError};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+// The notes below are printed as written when they fit the terminal, and wrapped by clap when
+// they do not: every line stays within 78 columns, and each example's comment has a line of its
+// own above the command, so that at 80 columns no comment wraps onto a line that looks like a
+// command (a test checks the help at 80 columns against the help at 200).
 const EXAMPLES: &str = "\
 Examples:
-  authlab serve                                   # SQLite file ./authlab.db, local Redis, random JWT secret
-  authlab serve --jwt-secret-file jwt.secret      # a stable secret (at least 32 bytes)
-  authlab serve --database-url postgres://postgres@127.0.0.1/test --jwt-denylist off
+  # users in the SQLite file ./authlab.db, local Redis, a random JWT secret
+  authlab serve
+  # a stable JWT secret, read from a file (at least 32 bytes)
+  authlab serve --jwt-secret-file jwt.secret
+  # users in PostgreSQL; JWTs without the denylist
+  authlab serve --jwt-denylist off \\
+      --database-url postgres://postgres@127.0.0.1/test
 
-The JWT secret can also come from the AUTHLAB_JWT_SECRET environment variable (never a flag,
-which would show it to everyone running `ps`).";
+The JWT secret can also come from the AUTHLAB_JWT_SECRET environment variable
+(never a flag, which would show it to everyone running `ps`).";
 
 const COMPARE_NOTES: &str = "\
 Examples:
-  authlab compare --out report                    # about 5 minutes; needs the local Redis
-  authlab compare --rounds 5 --skip-memory        # without the memory probes
-  authlab compare --modes redis,redis-cached      # two modes only, about 1.5 minutes
+  # about 5 minutes; needs the local Redis
+  authlab compare --out report
+  # without the memory probes
+  authlab compare --rounds 5 --skip-memory
+  # two modes only, about 1.5 minutes
+  authlab compare --modes redis,redis-cached
 
-The default run: 3 rounds x (10 modes + /hello twice) x (2 s warm-up + 5 s), the memory probes
-(1,000,000 sessions), 1,000 revocation samples per revocable mode, the login cost.
+The default run: 3 rounds x (10 modes + /hello twice) x (2 s warm-up + 5 s),
+the memory probes (1,000,000 sessions), 1,000 revocation samples per
+revocable mode, the login cost.
 
-Every line it prints fits 80 columns. The in-process servers log warnings only; RUST_LOG=info
-shows their start-up lines. Ctrl-C stops the run, the servers, and removes the run's Redis keys
-and temporary files (exit code 130).";
+Every line it prints fits 80 columns. The in-process servers log warnings
+only; RUST_LOG=info shows their start-up lines. Ctrl-C stops the run, the
+servers, and removes the run's Redis keys and temporary files (exit code 130).";
 
 const DRILL_NOTES: &str = "\
 Examples:
-  authlab drill --scenario kill-instance          # 3 instances, one Redis; about 45 s
-  authlab drill --scenario kill-master            # a 6-node Redis Cluster; a master SIGKILLed
+  # 3 instances, one Redis; about 45 s
+  authlab drill --scenario kill-instance
+  # a 6-node Redis Cluster; a master SIGKILLed
+  authlab drill --scenario kill-master
+  # Redis restarted 8 s into a 20 s run
   authlab drill --scenario redis-restart --duration 20s --fault-at 8s
 
-Needs redis-server, redis-cli and haproxy (apt-get install -y redis-server haproxy). Every
-process it starts is stopped again, also on Ctrl-C (exit code 130). Exit code 1 when an
-acknowledged logout was accepted again afterwards.";
+Needs redis-server, redis-cli and haproxy (apt-get install -y redis-server
+haproxy). Every process it starts is stopped again, also on Ctrl-C (exit code
+130). Exit code 1 when an acknowledged logout was accepted again afterwards.";
 
 /// Sessions vs opaque Redis tokens vs JWT: one service, three authentication backends.
 #[derive(Parser)]
@@ -95,7 +110,15 @@ fn main() -> ExitCode {
             match actix_web::rt::System::new().block_on(serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
+                    // The error first, with its causes, then what to do about it; no settings
+                    // dump before it (that follows a successful start only).
                     eprintln!("error: {}", CauseChain(err.as_ref()));
+                    if let Some(remedy) = err
+                        .downcast_ref::<StartupError>()
+                        .and_then(StartupError::remedy)
+                    {
+                        eprintln!("help: {remedy}");
+                    }
                     ExitCode::FAILURE
                 }
             }
@@ -106,17 +129,19 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    for (name, value) in settings.summary() {
+    let summary = settings.summary();
+    let allow_query_token = settings.allow_query_token;
+    let bind = settings.bind.clone();
+    let redis_url = authlab::config::redact_url(&settings.redis.url);
+    let app = Application::build(settings).await?;
+    for (name, value) in summary {
         tracing::info!("{name:>18} = {value}");
     }
-    if settings.allow_query_token {
+    if allow_query_token {
         tracing::warn!(
             "--allow-query-token is on: tokens in URLs leak through logs, Referer headers and browser history"
         );
     }
-    let bind = settings.bind.clone();
-    let redis_url = authlab::config::redact_url(&settings.redis.url);
-    let app = Application::build(settings).await?;
     let host = bind
         .rsplit_once(':')
         .map_or(bind.as_str(), |(host, _)| host);

@@ -73,6 +73,46 @@ fn a_zero_duration_is_refused_before_anything_runs_with_exit_code_2() {
 }
 
 #[test]
+fn with_redis_down_the_run_names_it_and_how_to_start_it_before_anything_runs() {
+    let tmp = scratch();
+    // A port nobody listens on: bound, read, and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let out = compare(&tmp)
+        .args([
+            "--redis-url",
+            &format!("redis://:hunter2-pw@127.0.0.1:{port}/0"),
+        ])
+        .arg("--out")
+        .arg(tmp.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "error: Redis at redis://:***@127.0.0.1:{port}/0 does not answer (the redis and \
+                 jwt modes need it): Redis is unreachable: Connection refused (os error 111)"
+            ),
+            format!(
+                "help: start it (on this machine: `redis-server --port {port} --daemonize yes`), \
+                 or point --redis-url (AUTHLAB_REDIS_URL) at a running one"
+            ),
+        ],
+        "the error first and alone, then the remedy"
+    );
+    assert!(!stderr.contains("hunter2-pw"), "{stderr}");
+    assert!(!tmp.join("report").exists(), "no report for a refused run");
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn ctrl_c_stops_the_run_removes_its_files_and_redis_keys_and_exits_130() {
     let tmp = scratch();
     let mut child = compare(&tmp)

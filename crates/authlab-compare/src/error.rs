@@ -2,6 +2,7 @@
 
 use authlab::startup::StartupError;
 use authlab_loadgen::LoadError;
+use authlab_redis::RedisBackendError;
 
 /// Why a comparison could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,16 @@ pub enum CompareError {
     /// `--target` is not an `http://host:port` URL that resolves.
     #[error("--target must look like http://127.0.0.1:8080 ({0})")]
     BadTarget(&'static str),
+    /// The Redis the in-process servers need does not answer (checked before anything starts:
+    /// without it the redis and jwt logins would fail with a bare 503).
+    #[error("Redis at {url} does not answer (the redis and jwt modes need it)")]
+    RedisUnreachable {
+        /// `--redis-url`, its password masked.
+        url: String,
+        /// Why.
+        #[source]
+        source: RedisBackendError,
+    },
     /// Redis failed while reading statistics or cleaning up.
     #[error("Redis failed")]
     Redis(#[source] crate::probes::ProbeError),
@@ -55,4 +66,27 @@ pub enum CompareError {
         /// plotters' description of the failure.
         message: String,
     },
+}
+
+impl CompareError {
+    /// What to do about it, where the message does not say so already: printed on its own line
+    /// after the error.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            Self::RedisUnreachable { url, .. } => {
+                // `redis://host:port/db` -> the port, for the command that starts one.
+                let port = url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .and_then(|authority| authority.rsplit_once(':'))
+                    .map_or("6379", |(_, port)| port);
+                Some(format!(
+                    "start it (on this machine: `redis-server --port {port} --daemonize yes`), \
+                     or point --redis-url (AUTHLAB_REDIS_URL) at a running one"
+                ))
+            }
+            Self::Startup(startup) => startup.remedy(),
+            _ => None,
+        }
+    }
 }

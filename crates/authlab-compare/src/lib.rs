@@ -15,7 +15,7 @@
 //!    Every non-2xx answer is counted and shown.
 //! 2. **Round trips**, as Redis itself counts them: `INFO commandstats` before and after each route,
 //!    divided by the requests sent, less what Redis ran at the same rate while only `/hello` ran
-//!    (the cached instances' heartbeats); and for a cached mode its cache's hits, misses and hit
+//!    (about 0 since an idle cache sends no heartbeat); and for a cached mode its cache's hits, misses and hit
 //!    ratio, from the instance's own `/metrics`.
 //! 3. **Login cost**, apart from verify: logins/s at `POST /jwt/login` (argon2id dominates).
 //! 4. **Memory**: process RSS per live session at 10k / 100k / 1M sessions (created in-process
@@ -146,6 +146,9 @@ pub fn main(args: &CompareArgs) -> std::process::ExitCode {
         }
         Err(err) => {
             eprintln!("error: {}", authlab::error::CauseChain(&err));
+            if let Some(remedy) = err.remedy() {
+                eprintln!("help: {remedy}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -192,14 +192,49 @@ pub async fn command_stats(url: &str) -> Result<CommandStats, redis::RedisError>
         .collect())
 }
 
-/// Redis commands per HTTP request for one route.
+/// The CPU time Redis has used since it started (`INFO cpu`: `used_cpu_sys` + `used_cpu_user`),
+/// in seconds: its own work, the system calls of every reply included.
+pub async fn redis_cpu_seconds(url: &str) -> Result<f64, redis::RedisError> {
+    let info = info(url, "cpu").await?;
+    let field = |name| {
+        info_field(&info, name)
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(field("used_cpu_sys") + field("used_cpu_user"))
+}
+
+/// Redis commands per HTTP request for one route, and what they cost Redis.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RedisPerRequest {
     /// All commands (except our own `INFO`) divided by the requests sent, warm-up included.
     pub commands_per_request: f64,
     /// The same, per command name (only those that ran).
     pub by_command: BTreeMap<String, f64>,
+    /// Redis's CPU time (user + system, `INFO cpu`) per request, in microseconds, less what it
+    /// used at the same rate while only `/hello` ran. `None` where it could not be read.
+    pub cpu_us_per_request: Option<f64>,
+    /// The capacity line: requests per second of this route that one Redis core sustains
+    /// (1,000,000 / `cpu_us_per_request`). `None` where the route costs Redis no measurable CPU.
+    pub requests_per_redis_core: Option<f64>,
 }
+
+impl RedisPerRequest {
+    /// Sets the CPU figures from Redis's CPU seconds spent on `requests` requests. Below
+    /// [`MIN_CPU_US_PER_REQUEST`] the route is taken to cost Redis nothing measurable.
+    pub fn with_cpu(mut self, cpu_seconds: f64, requests: u64) -> Self {
+        let per_request = cpu_seconds.max(0.0) * 1e6 / requests.max(1) as f64;
+        self.cpu_us_per_request = Some(per_request);
+        self.requests_per_redis_core =
+            (per_request >= MIN_CPU_US_PER_REQUEST).then(|| 1e6 / per_request);
+        self
+    }
+}
+
+/// Below this much Redis CPU per request a route is taken to cost Redis nothing: `INFO cpu`
+/// counts in microseconds of whole-process time, and its background (Redis's own cron) is
+/// subtracted at an average rate.
+pub const MIN_CPU_US_PER_REQUEST: f64 = 0.05;
 
 /// The commands Redis ran between two snapshots, per request sent.
 pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -> RedisPerRequest {
@@ -223,6 +258,8 @@ pub fn per_request(before: &CommandStats, after: &CommandStats, requests: u64) -
     RedisPerRequest {
         commands_per_request: total as f64 / requests,
         by_command,
+        cpu_us_per_request: None,
+        requests_per_redis_core: None,
     }
 }
 
@@ -402,6 +439,12 @@ mod tests {
         ]);
         let per = per_request(&before, &after, 200);
         assert_eq!(per.commands_per_request, 1.5);
+        // 2 ms of Redis CPU over those 200 requests: 10 us each, 100,000 a second per core.
+        let per = per.with_cpu(0.002, 200);
+        assert_eq!(per.cpu_us_per_request.map(|us| us.round()), Some(10.0));
+        assert_eq!(per.requests_per_redis_core.map(f64::round), Some(100_000.0));
+        // A route that costs Redis nothing measurable has no capacity line.
+        assert_eq!(per.clone().with_cpu(0.0, 200).requests_per_redis_core, None);
         assert_eq!(per.by_command.get("get"), Some(&1.0));
         assert_eq!(per.by_command.get("exists"), Some(&0.5));
         assert!(!per.by_command.contains_key("info"));

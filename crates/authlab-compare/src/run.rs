@@ -55,6 +55,8 @@ struct CommandTally {
     elapsed: Duration,
     /// What the mode's client-side cache did, over every round (`None`: no cache series).
     cache: Option<CacheActivity>,
+    /// Redis's CPU seconds between the snapshots, over every round (`None`: not readable).
+    cpu_seconds: Option<f64>,
 }
 
 /// Runs the whole comparison and writes the report. Blocks; call it outside any async runtime.
@@ -65,6 +67,14 @@ pub fn run(args: &CompareArgs, interrupt: &Interrupt) -> Result<Report, CompareE
         .enable_all()
         .build()
         .map_err(CompareError::Io)?;
+    // What the in-process servers need, checked before anything is printed or measured: Redis,
+    // when a mode logs in through it (a session-only run does not).
+    let needs_redis = modes::selected(&args.modes)
+        .iter()
+        .any(|mode| !matches!(mode.backend, Backend::Session));
+    if args.target.is_none() && needs_redis {
+        rt.block_on(setup::check_redis(&args.redis))?;
+    }
     let mut report = Report::new(args);
     let mut plan = Plan::new(args, &route_names(args));
     eprintln!(
@@ -295,6 +305,7 @@ fn measure_routes(
             complete: true,
             elapsed: Duration::ZERO,
             cache: None,
+            cpu_seconds: Some(0.0),
         })
         .collect();
     for round in 1..=rounds {
@@ -312,6 +323,7 @@ fn measure_routes(
         }
     }
     let background = background_rate(routes, &tallies);
+    let background_cpu = background_cpu_rate(routes, &tallies);
     let rows = routes
         .iter()
         .zip(loads)
@@ -320,7 +332,13 @@ fn measure_routes(
             let redis = tally.complete.then(|| {
                 let own =
                     without_background(&tally.delta, &background, tally.elapsed, tally.requests);
-                probes::per_request(&CommandStats::new(), &own, tally.requests)
+                let per = probes::per_request(&CommandStats::new(), &own, tally.requests);
+                match (tally.cpu_seconds, background_cpu) {
+                    (Some(cpu), Some(rate)) => {
+                        per.with_cpu(cpu - rate * tally.elapsed.as_secs_f64(), tally.requests)
+                    }
+                    _ => per,
+                }
             });
             let mut row = RouteResult::new(
                 route.name,
@@ -344,9 +362,10 @@ fn measure_routes(
     Ok((rows, background))
 }
 
-/// Redis commands per second that no request sent (the heartbeats of the cached instances'
-/// tracking connections, 1,000 a second each by default): what Redis ran while only `/hello`,
-/// which never touches Redis, was loaded.
+/// Redis commands per second that no request sent: what Redis ran while only `/hello`, which
+/// never touches Redis, was loaded. The cached instances' heartbeats used to be most of it (a
+/// `PING` a millisecond each); since trust is earned on demand an idle instance sends none, so
+/// this is about 0, and a cached route's heartbeats count in its own Redis/req.
 fn background_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> BTreeMap<String, f64> {
     let mut calls = CommandStats::new();
     let mut seconds = 0.0;
@@ -368,6 +387,21 @@ fn background_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> BTreeMap<S
         .into_iter()
         .map(|(name, calls)| (name, calls / seconds))
         .collect()
+}
+
+/// Redis CPU seconds per second that no request used (its own cron, our `INFO` probes), measured
+/// while only `/hello` ran, like [`background_rate`]; `None` where it could not be read.
+fn background_cpu_rate(routes: &[RouteSpec], tallies: &[CommandTally]) -> Option<f64> {
+    let (mut cpu, mut seconds) = (0.0, 0.0);
+    for (_, tally) in routes
+        .iter()
+        .zip(tallies)
+        .filter(|(route, tally)| route.mode.is_none() && tally.complete)
+    {
+        cpu += tally.cpu_seconds?;
+        seconds += tally.elapsed.as_secs_f64();
+    }
+    (seconds > 0.0).then(|| cpu / seconds)
 }
 
 /// Below this many per request, what is left of a background command after the subtraction is
@@ -415,6 +449,7 @@ fn measure_once(
         request = request.header(name, value);
     }
     let before = rt.block_on(probes::command_stats(&args.redis.url)).ok();
+    let cpu_before = rt.block_on(probes::redis_cpu_seconds(&args.redis.url)).ok();
     let cache_before = rt.block_on(cache_counters(route, args.timeout));
     let started = std::time::Instant::now();
     let spec = LoadSpec {
@@ -429,8 +464,13 @@ fn measure_once(
     };
     let load = authlab_loadgen::run_blocking(&spec).map_err(CompareError::Load)?;
     let elapsed = started.elapsed();
+    let cpu_after = rt.block_on(probes::redis_cpu_seconds(&args.redis.url)).ok();
     let after = rt.block_on(probes::command_stats(&args.redis.url)).ok();
     let cache_after = rt.block_on(cache_counters(route, args.timeout));
+    tally.cpu_seconds = match (tally.cpu_seconds, cpu_before, cpu_after) {
+        (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
+        _ => None,
+    };
     if let (Some(before), Some(after)) = (cache_before, cache_after) {
         tally
             .cache

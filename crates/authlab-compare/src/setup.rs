@@ -15,7 +15,8 @@ use authlab_loadgen::{FetchedResponse, RequestSpec, fetch, header};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use authlab::config::Settings;
+use authlab::backends;
+use authlab::config::{RedisSettings, Settings, redact_url};
 use authlab::startup::Application;
 
 use crate::modes::{self, Mode};
@@ -281,6 +282,21 @@ impl Drop for Instances {
             let _ = thread.join();
         }
     }
+}
+
+/// Checks, before anything starts, that the Redis the in-process servers will share answers a
+/// `PING` (within `--redis-timeout`): without it, a run would measure memory for a minute and
+/// then stop at its first redis or jwt login with a bare 503.
+pub async fn check_redis(redis: &RedisSettings) -> Result<(), CompareError> {
+    let unreachable = |source| CompareError::RedisUnreachable {
+        url: redact_url(&redis.url),
+        source,
+    };
+    backends::redis_connection(redis)
+        .map_err(unreachable)?
+        .ping()
+        .await
+        .map_err(unreachable)
 }
 
 /// Reads `http://host:port` into an address.

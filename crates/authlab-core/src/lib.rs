@@ -187,9 +187,9 @@ pub enum AuthError {
     #[error("this backend does not support the operation")]
     Unsupported,
     /// The request presented more than one credential where one is expected (two
-    /// `Authorization` headers, a header and a `?token=`, two session cookies), which may name
-    /// different users. None of them was judged: guessing which one counts is how a planted
-    /// credential (a cookie tossed in from a sibling subdomain) gets believed.
+    /// `Authorization` headers, a header and a `?token=`, two `?token=`, two session cookies),
+    /// which may name different users. None of them was judged: guessing which one counts is how
+    /// a planted credential (a cookie tossed in from a sibling subdomain) gets believed.
     #[error("more than one credential was presented")]
     Ambiguous,
     /// The store the backend depends on could not answer; the credential was not judged at all.
@@ -211,6 +211,10 @@ impl AuthError {
 /// that shows only the outer error loses the why, and the client must never see it (the server
 /// answers with a fixed message), so the chain is written here, in one place, for everybody.
 ///
+/// A cause whose text the line already ends with is not written again: some libraries' errors
+/// (`redis`, `sqlx`) print their source inside their own message, and "refused: refused" says
+/// nothing twice.
+///
 /// ```
 /// use authlab_core::{AuthError, CauseChain};
 ///
@@ -224,10 +228,15 @@ pub struct CauseChain<'a>(pub &'a dyn StdError);
 
 impl std::fmt::Display for CauseChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut next = self.0.source();
         while let Some(cause) = next {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             next = cause.source();
         }
         Ok(())
@@ -276,6 +285,22 @@ mod tests {
         assert_eq!(
             CauseChain(&AuthError::Missing).to_string(),
             "no credential was presented"
+        );
+    }
+
+    #[test]
+    fn a_cause_the_line_already_ends_with_is_not_repeated() {
+        // As `redis::RedisError` does: its message ends with its source's.
+        #[derive(Debug, thiserror::Error)]
+        #[error("unreachable: {0}")]
+        struct Echoing(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Redis failed")]
+        struct Outer(#[source] Echoing);
+        let err = Outer(Echoing(std::io::Error::other("Connection refused")));
+        assert_eq!(
+            CauseChain(&err).to_string(),
+            "Redis failed: unreachable: Connection refused"
         );
     }
 }

@@ -217,8 +217,14 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, Unix seconds: the token is rejected from this second on.
     pub exp: u64,
-    /// Not before, Unix seconds. authlab does not set it, but honours it when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not before, Unix seconds. authlab does not set it, but honours it when present. Present
+    /// means a number: `"nbf": null` is refused, not read as absent (as `iat` and `exp`, which
+    /// are required, refuse `null` too).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_time"
+    )]
     pub nbf: Option<u64>,
     /// Token id (a UUID): what the denylist remembers when this one token is revoked.
     pub jti: String,
@@ -227,6 +233,14 @@ pub struct Claims {
     pub fam: String,
     /// The user name, so `/me` needs no lookup.
     pub username: String,
+}
+
+/// An optional time claim that is present: a number of seconds, never `null` (absent is
+/// `#[serde(default)]`'s `None`).
+fn present_time<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(deserializer).map(Some)
 }
 
 /// How refresh tokens work for the JWT backend.
@@ -1098,6 +1112,35 @@ mod tests {
             Err(AuthError::Invalid)
         ));
         assert_eq!(auth.introspect(&token).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_stateless_refresh_jwt_with_a_null_time_claim_is_refused() {
+        let (auth, _) = backend(false);
+        let header = r#"{"typ":"JWT","alg":"HS256"}"#;
+        let good = claims_json("7", Some(REFRESH_AUDIENCE));
+        let refresh =
+            |claims: &str| auth.decode_with(&raw_token(header, claims), &auth.refresh_validation);
+        assert_eq!(refresh(&good).unwrap().sub, "7");
+        for claim in ["nbf", "iat", "exp"] {
+            let mut claims: serde_json::Value = serde_json::from_str(&good).unwrap();
+            claims[claim] = serde_json::Value::Null;
+            let token = raw_token(header, &claims.to_string());
+            assert!(
+                matches!(
+                    auth.decode_with(&token, &auth.refresh_validation),
+                    Err(AuthError::Invalid)
+                ),
+                "{claim}: null"
+            );
+            assert!(
+                matches!(
+                    auth.refresh(&token, &ClientInfo::default()).await,
+                    Err(AuthError::Invalid)
+                ),
+                "{claim}: null"
+            );
+        }
     }
 
     #[tokio::test]

@@ -20,7 +20,10 @@
 //!    object only (never an array read in field order), each claim we read at most once, unknown
 //!    claims valid JSON as above: `iss` must be ours, `exp` required, `nbf` honoured, `aud`
 //!    refused (access tokens have none; refresh JWTs do), `sub` the canonical decimal of a user
-//!    id > 0 as we write it (no sign, no leading zero, no space), `jti` and `fam` present.
+//!    id > 0 as we write it (no sign, no leading zero, no space), `jti` and `fam` present. A time
+//!    claim (`exp`, `nbf`, `iat`) that is present holds a number of seconds: `"nbf": null` is
+//!    refused, not read as "no `nbf`" (a claim that is there must say a time; [`crate::Claims`]
+//!    refuses it the same way, where a plain `Option<u64>` would read it as absent).
 //!
 //! Signing still uses `jsonwebtoken`, and the tests check this verifier against it as an oracle:
 //! on thousands of mutated tokens both must answer alike, and on generated odd shapes (a property
@@ -309,8 +312,8 @@ impl<'a> AccessClaims<'a> {
                         Claim::Username => once(&mut username, map.next_value::<CowStr<'de>>()?.0)?,
                         Claim::Exp => once(&mut exp, map.next_value::<u64>()?)?,
                         Claim::Iat => once(&mut iat, map.next_value::<u64>()?)?,
-                        // `null` reads as absent, as it does for `Option<u64>` in `jsonwebtoken`.
-                        Claim::Nbf => once(&mut nbf, map.next_value::<Option<u64>>()?)?,
+                        // Optional, but a present `nbf` is a time: `null` is refused.
+                        Claim::Nbf => once(&mut nbf, map.next_value::<u64>()?)?,
                         Claim::Aud => return Err(de::Error::custom("access tokens have no aud")),
                         Claim::Other => {
                             map.next_value::<StrictValue>()?;
@@ -322,7 +325,7 @@ impl<'a> AccessClaims<'a> {
                     iss: iss.ok_or_else(missing)?,
                     sub: sub.ok_or_else(missing)?,
                     exp: exp.ok_or_else(missing)?,
-                    nbf: nbf.flatten(),
+                    nbf,
                     iat: iat.ok_or_else(missing)?,
                     jti: jti.ok_or_else(missing)?,
                     fam: fam.ok_or_else(missing)?,
@@ -606,6 +609,9 @@ mod tests {
             ("exp", json!("soon")),
             ("nbf", json!(NOW + 5)),
             ("nbf", json!(NOW)),
+            ("nbf", Value::Null),
+            ("iat", Value::Null),
+            ("exp", Value::Null),
             ("aud", json!("authlab-refresh")),
             ("aud", json!(["x"])),
             ("username", json!("al\u{0069}ce \"quoted\" \\ back")),
@@ -743,6 +749,42 @@ mod tests {
         // The same claims as an object are good: only the array form was wrong.
         let token = raw_token_bytes(CANONICAL, claims, KEY);
         assert_eq!(ours(&token), Ok(()));
+    }
+
+    #[test]
+    fn a_time_claim_of_null_is_refused_on_and_off_the_fast_path() {
+        let fast = CANONICAL_STR;
+        let slow = r#"{"alg":"HS256"}"#;
+        for claim in ["exp", "nbf", "iat"] {
+            let mut claims = good_claims();
+            claims[claim] = Value::Null;
+            let claims = claims.to_string();
+            assert!(
+                AccessClaims::scan_plain(claims.as_bytes()).is_none(),
+                "{claim}"
+            );
+            for header in [fast, slow] {
+                let token = raw_token(header, &claims, KEY);
+                assert_eq!(
+                    ours(&token),
+                    Err(Refusal::Invalid),
+                    "{claim}: null, {header}"
+                );
+                // The oracle reads the claims into `crate::Claims`, which refuses it too.
+                assert_eq!(
+                    oracle(&token),
+                    Err(Refusal::Invalid),
+                    "oracle, {claim}: null"
+                );
+            }
+        }
+        // Absent is still fine, on both paths (`good_claims` has no `nbf`).
+        for header in [fast, slow] {
+            assert_eq!(
+                ours(&raw_token(header, &good_claims().to_string(), KEY)),
+                Ok(())
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,11 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use tokio::sync::Semaphore;
 
+/// How long start-up waits for the PostgreSQL server to accept one connection. Short, so that an
+/// unreachable host fails start-up in seconds, with its address, rather than after the TCP
+/// timeout (about two minutes) or as the pool's cause-less "pool timed out".
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Longest accepted user name, in characters.
 pub const MAX_USERNAME_CHARS: usize = 64;
 
@@ -66,6 +71,25 @@ pub enum UserStoreError {
     /// The database could not be reached or did not answer in time.
     #[error("the user database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// At start-up, no connection to the PostgreSQL server could be opened: refused, unreachable,
+    /// a host that does not resolve, or no answer within [`CONNECT_TIMEOUT`].
+    #[error("cannot connect to PostgreSQL at {server}")]
+    Connect {
+        /// `host:port` (or the socket path): never the URL, which may hold a password.
+        server: String,
+        /// Why, as the operating system says it (`Connection refused`, ...).
+        #[source]
+        source: std::io::Error,
+    },
+    /// At start-up, the PostgreSQL server answered but would not let us in (authentication, a
+    /// database that does not exist, too many connections).
+    #[error("PostgreSQL at {server} turned the connection down: {message}")]
+    Refused {
+        /// `host:port` (or the socket path).
+        server: String,
+        /// The server's own message (it never repeats the password).
+        message: String,
+    },
     /// Migrations failed at start-up.
     #[error("could not migrate the user database")]
     Migration(#[source] sqlx::migrate::MigrateError),
@@ -91,6 +115,46 @@ pub enum UserStoreError {
         /// The refused minimum.
         min_chars: usize,
     },
+}
+
+/// Opens (and closes) one connection to the PostgreSQL server at `url`, within
+/// [`CONNECT_TIMEOUT`], so that a server that cannot be used is reported with its address and the
+/// cause. The pool alone would retry until its acquire timeout and then say only "pool timed out
+/// while waiting for an open connection".
+async fn reach_postgres(url: &str) -> Result<(), UserStoreError> {
+    use sqlx::ConnectOptions as _;
+    use sqlx::Connection as _;
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().map_err(UserStoreError::Unavailable)?;
+    let server = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None if options.get_host().contains(':') => {
+            format!("[{}]:{}", options.get_host(), options.get_port())
+        }
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let timed_out = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        )
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Io(source))) => Err(UserStoreError::Connect { server, source }),
+        Ok(Err(sqlx::Error::Database(refusal))) => Err(UserStoreError::Refused {
+            server,
+            message: refusal.message().to_owned(),
+        }),
+        Ok(Err(other)) => Err(UserStoreError::Unavailable(other)),
+        Err(_) => Err(UserStoreError::Connect {
+            server,
+            source: timed_out(),
+        }),
+    }
 }
 
 impl From<sqlx::Error> for UserStoreError {
@@ -243,6 +307,7 @@ impl UserStore {
         let (url, migrator) = if url.starts_with("sqlite:") {
             (sqlite_url_creating_file(url), &SQLITE_MIGRATIONS)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            reach_postgres(url).await?;
             (url.to_owned(), &POSTGRES_MIGRATIONS)
         } else {
             return Err(UserStoreError::UnsupportedUrl);

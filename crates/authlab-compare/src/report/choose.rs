@@ -77,6 +77,11 @@ pub fn statements(report: &Report) -> Vec<String> {
             } else {
                 "no Redis on the request path".to_owned()
             });
+            if let Some(instances) = route.instances_per_redis_core {
+                parts.push(format!(
+                    "one Redis core carries about {instances:.1} instances like this one before Redis is the bottleneck"
+                ));
+            }
         }
         if let Some(memory) = memory(report, mode) {
             parts.push(memory);

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use super::choose;
 use super::model::Report;
-use super::terminal::{background_line, errors_cell, hit_ratio_cell, ratio_cell, redis_cell};
+use super::terminal::{
+    background_line, capacity_lines, errors_cell, hit_ratio_cell, ratio_cell, redis_cell,
+};
 
 /// `report.md`: the same table and the rest of the measurements, as Markdown.
 pub fn markdown(report: &Report) -> String {
@@ -66,6 +68,16 @@ pub fn markdown(report: &Report) -> String {
     }
     if let Some(line) = background_line(report) {
         let _ = writeln!(md, "\n{line}");
+    }
+    let capacity = capacity_lines(report);
+    if !capacity.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nWhat Redis can carry (its CPU per request, `INFO cpu`, less what it used while only `/hello` ran):\n"
+        );
+        for line in capacity {
+            let _ = writeln!(md, "- {line}");
+        }
     }
     let modes: Vec<_> = report
         .routes

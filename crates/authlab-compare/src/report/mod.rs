@@ -171,6 +171,8 @@ pub(crate) mod tests {
                 .iter()
                 .map(|(c, n)| ((*c).to_owned(), *n))
                 .collect(),
+            cpu_us_per_request: None,
+            requests_per_redis_core: None,
         })
     }
 

@@ -99,6 +99,11 @@ pub struct RouteResult {
     pub rounds: Vec<LoadReport>,
     /// Redis commands per request (all rounds), if Redis statistics could be read.
     pub redis: Option<RedisPerRequest>,
+    /// The capacity line's last step: how many instances serving this route at this row's
+    /// `requests_per_sec` one Redis core can carry before it is the bottleneck (a cluster of N
+    /// masters: about N times as many, if the keys spread evenly). `None` where the route costs
+    /// Redis no measurable CPU.
+    pub instances_per_redis_core: Option<f64>,
     /// What the instance's client-side cache did (all rounds), from its `/metrics`
     /// `authlab_redis_cache_*` series; `None` where the instance has none.
     pub cache: Option<CacheActivity>,
@@ -149,6 +154,11 @@ impl RouteResult {
             transport_errors: rounds.iter().map(|r| r.transport_errors).sum(),
             load,
             rounds,
+            instances_per_redis_core: redis
+                .as_ref()
+                .and_then(|r| r.requests_per_redis_core)
+                .filter(|_| requests_per_sec > 0.0)
+                .map(|capacity| capacity / requests_per_sec),
             redis,
             cache: None,
         }
@@ -179,7 +189,7 @@ pub struct Report {
     pub scale_out: Vec<ScaleOutCheck>,
     /// Revocation latency across two instances, per revocable mode.
     pub revocation: Vec<RevocationLatency>,
-    /// Redis commands per second that no request sent (the cached instances' heartbeats),
+    /// Redis commands per second that no request sent (about 0: an idle cache sends no heartbeat),
     /// measured while `/hello` ran and subtracted from every row's commands per request.
     pub redis_background_per_second: BTreeMap<String, f64>,
     /// The baseline the ratios divide by: the mean of the `/hello` runs.

@@ -199,10 +199,34 @@ pub(super) fn background_line(report: &Report) -> Option<String> {
         .map(|(name, per_second)| format!("{name} {}/s", format::thousands_f(*per_second)))
         .collect();
     Some(format!(
-        "Not counted in Redis/req: {}/s Redis commands that no request sent ({}), measured while only /hello ran (the heartbeats of the cached instances' tracking connections), subtracted from every row; what is left of them below 0.5 per request is their jitter.",
+        "Not counted in Redis/req: {}/s Redis commands that no request sent ({}), measured while only /hello ran (nothing of authlab's own: an idle cache sends no heartbeat), subtracted from every row; what is left of them below 0.5 per request is their jitter.",
         format::thousands_f(total),
         detail.join(", ")
     ))
+}
+
+/// The capacity line of every route that costs Redis CPU: `INFO cpu` per request, the requests
+/// per second one Redis core sustains at that cost, and how many instances at the row's own
+/// rate that is. Empty when no route costs Redis measurable CPU (or it could not be read).
+pub fn capacity_lines(report: &Report) -> Vec<String> {
+    report
+        .routes
+        .iter()
+        .filter_map(|route| {
+            let redis = route.redis.as_ref()?;
+            let per_core = redis.requests_per_redis_core?;
+            let cpu = redis.cpu_us_per_request?;
+            let instances = route.instances_per_redis_core?;
+            Some(format!(
+                "{}: {:.1} us of Redis CPU per request, so one Redis core sustains about {}/s of it: {:.1} instances at this instance's {}/s (a cluster of N masters: about N times as many).",
+                route.name,
+                cpu,
+                format::thousands_f(per_core),
+                instances,
+                format::thousands_f(route.requests_per_sec),
+            ))
+        })
+        .collect()
 }
 
 /// Each mode's `--modes` name and the `authlab serve` flags of its instance.
@@ -392,6 +416,16 @@ pub fn screen(report: &Report) -> String {
     let _ = writeln!(out, "{}", latency_table(report));
     if let Some(line) = background_line(report) {
         let _ = writeln!(out, "{}", format::wrap(&line, COLUMNS, ""));
+    }
+    let capacity = capacity_lines(report);
+    if !capacity.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWhat Redis can carry (its CPU per request, INFO cpu, less what it used while only /hello ran):"
+        );
+        for line in capacity {
+            let _ = writeln!(out, "{}", format::wrap(&format!("- {line}"), COLUMNS, "  "));
+        }
     }
     other_sections(report, &mut out);
     let statements = choose::statements(report);
