@@ -10,8 +10,11 @@
 //! (the session deleted, which closes Chromium, then chromedriver killed by its pid), even when
 //! the test fails.
 //!
-//! The screenshot goes to `target/tmp/demo.png`, and to `docs/demo.png` (the README's picture)
-//! only with `AUTHLAB_DEMO_SCREENSHOT=1`, so CI never dirties the tree.
+//! The screenshot goes to `target/tmp/demo.png`, and to `docs/demo.png` (the picture in
+//! docs/demo.md) only with `AUTHLAB_DEMO_SCREENSHOT=1`, so CI never dirties the tree. The
+//! committed picture is checked against the page instead: where the page now shows which
+//! instance answered (the request log's instance column), the picture must show text too, so a
+//! page that changes there fails the test until the picture is renewed.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -214,8 +217,18 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
         .wait_text("#jwt-whoami", &format!("200: user {user_id}"))
         .await;
 
-    // Every backend logged in, the JWT decoded, the race shown: the picture for the README.
+    // Every backend logged in, the JWT decoded, the race shown: the picture for the docs.
     browser.screenshot().await;
+    // The committed picture must show what the page shows now where a stale one went wrong
+    // (an older page announced no instance): text in the instance column of the request log.
+    let cell = browser.rect("#log-body tr:first-child td:last-child").await;
+    let committed = Png::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/demo.png"));
+    assert!(
+        committed.has_ink(cell),
+        "docs/demo.png shows no instance in the request log's instance column at {cell:?}, where \
+         the page now shows one: renew it with `AUTHLAB_DEMO_SCREENSHOT=1 cargo test -p \
+         authlab-cli --test api demo_page` and look at it"
+    );
 
     // Logout: the session's cookie is gone, the redis token dead.
     browser.click("#session-logout").await;
@@ -507,6 +520,31 @@ impl Browser {
         text.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Where the element is drawn, in CSS pixels of the page (the screenshot's pixels too: the
+    /// headless browser draws one pixel per CSS pixel).
+    async fn rect(&self, css: &str) -> Rect {
+        let id = self.element(css).await;
+        let rect = self
+            .command(
+                reqwest::Method::GET,
+                &format!("{}/element/{id}/rect", self.session),
+                None,
+            )
+            .await;
+        // Truncating to whole pixels is the point: the rectangle indexes an image.
+        let pixels = |key: &str| {
+            rect[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} in {rect}")) as usize
+        };
+        Rect {
+            x: pixels("x"),
+            y: pixels("y"),
+            width: pixels("width"),
+            height: pixels("height"),
+        }
+    }
+
     /// Waits until the element's text contains `needle`, and returns that text.
     async fn wait_text(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
@@ -610,4 +648,142 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free port")
+}
+
+/// A rectangle of the page, in pixels.
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    x: usize,
+    y: usize,
+    width: usize,
+    height: usize,
+}
+
+/// A PNG as the browser writes its screenshots (8-bit RGB or RGBA, not interlaced), decoded to
+/// one luminance byte per pixel: enough to tell text from background.
+struct Png {
+    width: usize,
+    height: usize,
+    luminance: Vec<u8>,
+}
+
+impl Png {
+    fn read(path: &Path) -> Self {
+        let bytes =
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        Self::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The chunks (length, type, data, CRC) after the signature: the header, then the image
+    /// data, zlib-compressed across every IDAT chunk, one filter byte before each row.
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut rest = bytes
+            .strip_prefix(b"\x89PNG\r\n\x1a\n")
+            .ok_or("not a PNG")?;
+        let (mut width, mut height, mut channels) = (0, 0, 0);
+        let mut compressed = Vec::new();
+        while rest.len() >= 12 {
+            let length = u32::from_be_bytes(rest[..4].try_into().map_err(|_| "short")?) as usize;
+            let kind = &rest[4..8];
+            let data = rest.get(8..8 + length).ok_or("a chunk runs past the end")?;
+            match kind {
+                b"IHDR" => {
+                    width = u32::from_be_bytes(data[..4].try_into().map_err(|_| "short")?) as usize;
+                    height =
+                        u32::from_be_bytes(data[4..8].try_into().map_err(|_| "short")?) as usize;
+                    channels = match (data[8], data[9], data[12]) {
+                        (8, 2, 0) => 3,
+                        (8, 6, 0) => 4,
+                        other => return Err(format!("unsupported PNG format {other:?}")),
+                    };
+                }
+                b"IDAT" => compressed.extend_from_slice(data),
+                b"IEND" => break,
+                _ => {}
+            }
+            rest = &rest[12 + length..];
+        }
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::ZlibDecoder::new(&compressed[..]),
+            &mut raw,
+        )
+        .map_err(|e| format!("image data: {e}"))?;
+        let stride = width * channels;
+        if raw.len() != height * (stride + 1) {
+            return Err(format!(
+                "{} bytes of image data for {width}x{height}",
+                raw.len()
+            ));
+        }
+        // Undo each row's filter (PNG spec, section 9), against the row above.
+        let mut pixels = vec![0u8; height * stride];
+        for row in 0..height {
+            let filter = raw[row * (stride + 1)];
+            let line = &raw[row * (stride + 1) + 1..(row + 1) * (stride + 1)];
+            for i in 0..stride {
+                let left = if i >= channels {
+                    pixels[row * stride + i - channels]
+                } else {
+                    0
+                };
+                let up = if row > 0 {
+                    pixels[(row - 1) * stride + i]
+                } else {
+                    0
+                };
+                let up_left = if row > 0 && i >= channels {
+                    pixels[(row - 1) * stride + i - channels]
+                } else {
+                    0
+                };
+                let predicted = match filter {
+                    0 => 0,
+                    1 => left,
+                    2 => up,
+                    3 => ((u16::from(left) + u16::from(up)) / 2) as u8,
+                    4 => paeth(left, up, up_left),
+                    other => return Err(format!("unknown row filter {other}")),
+                };
+                pixels[row * stride + i] = line[i].wrapping_add(predicted);
+            }
+        }
+        let luminance = pixels
+            .chunks(channels)
+            .map(|p| ((u16::from(p[0]) * 3 + u16::from(p[1]) * 6 + u16::from(p[2])) / 10) as u8)
+            .collect();
+        Ok(Self {
+            width,
+            height,
+            luminance,
+        })
+    }
+
+    /// Whether anything is drawn in the rectangle: a pixel much darker than the lightest one
+    /// there (text on a light background).
+    fn has_ink(&self, rect: Rect) -> bool {
+        let rows = rect.y..(rect.y + rect.height).min(self.height);
+        let columns = rect.x..(rect.x + rect.width).min(self.width);
+        let values: Vec<u8> = rows
+            .flat_map(|y| columns.clone().map(move |x| (x, y)))
+            .map(|(x, y)| self.luminance[y * self.width + x])
+            .collect();
+        let lightest = values.iter().copied().max().unwrap_or(0);
+        values
+            .iter()
+            .any(|&v| u16::from(v) + 96 < u16::from(lightest))
+    }
+}
+
+/// The Paeth predictor: whichever of left, up and up-left is closest to left + up - up-left.
+fn paeth(left: u8, up: u8, up_left: u8) -> u8 {
+    let estimate = i16::from(left) + i16::from(up) - i16::from(up_left);
+    let distance = |v: u8| (estimate - i16::from(v)).abs();
+    if distance(left) <= distance(up) && distance(left) <= distance(up_left) {
+        left
+    } else if distance(up) <= distance(up_left) {
+        up
+    } else {
+        up_left
+    }
 }

@@ -1,5 +1,6 @@
-//! The curl transcripts of README.md ("Walk-through with curl") and docs/lifecycle.md, run against
-//! the real `authlab` binary and compared with what the documents show, so the docs cannot drift.
+//! The curl transcripts of README.md (the five-minute tour), docs/walkthrough.md and
+//! docs/lifecycle.md, run against the real `authlab` binary and compared with what the documents
+//! show, so the docs cannot drift.
 //!
 //! # How a document is run
 //! - Only the part from its first `<!-- transcript: serve ... -->` line to `<!-- transcript: end -->`
@@ -100,8 +101,13 @@ const BLOCK_TIMEOUT: Duration = Duration::from_secs(45);
 const BLESS: &str = "AUTHLAB_BLESS_DOCS=1 cargo test -p authlab-cli --test api doc_transcripts";
 
 #[test]
-fn the_readme_walk_through_shows_what_the_service_answers() {
+fn the_readme_tour_shows_what_the_service_answers() {
     check_document("README.md");
+}
+
+#[test]
+fn every_walk_through_transcript_shows_what_the_service_answers() {
+    check_document("docs/walkthrough.md");
 }
 
 #[test]

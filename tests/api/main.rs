@@ -8,6 +8,7 @@ mod client_cache;
 mod cluster;
 mod contract;
 mod demo_page;
+mod doc_facts;
 mod doc_transcripts;
 mod faults;
 mod helpers;
