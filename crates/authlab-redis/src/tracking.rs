@@ -33,14 +33,14 @@
 //!   old one survives it.
 //! - **Trust is a proof, earned on demand, and it bounds what a silent failure can cost.** Any
 //!   reply on the tracking connection comes after every push Redis queued before it, so an
-//!   acknowledged command sent at `s` (a miss's read, or a `PING`) proves that every write
+//!   acknowledged command sent at `s` (a miss's read, or a heartbeat) proves that every write
 //!   acknowledged before `s` has been applied here. Hits are served only while the newest such
 //!   proof was sent less than the staleness bound W ([`CacheConfig::staleness_bound`],
 //!   `--redis-cache-staleness`) ago: a hung or partitioned Redis (or a starved thread) stops hits
 //!   within W, and requests fall through to Redis, which answers or times out (503). Nothing
-//!   ticks: a hit that finds the proof older than W/2 wakes one `PING` (one in flight at a
+//!   ticks: a hit that finds the proof older than W/2 wakes one heartbeat (one in flight at a
 //!   time), and a miss carries its own proof. An idle instance sends Redis nothing at all; a busy
-//!   one at most 2/W pings a second, fewer when its misses bring the proof. A failed `PING`
+//!   one at most 2/W heartbeats a second, fewer when its misses bring the proof. A failed heartbeat
 //!   drops the connection (flush, reconnect); so does a failed miss, after a heartbeat confirms it.
 //! - **A silently replaced dataset empties the cache**: `SWAPDB` (and anything else that swaps
 //!   the data under a live connection without an invalidation) is caught by the *dataset mark*,
@@ -120,7 +120,7 @@ pub struct CacheStats {
     pub invalidations: u64,
     /// Times the whole cache was emptied: a disconnect, a failed heartbeat, `FLUSHALL`.
     pub flushes: u64,
-    /// Heartbeats (`PING`s) sent: woken by hits whose proof was getting old, or by a failure.
+    /// Heartbeats (`GET`s of the dataset mark) sent: woken by hits whose proof was getting old, or by a failure.
     pub heartbeats: u64,
     /// Entries removed to stay within the capacity.
     pub evictions: u64,
