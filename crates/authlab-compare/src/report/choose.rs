@@ -31,18 +31,13 @@ fn choices(report: &Report) -> Vec<(&'static Mode, &RouteResult)> {
 pub fn statements(report: &Report) -> Vec<String> {
     let choices = choices(report);
     let authenticated: Vec<&RouteResult> = choices.iter().map(|(_, route)| *route).collect();
-    let ratios: Vec<f64> = authenticated
-        .iter()
-        .filter_map(|r| r.ratio_to_hello)
-        .collect();
-    let best = ratios.iter().copied().reduce(f64::max);
-    let worst = ratios.iter().copied().reduce(f64::min);
+    let ranges: Vec<Spread<'_>> = authenticated.iter().filter_map(|r| Spread::of(r)).collect();
 
     let mut out = Vec::new();
     for (mode, route) in choices {
         let route_name = route.name.as_str();
         let check = report.scale_out.iter().find(|c| c.route == route_name);
-        let mut parts = vec![speed(route, best, worst, ratios.len())];
+        let mut parts = vec![speed(route, &ranges)];
         if let Some(check) = check {
             parts.push(revocation(check));
             parts.push(second_instance(check));
@@ -112,8 +107,34 @@ pub fn statements(report: &Report) -> Vec<String> {
     out
 }
 
-/// `0.94x of /hello, p99 510 us (the fastest here)`.
-fn speed(route: &RouteResult, best: Option<f64>, worst: Option<f64>, of: usize) -> String {
+/// A route's ratio and the lowest and highest of its per-round ratios.
+struct Spread<'a> {
+    name: &'a str,
+    ratio: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl<'a> Spread<'a> {
+    /// `None` for a route with no ratio (a `--target` run without `/hello`).
+    fn of(route: &'a RouteResult) -> Option<Self> {
+        let ratio = route.ratio_to_hello?;
+        let lo = route.ratio_per_round.iter().copied().reduce(f64::min);
+        let hi = route.ratio_per_round.iter().copied().reduce(f64::max);
+        let (lo, hi) = lo.zip(hi).unwrap_or((ratio, ratio));
+        Some(Self {
+            name: &route.name,
+            ratio,
+            lo,
+            hi,
+        })
+    }
+}
+
+/// `0.94x of /hello, p99 510 us (the fastest here)`. "Fastest" and "slowest" are said only of a
+/// route whose rounds all lie above (below) every other route's rounds; where the best (worst)
+/// route's rounds overlap another's, the two are within this machine's noise, and it says so.
+fn speed(route: &RouteResult, ranges: &[Spread<'_>]) -> String {
     let Some(ratio) = route.ratio_to_hello else {
         return format!(
             "{} req/s, p99 {}",
@@ -125,10 +146,8 @@ fn speed(route: &RouteResult, best: Option<f64>, worst: Option<f64>, of: usize) 
         "{ratio:.2}x of /hello, p99 {}",
         format::latency(route.load.latency.p99_us)
     );
-    if of > 1 && Some(ratio) == best {
-        text.push_str(" (the fastest here)");
-    } else if of > 1 && Some(ratio) == worst {
-        text.push_str(" (the slowest here)");
+    if let Some(note) = rank(route, ranges) {
+        text.push_str(&note);
     }
     if route.errors > 0 {
         text.push_str(&format!(
@@ -137,6 +156,34 @@ fn speed(route: &RouteResult, best: Option<f64>, worst: Option<f64>, of: usize) 
         ));
     }
     text
+}
+
+/// ` (the fastest here)`, ` (the slowest here)`, or ` (within noise of /redis/me ...)`, for the
+/// route with the highest or lowest ratio; nothing for the others.
+fn rank(route: &RouteResult, ranges: &[Spread<'_>]) -> Option<String> {
+    if ranges.len() < 2 {
+        return None;
+    }
+    let this = ranges.iter().find(|s| s.name == route.name)?;
+    let others: Vec<&Spread<'_>> = ranges.iter().filter(|s| s.name != route.name).collect();
+    let highest = others.iter().all(|o| this.ratio >= o.ratio);
+    let lowest = others.iter().all(|o| this.ratio <= o.ratio);
+    if !highest && !lowest {
+        return None;
+    }
+    let overlapping: Vec<&str> = others
+        .iter()
+        .filter(|o| this.lo <= o.hi && o.lo <= this.hi)
+        .map(|o| o.name)
+        .collect();
+    Some(match (overlapping.is_empty(), highest) {
+        (true, true) => " (the fastest here)".to_owned(),
+        (true, false) => " (the slowest here)".to_owned(),
+        (false, _) => format!(
+            " (within noise of {}: their rounds overlap)",
+            overlapping.join(", ")
+        ),
+    })
 }
 
 /// How soon a logout on the issuing instance took effect, there and on the other one.
@@ -271,6 +318,24 @@ mod tests {
         let login = find(&s, "login");
         assert!(login.contains("107 logins/s"), "{login}");
         assert!(login.contains("115,000 requests/s of /hello"), "{login}");
+    }
+
+    #[test]
+    fn the_best_and_worst_are_within_noise_when_their_rounds_overlap() {
+        let mut report = report_with(&Figures::default());
+        // Make every mode's rounds span the same range: nobody is ranked.
+        for route in &mut report.routes {
+            if route.path != "/hello" {
+                route.ratio_per_round = vec![0.40, 1.20];
+            }
+        }
+        let s = statements(&report);
+        let session = find(&s, "session");
+        assert!(session.contains("(within noise of "), "{session}");
+        assert!(!session.contains("fastest"), "{session}");
+        let on = find(&s, "jwt, denylist on");
+        assert!(on.contains("(within noise of "), "{on}");
+        assert!(!on.contains("slowest"), "{on}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "Each round runs every route in this order; a round's baseline is the mean of its first and last `/hello`, each ratio is the median over rounds of the route's requests/s over its round's baseline, [min-max] over rounds beside it. req/s is the median over rounds, latencies are from the median round, errors are summed over all rounds. Median baseline: {}.\n",
+        "Each round runs every route in this order. One baseline for every ratio: {}, the median over rounds of the mean of each round's first and last `/hello`. A ratio is the route's req/s (its median over rounds) over that baseline; the [min-max] beside it divides each round by that round's own baseline. Latencies are from the median round, errors are summed over all rounds.\n",
         report
             .baseline_requests_per_sec
             .map_or("n/a".to_owned(), |b| format!("{b:.0} req/s"))

@@ -318,10 +318,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn ratios_are_medians_of_per_round_ratios_to_that_rounds_baseline() {
+    fn ratios_divide_by_one_baseline_and_the_spread_by_each_rounds_own() {
         let report = report();
         let session = &report.routes[1];
-        // Baselines per round: 100, 100, 100 -> ratios 0.95, 1.00, 0.99 -> median 0.99.
+        // Baselines per round: 100, 100, 100 -> one baseline 100; the route's median 99 req/s
+        // -> 0.99; its rounds 95, 100, 99 over their own baselines -> the spread.
         assert_eq!(session.ratio_per_round, vec![0.95, 1.0, 0.99]);
         assert_eq!(session.ratio_to_hello, Some(0.99));
         assert_eq!(session.requests_per_sec, 99.0);

@@ -84,9 +84,11 @@ impl Report {
     /// Fills in the ratios to `/hello` and whether each target is met.
     ///
     /// `/hello` runs first and last in every round; a round's baseline is the mean of its two
-    /// `/hello` runs, each route's ratio in a round divides by that round's baseline, and the
-    /// reported ratio is the median over the rounds. A machine that speeds up or slows down
-    /// during the run (frequency, a busy neighbour) so shifts the ratios as little as it can.
+    /// `/hello` runs, and the run's one baseline is the median of those over the rounds. Every
+    /// reported ratio is the route's requests/s (its median over the rounds) over that one
+    /// baseline, so a route with more requests/s always has the higher ratio. The spread over
+    /// rounds divides each round by its own baseline: a machine that speeds up or slows down
+    /// during the run (frequency, a busy neighbour) widens it as little as it can.
     pub fn finish(&mut self) {
         let rounds = self
             .routes
@@ -113,8 +115,10 @@ impl Report {
                 .filter(|(base, _)| **base > 0.0)
                 .map(|(base, round)| round.requests_per_sec / base)
                 .collect();
-            route.ratio_to_hello =
-                (!route.ratio_per_round.is_empty()).then(|| median(&route.ratio_per_round));
+            route.ratio_to_hello = self
+                .baseline_requests_per_sec
+                .filter(|_| !route.ratio_per_round.is_empty())
+                .map(|baseline| route.requests_per_sec / baseline);
             route.target_met = route
                 .target_ratio
                 .zip(route.ratio_to_hello)

@@ -394,7 +394,7 @@ pub fn screen(report: &Report) -> String {
         "{}",
         format::wrap(
             &format!(
-                "Throughput: median of {} round(s), {} connections; ratio = req/s over the round's /hello ({} req/s)",
+                "Throughput: median of {} round(s), {} connections. One baseline for every ratio: /hello at {} req/s (each round's first and last /hello, averaged, median over rounds); ratio = the row's req/s over it, and its spread divides each round by that round's own /hello.",
                 report.settings.rounds, report.settings.connections, baseline
             ),
             COLUMNS,
@@ -443,7 +443,7 @@ pub fn screen(report: &Report) -> String {
             out,
             "\n{}",
             format::wrap(
-                "Targets: the ratios issue #12 asks for (issue #4's, raised where the work of issue #12 should move them); report.md (and target_source in report.json) gives each one's source.",
+                "Targets: the ratios the project set for each mode; report.md (and target_source in report.json) gives each one's source.",
                 COLUMNS,
                 ""
             )
