@@ -73,6 +73,9 @@ pub fn render(report: &DrillReport, command: &str) -> String {
     }
     md += "\n![requests per second by status, per backend](timeline.svg)\n\n";
     md += "## Reading it\n\n";
+    md += "- **none** (a status): no HTTP answer at all: the connection was refused or reset, or \
+           nothing came back within the timeout. That is what a request already sent to an \
+           instance that dies gets, before HAProxy takes the instance out.\n";
     md += "- **ok**: 2xx answers (a `401` for a credential the user did not log out counts as a \
            failure: that user has to log in again).\n";
     md += "- **credentials lost**: credentials refused without a logout. Sessions live in one \

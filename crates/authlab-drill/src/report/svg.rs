@@ -54,7 +54,9 @@ pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
             .iter()
             .filter(|b| b.backend == backend)
             .collect();
-        let count = report.run.duration_ms / BUCKET_MS + 1;
+        // The buckets that lie within the load: one more would hold no scheduled request and
+        // draw the line down to 0 at the end, which reads as an outage.
+        let count = report.run.duration_ms.div_ceil(BUCKET_MS);
         for i in 0..count {
             let t = f64::from(i * BUCKET_MS) / 1000.0;
             let mut values = [0f64; CLASSES.len()];
