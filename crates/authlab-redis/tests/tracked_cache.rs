@@ -21,8 +21,12 @@ async fn start(capacity: usize) -> (TrackedCache, Arc<RedisConnection>) {
     );
     let cache = TrackedCache::start(&redis_url(), CacheConfig::new(capacity), conn.clone())
         .expect("the cache starts");
-    // Until its tracking connection is up the cache serves nothing from memory.
+    // Until its tracking connection is up the cache serves nothing from memory. A read on it is
+    // a proof (trust is earned on demand), so read, then ask: trusted right after a read means
+    // the read went over the tracking connection.
+    let probe = format!("{}probe", prefix());
     for _ in 0..500 {
+        let _ = cache.get(&probe, false).await;
         if cache.is_trusted() {
             return (cache, conn);
         }
