@@ -543,3 +543,47 @@ async fn a_swapped_database_empties_the_cache_under_steady_traffic() {
         "a token that is not in the database Redis now serves is refused"
     );
 }
+
+#[tokio::test]
+async fn a_debug_reload_empties_the_cache() {
+    // DEBUG RELOAD replaces the dataset with what it loads from disk; Redis tells tracking
+    // clients with an invalidation of every key, which the cache treats like FLUSHALL.
+    // DEBUG RELOAD writes an RDB file first: into a directory of the test's own.
+    let dir = std::env::temp_dir().join(format!("authlab-reload-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let redis = PrivateRedis::start_with(&["--enable-debug-command", "yes", "--dir", &dir_arg]);
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        cached(s);
+        s.redis.url = url.clone();
+    })
+    .await;
+    let user = app.register().await;
+    let opaque = app.login(Backend::Redis, &user).await;
+    cache_on(&app, Backend::Redis, &opaque).await;
+    let flushes = cache_metric(&app, "authlab_redis_cache_flushes_total", "redis").await;
+    let reloaded = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "DEBUG", "RELOAD"])
+        .output()
+        .expect("redis-cli is on PATH");
+    assert_eq!(String::from_utf8_lossy(&reloaded.stdout).trim(), "OK");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            cache_metric(&app, "authlab_redis_cache_flushes_total", "redis").await > flushes
+        })
+        .await,
+        "the reload emptied the cache"
+    );
+    assert_eq!(
+        cache_metric(&app, "authlab_redis_cache_entries", "redis").await,
+        0.0
+    );
+    // The reloaded data still holds the token: it is read again, and accepted.
+    assert_eq!(
+        app.me(Backend::Redis, &opaque).await.status(),
+        StatusCode::OK
+    );
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
