@@ -171,7 +171,13 @@ fn jwt_backend(settings: &Settings, clock: Arc<dyn Clock>, denylist: DenylistMod
     let mut settings = settings.clone();
     settings.jwt_refresh = RefreshKind::Stateless;
     settings.jwt_denylist = denylist;
-    match backends::jwt_backend(&settings, &redis_connection(&settings), secret(), clock) {
+    match backends::jwt_backend(
+        &settings,
+        &redis_connection(&settings),
+        secret(),
+        None,
+        clock,
+    ) {
         Ok(backend) => backend,
         Err(err) => panic!("jwt backend: {err}"),
     }

@@ -524,6 +524,15 @@ fn describe(route: &MountedRoute) -> Option<Doc> {
             errors: &[],
             auth: Auth::None,
         },
+        (None, "GET", "/.well-known/jwks.json") => doc(
+            "jwks",
+            "Public keys of the access JWTs (JWKS)",
+            "RFC 7517 key set: the `next`, `active` and `retired` keys of `--jwt-keys-dir`, public halves only, each with `kid`, `alg` and `use: sig`. `Cache-Control: public, max-age=300`, an `ETag` (a hash of the body, the same on every instance). Empty with `--jwt-alg HS256`.",
+            Body::None,
+            (200, "The key set", None),
+            &[],
+            Auth::None,
+        ),
         (None, "GET", "/openapi.json") => doc(
             "openapi",
             "This document",

@@ -55,6 +55,7 @@ use crate::metrics::Metrics;
 pub mod auth;
 pub mod demo;
 pub mod health;
+pub mod jwks;
 pub mod lifecycle;
 pub mod mount;
 pub mod mounted;
@@ -132,6 +133,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted) {
     .service(
         at.resource("/docs/{file:.*}", "GET")
             .route(web::get().to(crate::openapi::docs)),
+    )
+    .service(
+        at.resource("/.well-known/jwks.json", "GET")
+            .route(web::get().to(jwks::jwks)),
     )
     .service(
         at.resource("/metrics", "GET")

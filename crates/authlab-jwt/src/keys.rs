@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -428,7 +428,11 @@ impl KeyDir {
         };
         let (_, public) = parse_private(alg, pkcs8.as_ref())?;
         let kid = kid_of(&public_members(alg, &public)?);
-        fs::create_dir_all(&self.path).map_err(self.io("create", &self.path))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(self.io("create", &self.path))?;
         self.write_atomically(&format!("{kid}.pk8"), pkcs8.as_ref())?;
         Ok(kid)
     }

@@ -391,8 +391,9 @@ impl<'a> AccessClaims<'a> {
                         Claim::Username => once(&mut username, map.next_value::<CowStr<'de>>()?.0)?,
                         Claim::Exp => once(&mut exp, map.next_value::<u64>()?)?,
                         Claim::Iat => once(&mut iat, map.next_value::<u64>()?)?,
-                        // `null` reads as absent, as it does for `Option<u64>` in `jsonwebtoken`.
-                        Claim::Nbf => once(&mut nbf, map.next_value::<Option<u64>>()?)?,
+                        // A time claim is a number: `null` is refused (stricter than
+                        // `jsonwebtoken`, which reads it as absent).
+                        Claim::Nbf => once(&mut nbf, map.next_value::<u64>()?)?,
                         Claim::Aud => return Err(de::Error::custom("access tokens have no aud")),
                         Claim::Other => {
                             map.next_value::<StrictValue>()?;
@@ -404,7 +405,7 @@ impl<'a> AccessClaims<'a> {
                     iss: iss.ok_or_else(missing)?,
                     sub: sub.ok_or_else(missing)?,
                     exp: exp.ok_or_else(missing)?,
-                    nbf: nbf.flatten(),
+                    nbf,
                     iat: iat.ok_or_else(missing)?,
                     jti: jti.ok_or_else(missing)?,
                     fam: fam.ok_or_else(missing)?,
