@@ -13,6 +13,8 @@
 //!   the same library jsonwebtoken uses) over the very same signing input, measured in the same
 //!   run; the target is verify <= 2 us and within 4x of the floor. `jwt/jsonwebtoken_decode` is the
 //!   library's own `decode` with equivalent validation, for reference.
+//! - `jwt_alg/{sign,verify}/{HS256,EdDSA,ES256}`: the cost of each signing algorithm through the
+//!   backend (`--jwt-alg`), keys parsed once; verify with the denylist off.
 //! - `redis/*`: one round trip to the local Redis per operation (loopback), under a unique prefix
 //!   that is deleted at the end.
 //!
@@ -30,7 +32,7 @@ use authlab::config::{DenylistMode, RefreshKind, Settings, Switch};
 use authlab_core::{
     AuthError, Authenticator, ClientInfo, Clock, Identity, ManualClock, SystemClock,
 };
-use authlab_jwt::JwtSecret;
+use authlab_jwt::{JwtSecret, KeyAlg, KeyDir, KeyRing};
 use authlab_redis::{RedisConnection, RedisTokenAuthenticator};
 use authlab_session::SessionAuthenticator;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -171,7 +173,13 @@ fn jwt_backend(settings: &Settings, clock: Arc<dyn Clock>, denylist: DenylistMod
     let mut settings = settings.clone();
     settings.jwt_refresh = RefreshKind::Stateless;
     settings.jwt_denylist = denylist;
-    match backends::jwt_backend(&settings, &redis_connection(&settings), secret(), clock) {
+    match backends::jwt_backend(
+        &settings,
+        &redis_connection(&settings),
+        secret(),
+        None,
+        clock,
+    ) {
         Ok(backend) => backend,
         Err(err) => panic!("jwt backend: {err}"),
     }
@@ -249,6 +257,50 @@ fn jwt(c: &mut Criterion) {
         token.len(),
         signing_input.len()
     );
+}
+
+/// Sign and verify per algorithm (`jwt_alg/{sign,verify}/{HS256,EdDSA,ES256}`), denylist off:
+/// HS256 through the same backend as `jwt/*`, EdDSA and ES256 with a key directory generated for
+/// the run (keys parsed once, as the server holds them).
+fn jwt_algs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jwt_alg");
+    let settings = settings();
+    let dir = std::env::temp_dir().join(format!(
+        "authlab-bench-keys-{}-{}",
+        std::process::id(),
+        SystemClock.now_unix()
+    ));
+    for alg in [None, Some(KeyAlg::EdDSA), Some(KeyAlg::ES256)] {
+        let auth = jwt_backend(&settings, Arc::new(SystemClock), DenylistMode::Off);
+        let (name, auth) = match alg {
+            None => ("HS256", auth),
+            Some(alg) => {
+                let keys = KeyDir::new(dir.join(alg.name()));
+                let ring = keys
+                    .generate(alg, 0)
+                    .and_then(|_| keys.rotate(None, TTL, 0))
+                    .and_then(|_| KeyRing::open(keys, None));
+                match ring {
+                    Ok(ring) => (alg.name(), auth.with_keys(ring)),
+                    Err(err) => panic!("key directory: {err}"),
+                }
+            }
+        };
+        let token = issue_str(&auth, &alice());
+        let claims = match auth.decode(&token) {
+            Ok(claims) => claims,
+            Err(err) => panic!("{name}: our own token does not verify: {err:?}"),
+        };
+        group.bench_function(BenchmarkId::new("sign", name), |b| {
+            b.iter(|| black_box(auth.sign_access(black_box(&claims)).is_ok()))
+        });
+        group.bench_function(BenchmarkId::new("verify", name), |b| {
+            b.iter(|| black_box(ready(auth.verify(black_box(&token))).is_ok()))
+        });
+        eprintln!("jwt_alg: {name} token {} bytes", token.len());
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn redis_url() -> String {
@@ -370,6 +422,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = session, jwt, redis_backends
+    targets = session, jwt, jwt_algs, redis_backends
 }
 criterion_main!(benches);

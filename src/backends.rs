@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use authlab_core::Clock;
-use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, RefreshMode};
+use authlab_jwt::{JwtAuthenticator, JwtConfig, JwtSecret, KeyRing, RefreshMode};
 use authlab_redis::{
     CacheConfig, ClusterTuning, FamilyConfig, PoolSettings, RedisBackendError, RedisConnection,
     RedisDenylist, RedisFamilies, RedisMetrics, RedisTimeouts, RedisTokenAuthenticator,
@@ -42,7 +42,7 @@ use crate::routes::{
 };
 use crate::transport::Transport;
 
-/// The JWT backend as authlab mounts it: HS256, the Redis denylist (if on), refresh-token
+/// The JWT backend as authlab mounts it: HS256 (or EdDSA/ES256 access tokens), the Redis denylist (if on), refresh-token
 /// families in Redis (or stateless refresh JWTs).
 pub type JwtBackend = JwtAuthenticator<RedisDenylist, RedisFamilies>;
 
@@ -146,12 +146,14 @@ pub fn redis_backend(
     })
 }
 
-/// JWTs signed with `secret`, with the denylist and refresh mode the settings name. Fails only
-/// when the denylist's cache (`--jwt-denylist cached`) cannot start.
+/// JWTs signed with `secret` (or, for access tokens, with the active key of `keys`: `--jwt-alg
+/// EdDSA|ES256`), with the denylist and refresh mode the settings name. Fails only when the
+/// denylist's cache (`--jwt-denylist cached`) cannot start.
 pub fn jwt_backend(
     settings: &Settings,
     redis: &Arc<RedisConnection>,
     secret: JwtSecret,
+    keys: Option<Arc<KeyRing>>,
     clock: Arc<dyn Clock>,
 ) -> Result<JwtBackend, RedisBackendError> {
     let refresh = match settings.jwt_refresh {
@@ -168,7 +170,7 @@ pub fn jwt_backend(
         DenylistMode::On => Some(denylist()),
         DenylistMode::Cached => Some(denylist().with_cache(redis_cache(settings, redis)?)),
     };
-    Ok(JwtAuthenticator::new(
+    let backend = JwtAuthenticator::new(
         JwtConfig {
             secret,
             issuer: settings.jwt_issuer.clone(),
@@ -177,7 +179,11 @@ pub fn jwt_backend(
             refresh,
         },
         clock,
-    ))
+    );
+    Ok(match keys {
+        Some(ring) => backend.with_keys(ring),
+        None => backend,
+    })
 }
 
 /// A token backend's refresh-token families, in their own key space (`scope`).
@@ -217,6 +223,7 @@ impl BackendSet {
         settings: &Settings,
         redis: &Arc<RedisConnection>,
         secret: JwtSecret,
+        jwt_keys: Option<Arc<KeyRing>>,
         clock: Arc<dyn Clock>,
         metrics: &Metrics,
     ) -> Result<Self, RedisBackendError> {
@@ -241,7 +248,7 @@ impl BackendSet {
             })
         }
         let redis_backend = redis_backend(settings, redis, &secret)?;
-        let jwt_backend = jwt_backend(settings, redis, secret, clock.clone())?;
+        let jwt_backend = jwt_backend(settings, redis, secret, jwt_keys, clock.clone())?;
         Ok(Self {
             session: mount(
                 BackendKind::Session,

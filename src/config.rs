@@ -191,6 +191,29 @@ impl std::fmt::Display for RetryWait {
     }
 }
 
+/// How access JWTs are signed (`--jwt-alg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JwtAlg {
+    /// HMAC-SHA256 with the JWT secret: every instance that verifies can also sign.
+    #[value(name = "HS256")]
+    Hs256,
+    /// Ed25519 key pairs from `--jwt-keys-dir`; the public keys are published as a JWKS.
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA P-256 key pairs from `--jwt-keys-dir`; the public keys are published as a JWKS.
+    #[value(name = "ES256")]
+    Es256,
+}
+
+impl JwtAlg {
+    /// The name on the command line and in a token's `alg`.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// The environment variable `authlab serve` reads the JWT secret itself from: the one setting
 /// with no flag, since a command line is shown to everyone running `ps`.
 pub const JWT_SECRET_VARIABLE: &str = "AUTHLAB_JWT_SECRET";
@@ -242,6 +265,28 @@ pub struct Settings {
     /// The `iss` claim written into and required of every JWT.
     #[arg(long, env = "AUTHLAB_JWT_ISSUER", default_value = "authlab")]
     pub jwt_issuer: String,
+
+    /// How access JWTs are signed. `EdDSA` and `ES256` sign with the active key of
+    /// `--jwt-keys-dir` and publish the public keys at `/.well-known/jwks.json`; refresh tokens
+    /// stay as they are (the secret still protects them).
+    #[arg(long, env = "AUTHLAB_JWT_ALG", value_enum, default_value = "HS256")]
+    pub jwt_alg: JwtAlg,
+
+    /// Directory of key pairs for `--jwt-alg EdDSA|ES256`, managed with `authlab keys`: one
+    /// PKCS#8 file per key (mode 0600; refused if group or world can read it) and a state file.
+    #[arg(long, env = "AUTHLAB_JWT_KEYS_DIR", value_name = "DIR")]
+    pub jwt_keys_dir: Option<PathBuf>,
+
+    /// How often the key directory is read again (a rotation reaches every instance within
+    /// this); a directory that fails to load keeps the keys already loaded.
+    #[arg(
+        long,
+        env = "AUTHLAB_JWT_KEYS_RELOAD",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub jwt_keys_reload: Duration,
 
     /// Check a Redis denylist on every JWT request so logout really revokes (`off`: pure
     /// stateless JWT, no I/O per request, and a logged-out token stays valid until it expires;
@@ -487,6 +532,13 @@ impl Settings {
             ("jwt_secret", secret),
             ("jwt_issuer", self.jwt_issuer.clone()),
             (
+                "jwt_alg",
+                match &self.jwt_keys_dir {
+                    Some(dir) => format!("{} (keys in {})", self.jwt_alg.name(), dir.display()),
+                    None => self.jwt_alg.name().to_owned(),
+                },
+            ),
+            (
                 "jwt_denylist",
                 format!("{:?}", self.jwt_denylist).to_lowercase(),
             ),
@@ -565,7 +617,7 @@ impl Settings {
 }
 
 /// Parses `30s`, `15m`, `1h 30m`, `250ms` (humantime), refusing zero.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.is_zero() {
         return Err("must be greater than zero".to_owned());

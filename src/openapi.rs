@@ -34,7 +34,7 @@ use utoipa::{OpenApi as _, ToSchema};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::routes::auth::{BearerLogin, CookieLogin};
 use crate::routes::mount::MountedRoute;
-use crate::routes::{auth, demo, health, lifecycle, oauth};
+use crate::routes::{auth, demo, health, jwks, lifecycle, oauth};
 use crate::transport::Transport;
 
 /// The Content-Security-Policy of the Swagger UI pages. The bundled UI loads its scripts and
@@ -75,6 +75,7 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
         docs_redirect,
         docs,
         crate::metrics::scrape,
+        jwks::jwks,
     ),
     components(schemas(ErrorBody, ErrorCode, CookieLogin))
 )]

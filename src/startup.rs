@@ -11,7 +11,7 @@ use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use authlab_core::{Clock, SystemClock};
-use authlab_jwt::{JwtError, JwtSecret};
+use authlab_jwt::{JwtError, JwtSecret, KeyAlg, KeyDir, KeyRing};
 use authlab_redis::{RedisBackendError, RedisConnection};
 use authlab_session::SessionAuthenticator;
 use authlab_users::{UserStore, UserStoreError};
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::{self, Audit};
 use crate::backends::{self, BackendSet};
-use crate::config::{Settings, Switch};
+use crate::config::{JwtAlg, Settings, Switch};
 use crate::error::ApiError;
 use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
 use crate::middleware::csrf::CsrfPolicy;
@@ -92,6 +92,18 @@ pub enum StartupError {
     /// The secret is unusable (too short).
     #[error("unusable JWT secret")]
     JwtSecret(#[source] JwtError),
+    /// `--jwt-alg` and `--jwt-keys-dir` do not go together.
+    #[error("{0}")]
+    JwtKeysFlags(&'static str),
+    /// The JWT key directory does not load.
+    #[error("cannot use the JWT key directory {path}")]
+    JwtKeys {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: JwtError,
+    },
     /// The introspection secret file could not be read.
     #[error("cannot read the introspection secret file {path}")]
     IntrospectionSecretFile {
@@ -179,6 +191,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let (secret, generated_secret) = load_jwt_secret(&settings)?;
+        let jwt_keys = load_jwt_keys(&settings)?;
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
@@ -195,7 +208,7 @@ impl Application {
                 other => StartupError::RedisUrl(other),
             })?;
 
-        let set = BackendSet::build(&settings, &redis, secret, clock, &metrics)
+        let set = BackendSet::build(&settings, &redis, secret, jwt_keys, clock, &metrics)
             .map_err(StartupError::RedisCache)?;
         let shared = web::Data::new(Shared {
             users,
@@ -257,6 +270,8 @@ impl Application {
         });
         let cors_origins = settings.cors_origins.clone();
         let api_document = web::Data::new(ApiDocument::new(routes::mounted_routes));
+        let jwt = set.jwt.clone();
+        let jwks = web::Data::new(routes::jwks::Jwks::new(move || jwt.auth.jwks()));
         let sweep_sessions = set.session.clone();
         let mut server = HttpServer::new(move || {
             // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
@@ -267,6 +282,7 @@ impl Application {
                 .app_data(csrf_policy.clone())
                 .app_data(security_headers.clone())
                 .app_data(api_document.clone())
+                .app_data(jwks.clone())
                 .wrap(from_fn(csrf::csrf))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
@@ -404,6 +420,37 @@ fn load_jwt_secret(settings: &Settings) -> Result<(JwtSecret, bool), StartupErro
         JwtSecret::new(bytes).map_err(StartupError::JwtSecret)?,
         false,
     ))
+}
+
+/// The key pairs of `--jwt-keys-dir` for `--jwt-alg EdDSA|ES256`, re-read every
+/// `--jwt-keys-reload`; `None` with HS256. The active key must be of the configured algorithm.
+fn load_jwt_keys(settings: &Settings) -> Result<Option<Arc<KeyRing>>, StartupError> {
+    let configured = match (settings.jwt_alg, &settings.jwt_keys_dir) {
+        (JwtAlg::Hs256, None) => return Ok(None),
+        (JwtAlg::Hs256, Some(_)) => {
+            return Err(StartupError::JwtKeysFlags(
+                "--jwt-keys-dir is for --jwt-alg EdDSA or ES256 (HS256 signs with the JWT secret)",
+            ));
+        }
+        (_, None) => {
+            return Err(StartupError::JwtKeysFlags(
+                "--jwt-alg EdDSA and ES256 need --jwt-keys-dir (make one with `authlab keys generate` then `authlab keys rotate`)",
+            ));
+        }
+        (JwtAlg::EdDsa, Some(_)) => KeyAlg::EdDSA,
+        (JwtAlg::Es256, Some(_)) => KeyAlg::ES256,
+    };
+    let path = settings.jwt_keys_dir.clone().unwrap_or_default();
+    let failed = |source| StartupError::JwtKeys {
+        path: path.clone(),
+        source,
+    };
+    let ring = KeyRing::open(KeyDir::new(&path), Some(settings.jwt_keys_reload)).map_err(failed)?;
+    let active = ring.current().active_alg();
+    if active != configured {
+        return Err(failed(JwtError::KeyAlgMismatch { configured, active }));
+    }
+    Ok(Some(ring))
 }
 
 /// Who may introspect: the secret from `--introspection-secret-file`, or nobody.

@@ -55,6 +55,7 @@ use crate::metrics::Metrics;
 pub mod auth;
 pub mod demo;
 pub mod health;
+pub mod jwks;
 pub mod lifecycle;
 pub mod mount;
 pub mod mounted;
@@ -138,6 +139,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, mounted: &Mounted, extra: &[Extra
         cfg.service(at.resource(extra.path, extra.method).route((extra.route)()));
     }
     cfg.service(
+        at.resource("/.well-known/jwks.json", "GET")
+            .route(web::get().to(jwks::jwks)),
+    )
+    .service(
         at.resource("/metrics", "GET")
             .app_data(mounted.metrics.clone())
             .route(web::get().to(crate::metrics::scrape)),

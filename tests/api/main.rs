@@ -16,6 +16,7 @@ mod http_defences;
 mod http_edges;
 mod idempotent_revocation;
 mod jwt_forgery;
+mod jwt_keys;
 mod lifecycle;
 mod metrics;
 mod openapi;

@@ -1,9 +1,11 @@
 //! The `authlab` command: `serve` runs the service (the `authlab` server library), `compare`
 //! measures it (the `authlab-compare` library), `drill` breaks a deployment of it on purpose (the
-//! `authlab-drill` library). This file only parses the command line and hands
-//! over; no library knows another's flags.
+//! `authlab-drill` library), `keys` manages the JWT key directory (the `authlab-jwt` library).
+//! This file only parses the command line and hands over; no library knows another's flags.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use authlab::config::Settings;
 use authlab::error::CauseChain;
@@ -81,6 +83,80 @@ enum Command {
     /// backend did: drill.json, drill.md and an SVG timeline.
     #[command(after_help = DRILL_NOTES)]
     Drill(Box<authlab_drill::DrillArgs>),
+    /// Manage the key directory of `serve --jwt-alg EdDSA|ES256 --jwt-keys-dir DIR`: generate
+    /// the next key, rotate, prune retired keys, list them. Running servers pick the changes up
+    /// within `--jwt-keys-reload`.
+    #[command(after_help = KEYS_NOTES)]
+    Keys(KeysArgs),
+}
+
+const KEYS_NOTES: &str = "\
+Examples:
+  authlab keys generate --dir keys --alg EdDSA    # the first key, as next
+  authlab keys rotate --dir keys                  # next -> active; a new next
+  authlab keys prune --dir keys                   # delete retired keys whose tokens have expired
+  authlab keys list --dir keys
+
+Rotate with the --access-ttl the servers run with: a retired key stays published until the last
+token it signed has expired, plus 60 s of clock skew.";
+
+#[derive(clap::Args)]
+struct KeysArgs {
+    #[command(subcommand)]
+    action: KeysAction,
+    /// The key directory (created by `generate` if missing).
+    #[arg(long, global = true, value_name = "DIR", default_value = "jwt-keys")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Add a `next` key (published at once, signing after the next `rotate`).
+    Generate {
+        /// Its algorithm.
+        #[arg(long, default_value = "EdDSA", value_parser = str::parse::<authlab_jwt::KeyAlg>)]
+        alg: authlab_jwt::KeyAlg,
+    },
+    /// `next` becomes `active`, `active` becomes `retired`, and a new `next` is generated.
+    Rotate {
+        /// The new next key's algorithm (default: the newly active key's).
+        #[arg(long, value_parser = str::parse::<authlab_jwt::KeyAlg>)]
+        alg: Option<authlab_jwt::KeyAlg>,
+        /// The servers' access-token lifetime (default: `serve`'s default): how long the
+        /// retired key must still verify.
+        #[arg(long, value_parser = authlab::config::parse_duration)]
+        access_ttl: Option<Duration>,
+    },
+    /// Delete the retired keys whose last token has expired.
+    Prune,
+    /// Print every key with its state and times (Unix seconds).
+    List,
+}
+
+fn keys(args: &KeysArgs) -> Result<String, authlab_jwt::JwtError> {
+    let dir = authlab_jwt::KeyDir::new(&args.dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match &args.action {
+        KeysAction::Generate { alg } => {
+            let key = dir.generate(*alg, now)?;
+            Ok(format!("generated {} key {} (next)\n", key.alg, key.kid))
+        }
+        KeysAction::Rotate { alg, access_ttl } => {
+            let ttl = access_ttl.unwrap_or_else(|| Settings::defaults().access_ttl);
+            dir.rotate(*alg, ttl, now)?;
+            dir.table()
+        }
+        KeysAction::Prune => {
+            let gone = dir.prune(now)?;
+            Ok(gone
+                .iter()
+                .map(|k| format!("deleted {} key {}\n", k.alg, k.kid))
+                .collect())
+        }
+        KeysAction::List => dir.table(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -99,6 +175,7 @@ fn main() -> ExitCode {
         // The comparison's own output is the point: the in-process servers log warnings only.
         Command::Compare(_) | Command::Drill(_) => authlab_compare::init_logging(),
         Command::Serve(_) => authlab::telemetry::init(),
+        Command::Keys(_) => {}
     }
     match cli.command {
         Command::Serve(settings) => {
@@ -125,6 +202,16 @@ fn main() -> ExitCode {
         }
         Command::Compare(args) => authlab_compare::main(&args),
         Command::Drill(args) => authlab_drill::main(&args),
+        Command::Keys(args) => match keys(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {}", CauseChain(&err));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

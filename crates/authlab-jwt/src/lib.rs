@@ -70,9 +70,11 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use uuid::Builder;
 
+pub mod keys;
 mod secret;
 mod verify;
 
+pub use keys::{KeyAlg, KeyDir, KeyRing};
 pub use secret::MIN_SECRET_BITS;
 
 use base64::Engine as _;
@@ -143,6 +145,51 @@ pub enum JwtError {
     /// Signing failed (this does not happen with a valid HMAC key, but the library can say so).
     #[error("could not sign the token")]
     Signing(#[source] jsonwebtoken::errors::Error),
+    /// A key file or the key directory could not be read, written or deleted.
+    #[error("cannot {what} {path}")]
+    KeyFile {
+        /// What we tried to do.
+        what: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A private key file can be read or written by its group or by everyone.
+    #[error("the key file {path} has mode {mode:03o}; a private key must be 0600 (chmod 600 it)")]
+    KeyFileMode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key directory's state file does not parse.
+    #[error("the key state file {path} does not parse: {reason}")]
+    KeyState {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A key could not be parsed, generated or used.
+    #[error("unusable key: {0}")]
+    KeyRejected(&'static str),
+    /// A key file holds a key whose thumbprint is not the `kid` it is filed under.
+    #[error("the key in {0} is not the key its name says (its thumbprint differs)")]
+    KeyMismatch(std::path::PathBuf),
+    /// The key directory is not in a state that allows this (no active key, two active keys,
+    /// no next key to rotate to, ...).
+    #[error("key directory: {0}")]
+    KeyLifecycle(&'static str),
+    /// `--jwt-alg` names another algorithm than the active key's.
+    #[error("--jwt-alg is {configured} but the active key in the key directory is {active}")]
+    KeyAlgMismatch {
+        /// What `--jwt-alg` says.
+        configured: KeyAlg,
+        /// The active key's algorithm.
+        active: KeyAlg,
+    },
     /// The clock has not left the denylist's epoch second, so a token signed now would be
     /// refused as older than the denylist's memory.
     #[error("the clock ({now}) is not past the denylist's epoch ({epoch})")]
@@ -280,6 +327,8 @@ pub struct JwtAuthenticator<D, F> {
     decoding_key: DecodingKey,
     header: Header,
     access: AccessVerifier,
+    /// The key pairs that sign access tokens, if not the HMAC key (`with_keys`).
+    keys: Option<Arc<KeyRing>>,
     refresh_validation: Validation,
     issuer: String,
     ttl: Duration,
@@ -313,12 +362,49 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             decoding_key: DecodingKey::from_secret(key),
             header,
             access: AccessVerifier::new(key, &config.issuer, canonical_header),
+            keys: None,
             refresh_validation,
             issuer: config.issuer,
             ttl: config.ttl,
             denylist: config.denylist,
             refresh: config.refresh,
             clock,
+        }
+    }
+
+    /// This backend, signing and verifying access tokens with the active key of `ring` (EdDSA or
+    /// ES256) instead of the HMAC key; refresh tokens are unchanged (only the issuer reads them).
+    pub fn with_keys(self, ring: Arc<KeyRing>) -> Self {
+        Self {
+            access: self.access.with_keys(ring.clone()),
+            keys: Some(ring),
+            ..self
+        }
+    }
+
+    /// The JWKS document and its `ETag`: the public keys of the key ring, or no keys at all
+    /// with HS256 (an HMAC secret is never published).
+    pub fn jwks(&self) -> (String, String) {
+        match &self.keys {
+            Some(ring) => {
+                let set = ring.current();
+                (set.jwks().to_owned(), set.etag().to_owned())
+            }
+            None => keys::empty_jwks(),
+        }
+    }
+
+    /// Signs an access token: with the key ring's active key if there is one, else HS256.
+    pub fn sign_access(&self, claims: &Claims) -> Result<String, JwtError> {
+        match &self.keys {
+            Some(ring) => {
+                let payload = serde_json::to_vec(claims)
+                    .map_err(|_| JwtError::KeyRejected("claims do not serialize"))?;
+                ring.current()
+                    .signing_key()
+                    .sign(&URL_SAFE_NO_PAD.encode(payload))
+            }
+            None => self.sign(claims),
         }
     }
 
@@ -418,7 +504,7 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
             }
             .into());
         }
-        let access = self.sign(&claims)?;
+        let access = self.sign_access(&claims)?;
         Ok(Issued {
             credential: access.into(),
             expires_in: self.ttl,

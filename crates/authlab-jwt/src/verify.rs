@@ -33,11 +33,15 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use std::sync::Arc;
+
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::keys::{KeyAlg, KeyRing, KeySet, es256_signature_is_canonical, is_kid_form};
 
 /// Largest header we read (ours is 36 bytes of JSON).
 const MAX_HEADER: usize = 256;
@@ -131,25 +135,62 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
     }
 }
 
+/// What [`read_header`] learnt from a header that passed it.
+pub(crate) struct HeaderFacts {
+    /// `alg`, as far as we know it.
+    alg: HeaderAlg,
+    /// `kid`, kept only when reading the header of a token signed with a key pair.
+    kid: Option<String>,
+}
+
+/// A header's `alg`, read without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeaderAlg {
+    Hs256,
+    Key(KeyAlg),
+    Other,
+}
+
 /// The header of a token whose header is not byte-for-byte ours: see the module documentation.
 /// Parsing it may allocate; our own tokens never come here. The stateless refresh path uses it
 /// too.
 pub(crate) fn check_header(json: &[u8]) -> Result<(), Refusal> {
-    struct HeaderCheck;
+    match read_header(json, false)?.alg {
+        HeaderAlg::Hs256 => Ok(()),
+        _ => Err(Refusal::Invalid),
+    }
+}
+
+/// Checks a header as [`check_header`] does, without deciding on `alg`. With `keyed` (a token
+/// signed with a key pair) it also keeps `kid` and refuses the members that point at keys or
+/// certificates elsewhere (`jku`, `x5u`, `x5c`): the key comes from our directory, by `kid`,
+/// never from the token.
+fn read_header(json: &[u8], keyed: bool) -> Result<HeaderFacts, Refusal> {
+    struct HeaderCheck {
+        keyed: bool,
+    }
     impl<'de> Visitor<'de> for HeaderCheck {
-        type Value = ();
+        type Value = HeaderFacts;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JOSE header object")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderFacts, A::Error> {
             let mut seen: Vec<String> = Vec::new();
-            let mut alg_ok = false;
+            let mut facts = HeaderFacts {
+                alg: HeaderAlg::Other,
+                kid: None,
+            };
             while let Some(name) = map.next_key::<String>()? {
                 if seen.contains(&name) {
                     return Err(de::Error::custom("a header member appears twice"));
                 }
                 match name.as_str() {
-                    "alg" => alg_ok = map.next_value::<CowStr<'_>>()?.0 == "HS256",
+                    "alg" => {
+                        facts.alg = match &*map.next_value::<CowStr<'_>>()?.0 {
+                            "HS256" => HeaderAlg::Hs256,
+                            other => other.parse().map_or(HeaderAlg::Other, HeaderAlg::Key),
+                        }
+                    }
                     // Absent is fine; `null` or anything but "JWT" (in any case: RFC 7515 §4.1.9
                     // compares media types case-insensitively) is not.
                     "typ" => {
@@ -162,6 +203,12 @@ pub(crate) fn check_header(json: &[u8]) -> Result<(), Refusal> {
                         }
                     }
                     "crit" | "jwk" => return Err(de::Error::custom("refused header member")),
+                    "jku" | "x5u" | "x5c" if self.keyed => {
+                        return Err(de::Error::custom("refused header member"));
+                    }
+                    "kid" if self.keyed => {
+                        facts.kid = Some(map.next_value::<CowStr<'_>>()?.0.into_owned());
+                    }
                     // Typed by the JOSE registries (RFC 7515 §4.1, RFC 7516 §4.1, RFC 8555 §6.4)
                     // as `jsonwebtoken::Header` types them; `null` reads as absent there too.
                     "cty" | "jku" | "kid" | "x5u" | "x5t" | "x5t#S256" | "enc" | "zip" | "url"
@@ -177,17 +224,52 @@ pub(crate) fn check_header(json: &[u8]) -> Result<(), Refusal> {
                 }
                 seen.push(name);
             }
-            if alg_ok {
-                Ok(())
-            } else {
-                Err(de::Error::custom("alg is not HS256"))
-            }
+            Ok(facts)
         }
     }
     let mut json = serde_json::Deserializer::from_slice(json);
-    json.deserialize_map(HeaderCheck)
-        .and_then(|()| json.end())
+    json.deserialize_map(HeaderCheck { keyed })
+        .and_then(|facts| json.end().map(|()| facts))
         .map_err(|_| Refusal::Invalid)
+}
+
+/// Splits a compact JWS into its encoded payload if, and only if, it is signed by a key of
+/// `keys`: the header names the key by `kid` (exactly the form of one of ours, and known: no
+/// other key is tried), `alg` is that key's algorithm (the key decides, the header only has to
+/// agree), and the signature verifies under it. ES256 signatures must also be in canonical form
+/// (64 bytes, low-S, neither half zero). The header has to be read first (it names the key); it
+/// is at most [`MAX_HEADER`] bytes and checked as strictly as any other.
+fn check_key_signature<'t>(keys: &KeySet, token: &'t str) -> Result<&'t str, Refusal> {
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(Refusal::Invalid)?;
+    let (header, payload) = signing_input.split_once('.').ok_or(Refusal::Invalid)?;
+    if header.is_empty() || payload.is_empty() || payload.contains('.') {
+        return Err(Refusal::Invalid);
+    }
+    let facts = {
+        let mut header_buf = [0u8; MAX_HEADER];
+        read_header(decode_into(header, &mut header_buf)?, true)?
+    };
+    let kid = facts.kid.as_deref().ok_or(Refusal::Invalid)?;
+    if !is_kid_form(kid) {
+        return Err(Refusal::Invalid);
+    }
+    let key = keys.verifier(kid).ok_or(Refusal::Invalid)?;
+    if facts.alg != HeaderAlg::Key(key.alg) {
+        return Err(Refusal::Invalid);
+    }
+    let mut signature_buf = [0u8; 65];
+    let signature = decode_into(signature, &mut signature_buf)?;
+    let canonical = match key.alg {
+        KeyAlg::EdDSA => signature.len() == 64,
+        KeyAlg::ES256 => es256_signature_is_canonical(signature),
+    };
+    if !canonical {
+        return Err(Refusal::Invalid);
+    }
+    key.key
+        .verify_sig(signing_input.as_bytes(), signature)
+        .map_err(|_| Refusal::Invalid)?;
+    Ok(payload)
 }
 
 /// The claims of an access token, borrowed from the decoded payload where JSON escapes allow.
@@ -409,9 +491,11 @@ impl<'a> AccessClaims<'a> {
     }
 }
 
-/// HS256 access-token verification with a pre-computed key.
+/// Access-token verification: HS256 with a pre-computed key, or (with a key ring) EdDSA/ES256.
 pub(crate) struct AccessVerifier {
     key: hmac::Key,
+    /// The key pairs that sign access tokens instead of the HMAC key (`--jwt-alg EdDSA|ES256`).
+    keys: Option<Arc<KeyRing>>,
     issuer: String,
     /// The encoded header we sign with. A token carrying exactly these bytes (every token we
     /// issued) needs no header parse; any other header is decoded and checked in full.
@@ -434,8 +518,17 @@ impl AccessVerifier {
     pub(crate) fn new(secret: &[u8], issuer: &str, canonical_header: String) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            keys: None,
             issuer: issuer.to_owned(),
             canonical_header,
+        }
+    }
+
+    /// This verifier, checking access tokens against the keys of `ring` instead of the HMAC key.
+    pub(crate) fn with_keys(self, ring: Arc<KeyRing>) -> Self {
+        Self {
+            keys: Some(ring),
+            ..self
         }
     }
 
@@ -474,13 +567,18 @@ impl AccessVerifier {
         now: u64,
         read: impl FnOnce(&AccessClaims<'_>) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
-        // The signature first: nothing an attacker wrote is parsed before it checks out.
-        let (header, payload) = self.check_signature(token)?;
-
-        if header != self.canonical_header {
-            let mut header_buf = [0u8; MAX_HEADER];
-            check_header(decode_into(header, &mut header_buf)?)?;
-        }
+        let payload = match &self.keys {
+            None => {
+                // The signature first: nothing an attacker wrote is parsed before it checks out.
+                let (header, payload) = self.check_signature(token)?;
+                if header != self.canonical_header {
+                    let mut header_buf = [0u8; MAX_HEADER];
+                    check_header(decode_into(header, &mut header_buf)?)?;
+                }
+                payload
+            }
+            Some(ring) => check_key_signature(&ring.current(), token)?,
+        };
 
         let mut claims_buf = [0u8; MAX_CLAIMS];
         let mut claims = AccessClaims::parse(decode_into(payload, &mut claims_buf)?)?;
