@@ -33,6 +33,12 @@ fn chart_err(err: impl std::fmt::Display) -> DrillError {
     DrillError::Chart(err.to_string())
 }
 
+/// How many buckets the timeline draws: those that start within the load. One more would hold
+/// no scheduled request and draw every line down to 0 at the end, which reads as an outage.
+fn buckets_within(duration_ms: u32) -> u32 {
+    duration_ms.div_ceil(BUCKET_MS)
+}
+
 /// Draws the timeline to `path`.
 pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
     let root = SVGBackend::new(path, (1000, 780)).into_drawing_area();
@@ -54,9 +60,7 @@ pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
             .iter()
             .filter(|b| b.backend == backend)
             .collect();
-        // The buckets that lie within the load: one more would hold no scheduled request and
-        // draw the line down to 0 at the end, which reads as an outage.
-        let count = report.run.duration_ms.div_ceil(BUCKET_MS);
+        let count = buckets_within(report.run.duration_ms);
         for i in 0..count {
             let t = f64::from(i * BUCKET_MS) / 1000.0;
             let mut values = [0f64; CLASSES.len()];
@@ -121,4 +125,18 @@ pub fn timeline(report: &DrillReport, path: &Path) -> Result<(), DrillError> {
     }
     root.present().map_err(chart_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_ends_with_the_load_and_never_draws_an_empty_last_bucket() {
+        // 10 s of load: buckets start at 0 ms ... 9,900 ms; none at 10,000 ms.
+        assert_eq!(buckets_within(10_000), 100);
+        assert!((buckets_within(10_000) - 1) * BUCKET_MS < 10_000);
+        // A load that ends inside a bucket still draws that bucket.
+        assert_eq!(buckets_within(10_050), 101);
+    }
 }
