@@ -437,15 +437,21 @@ fn redis_info(redis: &PrivateRedis, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in INFO:\n{text}"))
 }
 
+/// One caching instance on `redis` (a private server), with `customise` applied.
+async fn cached_app_on(redis: &PrivateRedis, customise: impl Fn(&mut Settings)) -> TestApp {
+    let url = redis.url();
+    spawn_app_with(|s| {
+        cached(s);
+        s.redis.url = url.clone();
+        customise(s);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn an_idle_instance_sends_redis_nothing() {
     let redis = PrivateRedis::start();
-    let url = redis.url();
-    let app = spawn_app_with(|s| {
-        cached(s);
-        s.redis.url = url.clone();
-    })
-    .await;
+    let app = cached_app_on(&redis, |_| {}).await;
     let user = app.register().await;
     let opaque = app.login(Backend::Redis, &user).await;
     let jwt = app.login(Backend::Jwt, &user).await;
@@ -469,13 +475,7 @@ async fn an_idle_instance_sends_redis_nothing() {
 async fn a_busy_instance_sends_at_most_two_heartbeats_per_staleness_bound() {
     const STALENESS: Duration = Duration::from_millis(20);
     let redis = PrivateRedis::start();
-    let url = redis.url();
-    let app = spawn_app_with(|s| {
-        cached(s);
-        s.redis.url = url.clone();
-        s.redis_cache_staleness = STALENESS;
-    })
-    .await;
+    let app = cached_app_on(&redis, |s| s.redis_cache_staleness = STALENESS).await;
     let user = app.register().await;
     let opaque = app.login(Backend::Redis, &user).await;
     cache_on(&app, Backend::Redis, &opaque).await;
@@ -511,12 +511,9 @@ async fn a_busy_instance_sends_at_most_two_heartbeats_per_staleness_bound() {
 #[tokio::test]
 async fn a_swapped_database_empties_the_cache_under_steady_traffic() {
     let redis = PrivateRedis::start();
-    let url = redis.url();
     // A long staleness bound, so that steady traffic is all hits and heartbeats (no lookup ever
     // finds the proof expired and reads the token again by itself).
-    let app = spawn_app_with(|s| {
-        cached(s);
-        s.redis.url = url.clone();
+    let app = cached_app_on(&redis, |s| {
         s.redis_cache_staleness = Duration::from_millis(400);
     })
     .await;
@@ -553,12 +550,7 @@ async fn a_debug_reload_empties_the_cache() {
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     let dir_arg = dir.to_string_lossy().into_owned();
     let redis = PrivateRedis::start_with(&["--enable-debug-command", "yes", "--dir", &dir_arg]);
-    let url = redis.url();
-    let app = spawn_app_with(|s| {
-        cached(s);
-        s.redis.url = url.clone();
-    })
-    .await;
+    let app = cached_app_on(&redis, |_| {}).await;
     let user = app.register().await;
     let opaque = app.login(Backend::Redis, &user).await;
     cache_on(&app, Backend::Redis, &opaque).await;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -18,7 +18,7 @@ fn now() -> u64 {
 }
 
 /// Claims as authlab would write them for `user`.
-fn claims_for(user: &TestUser) -> Value {
+pub(crate) fn claims_for(user: &TestUser) -> Value {
     json!({
         "iss": "authlab",
         "sub": user.user_id.to_string(),

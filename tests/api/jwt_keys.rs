@@ -21,15 +21,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::*;
+use crate::jwt_forgery::{claims_for, now};
 
 const ACCESS_TTL: Duration = Duration::from_secs(900);
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A fresh key directory with an active key and a next key of `alg`.
 fn key_dir(alg: KeyAlg) -> KeyDir {
@@ -106,18 +100,6 @@ fn header_of(token: &str) -> Value {
 
 fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
-}
-
-fn claims_for(user: &TestUser) -> Value {
-    json!({
-        "iss": "authlab",
-        "sub": user.user_id.to_string(),
-        "iat": now(),
-        "exp": now() + 600,
-        "jti": Uuid::new_v4().to_string(),
-        "fam": Uuid::new_v4().simple().to_string(),
-        "username": user.username,
-    })
 }
 
 /// A token with exactly this header and these claims, signed by the Ed25519 key `kid` of `dir`
