@@ -360,15 +360,7 @@ async fn a_paused_redis_stops_cache_hits_and_fails_closed() {
     let jwt = a.login(Backend::Jwt, &user).await;
     cache_on(&b, Backend::Redis, &opaque).await;
     cache_on(&b, Backend::Jwt, &jwt).await;
-    let pid = redis.pid().expect("running").to_string();
-    let _resume = Resume(pid.clone());
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let resume = redis.pause();
     // A hung Redis answers no heartbeat: after the staleness bound hits stop, and the requests
     // that go to Redis time out: 503, never the cached 200.
     tokio::time::sleep(TRUST_WINDOW).await;
@@ -380,13 +372,7 @@ async fn a_paused_redis_stops_cache_hits_and_fails_closed() {
         )
         .await;
     }
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    drop(resume); // SIGCONT
     for (backend, credential) in [(Backend::Redis, &opaque), (Backend::Jwt, &jwt)] {
         assert!(
             eventually(Duration::from_secs(5), || async {
@@ -395,15 +381,6 @@ async fn a_paused_redis_stops_cache_hits_and_fails_closed() {
             .await,
             "{backend}: served again once Redis answers"
         );
-    }
-}
-
-/// Sends `SIGCONT` when dropped, so a failing assertion never leaves Redis stopped.
-pub(crate) struct Resume(pub(crate) String);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
     }
 }
 
@@ -426,11 +403,7 @@ async fn the_cache_holds_at_most_its_size_and_reports_its_hit_ratio() {
 
 /// One field of a private Redis's `INFO` (`total_commands_processed`).
 fn redis_info(redis: &PrivateRedis, field: &str) -> u64 {
-    let output = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "INFO", "everything"])
-        .output()
-        .expect("redis-cli is on PATH");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = redis_cli(redis, &["INFO", "everything"]);
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{field}:")))
         .and_then(|value| value.trim().parse().ok())
@@ -522,11 +495,7 @@ async fn a_swapped_database_empties_the_cache_under_steady_traffic() {
     cache_on(&app, Backend::Redis, &opaque).await;
     // SWAPDB sends no invalidation and leaves the connection up: database 0, which the instance
     // reads, now holds what database 1 held (nothing), so the token no longer exists.
-    let swapped = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "SWAPDB", "0", "1"])
-        .output()
-        .expect("redis-cli is on PATH");
-    assert_eq!(String::from_utf8_lossy(&swapped.stdout).trim(), "OK");
+    assert_eq!(redis_cli(&redis, &["SWAPDB", "0", "1"]).trim(), "OK");
     // Steady traffic keeps the proof fresh with heartbeats; each one reads the dataset mark,
     // which is gone from database 0, so the cache is emptied and the token looked up again.
     let started = std::time::Instant::now();
@@ -555,11 +524,7 @@ async fn a_debug_reload_empties_the_cache() {
     let opaque = app.login(Backend::Redis, &user).await;
     cache_on(&app, Backend::Redis, &opaque).await;
     let flushes = cache_metric(&app, "authlab_redis_cache_flushes_total", "redis").await;
-    let reloaded = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "DEBUG", "RELOAD"])
-        .output()
-        .expect("redis-cli is on PATH");
-    assert_eq!(String::from_utf8_lossy(&reloaded.stdout).trim(), "OK");
+    assert_eq!(redis_cli(&redis, &["DEBUG", "RELOAD"]).trim(), "OK");
     assert!(
         eventually(Duration::from_secs(2), || async {
             cache_metric(&app, "authlab_redis_cache_flushes_total", "redis").await > flushes

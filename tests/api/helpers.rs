@@ -399,6 +399,20 @@ impl PrivateRedis {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Freezes the server (`SIGSTOP`: a hung Redis, its sockets open) until the guard is dropped
+    /// (`SIGCONT`), so a failing assertion never leaves it stopped.
+    pub fn pause(&self) -> Resume {
+        let pid = self.pid().expect("the private Redis runs").to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .expect("kill is on PATH")
+                .success()
+        );
+        Resume(pid)
+    }
+
     /// Kills the server (as a crash would).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -452,4 +466,13 @@ pub fn with_introspection_secret(settings: &mut Settings) {
     ));
     std::fs::write(&file, format!("{INTROSPECTION_SECRET}\n")).expect("the secret file is written");
     settings.introspection_secret_file = Some(file);
+}
+
+/// Sends `SIGCONT` to a paused private Redis when dropped ([`PrivateRedis::pause`]).
+pub struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
 }

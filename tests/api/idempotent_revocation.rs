@@ -11,13 +11,12 @@
 //! checks both token backends: `/redis` (opaque tokens, each a key of its own) and `/jwt` (with
 //! the denylist on, as the test apps have it).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::client_cache::{Resume, redis_cli};
+use crate::client_cache::redis_cli;
 use crate::helpers::*;
 use crate::lifecycle::{
     Tokens, form, login_tokens, refresh, revoked_code, sessions_of, tokens_from,
@@ -60,19 +59,7 @@ impl Faulty {
         let pending = tokio::spawn(request.send());
         // The request's reads go through meanwhile; its first write waits for the pause to end.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let pid = self
-            .redis
-            .pid()
-            .expect("the private Redis runs")
-            .to_string();
-        let resume = Resume(pid.clone());
-        assert!(
-            Command::new("kill")
-                .args(["-STOP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        let resume = self.redis.pause();
         let stopped_at = Instant::now();
         let response = pending.await.unwrap().unwrap();
         tokio::time::sleep(STOPPED.saturating_sub(stopped_at.elapsed())).await;

@@ -445,7 +445,15 @@ impl KeyDir {
                 "there is a next key already: rotate to activate it",
             ));
         }
-        let entry = KeyEntry {
+        let entry = self.next_key(alg, now)?;
+        state.keys.push(entry.clone());
+        self.save(&state)?;
+        Ok(entry)
+    }
+
+    /// A new key of `alg`, written to the directory, as the `next` entry created at `now`.
+    fn next_key(&self, alg: KeyAlg, now: u64) -> Result<KeyEntry, JwtError> {
+        Ok(KeyEntry {
             kid: self.new_key(alg)?,
             alg,
             state: KeyState::Next,
@@ -453,10 +461,7 @@ impl KeyDir {
             activated: None,
             retired: None,
             prune_after: None,
-        };
-        state.keys.push(entry.clone());
-        self.save(&state)?;
-        Ok(entry)
+        })
     }
 
     /// `authlab keys rotate`: the `next` key becomes `active`, the `active` one `retired` (kept
@@ -490,15 +495,7 @@ impl KeyDir {
         promoted.state = KeyState::Active;
         promoted.activated = Some(now);
         let alg = alg.unwrap_or(promoted.alg);
-        state.keys.push(KeyEntry {
-            kid: self.new_key(alg)?,
-            alg,
-            state: KeyState::Next,
-            created: now,
-            activated: None,
-            retired: None,
-            prune_after: None,
-        });
+        state.keys.push(self.next_key(alg, now)?);
         self.save(&state)?;
         Ok(state)
     }

@@ -211,7 +211,11 @@ impl Local {
 
     /// Asks the tracking thread for one heartbeat, unless one is already asked for.
     fn want_beat(&self) {
-        if !self.beat_wanted.swap(true, Ordering::AcqRel) {
+        // A plain load first: while a heartbeat is already asked for, the hits that follow read
+        // a shared flag instead of all writing it.
+        if !self.beat_wanted.load(Ordering::Acquire)
+            && !self.beat_wanted.swap(true, Ordering::AcqRel)
+        {
             self.wake.notify_one();
         }
     }
