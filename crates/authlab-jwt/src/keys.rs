@@ -181,7 +181,10 @@ pub fn thumbprint(required_members: &[(&str, &str)]) -> String {
 }
 
 /// A public key's JWK members (RFC 7517/7518/8037), without `kid`, `alg` and `use`.
-fn public_members(alg: KeyAlg, public: &[u8]) -> Result<Vec<(&'static str, String)>, JwtError> {
+pub(crate) fn public_members(
+    alg: KeyAlg,
+    public: &[u8],
+) -> Result<Vec<(&'static str, String)>, JwtError> {
     match alg {
         KeyAlg::EdDSA => Ok(vec![
             ("crv", "Ed25519".to_owned()),
@@ -205,7 +208,7 @@ fn public_members(alg: KeyAlg, public: &[u8]) -> Result<Vec<(&'static str, Strin
 }
 
 /// The `kid` of a public key: the thumbprint of its JWK.
-fn kid_of(members: &[(&'static str, String)]) -> String {
+pub(crate) fn kid_of(members: &[(&'static str, String)]) -> String {
     let borrowed: Vec<(&str, &str)> = members.iter().map(|(n, v)| (*n, v.as_str())).collect();
     thumbprint(&borrowed)
 }
@@ -293,10 +296,11 @@ pub(crate) struct VerifyingKey {
     pub(crate) key: ParsedPublicKey,
 }
 
-/// One loaded directory: the key that signs, every key that verifies, and the JWKS document.
+/// One loaded set of keys: the key that signs (on an issuer), every key that verifies, and the
+/// JWKS document.
 pub struct KeySet {
-    active: SigningKey,
-    active_alg: KeyAlg,
+    /// `None` on a verifier, whose keys come from an issuer's JWKS and which signs nothing.
+    active: Option<(SigningKey, KeyAlg)>,
     verifiers: HashMap<String, VerifyingKey>,
     jwks: String,
     etag: String,
@@ -305,9 +309,30 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The algorithm of the key that signs.
-    pub fn active_alg(&self) -> KeyAlg {
-        self.active_alg
+    /// A verifier's set: the public keys of a JWKS ([`crate::parse_jwks`]), no key that signs.
+    /// `jwks` is the document they were read from, served again as it came.
+    pub fn from_jwks(keys: Vec<crate::JwksKey>, jwks: String) -> Self {
+        let etag = format!(
+            "\"{}\"",
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, jwks.as_bytes()))
+        );
+        Self {
+            active: None,
+            verifiers: keys.into_iter().map(|k| (k.kid, k.key)).collect(),
+            jwks,
+            etag,
+            state: KeyDirState::default(),
+        }
+    }
+
+    /// The algorithm of the key that signs; `None` on a verifier.
+    pub fn active_alg(&self) -> Option<KeyAlg> {
+        self.active.as_ref().map(|(_, alg)| *alg)
+    }
+
+    /// The ids of the keys that verify, in no particular order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.verifiers.keys().map(String::as_str)
     }
 
     /// The JWKS document (RFC 7517): every published key's public half, in state-file order.
@@ -321,8 +346,13 @@ impl KeySet {
         &self.etag
     }
 
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.active
+    pub(crate) fn signing_key(&self) -> Result<&SigningKey, JwtError> {
+        self.active
+            .as_ref()
+            .map(|(key, _)| key)
+            .ok_or(JwtError::KeyLifecycle(
+                "this instance is a verifier: it holds no key that signs",
+            ))
     }
 
     pub(crate) fn verifier(&self, kid: &str) -> Option<&VerifyingKey> {
@@ -609,13 +639,12 @@ impl KeyDir {
                 ));
             }
         }
-        let (active, active_alg) = active.ok_or(JwtError::KeyLifecycle(
+        let active = active.ok_or(JwtError::KeyLifecycle(
             "no key is active: run `authlab keys generate` then `authlab keys rotate`",
         ))?;
         let (jwks, etag) = jwks_document(&jwks);
         Ok(KeySet {
-            active,
-            active_alg,
+            active: Some(active),
             verifiers,
             jwks,
             etag,
@@ -694,7 +723,7 @@ impl KeyRing {
         match self.dir.load() {
             Ok(set) => {
                 tracing::info!(
-                    active = set.active_alg.name(),
+                    active = set.active_alg().map_or("none", KeyAlg::name),
                     keys = set.verifiers.len(),
                     "JWT keys reloaded"
                 );
@@ -803,7 +832,7 @@ mod tests {
         assert_eq!(state.keys[0].activated, Some(2000));
         assert_eq!(state.keys[1].state, KeyState::Next);
         let set = dir.load().unwrap();
-        assert_eq!(set.active_alg(), KeyAlg::EdDSA);
+        assert_eq!(set.active_alg(), Some(KeyAlg::EdDSA));
         assert!(set.verifier(&first.kid).is_some());
 
         let state = dir
@@ -861,7 +890,7 @@ mod tests {
         dir.rotate(None, Duration::from_secs(60), 2).unwrap();
         let set = dir.load().unwrap();
         for _ in 0..64 {
-            let token = set.signing_key().sign("e30").unwrap();
+            let token = set.signing_key().unwrap().sign("e30").unwrap();
             let signature = URL_SAFE_NO_PAD
                 .decode(token.rsplit('.').next().unwrap())
                 .unwrap();

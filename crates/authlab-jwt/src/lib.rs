@@ -70,10 +70,12 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use uuid::Builder;
 
+pub mod jwks;
 pub mod keys;
 mod secret;
 mod verify;
 
+pub use jwks::{JwksKey, parse_jwks};
 pub use keys::{KeyAlg, KeyDir, KeyRing};
 pub use secret::MIN_SECRET_BITS;
 
@@ -190,6 +192,9 @@ pub enum JwtError {
         /// The active key's algorithm.
         active: KeyAlg,
     },
+    /// A JWKS document fetched from an issuer was refused (see [`parse_jwks`] for the rules).
+    #[error("the JWKS was refused: {0}")]
+    JwksRejected(&'static str),
     /// The clock has not left the denylist's epoch second, so a token signed now would be
     /// refused as older than the denylist's memory.
     #[error("the clock ({now}) is not past the denylist's epoch ({epoch})")]
@@ -401,7 +406,7 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
                 let payload = serde_json::to_vec(claims)
                     .map_err(|_| JwtError::KeyRejected("claims do not serialize"))?;
                 ring.current()
-                    .signing_key()
+                    .signing_key()?
                     .sign(&URL_SAFE_NO_PAD.encode(payload))
             }
             None => self.sign(claims),
