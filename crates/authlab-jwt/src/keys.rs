@@ -34,11 +34,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::future::Future;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -671,10 +674,26 @@ fn parse_private(alg: KeyAlg, pkcs8: &[u8]) -> Result<(Signer, Vec<u8>), JwtErro
     })
 }
 
-/// The current [`KeySet`] of a directory, re-read on a timer by a thread of its own.
+/// Asked by the verify path when a token names a `kid` of our form that the current set does not
+/// hold (a verifier whose issuer has rotated to a key it has not fetched yet). The server
+/// implements it with an HTTP fetch of the issuer's JWKS (this crate does no I/O); the future
+/// ends when the fetch it started or joined is over, or at once when the cooldown forbids one.
+pub trait UnknownKid: Send + Sync {
+    /// Refetches the keys if allowed now; the caller then looks the `kid` up once more.
+    fn refetch(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The current [`KeySet`]: of a directory (an issuer, re-read on a timer by a thread of its own,
+/// and on demand with [`KeyRing::reload`]), or of an issuer's JWKS (a verifier, replaced by the
+/// server's fetcher with [`KeyRing::replace`]).
 pub struct KeyRing {
-    dir: KeyDir,
+    dir: Option<KeyDir>,
     current: ArcSwap<KeySet>,
+    /// Unix seconds from which the current set may no longer be used: `u64::MAX` for a
+    /// directory, the last good fetch plus `--jwks-max-stale` for a JWKS, 0 before the first.
+    usable_until: AtomicU64,
+    /// Who refetches on an unknown `kid` (verifiers only).
+    unknown_kid: OnceLock<Arc<dyn UnknownKid>>,
 }
 
 impl KeyRing {
@@ -684,8 +703,10 @@ impl KeyRing {
     pub fn open(dir: KeyDir, reload: Option<Duration>) -> Result<Arc<Self>, JwtError> {
         let set = dir.load()?;
         let ring = Arc::new(Self {
-            dir,
+            dir: Some(dir),
             current: ArcSwap::from_pointee(set),
+            usable_until: AtomicU64::new(u64::MAX),
+            unknown_kid: OnceLock::new(),
         });
         if let Some(interval) = reload {
             let weak: Weak<Self> = Arc::downgrade(&ring);
@@ -709,10 +730,56 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// Re-reads the directory now. An unchanged state file is not parsed again; a directory that
-    /// fails to load leaves the current set in place.
+    /// A verifier's ring: no keys and not usable until the first [`KeyRing::replace`] (every
+    /// token is answered [`JwtError::KeysUnavailable`] until then).
+    pub fn remote() -> Arc<Self> {
+        Arc::new(Self {
+            dir: None,
+            current: ArcSwap::from_pointee(KeySet::from_jwks(Vec::new(), String::new())),
+            usable_until: AtomicU64::new(0),
+            unknown_kid: OnceLock::new(),
+        })
+    }
+
+    /// Sets who refetches on an unknown `kid` (once; later calls are ignored).
+    pub fn on_unknown_kid(&self, refetch: Arc<dyn UnknownKid>) {
+        let _ = self.unknown_kid.set(refetch);
+    }
+
+    pub(crate) fn unknown_kid(&self) -> Option<&Arc<dyn UnknownKid>> {
+        self.unknown_kid.get()
+    }
+
+    /// A verifier's good fetch: `set` becomes current unless its document is the one already
+    /// held (so an unchanged JWKS costs no swap), and the keys may be used until
+    /// `usable_until` (Unix seconds). Returns whether the set changed.
+    pub fn replace(&self, set: KeySet, usable_until: u64) -> bool {
+        let changed = self.current.load().jwks() != set.jwks();
+        if changed {
+            self.current.store(Arc::new(set));
+        }
+        self.usable_until.store(usable_until, Ordering::Release);
+        changed
+    }
+
+    /// A verifier's fetch that found the document unchanged (`304 Not Modified`): the keys held
+    /// may be used until `usable_until`.
+    pub fn still_good_until(&self, usable_until: u64) {
+        self.usable_until.store(usable_until, Ordering::Release);
+    }
+
+    /// Whether the keys may be used at `now` (Unix seconds).
+    pub fn usable_at(&self, now: u64) -> bool {
+        now < self.usable_until.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the directory now (a no-op on a verifier's ring). An unchanged state file is not
+    /// parsed again; a directory that fails to load leaves the current set in place.
     pub fn reload(&self) {
-        match self.dir.state() {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        match dir.state() {
             Ok(state) if state == self.current.load().state => return,
             Ok(_) => {}
             Err(err) => {
@@ -720,7 +787,7 @@ impl KeyRing {
                 return;
             }
         }
-        match self.dir.load() {
+        match dir.load() {
             Ok(set) => {
                 tracing::info!(
                     active = set.active_alg().map_or("none", KeyAlg::name),
