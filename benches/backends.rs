@@ -261,7 +261,10 @@ fn jwt(c: &mut Criterion) {
 
 /// Sign and verify per algorithm (`jwt_alg/{sign,verify}/{HS256,EdDSA,ES256}`), denylist off:
 /// HS256 through the same backend as `jwt/*`, EdDSA and ES256 with a key directory generated for
-/// the run (keys parsed once, as the server holds them).
+/// the run (keys parsed once, as the server holds them). `jwt_alg/verify_cached/{EdDSA,ES256}`
+/// verifies the same token through the verified-token cache (`--jwt-verify-cache`), which
+/// answers from the second call on: what `/jwt/me` costs for a token presented again. The
+/// `verify` rows have the cache off. HS256 tokens are never cached.
 fn jwt_algs(c: &mut Criterion) {
     let mut group = c.benchmark_group("jwt_alg");
     let settings = settings();
@@ -297,6 +300,17 @@ fn jwt_algs(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("verify", name), |b| {
             b.iter(|| black_box(ready(auth.verify(black_box(&token))).is_ok()))
         });
+        if alg.is_some() {
+            let cached = auth.with_verify_cache(100_000);
+            assert!(
+                ready(cached.verify(&token)).is_ok(),
+                "{name}: cached verify"
+            );
+            assert_eq!(cached.verify_cache_len(), 1, "{name}: the token is cached");
+            group.bench_function(BenchmarkId::new("verify_cached", name), |b| {
+                b.iter(|| black_box(ready(cached.verify(black_box(&token))).is_ok()))
+            });
+        }
         eprintln!("jwt_alg: {name} token {} bytes", token.len());
     }
     group.finish();

@@ -75,6 +75,12 @@ pub const JWT_CACHED: &str = "/jwt/me (denylist cached)";
 pub const JWT_OFF: &str = "/jwt/me (denylist off)";
 /// The row of `/jwt/me` with the denylist on (the default).
 pub const JWT_ON: &str = "/jwt/me (denylist on)";
+/// The row of `/jwt/me` signed with EdDSA, through the verified-token cache, denylist off.
+pub const JWT_EDDSA: &str = "/jwt/me (EdDSA, denylist off)";
+/// The same without the verified-token cache: every request pays the Ed25519 verify.
+pub const JWT_EDDSA_UNCACHED: &str = "/jwt/me (EdDSA, no verify cache, denylist off)";
+/// The row of `/jwt/me` signed with ES256, through the verified-token cache, denylist off.
+pub const JWT_ES256: &str = "/jwt/me (ES256, denylist off)";
 /// The row of `/session/me` with `--metrics off`.
 pub const SESSION_METRICS_OFF: &str = "/session/me (metrics off)";
 /// The row of `/jwt/me` with the denylist and the metrics off.
@@ -109,6 +115,11 @@ const REDIS_CACHED_TARGET: Target = Target {
 const JWT_CACHED_TARGET: Target = Target {
     ratio: 0.85,
     source: "the project's target for the client-side cache: the denylist's answer from process memory, on top of the HS256 verify",
+};
+
+const JWT_EDDSA_TARGET: Target = Target {
+    ratio: 0.85,
+    source: "the project's target for asymmetric keys: with the verified-token cache, a token presented again costs a hash and a map lookup instead of an Ed25519 verify (~40 us)",
 };
 
 /// The modes, in the order of a round.
@@ -222,6 +233,47 @@ pub const MODES: &[Mode] = &[
         target: Some(JWT_CACHED_TARGET),
         scale_out: true,
         revocable: true,
+        metrics_off_of: None,
+    },
+    // The key-pair modes: the run generates a key directory per algorithm for them (setup).
+    Mode {
+        key: "jwt-eddsa",
+        row: JWT_EDDSA,
+        label: "jwt, EdDSA, denylist off",
+        backend: Backend::Jwt,
+        flags: &["--jwt-denylist", "off", "--jwt-alg", "EdDSA"],
+        target: Some(JWT_EDDSA_TARGET),
+        scale_out: false,
+        revocable: false,
+        metrics_off_of: None,
+    },
+    Mode {
+        key: "jwt-eddsa-uncached",
+        row: JWT_EDDSA_UNCACHED,
+        label: "jwt, EdDSA, no verify cache, denylist off",
+        backend: Backend::Jwt,
+        flags: &[
+            "--jwt-denylist",
+            "off",
+            "--jwt-alg",
+            "EdDSA",
+            "--jwt-verify-cache",
+            "0",
+        ],
+        target: None,
+        scale_out: false,
+        revocable: false,
+        metrics_off_of: None,
+    },
+    Mode {
+        key: "jwt-es256",
+        row: JWT_ES256,
+        label: "jwt, ES256, denylist off",
+        backend: Backend::Jwt,
+        flags: &["--jwt-denylist", "off", "--jwt-alg", "ES256"],
+        target: None,
+        scale_out: false,
+        revocable: false,
         metrics_off_of: None,
     },
 ];

@@ -16,8 +16,10 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use authlab::backends;
-use authlab::config::{RedisSettings, Settings, redact_url};
+use authlab::config::{JwtAlg, RedisSettings, Settings, redact_url};
 use authlab::startup::Application;
+use authlab_core::Clock as _;
+use authlab_jwt::{KeyAlg, KeyDir};
 
 use crate::modes::{self, Mode};
 use crate::{CompareArgs, CompareError};
@@ -199,7 +201,9 @@ impl Instances {
 
         let mut configured = Vec::new();
         for mode in modes::selected(&args.modes) {
-            configured.push((mode, mode.settings(&base).map_err(CompareError::Mode)?));
+            let mut settings = mode.settings(&base).map_err(CompareError::Mode)?;
+            settings.jwt_keys_dir = key_dir(run_dir, settings.jwt_alg)?;
+            configured.push((mode, settings));
         }
         let mut to_build = Vec::new();
         for (mode, settings) in &configured {
@@ -315,6 +319,26 @@ pub fn parse_target(url: &str) -> Result<SocketAddr, CompareError> {
         .map_err(|_| CompareError::BadTarget("the host does not resolve"))?
         .next()
         .ok_or(CompareError::BadTarget("the host does not resolve"))
+}
+
+/// For a mode signing with a key pair (`--jwt-alg EdDSA|ES256`): a key directory of the run's
+/// own for that algorithm, with an active key and a next key (as `authlab keys generate` then
+/// `rotate` leave it), made on first use and shared by every mode of that algorithm.
+fn key_dir(run_dir: &Path, alg: JwtAlg) -> Result<Option<PathBuf>, CompareError> {
+    let alg = match alg {
+        JwtAlg::Hs256 => return Ok(None),
+        JwtAlg::EdDsa => KeyAlg::EdDSA,
+        JwtAlg::Es256 => KeyAlg::ES256,
+    };
+    let path = run_dir.join(format!("keys-{}", alg.name()));
+    if !path.exists() {
+        let dir = KeyDir::new(&path);
+        let now = authlab_core::SystemClock.now_unix();
+        dir.generate(alg, now)
+            .and_then(|_| dir.rotate(None, Duration::from_secs(900), now))
+            .map_err(|err| CompareError::Io(std::io::Error::other(err)))?;
+    }
+    Ok(Some(path))
 }
 
 /// The body of a login (and of registration).
