@@ -514,8 +514,10 @@ async fn refuse_issuing_routes(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    use actix_web::http::Method;
+    // Only the methods that change something: a CORS preflight (`OPTIONS`) and `HEAD` pass.
     let issuing = req.path().starts_with("/jwt/")
-        && req.method() != actix_web::http::Method::GET
+        && matches!(*req.method(), Method::POST | Method::DELETE)
         && req.path() != "/jwt/introspect";
     if issuing {
         let response = actix_web::ResponseError::error_response(&ApiError::NotAnIssuer);
