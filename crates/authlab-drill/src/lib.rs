@@ -37,7 +37,8 @@
 //! - [`args`]: the flags; [`error`]: what can stop a drill; [`interrupt`]: Ctrl-C;
 //! - [`procs`]: process guards, installed programs, free ports, `redis-cli`;
 //! - [`topology`], [`instances`], [`balancer`]: what runs;
-//! - [`load`]: the open-loop driver; [`scenario`]: the faults;
+//! - [`load`]: the open-loop driver; [`scenario`]: the faults; [`cache_scale`]: the scenario that
+//!   measures the cache instead, with its own load and report;
 //! - [`mod@run`]: the order of a drill; [`report`]: the model, analysis and renderings.
 
 #![deny(missing_docs)]
