@@ -979,12 +979,17 @@ mod tests {
         ring: Arc<KeyRing>,
         dir: KeyDir,
         calls: std::sync::atomic::AtomicUsize,
+        /// The issuer is unreachable: a fetch brings nothing.
+        down: std::sync::atomic::AtomicBool,
     }
 
     impl UnknownKid for DirFetch {
         fn refetch(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 let jwks = self.dir.load().unwrap().jwks().to_owned();
                 let keys = parse_jwks(jwks.as_bytes()).unwrap();
                 self.ring.replace(KeySet::from_jwks(keys, jwks), u64::MAX);
@@ -1016,6 +1021,7 @@ mod tests {
             ring: ring.clone(),
             dir: KeyDir::new(dir.path()),
             calls: Default::default(),
+            down: Default::default(),
         });
         ring.on_unknown_kid(fetch.clone());
         let jwks = dir.load().unwrap().jwks().to_owned();
@@ -1044,12 +1050,15 @@ mod tests {
                 .await,
             Err(AuthError::Unavailable(_))
         ));
-        // Past its staleness limit the set is not used, cached tokens included.
+        // Past its staleness limit the set is not used, cached tokens included; the verifier
+        // tries a fetch (the issuer is down) and answers unavailable.
+        fetch.down.store(true, std::sync::atomic::Ordering::SeqCst);
         ring.still_good_until(START);
         assert!(matches!(
             verifier.verify(&token).await,
             Err(AuthError::Unavailable(_))
         ));
+        assert_eq!(fetch.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
         std::fs::remove_dir_all(dir.path()).unwrap();
     }
 
