@@ -447,7 +447,9 @@ fn load_jwt_keys(settings: &Settings) -> Result<Option<Arc<KeyRing>>, StartupErr
     };
     let ring = KeyRing::open(KeyDir::new(&path), Some(settings.jwt_keys_reload)).map_err(failed)?;
     let active = ring.current().active_alg();
-    if active != configured {
+    if let Some(active) = active
+        && active != configured
+    {
         return Err(failed(JwtError::KeyAlgMismatch { configured, active }));
     }
     Ok(Some(ring))

@@ -38,11 +38,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::future::Future;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -188,7 +191,10 @@ pub fn thumbprint(required_members: &[(&str, &str)]) -> String {
 }
 
 /// A public key's JWK members (RFC 7517/7518/8037), without `kid`, `alg` and `use`.
-fn public_members(alg: KeyAlg, public: &[u8]) -> Result<Vec<(&'static str, String)>, JwtError> {
+pub(crate) fn public_members(
+    alg: KeyAlg,
+    public: &[u8],
+) -> Result<Vec<(&'static str, String)>, JwtError> {
     match alg {
         KeyAlg::EdDSA => Ok(vec![
             ("crv", "Ed25519".to_owned()),
@@ -212,7 +218,7 @@ fn public_members(alg: KeyAlg, public: &[u8]) -> Result<Vec<(&'static str, Strin
 }
 
 /// The `kid` of a public key: the thumbprint of its JWK.
-fn kid_of(members: &[(&'static str, String)]) -> String {
+pub(crate) fn kid_of(members: &[(&'static str, String)]) -> String {
     let borrowed: Vec<(&str, &str)> = members.iter().map(|(n, v)| (*n, v.as_str())).collect();
     thumbprint(&borrowed)
 }
@@ -300,10 +306,11 @@ pub(crate) struct VerifyingKey {
     pub(crate) key: ParsedPublicKey,
 }
 
-/// One loaded directory: the key that signs, every key that verifies, and the JWKS document.
+/// One loaded set of keys: the key that signs (on an issuer), every key that verifies, and the
+/// JWKS document.
 pub struct KeySet {
-    active: SigningKey,
-    active_alg: KeyAlg,
+    /// `None` on a verifier, whose keys come from an issuer's JWKS and which signs nothing.
+    active: Option<(SigningKey, KeyAlg)>,
     verifiers: HashMap<String, VerifyingKey>,
     jwks: String,
     etag: String,
@@ -312,9 +319,30 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The algorithm of the key that signs.
-    pub fn active_alg(&self) -> KeyAlg {
-        self.active_alg
+    /// A verifier's set: the public keys of a JWKS ([`crate::parse_jwks`]), no key that signs.
+    /// `jwks` is the document they were read from, served again as it came.
+    pub fn from_jwks(keys: Vec<crate::JwksKey>, jwks: String) -> Self {
+        let etag = format!(
+            "\"{}\"",
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, jwks.as_bytes()))
+        );
+        Self {
+            active: None,
+            verifiers: keys.into_iter().map(|k| (k.kid, k.key)).collect(),
+            jwks,
+            etag,
+            state: KeyDirState::default(),
+        }
+    }
+
+    /// The algorithm of the key that signs; `None` on a verifier.
+    pub fn active_alg(&self) -> Option<KeyAlg> {
+        self.active.as_ref().map(|(_, alg)| *alg)
+    }
+
+    /// The ids of the keys that verify, in no particular order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.verifiers.keys().map(String::as_str)
     }
 
     /// The JWKS document (RFC 7517): every published key's public half, in state-file order.
@@ -328,8 +356,13 @@ impl KeySet {
         &self.etag
     }
 
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.active
+    pub(crate) fn signing_key(&self) -> Result<&SigningKey, JwtError> {
+        self.active
+            .as_ref()
+            .map(|(key, _)| key)
+            .ok_or(JwtError::KeyLifecycle(
+                "this instance is a verifier: it holds no key that signs",
+            ))
     }
 
     pub(crate) fn verifier(&self, kid: &str) -> Option<&VerifyingKey> {
@@ -669,13 +702,12 @@ impl KeyDir {
                 ));
             }
         }
-        let (active, active_alg) = active.ok_or(JwtError::KeyLifecycle(
+        let active = active.ok_or(JwtError::KeyLifecycle(
             "no key is active: run `authlab keys generate` then `authlab keys rotate`",
         ))?;
         let (jwks, etag) = jwks_document(&jwks);
         Ok(KeySet {
-            active,
-            active_alg,
+            active: Some(active),
             verifiers,
             jwks,
             etag,
@@ -702,10 +734,26 @@ fn parse_private(alg: KeyAlg, pkcs8: &[u8]) -> Result<(Signer, Vec<u8>), JwtErro
     })
 }
 
-/// The current [`KeySet`] of a directory, re-read on a timer by a thread of its own.
+/// Asked by the verify path when a token names a `kid` of our form that the current set does not
+/// hold (a verifier whose issuer has rotated to a key it has not fetched yet). The server
+/// implements it with an HTTP fetch of the issuer's JWKS (this crate does no I/O); the future
+/// ends when the fetch it started or joined is over, or at once when the cooldown forbids one.
+pub trait UnknownKid: Send + Sync {
+    /// Refetches the keys if allowed now; the caller then looks the `kid` up once more.
+    fn refetch(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The current [`KeySet`]: of a directory (an issuer, re-read on a timer by a thread of its own,
+/// and on demand with [`KeyRing::reload`]), or of an issuer's JWKS (a verifier, replaced by the
+/// server's fetcher with [`KeyRing::replace`]).
 pub struct KeyRing {
-    dir: KeyDir,
+    dir: Option<KeyDir>,
     current: ArcSwap<KeySet>,
+    /// Unix seconds from which the current set may no longer be used: `u64::MAX` for a
+    /// directory, the last good fetch plus `--jwks-max-stale` for a JWKS, 0 before the first.
+    usable_until: AtomicU64,
+    /// Who refetches on an unknown `kid` (verifiers only).
+    unknown_kid: OnceLock<Arc<dyn UnknownKid>>,
 }
 
 impl KeyRing {
@@ -715,8 +763,10 @@ impl KeyRing {
     pub fn open(dir: KeyDir, reload: Option<Duration>) -> Result<Arc<Self>, JwtError> {
         let set = dir.load()?;
         let ring = Arc::new(Self {
-            dir,
+            dir: Some(dir),
             current: ArcSwap::from_pointee(set),
+            usable_until: AtomicU64::new(u64::MAX),
+            unknown_kid: OnceLock::new(),
         });
         if let Some(interval) = reload {
             let weak: Weak<Self> = Arc::downgrade(&ring);
@@ -740,10 +790,56 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// Re-reads the directory now. An unchanged state file is not parsed again; a directory that
-    /// fails to load leaves the current set in place.
+    /// A verifier's ring: no keys and not usable until the first [`KeyRing::replace`] (every
+    /// token is answered [`JwtError::KeysUnavailable`] until then).
+    pub fn remote() -> Arc<Self> {
+        Arc::new(Self {
+            dir: None,
+            current: ArcSwap::from_pointee(KeySet::from_jwks(Vec::new(), String::new())),
+            usable_until: AtomicU64::new(0),
+            unknown_kid: OnceLock::new(),
+        })
+    }
+
+    /// Sets who refetches on an unknown `kid` (once; later calls are ignored).
+    pub fn on_unknown_kid(&self, refetch: Arc<dyn UnknownKid>) {
+        let _ = self.unknown_kid.set(refetch);
+    }
+
+    pub(crate) fn unknown_kid(&self) -> Option<&Arc<dyn UnknownKid>> {
+        self.unknown_kid.get()
+    }
+
+    /// A verifier's good fetch: `set` becomes current unless its document is the one already
+    /// held (so an unchanged JWKS costs no swap), and the keys may be used until
+    /// `usable_until` (Unix seconds). Returns whether the set changed.
+    pub fn replace(&self, set: KeySet, usable_until: u64) -> bool {
+        let changed = self.current.load().jwks() != set.jwks();
+        if changed {
+            self.current.store(Arc::new(set));
+        }
+        self.usable_until.store(usable_until, Ordering::Release);
+        changed
+    }
+
+    /// A verifier's fetch that found the document unchanged (`304 Not Modified`): the keys held
+    /// may be used until `usable_until`.
+    pub fn still_good_until(&self, usable_until: u64) {
+        self.usable_until.store(usable_until, Ordering::Release);
+    }
+
+    /// Whether the keys may be used at `now` (Unix seconds).
+    pub fn usable_at(&self, now: u64) -> bool {
+        now < self.usable_until.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the directory now (a no-op on a verifier's ring). An unchanged state file is not
+    /// parsed again; a directory that fails to load leaves the current set in place.
     pub fn reload(&self) {
-        match self.dir.state() {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        match dir.state() {
             Ok(state) if state == self.current.load().state => return,
             Ok(_) => {}
             Err(err) => {
@@ -751,10 +847,10 @@ impl KeyRing {
                 return;
             }
         }
-        match self.dir.load() {
+        match dir.load() {
             Ok(set) => {
                 tracing::info!(
-                    active = set.active_alg.name(),
+                    active = set.active_alg().map_or("none", KeyAlg::name),
                     keys = set.verifiers.len(),
                     "JWT keys reloaded"
                 );
@@ -863,7 +959,7 @@ mod tests {
         assert_eq!(state.keys[0].activated, Some(2000));
         assert_eq!(state.keys[1].state, KeyState::Next);
         let set = dir.load().unwrap();
-        assert_eq!(set.active_alg(), KeyAlg::EdDSA);
+        assert_eq!(set.active_alg(), Some(KeyAlg::EdDSA));
         assert!(set.verifier(&first.kid).is_some());
 
         let state = dir
@@ -985,7 +1081,7 @@ mod tests {
         dir.rotate(None, Duration::from_secs(60), 2).unwrap();
         let set = dir.load().unwrap();
         for _ in 0..64 {
-            let token = set.signing_key().sign("e30").unwrap();
+            let token = set.signing_key().unwrap().sign("e30").unwrap();
             let signature = URL_SAFE_NO_PAD
                 .decode(token.rsplit('.').next().unwrap())
                 .unwrap();

@@ -70,11 +70,14 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use uuid::Builder;
 
+mod cache;
+pub mod jwks;
 pub mod keys;
 mod secret;
 mod verify;
 
-pub use keys::{KeyAlg, KeyDir, KeyRing};
+pub use jwks::{JwksKey, parse_jwks};
+pub use keys::{KeyAlg, KeyDir, KeyRing, KeySet, UnknownKid};
 pub use secret::MIN_SECRET_BITS;
 
 use base64::Engine as _;
@@ -85,8 +88,9 @@ use verify::{AccessVerifier, Refusal};
 impl From<Refusal> for AuthError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
-            Refusal::Invalid => AuthError::Invalid,
+            Refusal::Invalid | Refusal::UnknownKid => AuthError::Invalid,
             Refusal::Expired => AuthError::Expired,
+            Refusal::KeysUnavailable => AuthError::unavailable(JwtError::KeysUnavailable),
         }
     }
 }
@@ -190,6 +194,15 @@ pub enum JwtError {
         /// The active key's algorithm.
         active: KeyAlg,
     },
+    /// A JWKS document fetched from an issuer was refused (see [`parse_jwks`] for the rules).
+    #[error("the JWKS was refused: {0}")]
+    JwksRejected(&'static str),
+    /// A verifier has no keys it may use: no JWKS was fetched from the issuer yet, or the last
+    /// good one is older than `--jwks-max-stale`.
+    #[error(
+        "no usable signing keys: the issuer's JWKS was never fetched, or not for longer than the allowed staleness"
+    )]
+    KeysUnavailable,
     /// The clock has not left the denylist's epoch second, so a token signed now would be
     /// refused as older than the denylist's memory.
     #[error("the clock ({now}) is not past the denylist's epoch ({epoch})")]
@@ -382,6 +395,22 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
         }
     }
 
+    /// This backend, remembering up to `entries` access tokens verified with the key ring, by
+    /// their exact bytes, until their `exp` (0: off; HS256 tokens are never cached). See the
+    /// `cache` module: only fully verified bytes are entered, a hit still needs its key in the
+    /// ring, and the denylist is asked on every request.
+    pub fn with_verify_cache(self, entries: usize) -> Self {
+        Self {
+            access: self.access.with_cache(entries),
+            ..self
+        }
+    }
+
+    /// How many tokens the verified-token cache holds (0 without one).
+    pub fn verify_cache_len(&self) -> usize {
+        self.access.cached()
+    }
+
     /// The JWKS document and its `ETag`: the public keys of the key ring, or no keys at all
     /// with HS256 (an HMAC secret is never published).
     pub fn jwks(&self) -> (String, String) {
@@ -401,7 +430,7 @@ impl<D: Denylist, F: RefreshFamilies> JwtAuthenticator<D, F> {
                 let payload = serde_json::to_vec(claims)
                     .map_err(|_| JwtError::KeyRejected("claims do not serialize"))?;
                 ring.current()
-                    .signing_key()
+                    .signing_key()?
                     .sign(&URL_SAFE_NO_PAD.encode(payload))
             }
             None => self.sign(claims),
@@ -598,8 +627,7 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
     }
 
     async fn verify(&self, credential: &str) -> Result<Identity, AuthError> {
-        let now = self.clock.now_unix();
-        let (identity, asked) = self.access.check_token(credential, now, |claims| {
+        let read = |claims: &verify::AccessClaims<'_>| {
             let identity =
                 Identity::new(claims.user_id()?, &*claims.username).in_session(&*claims.fam);
             // The token id and issue time are copied out only when a denylist will ask about
@@ -609,7 +637,25 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
                 .as_ref()
                 .map(|_| (claims.jti.to_string(), claims.iat));
             Ok((identity, asked))
-        })?;
+        };
+        let checked = match self
+            .access
+            .check_token(credential, self.clock.now_unix(), read)
+        {
+            // A verifier meeting a key it has not fetched: the issuer may have rotated. Refetch
+            // (one flight, at most once per cooldown; `jku`/`x5u` in the token are never
+            // followed, the fetch goes to the configured JWKS URL) and look once more.
+            Err(Refusal::UnknownKid) => match self.access.unknown_kid() {
+                Some(refetch) => {
+                    refetch.refetch().await;
+                    self.access
+                        .check_token(credential, self.clock.now_unix(), read)
+                }
+                None => Err(Refusal::UnknownKid),
+            },
+            other => other,
+        };
+        let (identity, asked) = checked?;
         if let (Some(denylist), Some((jti, iat)), Some(family)) =
             (&self.denylist, asked, identity.session_id.as_deref())
             && denylist.is_denied(family, &jti, iat).await?
@@ -845,6 +891,163 @@ mod tests {
             .await
             .unwrap();
         issued.credential.expose_secret().to_owned()
+    }
+
+    /// A key directory with an active and a next key of `alg`, in a fresh temporary directory.
+    fn key_dir(alg: KeyAlg) -> KeyDir {
+        let dir = KeyDir::new(std::env::temp_dir().join(format!(
+            "authlab-jwt-lib-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        )));
+        dir.generate(alg, START).unwrap();
+        dir.rotate(None, Duration::from_secs(900), START).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_of_a_key_removed_from_the_ring_is_refused() {
+        let dir = key_dir(KeyAlg::EdDSA);
+        let ring = KeyRing::open(KeyDir::new(dir.path()), None).unwrap();
+        let (auth, _) = backend(true);
+        let auth = auth.with_keys(ring.clone()).with_verify_cache(100);
+        let token = login(&auth).await;
+        assert_eq!(auth.verify(&token).await.unwrap().user_id, 7);
+        assert_eq!(auth.verify_cache_len(), 1, "verified once, entered once");
+        assert_eq!(auth.verify(&token).await.unwrap().user_id, 7);
+        // Rotate twice and prune: the key that signed `token` leaves the directory and the ring.
+        dir.rotate(None, Duration::from_secs(900), START + 10)
+            .unwrap();
+        dir.rotate(None, Duration::from_secs(900), START + 20)
+            .unwrap();
+        assert_eq!(dir.prune(START + 10_000).unwrap().len(), 2);
+        ring.reload();
+        assert!(matches!(auth.verify(&token).await, Err(AuthError::Invalid)));
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_refused_while_cached_and_an_expired_one_expires() {
+        let dir = key_dir(KeyAlg::ES256);
+        let ring = KeyRing::open(KeyDir::new(dir.path()), None).unwrap();
+        let (auth, clock) = backend(true);
+        let auth = auth.with_keys(ring).with_verify_cache(100);
+        let token = login(&auth).await;
+        assert!(auth.verify(&token).await.is_ok());
+        assert_eq!(auth.verify_cache_len(), 1);
+        auth.revoke(&token).await.unwrap();
+        assert!(matches!(auth.verify(&token).await, Err(AuthError::Revoked)));
+        assert_eq!(auth.verify_cache_len(), 1, "still cached, still refused");
+
+        let other = login(&auth).await;
+        assert!(auth.verify(&other).await.is_ok());
+        clock.advance(Duration::from_secs(900));
+        assert!(matches!(auth.verify(&other).await, Err(AuthError::Expired)));
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_tokens_are_never_cached_and_a_zero_sized_cache_is_off() {
+        let dir = key_dir(KeyAlg::EdDSA);
+        let ring = KeyRing::open(KeyDir::new(dir.path()), None).unwrap();
+        let (auth, _) = backend(false);
+        let auth = auth.with_keys(ring.clone()).with_verify_cache(100);
+        let token = login(&auth).await;
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let mut forged = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        forged[0] ^= 1;
+        let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(forged));
+        for _ in 0..2 {
+            assert!(matches!(
+                auth.verify(&forged).await,
+                Err(AuthError::Invalid)
+            ));
+        }
+        assert_eq!(auth.verify_cache_len(), 0);
+        let (off, _) = backend(false);
+        let off = off.with_keys(ring).with_verify_cache(0);
+        assert!(off.verify(&token).await.is_ok());
+        assert_eq!(off.verify_cache_len(), 0);
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    /// A refetcher that loads the issuer's JWKS from a directory, counting its calls.
+    struct DirFetch {
+        ring: Arc<KeyRing>,
+        dir: KeyDir,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl UnknownKid for DirFetch {
+        fn refetch(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let jwks = self.dir.load().unwrap().jwks().to_owned();
+                let keys = parse_jwks(jwks.as_bytes()).unwrap();
+                self.ring.replace(KeySet::from_jwks(keys, jwks), u64::MAX);
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verifier_ring_checks_issuer_tokens_refetches_an_unknown_kid_and_signs_nothing() {
+        let dir = key_dir(KeyAlg::EdDSA);
+        let issuer = backend(false)
+            .0
+            .with_keys(KeyRing::open(KeyDir::new(dir.path()), None).unwrap());
+        let ring = KeyRing::remote();
+        let verifier = backend(false)
+            .0
+            .with_keys(ring.clone())
+            .with_verify_cache(10);
+        let token = login(&issuer).await;
+        // Before any fetch: unavailable, not invalid (the token is not at fault).
+        match verifier.verify(&token).await {
+            Err(AuthError::Unavailable(source)) => assert!(matches!(
+                source.downcast_ref::<JwtError>(),
+                Some(JwtError::KeysUnavailable)
+            )),
+            other => panic!("{other:?}"),
+        }
+        let fetch = Arc::new(DirFetch {
+            ring: ring.clone(),
+            dir: KeyDir::new(dir.path()),
+            calls: Default::default(),
+        });
+        ring.on_unknown_kid(fetch.clone());
+        let jwks = dir.load().unwrap().jwks().to_owned();
+        ring.replace(
+            KeySet::from_jwks(parse_jwks(jwks.as_bytes()).unwrap(), jwks),
+            START + 100,
+        );
+        assert_eq!(verifier.verify(&token).await.unwrap().user_id, 7);
+        assert_eq!(fetch.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The issuer activates a key the verifier has never seen: one refetch, then accepted.
+        for _ in 0..3 {
+            dir.rotate(None, Duration::from_secs(900), START + 1)
+                .unwrap();
+        }
+        let issuer = backend(false)
+            .0
+            .with_keys(KeyRing::open(KeyDir::new(dir.path()), None).unwrap());
+        let rotated = login(&issuer).await;
+        assert_ne!(part(&rotated, 0)["kid"], part(&token, 0)["kid"]);
+        assert_eq!(verifier.verify(&rotated).await.unwrap().user_id, 7);
+        assert_eq!(fetch.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A verifier signs nothing.
+        assert!(matches!(
+            verifier
+                .issue(&Identity::new(7, "alice"), &ClientInfo::default())
+                .await,
+            Err(AuthError::Unavailable(_))
+        ));
+        // Past its staleness limit the set is not used, cached tokens included.
+        ring.still_good_until(START);
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(AuthError::Unavailable(_))
+        ));
+        std::fs::remove_dir_all(dir.path()).unwrap();
     }
 
     fn part(token: &str, n: usize) -> serde_json::Value {

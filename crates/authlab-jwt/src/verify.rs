@@ -41,7 +41,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::keys::{KeyAlg, KeyRing, KeySet, es256_signature_is_canonical, is_kid_form};
+use crate::cache::{Verified, VerifiedCache, token_hash};
+use crate::keys::{KeyAlg, KeyRing, KeySet, UnknownKid, es256_signature_is_canonical, is_kid_form};
 
 /// Largest header we read (ours is 36 bytes of JSON).
 const MAX_HEADER: usize = 256;
@@ -55,6 +56,11 @@ pub(crate) enum Refusal {
     Invalid,
     /// Ours, but `exp` has passed.
     Expired,
+    /// Signed, by its header, with a key of our `kid` form that the current set does not hold:
+    /// invalid, unless a refetch of the issuer's keys brings it (verifiers only).
+    UnknownKid,
+    /// A verifier without usable keys (never fetched, or too stale): not the token's fault.
+    KeysUnavailable,
 }
 
 /// The user id a `sub` stands for, if it is written exactly as we write one: the decimal digits
@@ -239,7 +245,7 @@ fn read_header(json: &[u8], keyed: bool) -> Result<HeaderFacts, Refusal> {
 /// agree), and the signature verifies under it. ES256 signatures must also be in canonical form
 /// (64 bytes, low-S, neither half zero). The header has to be read first (it names the key); it
 /// is at most [`MAX_HEADER`] bytes and checked as strictly as any other.
-fn check_key_signature<'t>(keys: &KeySet, token: &'t str) -> Result<&'t str, Refusal> {
+fn check_key_signature<'t>(keys: &KeySet, token: &'t str) -> Result<(&'t str, String), Refusal> {
     let (signing_input, signature) = token.rsplit_once('.').ok_or(Refusal::Invalid)?;
     let (header, payload) = signing_input.split_once('.').ok_or(Refusal::Invalid)?;
     if header.is_empty() || payload.is_empty() || payload.contains('.') {
@@ -249,11 +255,11 @@ fn check_key_signature<'t>(keys: &KeySet, token: &'t str) -> Result<&'t str, Ref
         let mut header_buf = [0u8; MAX_HEADER];
         read_header(decode_into(header, &mut header_buf)?, true)?
     };
-    let kid = facts.kid.as_deref().ok_or(Refusal::Invalid)?;
-    if !is_kid_form(kid) {
+    let kid = facts.kid.ok_or(Refusal::Invalid)?;
+    if !is_kid_form(&kid) {
         return Err(Refusal::Invalid);
     }
-    let key = keys.verifier(kid).ok_or(Refusal::Invalid)?;
+    let key = keys.verifier(&kid).ok_or(Refusal::UnknownKid)?;
     if facts.alg != HeaderAlg::Key(key.alg) {
         return Err(Refusal::Invalid);
     }
@@ -269,7 +275,7 @@ fn check_key_signature<'t>(keys: &KeySet, token: &'t str) -> Result<&'t str, Ref
     key.key
         .verify_sig(signing_input.as_bytes(), signature)
         .map_err(|_| Refusal::Invalid)?;
-    Ok(payload)
+    Ok((payload, kid))
 }
 
 /// The claims of an access token, borrowed from the decoded payload where JSON escapes allow.
@@ -496,6 +502,8 @@ pub(crate) struct AccessVerifier {
     key: hmac::Key,
     /// The key pairs that sign access tokens instead of the HMAC key (`--jwt-alg EdDSA|ES256`).
     keys: Option<Arc<KeyRing>>,
+    /// Tokens verified with `keys`, by their exact bytes (`--jwt-verify-cache`).
+    cache: Option<VerifiedCache>,
     issuer: String,
     /// The encoded header we sign with. A token carrying exactly these bytes (every token we
     /// issued) needs no header parse; any other header is decoded and checked in full.
@@ -519,6 +527,7 @@ impl AccessVerifier {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             keys: None,
+            cache: None,
             issuer: issuer.to_owned(),
             canonical_header,
         }
@@ -530,6 +539,24 @@ impl AccessVerifier {
             keys: Some(ring),
             ..self
         }
+    }
+
+    /// This verifier, remembering up to `entries` tokens verified with a key ring (0: none).
+    pub(crate) fn with_cache(self, entries: usize) -> Self {
+        Self {
+            cache: VerifiedCache::new(entries),
+            ..self
+        }
+    }
+
+    /// The key ring's refetcher, if this verifier has one (a verifier instance).
+    pub(crate) fn unknown_kid(&self) -> Option<&Arc<dyn UnknownKid>> {
+        self.keys.as_ref().and_then(|ring| ring.unknown_kid())
+    }
+
+    /// How many tokens the verified-token cache holds.
+    pub(crate) fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, VerifiedCache::len)
     }
 
     /// Whether `header` is the encoded header we sign with.
@@ -567,7 +594,7 @@ impl AccessVerifier {
         now: u64,
         read: impl FnOnce(&AccessClaims<'_>) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
-        let payload = match &self.keys {
+        let (payload, kid) = match &self.keys {
             None => {
                 // The signature first: nothing an attacker wrote is parsed before it checks out.
                 let (header, payload) = self.check_signature(token)?;
@@ -575,9 +602,26 @@ impl AccessVerifier {
                     let mut header_buf = [0u8; MAX_HEADER];
                     check_header(decode_into(header, &mut header_buf)?)?;
                 }
-                payload
+                (payload, None)
             }
-            Some(ring) => check_key_signature(&ring.current(), token)?,
+            Some(ring) => {
+                if !ring.usable_at(now) {
+                    return Err(Refusal::KeysUnavailable);
+                }
+                let set = ring.current();
+                let hash = self.cache.as_ref().map(|_| token_hash(token));
+                if let (Some(cache), Some(hash)) = (&self.cache, &hash)
+                    && let Some(hit) = cache.get(hash)
+                {
+                    // A hit counts only while the key that verified it is still in the set.
+                    if set.verifier(&hit.kid).is_some() {
+                        return Self::read_cached(&hit, now, read);
+                    }
+                    cache.remove(hash);
+                }
+                let (payload, kid) = check_key_signature(&set, token)?;
+                (payload, hash.map(|hash| (hash, kid)))
+            }
         };
 
         let mut claims_buf = [0u8; MAX_CLAIMS];
@@ -589,7 +633,53 @@ impl AccessVerifier {
         if now >= claims.exp {
             return Err(Refusal::Expired);
         }
+        // Fully verified and within its lifetime: only now may its bytes enter the cache.
+        if let (Some(cache), Some((hash, kid))) = (&self.cache, kid) {
+            cache.insert(hash, Verified::of(&claims, kid), now);
+        }
         read(&claims)
+    }
+
+    /// A cache hit: the time checks again (the token may have expired since), then `read`.
+    fn read_cached<T>(
+        hit: &Verified,
+        now: u64,
+        read: impl FnOnce(&AccessClaims<'_>) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        if hit.nbf.is_some_and(|nbf| now < nbf) {
+            return Err(Refusal::Invalid);
+        }
+        if now >= hit.exp {
+            return Err(Refusal::Expired);
+        }
+        read(&AccessClaims {
+            iss: Cow::Borrowed(&hit.iss),
+            sub: Cow::Borrowed(&hit.sub),
+            exp: hit.exp,
+            nbf: hit.nbf,
+            iat: hit.iat,
+            jti: Cow::Borrowed(&hit.jti),
+            fam: Cow::Borrowed(&hit.fam),
+            username: Cow::Borrowed(&hit.username),
+            user_id: hit.user_id,
+        })
+    }
+}
+
+impl Verified {
+    fn of(claims: &AccessClaims<'_>, kid: String) -> Self {
+        Self {
+            kid,
+            iss: claims.iss.to_string(),
+            sub: claims.sub.to_string(),
+            exp: claims.exp,
+            nbf: claims.nbf,
+            iat: claims.iat,
+            jti: claims.jti.to_string(),
+            fam: claims.fam.to_string(),
+            username: claims.username.to_string(),
+            user_id: claims.user_id,
+        }
     }
 }
 
@@ -1291,6 +1381,10 @@ mod tests {
                     proptest::prop_assert_eq!(oracle_who(&token), Err(Refusal::Expired))
                 }
                 Err(Refusal::Invalid) => {}
+                // HS256 has no key ring: neither can happen.
+                Err(other @ (Refusal::UnknownKid | Refusal::KeysUnavailable)) => {
+                    proptest::prop_assert!(false, "{other:?}")
+                }
             }
         }
     }
@@ -1358,6 +1452,7 @@ mod tests {
                 Ok(()) => slow += 1,
                 Err(Refusal::Expired) => expired += 1,
                 Err(Refusal::Invalid) => refused += 1,
+                Err(other) => panic!("HS256 has no key ring: {other:?}"),
             }
         }
         assert!(fast >= 20, "{fast} accepted on the fast path");
