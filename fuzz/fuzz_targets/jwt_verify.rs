@@ -4,7 +4,8 @@
 //! The property, as in the crate's own property test: ours may be stricter than `jsonwebtoken`,
 //! never looser. Whatever ours accepts, `jsonwebtoken` (same key, algorithm pinned, same issuer,
 //! no leeway) accepts with the very same claims; whatever ours calls expired, it reads as a token
-//! whose `exp` has passed; and nothing panics.
+//! whose `exp` has passed; the verified-token cache (keyed backend) never changes an answer, on
+//! the first sight of a token or the next; and nothing panics.
 //!
 //! Random bytes almost never carry a valid signature, so most inputs are *signed here*: the
 //! input names an algorithm and gives the header and claims JSON, and the target signs them with
@@ -100,6 +101,8 @@ struct World {
     hmac: Jwt,
     /// EdDSA active, ES256 next: both verify.
     keyed: Jwt,
+    /// The same keys, with the verified-token cache: it must never change an answer.
+    cached: Jwt,
     ed25519: Ed25519KeyPair,
     p256: EcdsaKeyPair,
     /// The oracle's keys, read from the JWKS the keyed backend publishes: kid, key, algorithm.
@@ -175,7 +178,9 @@ fn ring() -> Arc<KeyRing> {
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
-    let keyed = backend().with_keys(ring());
+    let ring = ring();
+    let keyed = backend().with_keys(ring.clone());
+    let cached = backend().with_keys(ring).with_verify_cache(4096);
     let jwks: JwkSet = serde_json::from_str(&keyed.jwks().0).expect("our JWKS parses");
     let oracle_keys = jwks
         .keys
@@ -194,6 +199,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     World {
         hmac: backend(),
         keyed,
+        cached,
         ed25519: Ed25519KeyPair::from_pkcs8(ED25519_PKCS8).expect("fixed Ed25519 key"),
         p256: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, P256_PKCS8)
             .expect("fixed P-256 key"),
@@ -270,10 +276,26 @@ fn oracle(world: &World, keyed: bool, token: &str) -> Option<Claims> {
         .map(|data| data.claims)
 }
 
+/// A verdict, comparable.
+fn verdict(result: &Result<Claims, AuthError>) -> Result<&Claims, String> {
+    result.as_ref().map_err(|e| format!("{e:?}"))
+}
+
 /// The property, for one token and one of our backends.
 fn check(world: &World, keyed: bool, token: &str) {
     let ours = if keyed { &world.keyed } else { &world.hmac };
-    let verdict = ours.decode(token);
+    let verdict_now = ours.decode(token);
+    if keyed {
+        // Twice through the cache: the first may enter the token, the second may hit it.
+        for _ in 0..2 {
+            assert_eq!(
+                verdict(&world.cached.decode(token)),
+                verdict(&verdict_now),
+                "the verified-token cache changed the answer: {token}"
+            );
+        }
+    }
+    let verdict = verdict_now;
     if *SHOW {
         eprintln!(
             "{}: {:?}",
