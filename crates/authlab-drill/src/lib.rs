@@ -15,7 +15,8 @@
 //!   backends, logouts and logins mixed in, latency from each request's scheduled time
 //!   ([`load`]);
 //! - **one scenario** ([`scenario`]): `kill-master`, `planned-failover`, `kill-instance`,
-//!   `sentinel-switchover`, `redis-restart` or `none`;
+//!   `sentinel-switchover`, `redis-restart` or `none`; `rotate-keys` builds a deployment of its
+//!   own (issuers and verifiers of JWTs, keys rotated under load: [`rotate`]);
 //! - **the report** ([`report`]): per backend, requests by status and p99 in 100 ms buckets; the
 //!   failover time, the time until 90 % of requests succeed again, the slowest request, the
 //!   share of users affected, the credentials lost, and the acknowledged revocations undone
@@ -49,6 +50,7 @@ pub mod interrupt;
 pub mod load;
 pub mod procs;
 pub mod report;
+pub mod rotate;
 pub mod run;
 pub mod scenario;
 pub mod topology;
@@ -66,6 +68,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// (0; 1 on a failure or when an acknowledged revocation was undone; 130 after Ctrl-C).
 pub fn main(args: &DrillArgs) -> std::process::ExitCode {
     let interrupt = interrupt::Interrupt::install();
+    if args.scenario == scenario::Scenario::RotateKeys {
+        return rotate_main(args, &interrupt);
+    }
     match run(args, &interrupt) {
         Ok(report) => {
             print!("{}", report::summary(&report));
@@ -82,6 +87,40 @@ pub fn main(args: &DrillArgs) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
             std::process::ExitCode::SUCCESS
+        }
+        Err(DrillError::Interrupted) => {
+            eprintln!(
+                "interrupted: every process the drill started is stopped; no report was written"
+            );
+            std::process::ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(err) => {
+            eprintln!("error: {}", CauseChain(&err));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `authlab drill --scenario rotate-keys`: its report and summary; exit code 1 if the steady
+/// phase had a failure or a pruned key's token was accepted.
+fn rotate_main(args: &DrillArgs, interrupt: &interrupt::Interrupt) -> std::process::ExitCode {
+    match rotate::run(args, interrupt) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            println!(
+                "wrote rotate-keys.json and rotate-keys.md to {} (process logs in {}/logs)",
+                args.out.display(),
+                args.out.display()
+            );
+            if report.passed() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "error: {} failures during planned rotations, {} of {} pruned keys' tokens refused",
+                    report.steady.failures, report.pruned_probe.refused, report.pruned_probe.probed
+                );
+                std::process::ExitCode::FAILURE
+            }
         }
         Err(DrillError::Interrupted) => {
             eprintln!(

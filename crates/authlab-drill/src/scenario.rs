@@ -28,6 +28,9 @@ pub enum Scenario {
     SentinelSwitchover,
     /// SIGKILL the one Redis and start it again, empty (no persistence).
     RedisRestart,
+    /// JWT keys rotated and pruned under load, two issuers and two verifiers; at `--fault-at`
+    /// a key that was never published starts signing ([`crate::rotate`]).
+    RotateKeys,
 }
 
 impl Scenario {
@@ -40,6 +43,7 @@ impl Scenario {
             Self::KillInstance => "kill-instance",
             Self::SentinelSwitchover => "sentinel-switchover",
             Self::RedisRestart => "redis-restart",
+            Self::RotateKeys => "rotate-keys",
         }
     }
 
@@ -48,7 +52,9 @@ impl Scenario {
         match self {
             Self::KillMaster | Self::PlannedFailover => Topology::Cluster,
             Self::SentinelSwitchover => Topology::Sentinel,
-            Self::None | Self::KillInstance | Self::RedisRestart => Topology::Single,
+            Self::None | Self::KillInstance | Self::RedisRestart | Self::RotateKeys => {
+                Topology::Single
+            }
         }
     }
 
@@ -102,7 +108,8 @@ pub fn target(
     redis_down_for: Duration,
 ) -> Result<Target, DrillError> {
     Ok(match scenario {
-        Scenario::None => Target::Nothing,
+        // rotate-keys runs its own course (`crate::rotate`), never through the fault thread.
+        Scenario::None | Scenario::RotateKeys => Target::Nothing,
         Scenario::KillMaster | Scenario::PlannedFailover => {
             let (master, replica) = redis.cluster_master_and_replica()?;
             Target::ClusterMaster { master, replica }
