@@ -61,8 +61,8 @@ pub struct DrillArgs {
     pub redis_down_for: Duration,
 
     /// `rotate-keys`: how often `authlab keys rotate` and `prune` run (the access tokens live
-    /// twice as long; the verifiers refresh their JWKS every half period).
-    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    /// twice as long; the verifiers refresh their JWKS every quarter period).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub rotate_every: Duration,
 
     /// Share of requests that are logouts (the user logs in again on its next turn).

@@ -120,8 +120,16 @@ impl Balancer {
         check: &str,
     ) -> Result<Self, DrillError> {
         let socket = dir.join("haproxy.sock");
-        let cfg = dir.join("haproxy.cfg");
         let text = config(&format!("127.0.0.1:{port}"), servers, Some(&socket), check);
+        Self::start_config(port, dir, &text)
+    }
+
+    /// Writes `text` as `haproxy.cfg` to `dir`, starts HAProxy and waits for `port`. The
+    /// configuration must put its admin socket at `dir/haproxy.sock` (as [`config`] does when
+    /// given it): for a configuration [`config`] wrote and the caller edited.
+    pub fn start_config(port: u16, dir: &Path, text: &str) -> Result<Self, DrillError> {
+        let socket = dir.join("haproxy.sock");
+        let cfg = dir.join("haproxy.cfg");
         std::fs::write(&cfg, text).map_err(|source| DrillError::Io {
             path: cfg.clone(),
             source,

@@ -10,12 +10,14 @@
 //!   behind another HAProxy: no private key, only the JWKS they fetch;
 //! - **open-loop load**: each user logs in on an issuer, then alternates `GET /jwt/me` on a
 //!   verifier and `POST /jwt/refresh` on an issuer, at a fixed request rate;
-//! - **the operator**: `authlab keys rotate` then `authlab keys prune` every `--rotate-every`, as
-//!   the separate command an operator or a cron job runs.
+//! - **the operator**: `authlab keys rotate` then `authlab keys prune` every `--rotate-every`
+//!   (default 2 s), as the separate commands an operator or a cron job runs.
 //!
 //! The access-token lifetime is twice the rotation period and the retired keys' clock skew 2 s
-//! (every process shares one clock here), so keys are pruned within the run; the verifiers
-//! refresh their JWKS every half period, so a `next` key is fetched before it signs.
+//! (every process shares one clock here), so keys are pruned within the run. The verifiers
+//! refresh their JWKS every quarter period (the issuers' HAProxy drops the JWKS's
+//! `Cache-Control: max-age=300`, which a verifier would honour for at least 30 s), so a `next`
+//! key is fetched before it signs.
 //!
 //! # What it reports (`rotate-keys.json`, `rotate-keys.md`, a summary on screen)
 //! - **steady phase** (until `--fault-at`): every answer that is not 2xx for a token still within
@@ -44,7 +46,7 @@ use serde::Serialize;
 
 use crate::DrillError;
 use crate::args::DrillArgs;
-use crate::balancer::{Balancer, Server};
+use crate::balancer::{self, Balancer, Server};
 use crate::interrupt::Interrupt;
 use crate::load::User;
 use crate::procs::{self, Process};
@@ -162,6 +164,8 @@ struct Load {
     /// One access token per `kid`, the first seen: asked again once its key is pruned.
     by_kid: Mutex<HashMap<String, HeaderValue>>,
     next_user: Mutex<usize>,
+    /// Requests not sent because every user was busy (should be 0).
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Load {
@@ -224,6 +228,8 @@ impl Load {
             picked
         };
         let Some((user, action, access, refresh)) = picked else {
+            self.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         };
         let mut within_exp = true;
@@ -621,6 +627,9 @@ pub struct RotationReport {
     pub pruned_probe: PrunedProbe,
     /// JWKS fetches, per verifier (read before the pruned-key probe).
     pub jwks_fetches: Vec<VerifierFetches>,
+    /// Scheduled requests not sent because every user had one in flight (should be 0; raise
+    /// `--users` otherwise).
+    pub skipped: u64,
 }
 
 impl RotationReport {
@@ -667,8 +676,12 @@ impl RotationReport {
             );
         }
         out += &format!(
-            "rotations {}, keys pruned {}, pruned keys' tokens refused {}/{}\n",
-            self.rotations, self.keys_pruned, self.pruned_probe.refused, self.pruned_probe.probed
+            "rotations {}, keys pruned {}, pruned keys' tokens refused {}/{}, requests skipped {}\n",
+            self.rotations,
+            self.keys_pruned,
+            self.pruned_probe.refused,
+            self.pruned_probe.probed,
+            self.skipped
         );
         for v in &self.jwks_fetches {
             let show = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.0}"));
@@ -737,7 +750,7 @@ fn ports(args: &DrillArgs) -> (Vec<u16>, Vec<u16>, u16, u16) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifierMode {
-    /// `--role verifier --jwks-url`: no private key, the issuers' JWKS (refreshed every half
+    /// `--role verifier --jwks-url`: no private key, the issuers' JWKS (refreshed every quarter
     /// rotation period, so a `next` key is fetched before it signs).
     Jwks,
     /// An `authlab` without `--role verifier`: the verifiers read the key directory as the
@@ -760,7 +773,9 @@ fn verifier_flags(
             source,
         })?;
     if String::from_utf8_lossy(&help.stdout).contains("--jwks-url") {
-        let refresh = format!("{}ms", (every.as_millis() / 2).max(500));
+        // A key published by the issuers (within their 1 s reload) reaches the verifiers within
+        // a quarter period more: well before the next rotation activates it.
+        let refresh = format!("{}ms", (every.as_millis() / 4).max(500));
         let url = format!("http://127.0.0.1:{issuer_lb}/.well-known/jwks.json");
         Ok((
             VerifierMode::Jwks,
@@ -930,7 +945,24 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
     }
     let issuer_dir = logs.join("issuers");
     std::fs::create_dir_all(&issuer_dir).map_err(io_err(&issuer_dir))?;
-    let issuer_balancer = Balancer::start(issuer_lb, &issuers, &issuer_dir, &args.balancer_check)?;
+    let issuer_balancer = {
+        let text = balancer::config(
+            &format!("127.0.0.1:{issuer_lb}"),
+            &issuers,
+            Some(&issuer_dir.join("haproxy.sock")),
+            &args.balancer_check,
+        );
+        // The JWKS says `Cache-Control: max-age=300`, which a verifier honours (at least 30 s):
+        // right for rotations days apart, too slow for this drill's seconds. Without the header
+        // the verifiers fetch every --jwks-refresh, so the time scale shrinks with everything
+        // else and publish-before-sign still holds.
+        let text = text.replacen(
+            "backend tokens\n",
+            "backend tokens\n    http-response del-header Cache-Control\n",
+            1,
+        );
+        Balancer::start_config(issuer_lb, &issuer_dir, &text)?
+    };
 
     let (verifier_mode, verifier_only) = verifier_flags(&program, &keys, issuer_lb, every)?;
     let mut verifier_flags = common.clone();
@@ -1002,6 +1034,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
         samples: Mutex::new(Vec::new()),
         by_kid: Mutex::new(HashMap::new()),
         next_user: Mutex::new(0),
+        skipped: std::sync::atomic::AtomicU64::new(0),
     });
     step(&format!("registering {} users on the issuers", args.users));
     runtime
@@ -1105,6 +1138,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
         key_events: events,
         pruned_probe,
         jwks_fetches,
+        skipped: load.skipped.load(std::sync::atomic::Ordering::Relaxed),
     };
     write(&report, &args.out)?;
     drop(verifier_balancer);
