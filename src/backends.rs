@@ -181,7 +181,9 @@ pub fn jwt_backend(
         clock,
     );
     Ok(match keys {
-        Some(ring) => backend.with_keys(ring),
+        Some(ring) => backend
+            .with_keys(ring)
+            .with_verify_cache(settings.jwt_verify_cache),
         None => backend,
     })
 }

@@ -214,6 +214,21 @@ impl JwtAlg {
     }
 }
 
+/// What an instance does with JWTs (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Issues and verifies, with whatever `--jwt-alg` says (today's single-instance behaviour).
+    All,
+    /// The auth server: issues (login, refresh), ends logins (logout), publishes the JWKS, and
+    /// verifies too (logout and refresh need it). Signs with `--jwt-alg EdDSA|ES256` only: an
+    /// HMAC secret cannot be split between who signs and who verifies.
+    Issuer,
+    /// An application server: verifies access tokens with the keys of the issuer's JWKS
+    /// (`--jwks-url`) and holds no private key. The issuing routes of `/jwt` answer `501
+    /// not_an_issuer`.
+    Verifier,
+}
+
 /// The environment variable `authlab serve` reads the JWT secret itself from: the one setting
 /// with no flag, since a command line is shown to everyone running `ps`.
 pub const JWT_SECRET_VARIABLE: &str = "AUTHLAB_JWT_SECRET";
@@ -287,6 +302,66 @@ pub struct Settings {
         value_parser = parse_duration
     )]
     pub jwt_keys_reload: Duration,
+
+    /// What this instance does with JWTs: `all` (issue and verify), `issuer` (the auth server:
+    /// needs `--jwt-alg EdDSA|ES256`), or `verifier` (checks tokens with the keys of
+    /// `--jwks-url`, holds no private key: refuses `--jwt-secret-file`, `AUTHLAB_JWT_SECRET` and
+    /// `--jwt-keys-dir`; login, refresh, logout and the other issuing routes of `/jwt` answer
+    /// `501 not_an_issuer`). See docs/backends.md, "Issuer and verifier".
+    #[arg(long, env = "AUTHLAB_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+
+    /// The issuer's JWKS (`https://auth.example/.well-known/jwks.json`), for `--role verifier`
+    /// only. Fetched at start-up and then in the background; keys named by a token (`jku`,
+    /// `x5u`) are never fetched.
+    #[arg(long, env = "AUTHLAB_JWKS_URL", value_name = "URL")]
+    pub jwks_url: Option<String>,
+
+    /// How often a verifier fetches the JWKS again when the answer has no `Cache-Control:
+    /// max-age` (a `max-age` is honoured, clamped to 30s..1h).
+    #[arg(
+        long,
+        env = "AUTHLAB_JWKS_REFRESH",
+        value_name = "DURATION",
+        default_value = "5m",
+        value_parser = parse_duration
+    )]
+    pub jwks_refresh: Duration,
+
+    /// A token naming a key the verifier does not hold makes it fetch the JWKS at once (the
+    /// issuer may have rotated), at most once per this interval, one fetch at a time: a flood
+    /// of made-up `kid`s cannot make it hammer the issuer.
+    #[arg(
+        long,
+        env = "AUTHLAB_JWKS_UNKNOWN_KID_COOLDOWN",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub jwks_unknown_kid_cooldown: Duration,
+
+    /// How long a verifier keeps using its last good JWKS while fetches fail; after that, JWT
+    /// requests answer `503 jwks_unavailable` (as they do before the first good fetch).
+    #[arg(
+        long,
+        env = "AUTHLAB_JWKS_MAX_STALE",
+        value_name = "DURATION",
+        default_value = "24h",
+        value_parser = parse_duration
+    )]
+    pub jwks_max_stale: Duration,
+
+    /// How many access tokens verified with EdDSA/ES256 keys are remembered, by their exact
+    /// bytes, until their `exp` (an asymmetric verify costs ~100 HMACs); `0` turns it off.
+    /// The denylist is still asked on every request, and a key leaving the key set stops its
+    /// cached tokens. HS256 tokens are not cached.
+    #[arg(
+        long,
+        env = "AUTHLAB_JWT_VERIFY_CACHE",
+        value_name = "ENTRIES",
+        default_value = "100000"
+    )]
+    pub jwt_verify_cache: usize,
 
     /// Check a Redis denylist on every JWT request so logout really revokes (`off`: pure
     /// stateless JWT, no I/O per request, and a logged-out token stays valid until it expires;
@@ -536,6 +611,26 @@ impl Settings {
                 match &self.jwt_keys_dir {
                     Some(dir) => format!("{} (keys in {})", self.jwt_alg.name(), dir.display()),
                     None => self.jwt_alg.name().to_owned(),
+                },
+            ),
+            (
+                "role",
+                match (&self.role, &self.jwks_url) {
+                    (Role::Verifier, Some(url)) => format!(
+                        "verifier (JWKS from {}, refresh {}, unknown-kid cooldown {}, max stale {})",
+                        redact_url(url),
+                        duration(self.jwks_refresh),
+                        duration(self.jwks_unknown_kid_cooldown),
+                        duration(self.jwks_max_stale)
+                    ),
+                    (role, _) => format!("{role:?}").to_lowercase(),
+                },
+            ),
+            (
+                "jwt_verify_cache",
+                match self.jwt_verify_cache {
+                    0 => "off".to_owned(),
+                    n => format!("{n} entries"),
                 },
             ),
             (

@@ -12,6 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError, error::JsonPayloadError};
 use authlab_core::AuthError;
+use authlab_jwt::JwtError;
 use authlab_redis::RedisBackendError;
 use authlab_users::UserStoreError;
 use serde::Serialize;
@@ -125,6 +126,12 @@ pub enum ApiError {
         /// What is left of the window: sent as `Retry-After` (whole seconds).
         retry_after: std::time::Duration,
     },
+    /// An issuing route (login, refresh, logout, ...) of `/jwt` on a verifier-only instance
+    /// (`--role verifier`), which holds no key that signs.
+    #[error(
+        "this instance only verifies JWTs (--role verifier): log in, refresh and log out at the issuer"
+    )]
+    NotAnIssuer,
     /// A bug or an unexpected failure. The client learns nothing more.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -211,8 +218,12 @@ error_codes! {
     InternalError = "internal_error", INTERNAL_SERVER_ERROR;
     /// this backend cannot do it in its current configuration (stateless JWT refresh)
     Unsupported = "unsupported", NOT_IMPLEMENTED;
+    /// a verifier-only instance (`--role verifier`) does not issue, refresh or revoke JWTs: the issuer does
+    NotAnIssuer = "not_an_issuer", NOT_IMPLEMENTED;
     /// Redis or the user store did not answer; see `Retry-After`
     BackendUnavailable = "backend_unavailable", SERVICE_UNAVAILABLE;
+    /// a verifier has no usable keys: the issuer's JWKS was not fetched yet, or not for longer than `--jwks-max-stale`
+    JwksUnavailable = "jwks_unavailable", SERVICE_UNAVAILABLE;
     /// `/readyz`: a dependency is down (`checks` names it)
     NotReady = "not_ready", SERVICE_UNAVAILABLE;
 }
@@ -312,6 +323,14 @@ impl ApiError {
                 AuthError::Revoked => ErrorCode::TokenRevoked,
                 AuthError::Reused => ErrorCode::RefreshTokenReused,
                 AuthError::Unsupported => ErrorCode::Unsupported,
+                AuthError::Unavailable(source)
+                    if matches!(
+                        source.downcast_ref::<JwtError>(),
+                        Some(JwtError::KeysUnavailable)
+                    ) =>
+                {
+                    ErrorCode::JwksUnavailable
+                }
                 AuthError::Unavailable(_) => ErrorCode::BackendUnavailable,
                 AuthError::Ambiguous => ErrorCode::InvalidRequest,
                 _ => ErrorCode::InvalidToken,
@@ -332,6 +351,7 @@ impl ApiError {
             Self::Unavailable { .. } => ErrorCode::BackendUnavailable,
             Self::NotReady(_) => ErrorCode::NotReady,
             Self::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            Self::NotAnIssuer => ErrorCode::NotAnIssuer,
             Self::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -352,6 +372,16 @@ impl ApiError {
                     .into(),
                 AuthError::Unsupported => {
                     "this backend does not support the operation in its current configuration"
+                        .into()
+                }
+                AuthError::Unavailable(source)
+                    if matches!(
+                        source.downcast_ref::<JwtError>(),
+                        Some(JwtError::KeysUnavailable)
+                    ) =>
+                {
+                    "this verifier has no usable keys from the issuer's JWKS yet (or they are \
+                     too old); try again shortly"
                         .into()
                 }
                 AuthError::Unavailable(_) => {

@@ -47,6 +47,7 @@ pub mod config;
 pub mod error;
 pub mod introspection;
 pub mod json;
+pub mod jwks_fetch;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -17,6 +17,10 @@ pub struct Readiness {
     pub redis: DependencyState,
     /// The user store.
     pub database: DependencyState,
+    /// A verifier's keys (`--role verifier` only): `ok` once the issuer's JWKS has been fetched
+    /// and while it is not older than `--jwks-max-stale`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<DependencyState>,
 }
 
 /// One dependency's answer to a readiness probe.
@@ -34,6 +38,7 @@ impl Readiness {
     pub fn failing(&self) -> Vec<&'static str> {
         [("redis", self.redis), ("database", self.database)]
             .into_iter()
+            .chain(self.jwks.map(|state| ("jwks", state)))
             .filter(|(_, state)| *state != DependencyState::Ok)
             .map(|(name, _)| name)
             .collect()

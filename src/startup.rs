@@ -20,9 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::audit::{self, Audit};
 use crate::backends::{self, BackendSet};
-use crate::config::{JwtAlg, Settings, Switch};
+use crate::config::{JwtAlg, Role, Settings, Switch};
 use crate::error::ApiError;
 use crate::introspection::{IntrospectionClients, MIN_SECRET_BYTES};
+use crate::jwks_fetch::{JwksFetchError, JwksFetcher, JwksSettings};
 use crate::middleware::csrf::CsrfPolicy;
 use crate::middleware::headers::SecurityHeaders;
 use crate::middleware::{cors, csrf, headers};
@@ -95,6 +96,12 @@ pub enum StartupError {
     /// `--jwt-alg` and `--jwt-keys-dir` do not go together.
     #[error("{0}")]
     JwtKeysFlags(&'static str),
+    /// `--role` and the key flags do not go together.
+    #[error("{0}")]
+    RoleFlags(&'static str),
+    /// A verifier's JWKS fetcher cannot start.
+    #[error("cannot fetch the issuer's JWKS")]
+    JwksFetch(#[source] JwksFetchError),
     /// The JWT key directory does not load.
     #[error("cannot use the JWT key directory {path}")]
     JwtKeys {
@@ -171,6 +178,7 @@ pub struct Application {
     sweeper: JoinHandle<()>,
     redis: Arc<RedisConnection>,
     upkeep: Option<JoinHandle<()>>,
+    hangup: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -190,8 +198,43 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let (secret, generated_secret) = load_jwt_secret(&settings)?;
-        let jwt_keys = load_jwt_keys(&settings)?;
+        check_role(&settings)?;
+        let (secret, generated_secret) = match settings.role {
+            // A verifier holds no configured secret; this random one only keys what stays
+            // local to it (the redis backend's token hashes), and signs nothing that leaves it.
+            Role::Verifier => (
+                JwtSecret::generate().map_err(StartupError::JwtSecret)?,
+                false,
+            ),
+            Role::All | Role::Issuer => load_jwt_secret(&settings)?,
+        };
+        let (jwt_keys, jwks_fetcher) = match &settings.jwks_url {
+            Some(url) if settings.role == Role::Verifier => {
+                let ring = KeyRing::remote();
+                let fetcher = JwksFetcher::start(
+                    ring.clone(),
+                    JwksSettings {
+                        url: url.clone(),
+                        refresh: settings.jwks_refresh,
+                        unknown_kid_cooldown: settings.jwks_unknown_kid_cooldown,
+                        max_stale: settings.jwks_max_stale,
+                    },
+                    clock.clone(),
+                )
+                .map_err(StartupError::JwksFetch)?;
+                (Some(ring), Some(fetcher))
+            }
+            _ => (load_jwt_keys(&settings)?, None),
+        };
+        let jwks_ready: Option<Arc<dyn Fn() -> bool + Send + Sync>> =
+            match (&jwt_keys, &jwks_fetcher) {
+                (Some(ring), Some(_)) => {
+                    let (ring, clock) = (ring.clone(), clock.clone());
+                    Some(Arc::new(move || ring.usable_at(clock.now_unix())))
+                }
+                _ => None,
+            };
+        let hangup = spawn_hangup_handler(jwt_keys.clone(), jwks_fetcher);
         let introspection = load_introspection_clients(&settings)?;
         let users = UserStore::connect(&settings.database_url)
             .await
@@ -217,6 +260,7 @@ impl Application {
             backends: set.all(),
             session_transport: set.session.transport,
             introspection,
+            jwks_ready,
         });
         // Login throttling and audit events: one of each per app, shared by its workers.
         let proxies: Arc<[_]> = settings.trusted_proxies.clone().into();
@@ -273,6 +317,7 @@ impl Application {
         let jwt = set.jwt.clone();
         let jwks = web::Data::new(routes::jwks::Jwks::new(move || jwt.auth.jwks()));
         let sweep_sessions = set.session.clone();
+        let verifier = settings.role == Role::Verifier;
         let mut server = HttpServer::new(move || {
             // Outermost last: headers on everything, then CORS (answers preflights), then CSRF.
             App::new()
@@ -283,6 +328,7 @@ impl Application {
                 .app_data(security_headers.clone())
                 .app_data(api_document.clone())
                 .app_data(jwks.clone())
+                .wrap(Condition::new(verifier, from_fn(refuse_issuing_routes)))
                 .wrap(from_fn(csrf::csrf))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
@@ -331,6 +377,7 @@ impl Application {
             sweeper,
             redis,
             upkeep,
+            hangup,
         })
     }
 
@@ -359,6 +406,9 @@ impl Application {
         self.sweeper.abort();
         if let Some(upkeep) = self.upkeep {
             upkeep.abort();
+        }
+        if let Some(hangup) = self.hangup {
+            hangup.abort();
         }
         result
     }
@@ -395,6 +445,83 @@ fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) -
             handle.run_upkeep();
         }
     })
+}
+
+/// The flags each `--role` refuses (see [`Role`]): a verifier holds no private key and needs
+/// `--jwks-url`; an issuer signs with a key pair; only a verifier fetches a JWKS.
+fn check_role(settings: &Settings) -> Result<(), StartupError> {
+    let refused = |why| Err(StartupError::RoleFlags(why));
+    match settings.role {
+        Role::Verifier if settings.jwt_secret_file.is_some() || settings.jwt_secret.is_some() => {
+            refused(
+                "--role verifier holds no private key: remove --jwt-secret-file / AUTHLAB_JWT_SECRET \
+                 (the issuer keeps it)",
+            )
+        }
+        Role::Verifier if settings.jwt_keys_dir.is_some() => refused(
+            "--role verifier holds no private key: remove --jwt-keys-dir (the issuer keeps it) and \
+             give the issuer's --jwks-url",
+        ),
+        Role::Verifier if settings.jwks_url.is_none() => {
+            refused("--role verifier needs --jwks-url, the issuer's /.well-known/jwks.json")
+        }
+        Role::Issuer if settings.jwt_alg == JwtAlg::Hs256 => refused(
+            "--role issuer signs with a key pair that verifiers can check without it: give \
+             --jwt-alg EdDSA or ES256 and --jwt-keys-dir",
+        ),
+        Role::All | Role::Issuer if settings.jwks_url.is_some() => {
+            refused("--jwks-url is for --role verifier")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// On SIGHUP: the key directory is read again at once (the periodic reload aside), and a
+/// verifier fetches the issuer's JWKS at once. `None` when there is nothing to reload (HS256)
+/// or no signal handler can be set up.
+fn spawn_hangup_handler(
+    ring: Option<Arc<KeyRing>>,
+    fetcher: Option<Arc<JwksFetcher>>,
+) -> Option<JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ring = ring?;
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP: keys reload on their timer only");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the JWT keys");
+            match &fetcher {
+                Some(fetcher) => fetcher.fetch_now(),
+                None => {
+                    let ring = ring.clone();
+                    // A few small files: off the async thread all the same.
+                    let _ = tokio::task::spawn_blocking(move || ring.reload()).await;
+                }
+            }
+        }
+    }))
+}
+
+/// On a verifier, the routes of `/jwt` that issue, refresh or end a login answer `501
+/// not_an_issuer` (it holds no key that signs, and logins belong to the issuer); reads (`GET`,
+/// `/jwt/me` and `/jwt/sessions`) and introspection are served.
+async fn refuse_issuing_routes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let issuing = req.path().starts_with("/jwt/")
+        && req.method() != actix_web::http::Method::GET
+        && req.path() != "/jwt/introspect";
+    if issuing {
+        let response = actix_web::ResponseError::error_response(&ApiError::NotAnIssuer);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// The HS256 key: from a file, from `AUTHLAB_JWT_SECRET`, or generated (`true`: the caller warns

@@ -150,5 +150,16 @@ async fn dependencies(shared: &Shared) -> Readiness {
         }
     }
     let (redis, database) = tokio::join!(check(shared.redis.ping()), check(shared.users.ping()));
-    Readiness { redis, database }
+    let jwks = shared.jwks_ready.as_ref().map(|ready| {
+        if ready() {
+            DependencyState::Ok
+        } else {
+            DependencyState::Unavailable
+        }
+    });
+    Readiness {
+        redis,
+        database,
+        jwks,
+    }
 }

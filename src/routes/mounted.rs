@@ -120,6 +120,9 @@ pub struct Shared {
     pub session_transport: Transport,
     /// Who may call RFC 7662 introspection.
     pub introspection: IntrospectionClients,
+    /// On a verifier (`--role verifier`): whether it holds usable keys from the issuer's JWKS,
+    /// for `/readyz`.
+    pub jwks_ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// The client details kept with a new session.

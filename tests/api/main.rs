@@ -17,6 +17,7 @@ mod http_edges;
 mod idempotent_revocation;
 mod jwt_forgery;
 mod jwt_keys;
+mod jwt_verifier;
 mod lifecycle;
 mod metrics;
 mod openapi;

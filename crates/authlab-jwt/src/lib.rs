@@ -642,17 +642,20 @@ impl<D: Denylist, F: RefreshFamilies> Authenticator for JwtAuthenticator<D, F> {
             .access
             .check_token(credential, self.clock.now_unix(), read)
         {
-            // A verifier meeting a key it has not fetched: the issuer may have rotated. Refetch
-            // (one flight, at most once per cooldown; `jku`/`x5u` in the token are never
-            // followed, the fetch goes to the configured JWKS URL) and look once more.
-            Err(Refusal::UnknownKid) => match self.access.unknown_kid() {
-                Some(refetch) => {
-                    refetch.refetch().await;
-                    self.access
-                        .check_token(credential, self.clock.now_unix(), read)
+            // A verifier meeting a key it has not fetched (the issuer may have rotated), or
+            // holding no usable keys (the issuer was down): refetch (one flight, at most once
+            // per cooldown; `jku`/`x5u` in the token are never followed, the fetch goes to the
+            // configured JWKS URL) and look once more.
+            Err(refusal @ (Refusal::UnknownKid | Refusal::KeysUnavailable)) => {
+                match self.access.unknown_kid() {
+                    Some(refetch) => {
+                        refetch.refetch().await;
+                        self.access
+                            .check_token(credential, self.clock.now_unix(), read)
+                    }
+                    None => Err(refusal),
                 }
-                None => Err(Refusal::UnknownKid),
-            },
+            }
             other => other,
         };
         let (identity, asked) = checked?;
