@@ -25,7 +25,8 @@
 //!   invisible to clients);
 //! - **tokens signed by a pruned key**: one kept per key, asked again at the end: each must answer
 //!   `401`;
-//! - **JWKS fetches per verifier**, read from each verifier's `/metrics`;
+//! - **JWKS fetches per verifier**, counted by the issuers' HAProxy (each verifier fetches through
+//!   a frontend of its own), in each phase;
 //! - **second phase** (from `--fault-at`): `rotate` twice at once, so the key that signs was
 //!   never published before it signed: what the verifiers' unknown-`kid` path absorbed (failed
 //!   requests, the window they fell in, the refetches it made). No rotation follows, so what
@@ -419,6 +420,7 @@ fn operate(
     every: Duration,
     fault_at: Duration,
     interrupt: &Interrupt,
+    at_fault: &mut dyn FnMut(),
 ) -> Result<Vec<KeyEvent>, DrillError> {
     let mut events = Vec::new();
     let mut next = every;
@@ -455,6 +457,7 @@ fn operate(
     if !sleep_until(fault_at) {
         return Ok(events);
     }
+    at_fault();
     // The first rotate activates the published `next` and generates a new one; the second,
     // right after, activates that new key before any verifier could have fetched it.
     for what in ["rotate", "rotate (unpublished)"] {
@@ -541,53 +544,25 @@ pub struct PrunedProbe {
     pub answers: BTreeMap<String, u64>,
 }
 
-/// What one verifier's `/metrics` says about its JWKS fetches.
+/// One verifier's JWKS fetches, counted by the issuers' HAProxy: each verifier fetches through a
+/// frontend of its own (`jwks-v1`, `jwks-v2`), so its requests are counted apart from the load's.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifierFetches {
     /// `v1`, `v2`.
     pub verifier: String,
-    /// Every `authlab_jwks_*` series of its `/metrics`, by name and labels (e.g.
-    /// `authlab_jwks_fetches_total{reason="unknown_kid",outcome="ok"}`).
-    pub series: BTreeMap<String, f64>,
-    /// The sum of its `authlab_jwks_fetches_total` series (`None`: the verifier has no such
-    /// metric).
-    pub fetches: Option<f64>,
-    /// Of which caused by an unknown `kid` (series labelled `reason="unknown_kid"`).
-    pub unknown_kid_fetches: Option<f64>,
+    /// Fetches until `--fault-at` (start-up included); `None` if HAProxy did not say.
+    pub steady: Option<u64>,
+    /// Fetches from `--fault-at` to the end of the load.
+    pub unpublished: Option<u64>,
+    /// Its `--jwks-refresh`, ms: a timed fetch every this long, whatever else happens.
+    pub refresh_ms: u32,
 }
 
-/// Reads a verifier's `/metrics` for its JWKS series.
-async fn verifier_fetches(client: &reqwest::Client, name: &str, port: u16) -> VerifierFetches {
-    let text = match client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-    {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    let series: BTreeMap<String, f64> = text
-        .lines()
-        .filter(|line| line.starts_with("authlab_jwks"))
-        .filter_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect();
-    let sum = |filter: &dyn Fn(&str) -> bool| {
-        let matching: Vec<f64> = series
-            .iter()
-            .filter(|(k, _)| k.starts_with("authlab_jwks_fetches_total") && filter(k))
-            .map(|(_, v)| *v)
-            .collect();
-        (!matching.is_empty()).then(|| matching.iter().sum())
-    };
-    VerifierFetches {
-        verifier: name.to_owned(),
-        fetches: sum(&|_| true),
-        unknown_kid_fetches: sum(&|k| k.contains("unknown_kid")),
-        series,
-    }
+/// The request count of each verifier's JWKS frontend now.
+fn fetch_counts(balancer: &Balancer, verifiers: usize) -> Vec<Option<u64>> {
+    (0..verifiers)
+        .map(|i| balancer.frontend_requests(&format!("jwks-v{}", i + 1)))
+        .collect()
 }
 
 /// What a rotate-keys drill found.
@@ -625,7 +600,8 @@ pub struct RotationReport {
     pub keys_pruned: u64,
     /// Tokens of pruned keys, asked again.
     pub pruned_probe: PrunedProbe,
-    /// JWKS fetches, per verifier (read before the pruned-key probe).
+    /// JWKS fetches, per verifier (counted before the pruned-key probe; empty when the
+    /// verifiers read the key directory).
     pub jwks_fetches: Vec<VerifierFetches>,
     /// Scheduled requests not sent because every user had one in flight (should be 0; raise
     /// `--users` otherwise).
@@ -684,12 +660,14 @@ impl RotationReport {
             self.skipped
         );
         for v in &self.jwks_fetches {
-            let show = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.0}"));
+            let show = |x: Option<u64>| x.map_or_else(|| "?".to_owned(), |x| x.to_string());
             out += &format!(
-                "verifier {}: JWKS fetches {} (unknown kid {})\n",
+                "verifier {}: JWKS fetches {} steady, {} after the unpublished key (one timed \
+                 fetch every {:.1} s)\n",
                 v.verifier,
-                show(v.fetches),
-                show(v.unknown_kid_fetches)
+                show(v.steady),
+                show(v.unpublished),
+                f64::from(v.refresh_ms) / 1000.0
             );
         }
         out
@@ -735,15 +713,26 @@ impl RotationReport {
 }
 
 /// The ports: Redis at `--base-port`, issuers at +20 and +21, verifiers at +22 and +23, the
-/// issuers' HAProxy at +40 (or `--balancer-port`) and the verifiers' at +41.
-fn ports(args: &DrillArgs) -> (Vec<u16>, Vec<u16>, u16, u16) {
+/// issuers' HAProxy at +40 (or `--balancer-port`), the verifiers' at +41, and the issuers'
+/// HAProxy frontends the verifiers fetch the JWKS through at +42 and +43.
+struct RotatePorts {
+    issuers: Vec<u16>,
+    verifiers: Vec<u16>,
+    issuer_lb: u16,
+    verifier_lb: u16,
+    jwks: Vec<u16>,
+}
+
+fn ports(args: &DrillArgs) -> RotatePorts {
     let base = args.base_port;
-    (
-        vec![base + 20, base + 21],
-        vec![base + 22, base + 23],
-        args.balancer_port(),
-        args.balancer_port() + 1,
-    )
+    let lb = args.balancer_port();
+    RotatePorts {
+        issuers: vec![base + 20, base + 21],
+        verifiers: vec![base + 22, base + 23],
+        issuer_lb: lb,
+        verifier_lb: lb + 1,
+        jwks: vec![lb + 2, lb + 3],
+    }
 }
 
 /// How the verifiers know the keys.
@@ -758,13 +747,8 @@ pub enum VerifierMode {
     KeyDir,
 }
 
-/// The verifiers' own flags: `--role verifier` if `program` has it, else the key directory.
-fn verifier_flags(
-    program: &Path,
-    keys: &Path,
-    issuer_lb: u16,
-    every: Duration,
-) -> Result<(VerifierMode, Vec<String>), DrillError> {
+/// `--role verifier` if `program` has it, else the key directory.
+fn verifier_mode(program: &Path) -> Result<VerifierMode, DrillError> {
     let help = Command::new(program)
         .args(["serve", "--help"])
         .output()
@@ -772,36 +756,40 @@ fn verifier_flags(
             what: "authlab serve --help".to_owned(),
             source,
         })?;
-    if String::from_utf8_lossy(&help.stdout).contains("--jwks-url") {
-        // A key published by the issuers (within their 1 s reload) reaches the verifiers within
-        // a quarter period more: well before the next rotation activates it.
-        let refresh = format!("{}ms", (every.as_millis() / 4).max(500));
-        let url = format!("http://127.0.0.1:{issuer_lb}/.well-known/jwks.json");
-        Ok((
-            VerifierMode::Jwks,
-            [
-                "--role",
-                "verifier",
-                "--jwks-url",
-                &url,
-                "--jwks-refresh",
-                &refresh,
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ))
-    } else {
-        Ok((
-            VerifierMode::KeyDir,
-            [
-                "--jwt-keys-dir",
-                &keys.display().to_string(),
-                "--jwt-keys-reload",
-                KEYS_RELOAD,
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ))
+    Ok(
+        if String::from_utf8_lossy(&help.stdout).contains("--jwks-url") {
+            VerifierMode::Jwks
+        } else {
+            VerifierMode::KeyDir
+        },
+    )
+}
+
+/// The verifiers' `--jwks-refresh`: a key published by the issuers (within their 1 s reload)
+/// reaches the verifiers within a quarter period more, well before the next rotation activates
+/// it.
+fn jwks_refresh(every: Duration) -> Duration {
+    (every / 4).max(Duration::from_millis(500))
+}
+
+/// One verifier's own flags: the issuers' JWKS through its own HAProxy frontend (`jwks_port`),
+/// or the key directory.
+fn verifier_flags(mode: VerifierMode, keys: &Path, jwks_port: u16, every: Duration) -> Vec<String> {
+    match mode {
+        VerifierMode::Jwks => vec![
+            "--role".into(),
+            "verifier".into(),
+            "--jwks-url".into(),
+            format!("http://127.0.0.1:{jwks_port}/.well-known/jwks.json"),
+            "--jwks-refresh".into(),
+            format!("{}ms", jwks_refresh(every).as_millis()),
+        ],
+        VerifierMode::KeyDir => vec![
+            "--jwt-keys-dir".into(),
+            keys.display().to_string(),
+            "--jwt-keys-reload".into(),
+            KEYS_RELOAD.into(),
+        ],
     }
 }
 
@@ -841,11 +829,22 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
     procs::check_installed()?;
     let every = args.rotate_every;
     let access_ttl = Duration::from_secs((2 * every.as_secs()).max(2));
-    let (issuer_ports, verifier_ports, issuer_lb, verifier_lb) = ports(args);
+    let RotatePorts {
+        issuers: issuer_ports,
+        verifiers: verifier_ports,
+        issuer_lb,
+        verifier_lb,
+        jwks: jwks_ports,
+    } = ports(args);
     let mut needed = Topology::Single.ports(Ports {
         base: args.base_port,
     });
-    needed.extend(issuer_ports.iter().chain(&verifier_ports));
+    needed.extend(
+        issuer_ports
+            .iter()
+            .chain(&verifier_ports)
+            .chain(&jwks_ports),
+    );
     needed.extend([issuer_lb, verifier_lb]);
     procs::check_ports_free(&needed)?;
     let logs = args.out.join("logs");
@@ -956,17 +955,22 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
         // right for rotations days apart, too slow for this drill's seconds. Without the header
         // the verifiers fetch every --jwks-refresh, so the time scale shrinks with everything
         // else and publish-before-sign still holds.
-        let text = text.replacen(
-            "backend tokens\n",
-            "backend tokens\n    http-response del-header Cache-Control\n",
+        let mut text = text.replacen(
+            "\nbackend tokens\n",
+            "\nbackend tokens\n    http-response del-header Cache-Control\n",
             1,
         );
+        // Each verifier fetches through a frontend of its own, which counts its requests.
+        for (i, port) in jwks_ports.iter().enumerate() {
+            text += &format!(
+                "\nfrontend jwks-v{}\n    bind 127.0.0.1:{port}\n    default_backend tokens\n",
+                i + 1
+            );
+        }
         Balancer::start_config(issuer_lb, &issuer_dir, &text)?
     };
 
-    let (verifier_mode, verifier_only) = verifier_flags(&program, &keys, issuer_lb, every)?;
-    let mut verifier_flags = common.clone();
-    verifier_flags.extend(verifier_only);
+    let verifier_mode = verifier_mode(&program)?;
     step(match verifier_mode {
         VerifierMode::Jwks => "starting 2 verifiers (no private key: the issuers' JWKS)",
         VerifierMode::KeyDir => {
@@ -976,7 +980,9 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
     let mut verifiers = Vec::new();
     for (i, port) in verifier_ports.iter().enumerate() {
         let name = format!("v{}", i + 1);
-        running.push(serve(&program, &name, *port, &verifier_flags, None, &logs)?);
+        let mut flags = common.clone();
+        flags.extend(verifier_flags(verifier_mode, &keys, jwks_ports[i], every));
+        running.push(serve(&program, &name, *port, &flags, None, &logs)?);
         verifiers.push(Server {
             name,
             address: format!("127.0.0.1:{port}"),
@@ -1053,10 +1059,22 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
         args.fault_at.as_secs_f64()
     ));
     let started = Instant::now();
+    let mut fetches_at_fault = Vec::new();
     let (samples, events) = std::thread::scope(|scope| {
         let operator = &operator;
-        let events =
-            scope.spawn(move || operate(operator, started, every, args.fault_at, interrupt));
+        let issuer_balancer = &issuer_balancer;
+        let fetches_at_fault = &mut fetches_at_fault;
+        let events = scope.spawn(move || {
+            let mut at_fault = || *fetches_at_fault = fetch_counts(issuer_balancer, 2);
+            operate(
+                operator,
+                started,
+                every,
+                args.fault_at,
+                interrupt,
+                &mut at_fault,
+            )
+        });
         let samples = runtime.block_on(load.run(
             args.rate,
             args.duration,
@@ -1074,13 +1092,28 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
     interrupt.check()?;
     let events = events?;
 
-    let jwks_fetches = runtime.block_on(async {
-        let mut out = Vec::new();
-        for (server, port) in verifiers.iter().zip(&verifier_ports) {
-            out.push(verifier_fetches(&client, &server.name, *port).await);
+    let jwks_fetches = match verifier_mode {
+        VerifierMode::KeyDir => Vec::new(),
+        VerifierMode::Jwks => {
+            let at_end = fetch_counts(&issuer_balancer, 2);
+            verifiers
+                .iter()
+                .enumerate()
+                .map(|(i, server)| {
+                    let steady = fetches_at_fault.get(i).copied().flatten();
+                    VerifierFetches {
+                        verifier: server.name.clone(),
+                        steady,
+                        unpublished: at_end[i]
+                            .zip(steady)
+                            .map(|(end, fault)| end.saturating_sub(fault)),
+                        refresh_ms: u32::try_from(jwks_refresh(every).as_millis())
+                            .unwrap_or(u32::MAX),
+                    }
+                })
+                .collect()
         }
-        out
-    });
+    };
     step("asking a token of every pruned key again");
     let pruned: Vec<String> = events.iter().flat_map(|e| e.pruned.clone()).collect();
     let pruned_probe = runtime.block_on(async {
