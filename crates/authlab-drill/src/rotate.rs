@@ -574,8 +574,6 @@ pub struct RotationReport {
     pub issuers: Vec<String>,
     /// The verifiers' ids.
     pub verifiers: Vec<String>,
-    /// How the verifiers know the keys.
-    pub verifier_mode: VerifierMode,
     /// Requests per second.
     pub rate: u32,
     /// Simulated users.
@@ -600,8 +598,7 @@ pub struct RotationReport {
     pub keys_pruned: u64,
     /// Tokens of pruned keys, asked again.
     pub pruned_probe: PrunedProbe,
-    /// JWKS fetches, per verifier (counted before the pruned-key probe; empty when the
-    /// verifiers read the key directory).
+    /// JWKS fetches, per verifier (counted before the pruned-key probe).
     pub jwks_fetches: Vec<VerifierFetches>,
     /// Scheduled requests not sent because every user had one in flight (should be 0; raise
     /// `--users` otherwise).
@@ -628,10 +625,7 @@ impl RotationReport {
             f64::from(self.rotate_every_ms) / 1000.0,
             self.access_ttl_s
         );
-        out += match self.verifier_mode {
-            VerifierMode::Jwks => "verifiers: --role verifier on the issuers' JWKS\n",
-            VerifierMode::KeyDir => "verifiers: reading the key directory (no --role verifier)\n",
-        };
+        out += "verifiers: --role verifier on the issuers' JWKS\n";
         for (name, p) in [
             ("steady", &self.steady),
             ("unpublished key", &self.unpublished),
@@ -735,36 +729,6 @@ fn ports(args: &DrillArgs) -> RotatePorts {
     }
 }
 
-/// How the verifiers know the keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerifierMode {
-    /// `--role verifier --jwks-url`: no private key, the issuers' JWKS (refreshed every quarter
-    /// rotation period, so a `next` key is fetched before it signs).
-    Jwks,
-    /// An `authlab` without `--role verifier`: the verifiers read the key directory as the
-    /// issuers do (and so hold the private keys); the JWKS path is not exercised.
-    KeyDir,
-}
-
-/// `--role verifier` if `program` has it, else the key directory.
-fn verifier_mode(program: &Path) -> Result<VerifierMode, DrillError> {
-    let help = Command::new(program)
-        .args(["serve", "--help"])
-        .output()
-        .map_err(|source| DrillError::Spawn {
-            what: "authlab serve --help".to_owned(),
-            source,
-        })?;
-    Ok(
-        if String::from_utf8_lossy(&help.stdout).contains("--jwks-url") {
-            VerifierMode::Jwks
-        } else {
-            VerifierMode::KeyDir
-        },
-    )
-}
-
 /// The verifiers' `--jwks-refresh`: a key published by the issuers (within their 1 s reload)
 /// reaches the verifiers within a quarter period more, well before the next rotation activates
 /// it.
@@ -772,25 +736,17 @@ fn jwks_refresh(every: Duration) -> Duration {
     (every / 4).max(Duration::from_millis(500))
 }
 
-/// One verifier's own flags: the issuers' JWKS through its own HAProxy frontend (`jwks_port`),
-/// or the key directory.
-fn verifier_flags(mode: VerifierMode, keys: &Path, jwks_port: u16, every: Duration) -> Vec<String> {
-    match mode {
-        VerifierMode::Jwks => vec![
-            "--role".into(),
-            "verifier".into(),
-            "--jwks-url".into(),
-            format!("http://127.0.0.1:{jwks_port}/.well-known/jwks.json"),
-            "--jwks-refresh".into(),
-            format!("{}ms", jwks_refresh(every).as_millis()),
-        ],
-        VerifierMode::KeyDir => vec![
-            "--jwt-keys-dir".into(),
-            keys.display().to_string(),
-            "--jwt-keys-reload".into(),
-            KEYS_RELOAD.into(),
-        ],
-    }
+/// One verifier's own flags: no key at all, the issuers' JWKS through its own HAProxy frontend
+/// (`jwks_port`).
+fn verifier_flags(jwks_port: u16, every: Duration) -> Vec<String> {
+    vec![
+        "--role".into(),
+        "verifier".into(),
+        "--jwks-url".into(),
+        format!("http://127.0.0.1:{jwks_port}/.well-known/jwks.json"),
+        "--jwks-refresh".into(),
+        format!("{}ms", jwks_refresh(every).as_millis()),
+    ]
 }
 
 /// Starts one `authlab serve` with `flags` (and the HS256 `secret` in its environment, if any),
@@ -970,18 +926,12 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
         Balancer::start_config(issuer_lb, &issuer_dir, &text)?
     };
 
-    let verifier_mode = verifier_mode(&program)?;
-    step(match verifier_mode {
-        VerifierMode::Jwks => "starting 2 verifiers (no private key: the issuers' JWKS)",
-        VerifierMode::KeyDir => {
-            "starting 2 verifiers reading the key directory (this build has no --role verifier)"
-        }
-    });
+    step("starting 2 verifiers (no private key: the issuers' JWKS)");
     let mut verifiers = Vec::new();
     for (i, port) in verifier_ports.iter().enumerate() {
         let name = format!("v{}", i + 1);
         let mut flags = common.clone();
-        flags.extend(verifier_flags(verifier_mode, &keys, jwks_ports[i], every));
+        flags.extend(verifier_flags(jwks_ports[i], every));
         running.push(serve(&program, &name, *port, &flags, None, &logs)?);
         verifiers.push(Server {
             name,
@@ -1092,28 +1042,22 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
     interrupt.check()?;
     let events = events?;
 
-    let jwks_fetches = match verifier_mode {
-        VerifierMode::KeyDir => Vec::new(),
-        VerifierMode::Jwks => {
-            let at_end = fetch_counts(&issuer_balancer, 2);
-            verifiers
-                .iter()
-                .enumerate()
-                .map(|(i, server)| {
-                    let steady = fetches_at_fault.get(i).copied().flatten();
-                    VerifierFetches {
-                        verifier: server.name.clone(),
-                        steady,
-                        unpublished: at_end[i]
-                            .zip(steady)
-                            .map(|(end, fault)| end.saturating_sub(fault)),
-                        refresh_ms: u32::try_from(jwks_refresh(every).as_millis())
-                            .unwrap_or(u32::MAX),
-                    }
-                })
-                .collect()
-        }
-    };
+    let at_end = fetch_counts(&issuer_balancer, 2);
+    let jwks_fetches = verifiers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| {
+            let steady = fetches_at_fault.get(i).copied().flatten();
+            VerifierFetches {
+                verifier: server.name.clone(),
+                steady,
+                unpublished: at_end[i]
+                    .zip(steady)
+                    .map(|(end, fault)| end.saturating_sub(fault)),
+                refresh_ms: u32::try_from(jwks_refresh(every).as_millis()).unwrap_or(u32::MAX),
+            }
+        })
+        .collect();
     step("asking a token of every pruned key again");
     let pruned: Vec<String> = events.iter().flat_map(|e| e.pruned.clone()).collect();
     let pruned_probe = runtime.block_on(async {
@@ -1154,7 +1098,6 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
         scenario: "rotate-keys",
         issuers: issuers.iter().map(|s| s.name.clone()).collect(),
         verifiers: verifiers.iter().map(|s| s.name.clone()).collect(),
-        verifier_mode,
         rate: args.rate,
         users: args.users as usize,
         duration_ms,
