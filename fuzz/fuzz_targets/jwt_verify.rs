@@ -5,7 +5,8 @@
 //! never looser. Whatever ours accepts, `jsonwebtoken` (same key, algorithm pinned, same issuer,
 //! no leeway) accepts with the very same claims; whatever ours calls expired, it reads as a token
 //! whose `exp` has passed; the verified-token cache (keyed backend) never changes an answer, on
-//! the first sight of a token or the next; and nothing panics.
+//! the first sight of a token or the next; a verifier's backend, holding only the public keys
+//! read from our JWKS, answers as the issuer's; and nothing panics.
 //!
 //! Random bytes almost never carry a valid signature, so most inputs are *signed here*: the
 //! input names an algorithm and gives the header and claims JSON, and the target signs them with
@@ -31,7 +32,7 @@ use authlab_core::{
     RevokedFamily, SessionInfo, TokenInfo,
 };
 use authlab_jwt::keys::{KeyAlg, KeyDir, KeyDirState, KeyEntry, KeyState, STATE_FILE, thumbprint};
-use authlab_jwt::{Claims, JwtAuthenticator, JwtConfig, JwtSecret, KeyRing, RefreshMode};
+use authlab_jwt::{Claims, JwtAuthenticator, JwtConfig, JwtSecret, KeyRing, KeySet, RefreshMode};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
@@ -103,6 +104,9 @@ struct World {
     keyed: Jwt,
     /// The same keys, with the verified-token cache: it must never change an answer.
     cached: Jwt,
+    /// A verifier instance's backend: the public keys only, read from the JWKS the keyed
+    /// backend publishes (`parse_jwks`, as `--role verifier` does): it must answer alike.
+    remote: Jwt,
     ed25519: Ed25519KeyPair,
     p256: EcdsaKeyPair,
     /// The oracle's keys, read from the JWKS the keyed backend publishes: kid, key, algorithm.
@@ -181,7 +185,17 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let ring = ring();
     let keyed = backend().with_keys(ring.clone());
     let cached = backend().with_keys(ring).with_verify_cache(4096);
-    let jwks: JwkSet = serde_json::from_str(&keyed.jwks().0).expect("our JWKS parses");
+    let published = keyed.jwks().0;
+    let remote_ring = KeyRing::remote();
+    remote_ring.replace(
+        KeySet::from_jwks(
+            authlab_jwt::parse_jwks(published.as_bytes()).expect("our JWKS passes parse_jwks"),
+            published.clone(),
+        ),
+        u64::MAX,
+    );
+    let remote = backend().with_keys(remote_ring);
+    let jwks: JwkSet = serde_json::from_str(&published).expect("our JWKS parses");
     let oracle_keys = jwks
         .keys
         .iter()
@@ -200,6 +214,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         hmac: backend(),
         keyed,
         cached,
+        remote,
         ed25519: Ed25519KeyPair::from_pkcs8(ED25519_PKCS8).expect("fixed Ed25519 key"),
         p256: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, P256_PKCS8)
             .expect("fixed P-256 key"),
@@ -286,6 +301,11 @@ fn check(world: &World, keyed: bool, token: &str) {
     let ours = if keyed { &world.keyed } else { &world.hmac };
     let verdict_now = ours.decode(token);
     if keyed {
+        assert_eq!(
+            verdict(&world.remote.decode(token)),
+            verdict(&verdict_now),
+            "a verifier on the JWKS answers otherwise than the issuer: {token}"
+        );
         // Twice through the cache: the first may enter the token, the second may hit it.
         for _ in 0..2 {
             assert_eq!(
