@@ -33,6 +33,8 @@ use authlab_core::AuthError;
 
 use crate::error::Challenge;
 
+pub mod credential;
+
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "sid";
 
@@ -78,31 +80,17 @@ impl Transport {
     }
 
     /// Finds the credential in a request, or says why there is none. More than one is
-    /// [`AuthError::Ambiguous`] (see the module docs).
+    /// [`AuthError::Ambiguous`] (see the module docs). The parsing is in [`credential`].
     pub fn credential(self, req: &HttpRequest) -> Result<&str, AuthError> {
         match self {
-            Self::Cookie { .. } => {
-                let name = self.cookie_name().unwrap_or(SESSION_COOKIE);
-                let mut found = cookie_values(req, name);
-                match (found.next(), found.next()) {
-                    (Some(value), None) => Ok(value),
-                    (Some(_), Some(_)) => Err(AuthError::Ambiguous),
-                    (None, _) => Err(AuthError::Missing),
-                }
-            }
-            Self::Bearer { allow_query } => {
-                let query = if allow_query {
-                    query_token(req.query_string())?
-                } else {
-                    None
-                };
-                let mut headers = req.headers().get_all(header::AUTHORIZATION);
-                match (headers.next(), headers.next(), query) {
-                    (Some(_), Some(_), _) | (Some(_), None, Some(_)) => Err(AuthError::Ambiguous),
-                    (Some(value), None, None) => authorization_token(value.as_bytes()),
-                    (None, _, query) => query.ok_or(AuthError::Missing),
-                }
-            }
+            Self::Cookie { .. } => credential::cookie_credential(
+                header_values(req, header::COOKIE),
+                self.cookie_name().unwrap_or(SESSION_COOKIE),
+            ),
+            Self::Bearer { allow_query } => credential::bearer_credential(
+                header_values(req, header::AUTHORIZATION),
+                allow_query.then(|| req.query_string()),
+            ),
         }
     }
 
@@ -150,64 +138,19 @@ impl Transport {
     }
 }
 
-/// Reads `Authorization: <scheme> <token>` for the schemes we accept.
-///
-/// A header of anything but visible ASCII, space and tab is refused as invalid (what
-/// `HeaderValue::to_str` refuses), whatever its scheme. The header is some 300 bytes on every
-/// JWT request, so it is checked in one branch-free pass over its bytes and then searched with
-/// `memchr`-style scans, instead of `to_str`, `trim` and `contains` each walking it byte by byte.
-fn authorization_token(value: &[u8]) -> Result<&str, AuthError> {
-    // `fold`, not `all`: no early exit, so the compiler can check 16 or 32 bytes at a time.
-    let visible = value.iter().fold(true, |ok, &b| {
-        ok & (matches!(b, 0x20..=0x7e) | (b == b'\t'))
-    });
-    if !visible {
-        return Err(AuthError::Invalid);
-    }
-    let value = value.trim_ascii();
-    let (scheme, token) = match value.iter().position(|&b| b == b' ') {
-        Some(space) => (&value[..space], &value[space + 1..]),
-        None => (value, &[][..]),
-    };
-    if !(scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"jwt")) {
-        // Basic, Digest, ...: not a credential this API understands, so none was presented.
-        return Err(AuthError::Missing);
-    }
-    let token = token.trim_ascii();
-    if token.is_empty() || token.contains(&b' ') {
-        return Err(AuthError::Invalid);
-    }
-    // Only visible ASCII and tabs remain: always UTF-8.
-    std::str::from_utf8(token).map_err(|_| AuthError::Invalid)
+/// Every value of the header `name` in the request, as bytes.
+fn header_values(req: &HttpRequest, name: header::HeaderName) -> impl Iterator<Item = &[u8]> {
+    req.headers().get_all(name).map(|value| value.as_bytes())
 }
 
-/// Every value of the cookie `name`, across all `Cookie` headers, without parsing (and
-/// allocating) the others.
+/// Every value of the cookie `name` in the request.
 fn cookie_values<'a>(req: &'a HttpRequest, name: &'a str) -> impl Iterator<Item = &'a str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .filter_map(move |pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.trim_matches('"'))
-        })
-}
-
-/// Finds `token=` in a query string. Tokens are URL-safe, so there is nothing to percent-decode.
-/// A second `token=` (even an empty one) is [`AuthError::Ambiguous`]; an empty one alone is none.
-fn query_token(query: &str) -> Result<Option<&str>, AuthError> {
-    let mut tokens = query
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("token="));
-    match (tokens.next(), tokens.next()) {
-        (Some(_), Some(_)) => Err(AuthError::Ambiguous),
-        (token, _) => Ok(token.filter(|token| !token.is_empty())),
-    }
+    credential::cookie_values(header_values(req, header::COOKIE), name)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::credential::authorization_token;
     use super::*;
     use actix_web::test::TestRequest;
 
@@ -238,10 +181,12 @@ mod tests {
             authorization_token(b"Bearer"),
             Err(AuthError::Invalid)
         ));
-        assert!(matches!(
-            authorization_token(b"Bearer a b"),
-            Err(AuthError::Invalid)
-        ));
+        for inside in [&b"Bearer a b"[..], b"Bearer a\tb", b"JWT  a\t\tb "] {
+            assert!(
+                matches!(authorization_token(inside), Err(AuthError::Invalid)),
+                "{inside:?}"
+            );
+        }
         // Bytes `HeaderValue::to_str` refuses make the header invalid, whatever the scheme.
         for bad in [
             &b"Bearer ab\x80c"[..],

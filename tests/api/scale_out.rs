@@ -544,3 +544,103 @@ fn drill_cache_scale_reports_no_redis_command_while_idle_and_cache_hits_under_lo
         "{loaded}"
     );
 }
+
+/// `--scenario rotate-keys`, short: two issuers sharing a key directory, two verifiers on their
+/// JWKS, keys rotated and pruned every 2 s under load. Planned rotations cost no request; every
+/// pruned key's token is refused; each verifier's JWKS fetches are reported; and the second phase
+/// (a key that signs before it was published) is reported.
+#[test]
+fn drill_rotate_keys_loses_no_request_to_planned_rotations_and_refuses_pruned_keys() {
+    let out = TempDir::new("drill-rotate-keys");
+    let base = free_port_block(45);
+    let output = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .arg("drill")
+        .args([
+            "--scenario",
+            "rotate-keys",
+            "--rotate-every",
+            "2s",
+            "--fault-at",
+            "12s",
+            "--duration",
+            "16s",
+            "--rate",
+            "40",
+            "--users",
+            "8",
+            "--base-port",
+            &base.to_string(),
+        ])
+        .arg("--out")
+        .arg(&out.0)
+        .output()
+        .expect("authlab drill runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("pruned keys' tokens refused"), "{stdout}");
+    assert!(out.0.join("rotate-keys.md").is_file());
+    let json = std::fs::read_to_string(out.0.join("rotate-keys.json")).expect("rotate-keys.json");
+    let report: Value = serde_json::from_str(&json).expect("JSON");
+    for port in [
+        base,
+        base + 20,
+        base + 21,
+        base + 22,
+        base + 23,
+        base + 40,
+        base + 41,
+    ] {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} was freed"
+        );
+    }
+
+    let steady = &report["steady"];
+    assert!(
+        steady["requests"].as_u64().is_some_and(|n| n >= 300),
+        "{steady}"
+    );
+    assert!(steady["me"].as_u64().is_some_and(|n| n >= 100), "{steady}");
+    assert_eq!(steady["failures"], 0, "{steady}");
+    // Reported (a burst of slow logins at the start may leave every user busy for a moment).
+    assert!(report["skipped"].is_u64(), "{report}");
+    assert!(
+        report["rotations"].as_u64().is_some_and(|n| n >= 4),
+        "{report}"
+    );
+    let probe = &report["pruned_probe"];
+    assert!(
+        report["keys_pruned"].as_u64().is_some_and(|n| n >= 1),
+        "{report}"
+    );
+    assert!(probe["probed"].as_u64().is_some_and(|n| n >= 1), "{probe}");
+    assert_eq!(probe["refused"], probe["probed"], "{probe}");
+    let fetches = report["jwks_fetches"].as_array().expect("per verifier");
+    assert_eq!(fetches.len(), 2);
+    // The verifiers run on the JWKS (`--role verifier`); the issuers' HAProxy counts each one's
+    // fetches.
+    for verifier in fetches {
+        assert!(
+            verifier["steady"].as_u64().is_some_and(|n| n >= 1),
+            "{verifier}"
+        );
+        assert!(verifier["unpublished"].is_u64(), "{verifier}");
+    }
+    let unpublished = report["key_events"]
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["what"] == "rotate (unpublished)"))
+        .expect("the second phase's rotate");
+    assert!(unpublished["activated"].is_string(), "{unpublished}");
+    assert!(
+        report["unpublished"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 50),
+        "{report}"
+    );
+}

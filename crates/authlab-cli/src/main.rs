@@ -128,6 +128,11 @@ enum KeysAction {
         /// retired key must still verify.
         #[arg(long, value_parser = authlab::config::parse_duration)]
         access_ttl: Option<Duration>,
+        /// How far the servers' clocks may disagree, added to the retired key's keep time
+        /// (default: 60 s). Lower it only where every server shares one clock (the drill, on
+        /// one machine).
+        #[arg(long, value_parser = authlab::config::parse_duration)]
+        clock_skew: Option<Duration>,
     },
     /// Delete the retired keys whose last token has expired.
     Prune,
@@ -145,8 +150,13 @@ fn keys(args: &KeysArgs) -> Result<String, authlab_jwt::JwtError> {
             let key = dir.generate(*alg, now)?;
             Ok(format!("generated {} key {} (next)\n", key.alg, key.kid))
         }
-        KeysAction::Rotate { alg, access_ttl } => {
+        KeysAction::Rotate {
+            alg,
+            access_ttl,
+            clock_skew,
+        } => {
             let ttl = access_ttl.unwrap_or_else(|| Settings::defaults().access_ttl);
+            let dir = dir.with_clock_skew(clock_skew.unwrap_or(authlab_jwt::keys::CLOCK_SKEW));
             dir.rotate(*alg, ttl, now)?;
             dir.table()
         }

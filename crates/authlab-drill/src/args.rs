@@ -67,6 +67,11 @@ pub struct DrillArgs {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub redis_down_for: Duration,
 
+    /// `rotate-keys`: how often `authlab keys rotate` and `prune` run (the access tokens live
+    /// twice as long; the verifiers refresh their JWKS every quarter period).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub rotate_every: Duration,
+
     /// Share of requests that are logouts (the user logs in again on its next turn).
     #[arg(long, default_value_t = 0.05)]
     pub logout_share: f64,
@@ -188,6 +193,16 @@ impl DrillArgs {
         {
             return Err(DrillError::BadArgs(
                 "--idle-for must be between 1 s and 10 min".into(),
+            ));
+        }
+        if self.scenario == Scenario::RotateKeys
+            && (self.rotate_every < Duration::from_secs(2)
+                || self.rotate_every.subsec_nanos() != 0
+                || self.fault_at < self.rotate_every)
+        {
+            return Err(DrillError::BadArgs(
+                "--rotate-every must be whole seconds, at least 2 s, and come before --fault-at"
+                    .into(),
             ));
         }
         if self.scenario == Scenario::KillInstance && self.instances() < 2 {

@@ -120,8 +120,16 @@ impl Balancer {
         check: &str,
     ) -> Result<Self, DrillError> {
         let socket = dir.join("haproxy.sock");
-        let cfg = dir.join("haproxy.cfg");
         let text = config(&format!("127.0.0.1:{port}"), servers, Some(&socket), check);
+        Self::start_config(port, dir, &text)
+    }
+
+    /// Writes `text` as `haproxy.cfg` to `dir`, starts HAProxy and waits for `port`. The
+    /// configuration must put its admin socket at `dir/haproxy.sock` (as [`config`] does when
+    /// given it): for a configuration [`config`] wrote and the caller edited.
+    pub fn start_config(port: u16, dir: &Path, text: &str) -> Result<Self, DrillError> {
+        let socket = dir.join("haproxy.sock");
+        let cfg = dir.join("haproxy.cfg");
         std::fs::write(&cfg, text).map_err(|source| DrillError::Io {
             path: cfg.clone(),
             source,
@@ -152,6 +160,29 @@ impl Balancer {
         let _ = stream.read_to_string(&mut text);
         parse_stat(&text, "tokens")
     }
+
+    /// The HTTP requests frontend `name` has received so far (`req_tot` of `show stat`);
+    /// `None` if the socket does not answer or there is no such frontend.
+    pub fn frontend_requests(&self, name: &str) -> Option<u64> {
+        let mut stream = UnixStream::connect(&self.socket).ok()?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        stream.write_all(b"show stat\n").ok()?;
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        parse_frontend_requests(&text, name)
+    }
+}
+
+/// `req_tot` of frontend `name` in `show stat` CSV.
+fn parse_frontend_requests(csv: &str, name: &str) -> Option<u64> {
+    let mut lines = csv.lines();
+    let columns: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+    let column = |wanted: &str| columns.iter().position(|c| *c == wanted);
+    let (px, sv, requests) = (column("pxname")?, column("svname")?, column("req_tot")?);
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.get(px) == Some(&name) && f.get(sv) == Some(&"FRONTEND"))
+        .and_then(|f| f.get(requests)?.parse().ok())
 }
 
 /// The `(svname, status)` of each server of `backend` in `show stat` CSV.
@@ -178,6 +209,18 @@ fn parse_stat(csv: &str, backend: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frontends_request_count_is_read_from_show_stat() {
+        let csv = "# pxname,svname,qcur,req_tot,status\n\
+                   jwks-v1,FRONTEND,,7,OPEN\n\
+                   tokens,i1,0,,UP\n\
+                   jwks-v2,FRONTEND,,12,OPEN\n";
+        assert_eq!(parse_frontend_requests(csv, "jwks-v1"), Some(7));
+        assert_eq!(parse_frontend_requests(csv, "jwks-v2"), Some(12));
+        assert_eq!(parse_frontend_requests(csv, "tokens"), None);
+        assert_eq!(parse_frontend_requests("", "jwks-v1"), None);
+    }
 
     #[test]
     fn sessions_are_sticky_tokens_round_robin_and_both_check_livez() {

@@ -17,6 +17,8 @@
 //! - **one scenario** ([`scenario`]): `kill-master`, `planned-failover`, `kill-instance`,
 //!   `sentinel-switchover`, `redis-restart` or `none`; or `cache-scale`, which breaks nothing
 //!   and measures what N caching instances cost one Redis, idle and loaded ([`cache_scale`]);
+//!   `rotate-keys` builds a deployment of its own (issuers and verifiers of JWTs, keys rotated
+//!   under load: [`rotate`]);
 //! - **the report** ([`report`]): per backend, requests by status and p99 in 100 ms buckets; the
 //!   failover time, the time until 90 % of requests succeed again, the slowest request, the
 //!   share of users affected, the credentials lost, and the acknowledged revocations undone
@@ -52,6 +54,7 @@ pub mod interrupt;
 pub mod load;
 pub mod procs;
 pub mod report;
+pub mod rotate;
 pub mod run;
 pub mod scenario;
 pub mod topology;
@@ -82,6 +85,9 @@ pub fn main(args: &DrillArgs) -> std::process::ExitCode {
             }
             Err(err) => failed(err),
         };
+    }
+    if args.scenario == scenario::Scenario::RotateKeys {
+        return rotate_main(args, &interrupt);
     }
     match run(args, &interrupt) {
         Ok(report) => {
@@ -114,6 +120,40 @@ fn failed(err: DrillError) -> std::process::ExitCode {
             std::process::ExitCode::from(EXIT_INTERRUPTED)
         }
         err => {
+            eprintln!("error: {}", CauseChain(&err));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `authlab drill --scenario rotate-keys`: its report and summary; exit code 1 if the steady
+/// phase had a failure or a pruned key's token was accepted.
+fn rotate_main(args: &DrillArgs, interrupt: &interrupt::Interrupt) -> std::process::ExitCode {
+    match rotate::run(args, interrupt) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            println!(
+                "wrote rotate-keys.json and rotate-keys.md to {} (process logs in {}/logs)",
+                args.out.display(),
+                args.out.display()
+            );
+            if report.passed() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "error: {} failures during planned rotations, {} of {} pruned keys' tokens refused",
+                    report.steady.failures, report.pruned_probe.refused, report.pruned_probe.probed
+                );
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(DrillError::Interrupted) => {
+            eprintln!(
+                "interrupted: every process the drill started is stopped; no report was written"
+            );
+            std::process::ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(err) => {
             eprintln!("error: {}", CauseChain(&err));
             std::process::ExitCode::FAILURE
         }

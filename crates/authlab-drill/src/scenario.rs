@@ -31,6 +31,9 @@ pub enum Scenario {
     /// No fault and no balancer: N instances with the client-side cache on, idle and then
     /// loaded, and what they cost Redis in each phase (see [`crate::cache_scale`]).
     CacheScale,
+    /// JWT keys rotated and pruned under load, two issuers and two verifiers; at `--fault-at`
+    /// a key that was never published starts signing ([`crate::rotate`]).
+    RotateKeys,
 }
 
 impl Scenario {
@@ -44,6 +47,7 @@ impl Scenario {
             Self::SentinelSwitchover => "sentinel-switchover",
             Self::RedisRestart => "redis-restart",
             Self::CacheScale => "cache-scale",
+            Self::RotateKeys => "rotate-keys",
         }
     }
 
@@ -52,9 +56,11 @@ impl Scenario {
         match self {
             Self::KillMaster | Self::PlannedFailover => Topology::Cluster,
             Self::SentinelSwitchover => Topology::Sentinel,
-            Self::None | Self::KillInstance | Self::RedisRestart | Self::CacheScale => {
-                Topology::Single
-            }
+            Self::None
+            | Self::KillInstance
+            | Self::RedisRestart
+            | Self::CacheScale
+            | Self::RotateKeys => Topology::Single,
         }
     }
 
@@ -108,7 +114,9 @@ pub fn target(
     redis_down_for: Duration,
 ) -> Result<Target, DrillError> {
     Ok(match scenario {
-        Scenario::None | Scenario::CacheScale => Target::Nothing,
+        // cache-scale breaks nothing; rotate-keys runs its own course (`crate::rotate`), never
+        // through the fault thread.
+        Scenario::None | Scenario::CacheScale | Scenario::RotateKeys => Target::Nothing,
         Scenario::KillMaster | Scenario::PlannedFailover => {
             let (master, replica) = redis.cluster_master_and_replica()?;
             Target::ClusterMaster { master, replica }

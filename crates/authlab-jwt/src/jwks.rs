@@ -170,6 +170,12 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<JwksKey>, JwtError> {
     if bytes.len() > MAX_JWKS_BYTES {
         return Err(refused("the document is larger than 64 KiB"));
     }
+    // JSON text throughout, the members we ignore included: serde skips an ignored member's
+    // string without checking its UTF-8 or its escapes, so without this a document with
+    // invalid UTF-8 or a lone surrogate in an unknown member passed (the `jwks_parse` fuzz target
+    // found it). Such a document is not JSON (RFC 8259 §8.1), so not one our issuer wrote.
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|_| refused("not a JSON document"))?;
     let document: Document = serde_json::from_slice(bytes)
         .map_err(|_| refused("not a JSON object with a keys array"))?;
     if document.keys.len() > MAX_KEYS {
@@ -230,6 +236,34 @@ mod tests {
             }
             std::fs::remove_dir_all(dir.path()).unwrap();
         }
+    }
+
+    #[test]
+    fn invalid_utf8_or_a_lone_surrogate_in_a_member_we_ignore_refuses_the_set() {
+        let (dir, jwks) = published(KeyAlg::EdDSA);
+        let good = jwks.to_string();
+        assert!(parse_jwks(good.as_bytes()).is_ok());
+        let with_member = |value: &[u8]| {
+            let mut doc = good.as_bytes()[..good.len() - 3].to_vec(); // before `}]}`
+            doc.extend_from_slice(b",\"ualg\":\"");
+            doc.extend_from_slice(value);
+            doc.extend_from_slice(b"\"}]}");
+            doc
+        };
+        assert!(
+            parse_jwks(&with_member(b"ES256")).is_ok(),
+            "an unknown member"
+        );
+        for bad in [&b"E\xff256"[..], b"\\ud800", b"\xed\xa0\x80"] {
+            assert!(
+                matches!(
+                    parse_jwks(&with_member(bad)),
+                    Err(JwtError::JwksRejected("not a JSON document"))
+                ),
+                "{bad:?}"
+            );
+        }
+        std::fs::remove_dir_all(dir.path()).unwrap();
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! (`keys.json`) lists each key with its algorithm, its [`KeyState`] and its times. Every write is
 //! a temporary file renamed over the old one, so a reader sees the old state or the new one,
 //! never half of one; a key file is written before the state names it and deleted only after the
-//! state has forgotten it.
+//! state has forgotten it. The commands that change the directory (`generate`, `rotate`,
+//! `prune`) hold an exclusive lock on [`LOCK_FILE`] from the moment they read the state until
+//! they have written it: two run at once (two operators, a cron job and an operator) take turns
+//! instead of both promoting the same `next` key and one of them losing its new key. Readers (the
+//! servers, `list`) take no lock: the renames already give them a whole state.
 //!
 //! # Life cycle
 //! `next` (published, not yet signing) -> `active` (signs; exactly one) -> `retired` (published
@@ -59,6 +63,9 @@ use crate::JwtError;
 
 /// The state file's name inside a key directory.
 pub const STATE_FILE: &str = "keys.json";
+
+/// The lock file inside a key directory (empty; only its `flock` matters).
+pub const LOCK_FILE: &str = ".lock";
 
 /// How far two machines' clocks may disagree: a retired key stays published this long after the
 /// last token it signed has expired.
@@ -382,12 +389,61 @@ pub fn empty_jwks() -> (String, String) {
 /// A key directory on disk: the operations `authlab keys` runs, and the loading the server does.
 pub struct KeyDir {
     path: PathBuf,
+    /// What [`KeyDir::rotate`] adds to a retired key's keep time ([`CLOCK_SKEW`] unless set).
+    clock_skew: Duration,
+}
+
+/// The exclusive lock on a key directory, held while a command changes it; released when
+/// dropped (the file is closed, and with it the lock; a process that dies releases it too).
+pub struct DirLock {
+    _file: Option<fs::File>,
 }
 
 impl KeyDir {
     /// The directory at `path` (nothing is read yet).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            clock_skew: CLOCK_SKEW,
+        }
+    }
+
+    /// The same directory, keeping retired keys `skew` (instead of [`CLOCK_SKEW`]) past their
+    /// last token's expiry. Only for machines that share one clock (the drill on loopback).
+    pub fn with_clock_skew(self, skew: Duration) -> Self {
+        Self {
+            clock_skew: skew,
+            ..self
+        }
+    }
+
+    /// Takes the directory's exclusive lock, waiting for whoever holds it. With `create`, the
+    /// directory is created (mode 0700) if missing; without, a missing directory has nothing to
+    /// protect and no lock is taken.
+    pub fn lock(&self, create: bool) -> Result<DirLock, JwtError> {
+        if create {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.path)
+                .map_err(self.io("create", &self.path))?;
+        }
+        let path = self.path.join(LOCK_FILE);
+        let file = match fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(err) if !create && err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DirLock { _file: None });
+            }
+            Err(err) => return Err(self.io("open the lock file", &path)(err)),
+        };
+        file.lock().map_err(self.io("lock", &path))?;
+        Ok(DirLock { _file: Some(file) })
     }
 
     /// Where it is.
@@ -472,6 +528,7 @@ impl KeyDir {
 
     /// `authlab keys generate`: adds a `next` key of `alg`. Refused if there is one already.
     pub fn generate(&self, alg: KeyAlg, now: u64) -> Result<KeyEntry, JwtError> {
+        let _lock = self.lock(true)?;
         let mut state = self.state()?;
         if state.keys.iter().any(|k| k.state == KeyState::Next) {
             return Err(JwtError::KeyLifecycle(
@@ -498,7 +555,8 @@ impl KeyDir {
     }
 
     /// `authlab keys rotate`: the `next` key becomes `active`, the `active` one `retired` (kept
-    /// until `now + access_ttl + CLOCK_SKEW`), and a new `next` of `alg` (or of the newly active
+    /// until `now + access_ttl` plus the clock skew, [`CLOCK_SKEW`] unless
+    /// [`KeyDir::with_clock_skew`] says otherwise), and a new `next` of `alg` (or of the newly active
     /// key's algorithm) is generated. Returns the new state.
     pub fn rotate(
         &self,
@@ -506,6 +564,7 @@ impl KeyDir {
         access_ttl: Duration,
         now: u64,
     ) -> Result<KeyDirState, JwtError> {
+        let _lock = self.lock(false)?;
         let mut state = self.state()?;
         let next = state
             .keys
@@ -516,7 +575,7 @@ impl KeyDir {
             ))?;
         let keep_until = now
             .saturating_add(access_ttl.as_secs())
-            .saturating_add(CLOCK_SKEW.as_secs());
+            .saturating_add(self.clock_skew.as_secs());
         for key in &mut state.keys {
             if key.state == KeyState::Active {
                 key.state = KeyState::Retired;
@@ -536,6 +595,7 @@ impl KeyDir {
     /// `authlab keys prune`: deletes the retired keys whose `prune_after` has come. The state
     /// forgets them first, then their files go. Returns their entries.
     pub fn prune(&self, now: u64) -> Result<Vec<KeyEntry>, JwtError> {
+        let _lock = self.lock(false)?;
         let mut state = self.state()?;
         let (gone, kept): (Vec<_>, Vec<_>) = state.keys.into_iter().partition(|k| {
             k.state == KeyState::Retired && k.prune_after.is_some_and(|until| until <= now)
@@ -927,6 +987,70 @@ mod tests {
         assert!(!dir.key_file(&first.kid).exists());
         assert!(dir.load().unwrap().verifier(&first.kid).is_none());
         assert!(dir.table().unwrap().lines().count() == 3);
+        fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    /// Each rotation reads the state, writes a new key file and saves the state: two at once
+    /// without the lock both promote the same `next` and one new key is lost (its file stays,
+    /// named by no state). With it, every rotation counts and every key file is in the state.
+    #[test]
+    fn rotations_run_at_once_take_turns_and_every_one_counts() {
+        const THREADS: u64 = 6;
+        const EACH: u64 = 4;
+        let dir = temp_dir();
+        dir.generate(KeyAlg::EdDSA, 1).unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let dir = KeyDir::new(dir.path());
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        dir.rotate(None, Duration::from_secs(60), 10 + t * EACH + i)
+                            .unwrap();
+                        dir.prune(0).unwrap();
+                    }
+                });
+            }
+        });
+        let state = dir.state().unwrap();
+        let count = |wanted| state.keys.iter().filter(|k| k.state == wanted).count();
+        assert_eq!(state.keys.len() as u64, 1 + THREADS * EACH);
+        assert_eq!(count(KeyState::Retired) as u64, THREADS * EACH - 1);
+        assert_eq!((count(KeyState::Active), count(KeyState::Next)), (1, 1));
+        let mut files: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".pk8").map(str::to_owned))
+            .collect();
+        let mut named: Vec<String> = state.keys.iter().map(|k| k.kid.clone()).collect();
+        files.sort();
+        named.sort();
+        assert_eq!(
+            files, named,
+            "a key file the state does not name, or the reverse"
+        );
+        assert!(dir.load().is_ok());
+        fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_not_created_by_rotate_or_prune() {
+        let dir = temp_dir();
+        assert!(matches!(
+            dir.rotate(None, Duration::from_secs(60), 1),
+            Err(JwtError::KeyLifecycle(_))
+        ));
+        assert!(dir.prune(1).unwrap().is_empty());
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn the_clock_skew_can_be_set_for_machines_sharing_one_clock() {
+        let dir = temp_dir().with_clock_skew(Duration::from_secs(2));
+        dir.generate(KeyAlg::EdDSA, 1).unwrap();
+        dir.rotate(None, Duration::from_secs(60), 100).unwrap();
+        let state = dir.rotate(None, Duration::from_secs(60), 200).unwrap();
+        assert_eq!(state.keys[0].prune_after, Some(200 + 60 + 2));
+        assert_eq!(dir.prune(200 + 60 + 2).unwrap().len(), 1);
         fs::remove_dir_all(dir.path()).unwrap();
     }
 
