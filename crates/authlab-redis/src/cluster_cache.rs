@@ -304,7 +304,11 @@ impl ClusterTrackers {
             Some(tracker) if tracker.is_live() && tracker.local.serves(slot) => {
                 Some(tracker.clone())
             }
-            _ => {
+            other => {
+                // The map may be old, or the node's view (a slot it was just given).
+                if let Some(tracker) = other {
+                    tracker.local.want_beat();
+                }
                 self.refresh.raise();
                 None
             }

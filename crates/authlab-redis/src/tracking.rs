@@ -240,7 +240,7 @@ pub(crate) enum Connector {
     /// One Redis: the heartbeat is the dataset mark's `GET`.
     Standalone(Client),
     /// The master Sentinel names: `ROLE` and the dataset mark.
-    Sentinel(SentinelMaster),
+    Sentinel(Box<SentinelMaster>),
     /// One master of a cluster: `CLUSTER NODES`, for the node's own slot view.
     ClusterNode(Client),
 }
@@ -366,7 +366,7 @@ impl Local {
     }
 
     /// Asks the tracking thread for one heartbeat, unless one is already asked for.
-    fn want_beat(&self) {
+    pub(crate) fn want_beat(&self) {
         // A plain load first: while a heartbeat is already asked for, the hits that follow read
         // a shared flag instead of all writing it.
         if !self.beat_wanted.load(Ordering::Acquire)
@@ -573,6 +573,11 @@ impl Tracker {
     ) -> Result<Stored, Miss> {
         let local = &self.local;
         let now = local.now();
+        // Where a miss proves nothing, the heartbeat it needs is asked for here (a trusted
+        // proof past half its life asks by itself).
+        if !local.proves_on_miss && !local.trusted(now) {
+            local.want_beat();
+        }
         let Some(live) = self.live.load_full() else {
             local.report_trouble();
             let value: Option<String> = fallback
@@ -672,7 +677,7 @@ impl TrackedCache {
                 let master =
                     SentinelMaster::new(target, &config.timeouts, master_generation.clone())?;
                 Trackers::One(Tracker::spawn(
-                    Connector::Sentinel(master),
+                    Connector::Sentinel(Box::new(master)),
                     config,
                     capacity,
                     counters.clone(),
@@ -907,6 +912,8 @@ async fn connect(tracker: &Tracker) -> Result<(), RedisBackendError> {
     beat(tracker, &mut conn, generation)
         .await
         .map_err(RedisBackendError::Unreachable)?;
+    // That was the heartbeat any lookup asked for while there was no connection.
+    tracker.local.beat_wanted.store(false, Ordering::Release);
     tracker
         .live
         .store(Some(Arc::new(Live { conn, generation })));
@@ -1036,7 +1043,10 @@ async fn heartbeat(tracker: &Tracker, last_sweep: &mut Instant) -> Option<redis:
             // Sentinel named another master: this connection's generation ends here.
             return None;
         }
-        if woken.is_ok() && local.beat_wanted.load(Ordering::Acquire) {
+        // The flag, not the wake-up, says a heartbeat is wanted: a request left from a
+        // connection that ended before answering it is answered here.
+        let _ = woken;
+        if local.beat_wanted.load(Ordering::Acquire) {
             local.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
             let beat = beat(tracker, &mut conn, live.generation).await;
             // Answered (or failed): the next lookup that needs one may ask again.
