@@ -105,7 +105,7 @@ pub fn session_backend(settings: &Settings, clock: Arc<dyn Clock>) -> SessionAut
 
 /// A client-side cache of the Redis in `settings` (see authlab-redis `tracking`): entries live
 /// at most one access-token lifetime, the tracking connection waits as long as any Redis call.
-/// Fails on a topology where the cache cannot keep its guarantees.
+/// Fails only when a tracking thread cannot start or the URL does not parse.
 pub fn redis_cache(
     settings: &Settings,
     redis: &Arc<RedisConnection>,

@@ -373,7 +373,8 @@ pub struct Settings {
     /// Serve verified redis-backend tokens from process memory, kept coherent by Redis
     /// (RESP3 client tracking): a logout anywhere still ends the token everywhere within 5 ms,
     /// and while Redis cannot vouch for the cache, requests go to Redis (503 if it is down).
-    /// Standalone Redis only. See docs/backends.md.
+    /// On one Redis, behind Sentinel or on a Cluster (a tracker per master). See
+    /// docs/backends.md.
     #[arg(long, env = "AUTHLAB_REDIS_CACHE", value_enum, default_value = "off")]
     pub redis_cache: Switch,
 
@@ -390,7 +391,7 @@ pub struct Settings {
     /// that Redis sent less than W ago proves every invalidation before it arrived, so W is the
     /// longest a silent failure (a hung Redis, a lost network) can serve a revoked token. Trust
     /// is earned on demand: an idle instance sends Redis nothing; a busy one at most 2/W
-    /// heartbeats a second.
+    /// heartbeats a second (per master, on a Cluster).
     #[arg(
         long,
         env = "AUTHLAB_REDIS_CACHE_STALENESS",

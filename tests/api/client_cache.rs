@@ -17,7 +17,7 @@ use crate::helpers::*;
 /// is reflected in every hit.
 const TRUST_WINDOW: Duration = Duration::from_millis(5);
 
-fn cached(settings: &mut Settings) {
+pub(crate) fn cached(settings: &mut Settings) {
     settings.redis_cache = Switch::On;
     settings.jwt_denylist = DenylistMode::Cached;
 }
@@ -54,7 +54,7 @@ fn cache_of(backend: Backend) -> &'static str {
 
 /// Presents `credential` to `app` until an acceptance was served from its cache (the tracking
 /// connection is up and the token cached), so that what follows starts from a cached token.
-async fn cache_on(app: &TestApp, backend: Backend, credential: &Credential) {
+pub(crate) async fn cache_on(app: &TestApp, backend: Backend, credential: &Credential) {
     let cached = eventually(Duration::from_secs(5), || async {
         let hits = cache_metric(app, "authlab_redis_cache_hits_total", cache_of(backend)).await;
         app.me(backend, credential).await.status() == StatusCode::OK
@@ -90,7 +90,7 @@ async fn refused_after_the_trust_window(app: &TestApp, backend: Backend, credent
     );
 }
 
-async fn cache_metric(app: &TestApp, series: &str, cache: &str) -> f64 {
+pub(crate) async fn cache_metric(app: &TestApp, series: &str, cache: &str) -> f64 {
     let text = app.get("/metrics").await.text().await.unwrap();
     let wanted = format!("{series}{{cache=\"{cache}\"}} ");
     text.lines()

@@ -469,7 +469,7 @@ pub fn with_introspection_secret(settings: &mut Settings) {
 }
 
 /// Sends `SIGCONT` to a paused private Redis when dropped ([`PrivateRedis::pause`]).
-pub struct Resume(String);
+pub struct Resume(pub(crate) String);
 
 impl Drop for Resume {
     fn drop(&mut self) {

@@ -6,6 +6,7 @@ mod at_rest;
 mod binary;
 mod client_cache;
 mod cluster;
+mod cluster_cache;
 mod contract;
 mod demo_page;
 mod doc_facts;

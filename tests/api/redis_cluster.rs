@@ -241,6 +241,27 @@ impl RedisCluster {
             .and_then(|address| address.split('@').next()?.rsplit_once(':')?.1.parse().ok())
     }
 
+    /// Freezes the node on `port` (`SIGSTOP`: a hung node, its sockets open) until the guard is
+    /// dropped (`SIGCONT`), so a failing assertion never leaves it stopped.
+    pub fn pause(&self, port: u16) -> crate::helpers::Resume {
+        let pid = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .map(Child::id)
+            .expect("the node runs")
+            .to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .expect("kill is on PATH")
+                .success()
+        );
+        crate::helpers::Resume(pid)
+    }
+
     /// Kills the node on `port` with SIGKILL, as a crash would.
     pub fn kill(&mut self, port: u16) {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {

@@ -666,3 +666,53 @@ async fn a_killed_master_answers_503_with_retry_after_until_sentinel_promotes_th
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_ends_the_cache_generation_before_a_revocation_on_the_new_master_can_be_missed()
+ {
+    use crate::client_cache::{cache_metric, cache_on};
+    use crate::cluster_cache::{
+        Revocation, fault_bound, revoke, settle, two_cached_instances_with, watch,
+    };
+
+    let set = SentinelSet::start().await;
+    let (a, b) = two_cached_instances_with(&set.url(), fault_bound).await;
+    let user = a.register().await;
+    let opaque = a.login(Backend::Redis, &user).await;
+    let jwt = a.login(Backend::Jwt, &user).await;
+    // Warm on A: accepted twice, the second time from its cache.
+    cache_on(&a, Backend::Redis, &opaque).await;
+    cache_on(&a, Backend::Jwt, &jwt).await;
+    assert!(eventually(Duration::from_secs(5), || set.replica_in_sync()).await);
+    let (old_master, new_master) = (set.master.port, set.replica.port);
+    // A is probed without pause from here on, so its cache stays warm through the switchover.
+    let watches = (
+        watch(&a, Backend::Redis, &opaque),
+        watch(&a, Backend::Jwt, &jwt),
+    );
+    settle().await;
+    let _: String = query(
+        set.sentinels[0].port,
+        redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER),
+    )
+    .await
+    .expect("the sentinel accepts the failover");
+    let settled = eventually(Duration::from_secs(30), || async {
+        set.named_master().await == Some(new_master)
+            && matches!(SentinelSet::role(new_master).await, Some((role, _)) if role == "master")
+            && matches!(SentinelSet::role(old_master).await, Some((role, true)) if role == "slave")
+    })
+    .await;
+    assert!(settled, "the switchover did not settle");
+    // The revocations land on the new master, which never tracked A's reads.
+    let linger = Duration::from_millis(500);
+    let (asked, acked) = revoke(&b, Backend::Redis, &opaque, Revocation::Logout).await;
+    watches.0.judge(asked, acked, linger).await;
+    let (asked, acked) = revoke(&b, Backend::Jwt, &jwt, Revocation::Logout).await;
+    watches.1.judge(asked, acked, linger).await;
+    // And A's cache serves hits again, from the new master.
+    let hits = cache_metric(&a, "authlab_redis_cache_hits_total", "redis").await;
+    let fresh = a.login(Backend::Redis, &user).await;
+    cache_on(&a, Backend::Redis, &fresh).await;
+    assert!(cache_metric(&a, "authlab_redis_cache_hits_total", "redis").await > hits);
+}

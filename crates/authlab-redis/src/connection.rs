@@ -95,13 +95,6 @@ pub enum RedisBackendError {
         /// This machine's time, Unix seconds.
         now: u64,
     },
-    /// The client-side cache (`--redis-cache`, `--jwt-denylist cached`) was asked for on a
-    /// topology where it cannot keep its guarantees.
-    #[error(
-        "the Redis client-side cache needs a single Redis (redis:// or rediss://), not {0}: \
-         invalidations come per node, and a failover must flush; turn the cache off"
-    )]
-    CacheTopology(String),
     /// The client-side cache's tracking thread could not be started.
     #[error("cannot start the Redis tracking thread")]
     TrackingThread(#[source] std::io::Error),

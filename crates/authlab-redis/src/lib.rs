@@ -55,6 +55,7 @@ use authlab_core::{
 
 mod cache;
 mod cluster;
+mod cluster_cache;
 mod confirm;
 mod connection;
 mod denylist;
@@ -80,7 +81,7 @@ pub use pool::PoolSettings;
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};
 pub use topology::{REDIS_URL_FORMS, RedisTarget, TargetError};
-pub use tracking::{CacheConfig, CacheStats, TrackedCache};
+pub use tracking::{CacheConfig, CacheStats, SILENCE_LIMIT, TrackedCache};
 
 /// Settings for [`RedisTokenAuthenticator`].
 #[derive(Debug, Clone)]

@@ -130,15 +130,34 @@ impl SentinelMaster {
 
     /// A new connection to the current master, checked with `ROLE` on the connection itself.
     pub(crate) async fn connect(&self) -> Result<MultiplexedConnection, RedisBackendError> {
-        let config = &self.sentinel_config;
+        self.connect_with(&self.sentinel_config.clone(), false)
+            .await
+    }
+
+    /// [`SentinelMaster::connect`] with a connection config of the caller's (the client-side
+    /// cache's push handler), speaking RESP3 if `resp3`.
+    pub(crate) async fn connect_with(
+        &self,
+        config: &AsyncConnectionConfig,
+        resp3: bool,
+    ) -> Result<MultiplexedConnection, RedisBackendError> {
         self.ensure_watcher();
-        let client: Client = {
+        let mut client: Client = {
             let mut sentinel = self.client.lock().await;
             sentinel
                 .async_get_client()
                 .await
                 .map_err(RedisBackendError::Unreachable)?
         };
+        if resp3 {
+            let info = client.get_connection_info().clone();
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3);
+            client = Client::open(info.set_redis_settings(settings))
+                .map_err(RedisBackendError::InvalidUrl)?;
+        }
         let mut conn = client
             .get_multiplexed_async_connection_with_config(config)
             .await

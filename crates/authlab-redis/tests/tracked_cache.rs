@@ -166,20 +166,3 @@ async fn the_cache_never_holds_more_entries_than_its_capacity() {
     assert_eq!(stats.capacity, 16);
     conn.delete_prefix(&prefix).await.expect("clean-up");
 }
-
-#[tokio::test]
-async fn a_cluster_or_sentinel_url_is_refused_with_a_reason() {
-    let conn = Arc::new(
-        RedisConnection::new("redis://127.0.0.1:1", RedisTimeouts::default()).expect("a URL"),
-    );
-    for url in [
-        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
-        "redis+sentinel://127.0.0.1:26379/mymaster",
-    ] {
-        let refused = TrackedCache::start(url, CacheConfig::new(10), conn.clone())
-            .err()
-            .expect("refused");
-        let message = refused.to_string();
-        assert!(message.contains("single Redis"), "{message}");
-    }
-}
