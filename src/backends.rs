@@ -19,6 +19,7 @@
 //! `families`), so every instance given the same secret agrees on successors.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use authlab_core::Clock;
@@ -130,7 +131,7 @@ pub fn redis_backend(
 ) -> Result<RedisTokenAuthenticator, RedisBackendError> {
     let backend = RedisTokenAuthenticator::new(
         redis.clone(),
-        refresh_families(settings, redis, secret, "redis"),
+        refresh_families(settings, redis, secret, "redis", None),
         RedisTokenConfig {
             prefix: settings.redis_prefix.clone(),
             ttl: settings.access_ttl,
@@ -156,15 +157,32 @@ pub fn jwt_backend(
     keys: Option<Arc<KeyRing>>,
     clock: Arc<dyn Clock>,
 ) -> Result<JwtBackend, RedisBackendError> {
+    let with_denylist = settings.jwt_denylist != DenylistMode::Off;
     let refresh = match settings.jwt_refresh {
-        RefreshKind::Stored => {
-            RefreshMode::Stored(refresh_families(settings, redis, &secret, "jwt"))
-        }
+        RefreshKind::Stored => RefreshMode::Stored(refresh_families(
+            settings,
+            redis,
+            &secret,
+            "jwt",
+            // With a denylist, each family keeps a live marker that the denylist checks: a Redis
+            // (or one Cluster shard) that loses its data then refuses its families' tokens.
+            with_denylist.then_some(settings.access_ttl),
+        )),
         RefreshKind::Stateless => RefreshMode::Stateless {
             ttl: settings.refresh_ttl,
         },
     };
-    let denylist = || RedisDenylist::new(redis.clone(), &settings.redis_prefix);
+    let markers = match &refresh {
+        RefreshMode::Stored(families) => families.live_markers().cloned(),
+        RefreshMode::Stateless { .. } => None,
+    };
+    let denylist = || {
+        let denylist = RedisDenylist::new(redis.clone(), &settings.redis_prefix);
+        match markers.clone() {
+            Some(markers) => denylist.with_live_markers(markers),
+            None => denylist,
+        }
+    };
     let denylist = match settings.jwt_denylist {
         DenylistMode::Off => None,
         DenylistMode::On => Some(denylist()),
@@ -186,12 +204,14 @@ pub fn jwt_backend(
     })
 }
 
-/// A token backend's refresh-token families, in their own key space (`scope`).
+/// A token backend's refresh-token families, in their own key space (`scope`), with live markers
+/// for access tokens of at most `live_markers` (see authlab-redis `families`).
 fn refresh_families(
     settings: &Settings,
     redis: &Arc<RedisConnection>,
     secret: &JwtSecret,
     scope: &'static str,
+    live_markers: Option<Duration>,
 ) -> RedisFamilies {
     RedisFamilies::new(
         redis.clone(),
@@ -201,6 +221,7 @@ fn refresh_families(
             refresh_ttl: settings.refresh_ttl,
             grace: settings.refresh_grace,
             secret: SecretSlice::from(secret.expose_bytes().to_vec()),
+            live_markers,
         },
     )
 }

@@ -182,9 +182,12 @@ async fn a_browser_walks_every_backend_through_the_demo_page_without_a_console_e
         r#""exp": "#.to_owned(),
         r#""fam": "#.to_owned(),
         r#""alg":"HS256""#.to_owned(),
+        "// no kid: HS256 uses one secret, which only the server holds".to_owned(),
     ] {
         assert!(claims.contains(&claim), "{claim} not in {claims}");
     }
+    // The key that signs is named in the header; where its public half is published is linked.
+    assert_eq!(browser.text("#jwt-jwks").await, "/.well-known/jwks.json");
     let expiry = browser.text("#jwt-expiry").await;
     // 15 minutes and 14 days from the last refresh, counting down each second.
     assert!(

@@ -30,6 +30,14 @@ pub(crate) fn claims_for(user: &TestUser) -> Value {
     })
 }
 
+/// [`claims_for`] in the family of a real login, so that a correctly signed token is accepted:
+/// with the denylist on, a family authlab never started has no live marker and is refused.
+pub(crate) fn claims_in(user: &TestUser, login: &Credential) -> Value {
+    let mut claims = claims_for(user);
+    claims["fam"] = json!(crate::shard_loss::family_of(login.value()));
+    claims
+}
+
 fn sign(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
     jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
 }
@@ -62,12 +70,14 @@ async fn a_token_signed_by_the_test_key_is_accepted_so_the_forgeries_below_mean_
     let app = spawn_app().await;
     let user = app.register().await;
     // A login first, as any client's token follows one: it creates the denylist's epoch (and
-    // waits out its second), and a JWT issued at or before the epoch is refused (at_rest.rs).
-    app.login(Backend::Jwt, &user).await;
+    // waits out its second), and a JWT issued at or before the epoch is refused (at_rest.rs);
+    // the token names the login's family, which has the live marker the denylist asks for
+    // (shard_loss.rs).
+    let login = app.login(Backend::Jwt, &user).await;
     let token = sign(
         Algorithm::HS256,
         TEST_JWT_SECRET.as_bytes(),
-        &claims_for(&user),
+        &claims_in(&user, &login),
     );
     assert_eq!(
         app.me(Backend::Jwt, &Credential::Bearer(token))
@@ -193,7 +203,7 @@ async fn a_validly_signed_token_with_a_null_time_claim_is_invalid() {
     let app = spawn_app().await;
     let user = app.register().await;
     // A login first, so that a genuine token of this user is accepted (see the first test).
-    app.login(Backend::Jwt, &user).await;
+    let login = app.login(Backend::Jwt, &user).await;
     let secret = TEST_JWT_SECRET.as_bytes();
     for claim in ["nbf", "exp", "iat"] {
         let mut claims = claims_for(&user);
@@ -206,7 +216,7 @@ async fn a_validly_signed_token_with_a_null_time_claim_is_invalid() {
         .await;
     }
     // The same claims without `nbf` at all are fine: only a present `null` is refused.
-    let token = sign(Algorithm::HS256, secret, &claims_for(&user));
+    let token = sign(Algorithm::HS256, secret, &claims_in(&user, &login));
     assert_eq!(
         app.me(Backend::Jwt, &Credential::Bearer(token))
             .await

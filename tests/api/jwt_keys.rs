@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::*;
-use crate::jwt_forgery::{claims_for, now};
+use crate::jwt_forgery::{claims_for, claims_in, now};
 
 const ACCESS_TTL: Duration = Duration::from_secs(900);
 
@@ -291,9 +291,9 @@ async fn hs256_tokens_maced_with_the_public_key_are_refused() {
 async fn forged_headers_and_claims_are_refused_even_with_a_valid_signature() {
     let dir = key_dir(KeyAlg::EdDSA);
     let app = spawn_keyed(&dir, KeyAlg::EdDSA).await;
-    let (user, _) = app.logged_in(Backend::Jwt).await;
+    let (user, login) = app.logged_in(Backend::Jwt).await;
     let kid = active_kid(&dir);
-    let claims = claims_for(&user);
+    let claims = claims_in(&user, &login);
     // The control: our header, signed by the key, is accepted.
     let good = json!({ "typ": "JWT", "alg": "EdDSA", "kid": kid });
     assert_eq!(

@@ -26,5 +26,7 @@ mod redis_cluster;
 mod redis_pool;
 mod scale_out;
 mod sentinel;
+mod shard_loss;
+mod silent_replacement;
 mod throttle;
 mod users;

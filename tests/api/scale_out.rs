@@ -470,3 +470,77 @@ fn drill_kill_master_on_a_cluster_recovers_undoes_no_logout_and_leaves_sessions_
     // Sessions never touch Redis: the kill is invisible to them.
     assert_eq!(backend(&report, "session")["success_share"], 1.0);
 }
+
+/// `--scenario cache-scale`, short: two caching instances on one Redis, idle 2 s, then loaded
+/// 2 s at 100 requests a second each. Idle, the instances send Redis nothing at all; loaded,
+/// they answer from their caches.
+#[test]
+fn drill_cache_scale_reports_no_redis_command_while_idle_and_cache_hits_under_load() {
+    let out = TempDir::new("drill-cache-scale");
+    let base = free_port_block(45);
+    let output = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .arg("drill")
+        .args([
+            "--scenario",
+            "cache-scale",
+            "--instances",
+            "2",
+            "--users",
+            "3",
+        ])
+        .args(["--idle-for", "2s", "--duration", "2s", "--rate", "200"])
+        // A staleness bound longer than the gap between two requests of one instance (10 ms),
+        // so that steady traffic is served from memory on a loaded CI machine too.
+        .arg("--instance-arg=--redis-cache-staleness=200ms")
+        .args(["--base-port", &base.to_string()])
+        .arg("--out")
+        .arg(&out.0)
+        .output()
+        .expect("authlab drill runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("cache-scale: 2 instances"),
+        "the summary: {stdout}"
+    );
+    assert!(
+        out.0.join("cache-scale.md").is_file(),
+        "cache-scale.md written"
+    );
+    let json = std::fs::read_to_string(out.0.join("cache-scale.json")).expect("cache-scale.json");
+    let report: Value = serde_json::from_str(&json).expect("cache-scale.json is JSON");
+    for port in [base, base + 20, base + 21] {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} was freed"
+        );
+    }
+    assert_eq!(report["instances"], json!(["a1", "a2"]));
+    let idle = &report["idle"];
+    assert_eq!(idle["requests"], 0, "{idle}");
+    assert_eq!(
+        idle["redis_commands"], 0,
+        "idle instances sent Redis commands: {idle}"
+    );
+    assert_eq!(idle["redis_commands_per_s_per_instance"], 0.0, "{idle}");
+    assert_eq!(idle["heartbeats_per_s"], json!([0.0, 0.0]), "{idle}");
+    let loaded = &report["loaded"];
+    assert!(
+        loaded["requests"].as_u64().is_some_and(|n| n >= 100),
+        "{loaded}"
+    );
+    assert_eq!(loaded["not_ok"], 0, "{loaded}");
+    assert!(
+        loaded["hit_ratio"].as_f64().is_some_and(|r| r > 0.5),
+        "the loaded phase was served from the caches: {loaded}"
+    );
+    assert!(
+        loaded["redis_cpu_us_per_request"].as_f64().is_some(),
+        "{loaded}"
+    );
+}

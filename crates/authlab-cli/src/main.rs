@@ -55,6 +55,8 @@ Examples:
   authlab drill --scenario kill-master
   # Redis restarted 8 s into a 20 s run
   authlab drill --scenario redis-restart --duration 20s --fault-at 8s
+  # 4 caching instances: Redis commands and CPU, idle 10 s then loaded
+  authlab drill --scenario cache-scale
 
 Needs redis-server, redis-cli and haproxy (apt-get install -y redis-server
 haproxy). Every process it starts is stopped again, also on Ctrl-C (exit code

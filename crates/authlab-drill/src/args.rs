@@ -36,13 +36,20 @@ pub struct DrillArgs {
     #[arg(long, value_enum)]
     pub topology: Option<Topology>,
 
-    /// authlab instances behind HAProxy.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
-    pub instances: u8,
+    /// authlab instances behind HAProxy (default 3; 4 for cache-scale).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub instances: Option<u8>,
 
-    /// Requests per second, scheduled whatever the answers (open loop).
-    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(3..=20_000))]
-    pub rate: u32,
+    /// cache-scale: how long the instances stay idle (warm caches, no requests) before the
+    /// loaded phase (which lasts --duration).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub idle_for: Duration,
+
+    /// Requests per second, scheduled whatever the answers (open loop). Default 150; 1000 for
+    /// cache-scale (in all: 250 a second per instance of 4, one every 4 ms, inside the cache's
+    /// default 5 ms staleness bound, so that a busy instance's hits show).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(3..=20_000))]
+    pub rate: Option<u32>,
 
     /// Simulated users (each logs in on all three backends).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(3..=10_000))]
@@ -107,6 +114,22 @@ pub struct DrillArgs {
 }
 
 impl DrillArgs {
+    /// Requests per second.
+    pub fn rate(&self) -> u32 {
+        self.rate.unwrap_or(match self.scenario {
+            Scenario::CacheScale => 1000,
+            _ => 150,
+        })
+    }
+
+    /// How many authlab instances run.
+    pub fn instances(&self) -> u8 {
+        self.instances.unwrap_or(match self.scenario {
+            Scenario::CacheScale => 4,
+            _ => 3,
+        })
+    }
+
     /// The topology this run uses.
     pub fn topology(&self) -> Topology {
         self.topology
@@ -144,7 +167,8 @@ impl DrillArgs {
                 u16::MAX - 5 - crate::topology::CLUSTER_BUS_OFFSET
             )));
         }
-        if self.scenario != Scenario::None && self.fault_at >= self.duration {
+        let faulty = !matches!(self.scenario, Scenario::None | Scenario::CacheScale);
+        if faulty && self.fault_at >= self.duration {
             return Err(DrillError::BadArgs(
                 "--fault-at must come before the end of --duration".into(),
             ));
@@ -159,7 +183,14 @@ impl DrillArgs {
                 "--logout-share must be between 0 and 0.5".into(),
             ));
         }
-        if self.scenario == Scenario::KillInstance && self.instances < 2 {
+        if self.scenario == Scenario::CacheScale
+            && (self.idle_for < Duration::from_secs(1) || self.idle_for > Duration::from_secs(600))
+        {
+            return Err(DrillError::BadArgs(
+                "--idle-for must be between 1 s and 10 min".into(),
+            ));
+        }
+        if self.scenario == Scenario::KillInstance && self.instances() < 2 {
             return Err(DrillError::BadArgs(
                 "kill-instance needs at least 2 instances".into(),
             ));

@@ -15,7 +15,8 @@
 //!   backends, logouts and logins mixed in, latency from each request's scheduled time
 //!   ([`load`]);
 //! - **one scenario** ([`scenario`]): `kill-master`, `planned-failover`, `kill-instance`,
-//!   `sentinel-switchover`, `redis-restart` or `none`;
+//!   `sentinel-switchover`, `redis-restart` or `none`; or `cache-scale`, which breaks nothing
+//!   and measures what N caching instances cost one Redis, idle and loaded ([`cache_scale`]);
 //! - **the report** ([`report`]): per backend, requests by status and p99 in 100 ms buckets; the
 //!   failover time, the time until 90 % of requests succeed again, the slowest request, the
 //!   share of users affected, the credentials lost, and the acknowledged revocations undone
@@ -36,13 +37,15 @@
 //! - [`args`]: the flags; [`error`]: what can stop a drill; [`interrupt`]: Ctrl-C;
 //! - [`procs`]: process guards, installed programs, free ports, `redis-cli`;
 //! - [`topology`], [`instances`], [`balancer`]: what runs;
-//! - [`load`]: the open-loop driver; [`scenario`]: the faults;
+//! - [`load`]: the open-loop driver; [`scenario`]: the faults; [`cache_scale`]: the scenario that
+//!   measures the cache instead, with its own load and report;
 //! - [`mod@run`]: the order of a drill; [`report`]: the model, analysis and renderings.
 
 #![deny(missing_docs)]
 
 pub mod args;
 pub mod balancer;
+pub mod cache_scale;
 pub mod error;
 pub mod instances;
 pub mod interrupt;
@@ -66,6 +69,20 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// (0; 1 on a failure or when an acknowledged revocation was undone; 130 after Ctrl-C).
 pub fn main(args: &DrillArgs) -> std::process::ExitCode {
     let interrupt = interrupt::Interrupt::install();
+    if args.scenario == scenario::Scenario::CacheScale {
+        return match cache_scale::run(args, &interrupt) {
+            Ok(report) => {
+                print!("{}", report.summary());
+                println!(
+                    "wrote cache-scale.json and cache-scale.md to {} (process logs in {}/logs)",
+                    args.out.display(),
+                    args.out.display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => failed(err),
+        };
+    }
     match run(args, &interrupt) {
         Ok(report) => {
             print!("{}", report::summary(&report));
@@ -83,13 +100,20 @@ pub fn main(args: &DrillArgs) -> std::process::ExitCode {
             }
             std::process::ExitCode::SUCCESS
         }
-        Err(DrillError::Interrupted) => {
+        Err(err) => failed(err),
+    }
+}
+
+/// The message and exit code of a drill that did not complete.
+fn failed(err: DrillError) -> std::process::ExitCode {
+    match err {
+        DrillError::Interrupted => {
             eprintln!(
                 "interrupted: every process the drill started is stopped; no report was written"
             );
             std::process::ExitCode::from(EXIT_INTERRUPTED)
         }
-        Err(err) => {
+        err => {
             eprintln!("error: {}", CauseChain(&err));
             std::process::ExitCode::FAILURE
         }

@@ -31,13 +31,19 @@ fn step(message: &str) {
 /// Runs a drill and writes its report to `--out`.
 pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, DrillError> {
     args.validate()?;
+    if args.scenario == scenario::Scenario::CacheScale {
+        return Err(DrillError::BadArgs(
+            "cache-scale has a report of its own: run it with `authlab drill` (cache_scale::run)"
+                .into(),
+        ));
+    }
     procs::check_installed()?;
     let topology = args.topology();
     let ports = Ports {
         base: args.base_port,
     };
     let mut needed = topology.ports(ports);
-    needed.extend((0..usize::from(args.instances)).map(|i| args.instance_port(i)));
+    needed.extend((0..usize::from(args.instances())).map(|i| args.instance_port(i)));
     needed.push(args.balancer_port());
     procs::check_ports_free(&needed)?;
     let logs = args.out.join("logs");
@@ -73,10 +79,11 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
     };
     step(&format!(
         "starting {} authlab instances on {}",
-        args.instances, spec.redis_url
+        args.instances(),
+        spec.redis_url
     ));
     let mut running = Vec::new();
-    for i in 0..usize::from(args.instances) {
+    for i in 0..usize::from(args.instances()) {
         // One at a time: the first one creates the user store's tables.
         running.push(instances::start(
             &spec,
@@ -149,7 +156,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
 
     step(&format!(
         "load: {} req/s for {} s{}",
-        args.rate,
+        args.rate(),
         args.duration.as_secs_f64(),
         if args.scenario == scenario::Scenario::None {
             String::new()
@@ -181,7 +188,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
             )
         });
         let outcome = runtime.block_on(load.run(
-            args.rate,
+            args.rate(),
             args.duration,
             args.logout_share,
             interrupt,
@@ -207,7 +214,7 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
             redis_url: spec.redis_url.clone(),
             instances: running.iter().map(|i| i.name.clone()).collect(),
             balancer_check: args.balancer_check.clone(),
-            rate: args.rate,
+            rate: args.rate(),
             users: args.users as usize,
             duration_ms: u32::try_from(args.duration.as_millis()).unwrap_or(u32::MAX),
         },

@@ -28,6 +28,9 @@ pub enum Scenario {
     SentinelSwitchover,
     /// SIGKILL the one Redis and start it again, empty (no persistence).
     RedisRestart,
+    /// No fault and no balancer: N instances with the client-side cache on, idle and then
+    /// loaded, and what they cost Redis in each phase (see [`crate::cache_scale`]).
+    CacheScale,
 }
 
 impl Scenario {
@@ -40,6 +43,7 @@ impl Scenario {
             Self::KillInstance => "kill-instance",
             Self::SentinelSwitchover => "sentinel-switchover",
             Self::RedisRestart => "redis-restart",
+            Self::CacheScale => "cache-scale",
         }
     }
 
@@ -48,7 +52,9 @@ impl Scenario {
         match self {
             Self::KillMaster | Self::PlannedFailover => Topology::Cluster,
             Self::SentinelSwitchover => Topology::Sentinel,
-            Self::None | Self::KillInstance | Self::RedisRestart => Topology::Single,
+            Self::None | Self::KillInstance | Self::RedisRestart | Self::CacheScale => {
+                Topology::Single
+            }
         }
     }
 
@@ -102,7 +108,7 @@ pub fn target(
     redis_down_for: Duration,
 ) -> Result<Target, DrillError> {
     Ok(match scenario {
-        Scenario::None => Target::Nothing,
+        Scenario::None | Scenario::CacheScale => Target::Nothing,
         Scenario::KillMaster | Scenario::PlannedFailover => {
             let (master, replica) = redis.cluster_master_and_replica()?;
             Target::ClusterMaster { master, replica }

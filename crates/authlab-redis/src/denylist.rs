@@ -1,10 +1,13 @@
-//! The JWT denylist in Redis, and the epoch that keeps a logout from un-happening when Redis
-//! loses its data.
+//! The JWT denylist in Redis, and the two markers that keep a logout from un-happening when
+//! Redis, or one shard of a Redis Cluster, loses its data.
 //!
 //! # Keys
 //! - `<prefix>deny:{F}`: the whole family `F` is revoked; `<prefix>deny:{F}:<jti>`: one token.
 //!   Both expire when the tokens they name would have. The shared hash tag puts them in one
 //!   Cluster slot, so one `EXISTS` checks both.
+//! - `<prefix>jwt:fam:{F}:live`: the family's *live marker*, written by the family store (see
+//!   `families`) with stored refresh tokens, at login and at each rotation. Same hash tag, same
+//!   slot, same `EXISTS`.
 //! - `<prefix>epoch`: Unix seconds from which this Redis vouches for its denylist. No TTL.
 //!
 //! # The epoch
@@ -16,6 +19,41 @@
 //! everybody logs in again instead. A login in the epoch's own second waits for the next one
 //! before its token is signed (see `authlab_core::Denylist::epoch`), so a fresh token is never
 //! refused; this happens only in the second after the marker was (re)created.
+//!
+//! # The live marker: one shard's loss on a Cluster
+//! On a Redis Cluster the epoch is one key on one shard, while the deny keys are spread over
+//! all of them by their family's hash tag. A shard that loses its data (a master restarted
+//! empty that kept its slots, a `FLUSHALL` on one node) forgets its deny keys without touching
+//! the epoch's shard, and the logged-out tokens whose keys lived there would be accepted again.
+//! An epoch per shard would have to follow slots as they move; a marker per *family* goes with
+//! the family's slot by construction. So a token is accepted only if its family's live marker
+//! exists, in the same `EXISTS` as its deny keys:
+//! - a shard that loses its data loses its families' markers with their deny keys: their tokens
+//!   are refused (fail closed: their users log in again, and their refresh tokens are gone with
+//!   their families anyway), while the families of the other shards keep working;
+//! - ending a family does not delete its marker (the family's deny key refuses its tokens), and
+//!   the check does not read the family's tombstone either, although both would fit in the same
+//!   `EXISTS`: either would refuse the family's tokens from the revocation's first step, and the
+//!   logout a client retries after a `503` must first verify its token, so the retry would be
+//!   refused (`401`) instead of finishing the revocation and answering `204` (see
+//!   `authlab_core::families`, "Ending a family is idempotent"). A revocation interrupted after
+//!   its first step is refused from the retry's `204` on, as before;
+//! - the marker lives as long as the family or its newest access token, whichever is longer, so
+//!   it never expires under a valid token. A family that predates the markers gains one at its
+//!   next rotation; until then its access tokens are refused (clients refresh, or log in again).
+//!
+//! With stateless refresh tokens (`--jwt-refresh stateless`) there is no family store to write
+//! the marker, so it is not checked, and a Cluster shard's loss is covered by the epoch alone:
+//! run every master with a replica, or with persistence.
+//!
+//! # What a check costs Redis
+//! Uncached, per request: one `EXISTS` naming five keys on one slot (the token's and the
+//! family's entries, and the live marker three times, see `LIVE_WEIGHT`; two keys without
+//! markers), plus, once a second per worker thread, a `GET` of the epoch (and again after a
+//! reconnect). Cached: nothing while the cache holds the four answers and is trusted; a miss
+//! reads each missing answer (`GET`, `PTTL` and the cache's dataset mark) on the tracking
+//! connection. Login adds one `SET` to the family's pipeline (no round trip); a rotation or a
+//! revocation adds one key to a script it runs anyway.
 //!
 //! # The hot path stays one `EXISTS`
 //! The epoch key is not in the family's slot, so it cannot join the `EXISTS` in a Cluster; and
@@ -33,19 +71,20 @@
 //!
 //! On a Redis Cluster the connection id names the cluster connection, which outlives a node's
 //! failover or restart, and the epoch lives on one shard while the entries are spread over all
-//! of them. A failover promotes a replica with the data it had (a logout lost to asynchronous
-//! replication is the write confirmation's business, not the epoch's); a master that restarts
-//! *empty* and keeps its slots (no replica took over) loses its shard's entries without touching
-//! the epoch's shard. Run every master with a replica, or with persistence.
+//! of them: that is what the live marker covers. A failover promotes a replica with the data it
+//! had (a logout lost to asynchronous replication is the write confirmation's business, not the
+//! markers').
 //! - Nothing is judged without a fresh epoch: if it cannot be read, the request answers 503.
 //!
 //! # Cached (`--jwt-denylist cached`)
-//! With a [`TrackedCache`] the three answers a check needs (the token's entry, its family's
-//! entry, the epoch) come from process memory, "not listed" included: Redis tracks keys that
-//! were read while missing too, and pushes an invalidation when one is written. A restart or a
-//! lost connection empties the cache (no connection-id bookkeeping needed), a `FLUSHALL` or a
-//! deleted epoch is an invalidation, and while the cache cannot vouch for itself (no recent
-//! heartbeat) the answers are read from Redis, which fails closed (503) when it cannot answer.
+//! With a [`TrackedCache`] the four answers a check needs (the token's entry, its family's
+//! entry, the live marker, the epoch) come from process memory, "not listed" and "no marker"
+//! included: Redis tracks keys that were read while missing too, and pushes an invalidation when
+//! one is written. A missing marker is kept as what it is, a refusal, never as "fine"; a marker
+//! deleted or flushed is an invalidation like a deny key written. A restart or a lost connection
+//! empties the cache (no connection-id bookkeeping needed), a `FLUSHALL` or a deleted epoch is an
+//! invalidation, and while the cache cannot vouch for itself (no recent heartbeat) the answers
+//! are read from Redis, which fails closed (503) when it cannot answer.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -54,7 +93,7 @@ use std::time::{Duration, Instant};
 use authlab_core::{AuthError, Clock, Denylist, SystemClock};
 use thread_local::ThreadLocal;
 
-use crate::{ConnectionId, RedisBackendError, RedisConnection, TrackedCache};
+use crate::{ConnectionId, LiveMarkers, RedisBackendError, RedisConnection, TrackedCache};
 
 /// The longest a thread judges tokens by an epoch it read earlier on the same connection.
 pub const EPOCH_REFRESH: Duration = Duration::from_secs(1);
@@ -73,7 +112,15 @@ pub struct RedisDenylist {
     views: ThreadLocal<Cell<Option<EpochView>>>,
     /// Answers kept in process, kept current by Redis (`--jwt-denylist cached`).
     cache: Option<TrackedCache>,
+    /// The families' live markers, checked with the deny keys (see the module docs).
+    live: Option<LiveMarkers>,
 }
+
+/// How many times the uncached `EXISTS` names the live marker. `EXISTS` counts a key once per
+/// mention, so with the marker named three times and the two deny keys once each, the count
+/// tells them apart: a live, unlisted token counts exactly 3; a listed one 4 or 5; a missing
+/// marker at most 2.
+const LIVE_WEIGHT: i64 = 3;
 
 #[cfg(test)]
 impl RedisDenylist {
@@ -104,7 +151,16 @@ impl RedisDenylist {
             epoch_key: format!("{prefix}epoch"),
             views: ThreadLocal::new(),
             cache: None,
+            live: None,
         }
+    }
+
+    /// Also refuses a token whose family's live marker is missing (see the module docs). Only
+    /// for families that write the marker (`FamilyConfig::live_markers`, stored refresh tokens):
+    /// with stateless refresh tokens nothing writes it, and every token would be refused.
+    pub fn with_live_markers(mut self, markers: LiveMarkers) -> Self {
+        self.live = Some(markers);
+        self
     }
 
     /// Keeps the denylist's answers in `cache` (see the module docs).
@@ -128,10 +184,18 @@ impl RedisDenylist {
         issued_at: u64,
     ) -> Result<bool, RedisBackendError> {
         let (token_key, family_key) = (self.token_key(family, jti), self.family_key(family));
-        let (token, family, epoch) = tokio::try_join!(
+        let live_key = self.live.as_ref().map(|live| live.key(family));
+        let live = async {
+            match &live_key {
+                Some(key) => cache.get(key, true).await.map(|value| value.is_some()),
+                None => Ok(true),
+            }
+        };
+        let (token, family, epoch, live) = tokio::try_join!(
             cache.get(&token_key, true),
             cache.get(&family_key, true),
             cache.get(&self.epoch_key, true),
+            live,
         )?;
         let epoch = match epoch {
             Some(epoch) => epoch.parse::<u64>().map_err(|_| {
@@ -142,7 +206,7 @@ impl RedisDenylist {
             })?,
             None => self.recreate().await?.epoch,
         };
-        Ok(token.is_some() || family.is_some() || issued_at <= epoch)
+        Ok(!live || token.is_some() || family.is_some() || issued_at <= epoch)
     }
 
     /// How long [`RedisDenylist::family_key`] is: the start of every token key of the family.
@@ -301,10 +365,22 @@ impl RedisDenylist {
         // The family's key is the start of the token's: one string serves both.
         let token_key = self.token_key(family, jti);
         let family_key = token_key.get(..self.family_key_len(family))?;
-        let [token, family, epoch] = cache.peek_all([&token_key, family_key, &self.epoch_key])?;
+        let (token, family_entry, epoch, live) = match &self.live {
+            Some(markers) => {
+                let live_key = markers.key(family);
+                let [token, family_entry, epoch, live] =
+                    cache.peek_all([&token_key, family_key, &self.epoch_key, &live_key])?;
+                (token, family_entry, epoch, live.is_some())
+            }
+            None => {
+                let [token, family_entry, epoch] =
+                    cache.peek_all([&token_key, family_key, &self.epoch_key])?;
+                (token, family_entry, epoch, true)
+            }
+        };
         let epoch = epoch?.parse::<u64>().ok()?;
-        cache.record_hits(3);
-        Some(token.is_some() || family.is_some() || issued_at <= epoch)
+        cache.record_hits(if self.live.is_some() { 4 } else { 3 });
+        Some(!live || token.is_some() || family_entry.is_some() || issued_at <= epoch)
     }
 
     /// The uncached check: one `EXISTS` (and, once a second per thread, the epoch).
@@ -318,6 +394,18 @@ impl RedisDenylist {
         exists
             .arg(self.token_key(family, jti))
             .arg(self.family_key(family));
+        // The live marker, named `LIVE_WEIGHT` times in the same command (same slot).
+        if let Some(live) = &self.live {
+            let key = live.key(family);
+            for _ in 0..LIVE_WEIGHT {
+                exists.arg(&key);
+            }
+        }
+        let judge = |found: i64| match self.live {
+            // Listed, or no marker: refused.
+            Some(_) => found != LIVE_WEIGHT,
+            None => found > 0,
+        };
         let (listed, epoch) = match self.fresh_view() {
             // The usual case: one `EXISTS`, judged by the epoch this thread read on the same
             // connection less than a second ago.
@@ -330,13 +418,13 @@ impl RedisDenylist {
                     // read it again, after the `EXISTS`, before trusting the answer.
                     self.read_epoch().await?
                 };
-                (found > 0, epoch)
+                (judge(found), epoch)
             }
             // Once a second per thread: the epoch is read again, after the `EXISTS`. Not in its
             // pipeline: the epoch and the entries sit in different Cluster slots.
             None => {
                 let (found, _): (i64, _) = self.conn.query_traced(&exists).await?;
-                (found > 0, self.read_epoch().await?)
+                (judge(found), self.read_epoch().await?)
             }
         };
         // Issued before the epoch, or in its second (`iat` counts whole seconds): this Redis

@@ -22,9 +22,16 @@
 //!   hash `uid refresh` (the refresh token that was live then, hashed). While it exists, `acc` and
 //!   `spent` stay too, as the list of what must still die; all three live as long as the family
 //!   would have, or longer if a listed access token would;
+//! - `fam:{F}:live` (only with [`FamilyConfig::live_markers`], the JWT backend's families): the
+//!   string `1`, written with the family at login and again by each rotation, living as long as
+//!   the family or its newest access token. The JWT denylist checks it in the same `EXISTS` as
+//!   the family's deny keys (see `denylist`), so a shard that loses its data refuses its own
+//!   families' tokens instead of forgetting their revocations. Ending the family leaves it to
+//!   expire: the deny key refuses the family's tokens (see `denylist` for why the revocation's
+//!   first step does not delete it);
 //! - `user:{U}:fams`: sorted set of the user's families, scored by expiry: the registry.
 //!
-//! The four `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
+//! The `fam:{F}` keys share the hash tag `{F}`, so in Redis Cluster they sit in one slot and
 //! one Lua script can touch them atomically. The refresh token carries `F` in clear, so the server
 //! finds that slot without a lookup.
 //!
@@ -75,8 +82,10 @@ const SECRET_LEN: usize = 43;
 
 /// The exchange, atomically: rotate, answer a retry within the grace window, or report reuse.
 /// A spent token of a family whose revocation is unfinished is reported as reused too, so that
-/// replaying it finishes the revocation. KEYS: fam, spent, acc (only its TTL is extended), ended.
-/// ARGV: presented hash, successor hash, now, grace, ttl.
+/// replaying it finishes the revocation. KEYS: fam, spent, acc (only its TTL is extended), ended,
+/// and the live marker if the families keep one (written, not only extended, so a family that
+/// predates the markers gains one at its next rotation). ARGV: presented hash, successor hash,
+/// now, grace, ttl, and the marker's ttl if there is a marker.
 pub(crate) const EXCHANGE: &str = r#"
 local fam, spent = KEYS[1], KEYS[2]
 local now, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -94,6 +103,7 @@ if ARGV[1] == f[3] then
   redis.call('EXPIRE', fam, ttl)
   redis.call('EXPIRE', spent, ttl)
   redis.call('EXPIRE', KEYS[3], ttl)
+  if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[6]) end
   return {'rotated', f[1], f[2]}
 end
 if ARGV[1] == f[4] and now < tonumber(f[5]) and ARGV[2] == f[3] then
@@ -155,6 +165,34 @@ pub struct FamilyConfig {
     pub grace: Duration,
     /// The server secret the successor key is derived from (at least 32 bytes).
     pub secret: SecretSlice<u8>,
+    /// Whether each live family also keeps a live marker (`fam:{F}:live`, see the module docs),
+    /// and the longest an access token of the family lives: the marker lives as long as the
+    /// family or as that token, whichever is longer, so it never expires under a valid token.
+    /// `Some` for the JWT backend's families with a denylist, whose check reads it; `None` for
+    /// the opaque backend, whose tokens are keys of their own and vanish with their data.
+    pub live_markers: Option<Duration>,
+}
+
+/// The names of the families' live markers, handed to the JWT denylist so that it checks the
+/// key the families write (see the module docs).
+#[derive(Debug, Clone)]
+pub struct LiveMarkers {
+    /// `<prefix><scope>:fam:`.
+    family_prefix: String,
+    /// How long a marker lives from its last write, seconds.
+    ttl: u64,
+}
+
+impl LiveMarkers {
+    /// The live marker of `family`: `<prefix><scope>:fam:{F}:live`, in the family's slot.
+    pub fn key(&self, family: &str) -> String {
+        let mut key = String::with_capacity(self.family_prefix.len() + family.len() + 7);
+        key.push_str(&self.family_prefix);
+        key.push('{');
+        key.push_str(family);
+        key.push_str("}:live");
+        key
+    }
 }
 
 /// Refresh-token families stored in Redis.
@@ -165,6 +203,7 @@ pub struct RedisFamilies {
     grace: Duration,
     successor_key: Hmac<Sha256>,
     attach: redis::Script,
+    live: Option<LiveMarkers>,
 }
 
 /// A refresh token split into its family id and the token as a whole.
@@ -223,14 +262,38 @@ impl RedisFamilies {
         let key = derive.finalize().into_bytes();
         let successor_key = <Hmac<Sha256> as Mac>::new_from_slice(&key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let keys = format!("{}{}:", config.prefix, config.scope);
+        let live = config.live_markers.map(|access_ttl| LiveMarkers {
+            family_prefix: format!("{keys}fam:"),
+            ttl: config.refresh_ttl.max(access_ttl).as_secs().max(1),
+        });
         Self {
             conn,
-            keys: format!("{}{}:", config.prefix, config.scope),
+            keys,
             refresh_ttl: config.refresh_ttl,
             grace: config.grace,
             successor_key,
             attach: redis::Script::new(ATTACH),
+            live,
         }
+    }
+
+    /// The names of the live markers, if these families keep them.
+    pub fn live_markers(&self) -> Option<&LiveMarkers> {
+        self.live.as_ref()
+    }
+
+    /// The keys of the `EXCHANGE` script: the family's four, and its live marker if these
+    /// families keep one.
+    fn exchange_keys(&self, family: &str) -> Vec<String> {
+        let mut keys = vec![
+            self.family_key(family),
+            self.spent_key(family),
+            self.access_key(family),
+            self.ended_key(family),
+        ];
+        keys.extend(self.live.as_ref().map(|live| live.key(family)));
+        keys
     }
 
     pub(crate) fn family_key(&self, family: &str) -> String {
@@ -372,6 +435,16 @@ impl RefreshFamilies for RedisFamilies {
             .arg(self.family_key(&family))
             .arg(ttl)
             .ignore();
+        if let Some(live) = &self.live {
+            // Written before any token of the family exists, in the family's slot: a token is
+            // never checked before its marker.
+            pipe.cmd("SET")
+                .arg(live.key(&family))
+                .arg(1)
+                .arg("EX")
+                .arg(live.ttl)
+                .ignore();
+        }
         let () = self.conn.pipeline(&pipe).await?;
         Ok(NewFamily {
             id: family,
@@ -385,23 +458,16 @@ impl RefreshFamilies for RedisFamilies {
         let successor = self.successor(&token);
         let now = SystemClock.now_unix();
         let ttl = self.refresh_ttl.as_secs().max(1);
+        let mut args = vec![
+            token_hash(token.whole),
+            token_hash(&successor),
+            now.to_string(),
+            self.grace.as_secs().to_string(),
+            ttl.to_string(),
+        ];
+        args.extend(self.live.as_ref().map(|live| live.ttl.to_string()));
         let reply = self
-            .run_confirmed(
-                EXCHANGE,
-                &[
-                    self.family_key(token.family),
-                    self.spent_key(token.family),
-                    self.access_key(token.family),
-                    self.ended_key(token.family),
-                ],
-                &[
-                    token_hash(token.whole),
-                    token_hash(&successor),
-                    now.to_string(),
-                    self.grace.as_secs().to_string(),
-                    ttl.to_string(),
-                ],
-            )
+            .run_confirmed(EXCHANGE, &self.exchange_keys(token.family), &args)
             .await?;
         let Value::Array(parts) = reply else {
             return Err(AuthError::Invalid);

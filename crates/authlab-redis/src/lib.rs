@@ -76,7 +76,7 @@ pub use connection::{
     CommandMetrics, ConnectionId, RedisBackendError, RedisConnection, RedisMetrics, RedisTimeouts,
 };
 pub use denylist::{EPOCH_REFRESH, RedisDenylist};
-pub use families::{FamilyConfig, RedisFamilies, looks_like_refresh_token};
+pub use families::{FamilyConfig, LiveMarkers, RedisFamilies, looks_like_refresh_token};
 pub use pool::PoolSettings;
 pub use throttle::{AttemptCounters, Verdict};
 pub use token::{TokenFormat, hash as token_hash};

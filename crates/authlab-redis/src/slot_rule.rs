@@ -46,6 +46,7 @@ fn families(conn: &Arc<RedisConnection>, prefix: &str, scope: &'static str) -> R
             refresh_ttl: Duration::from_secs(60),
             grace: Duration::from_secs(10),
             secret: SecretSlice::from(vec![7u8; 32]),
+            live_markers: Some(Duration::from_secs(900)),
         },
     )
 }
@@ -83,9 +84,19 @@ fn every_script_and_pipeline_of_a_user_and_a_family_touches_one_slot() {
                 distinct_family_slots.insert(slot(&fam));
                 // Scripts: EXCHANGE and REVOKE_FAMILY (fam, spent, acc, ended), ATTACH (fam,
                 // acc); forgetting a finished revocation: one `DEL` of ended, acc and spent.
-                let tombstone = [fam.clone(), spent.clone(), acc.clone(), ended.clone()];
+                let live = fams
+                    .live_markers()
+                    .map(|markers| markers.key(&family))
+                    .unwrap_or_default();
+                let tombstone = [
+                    fam.clone(),
+                    spent.clone(),
+                    acc.clone(),
+                    ended.clone(),
+                    live.clone(),
+                ];
                 one_slot("EXCHANGE", &tombstone);
-                one_slot("REVOKE_FAMILY", &tombstone);
+                one_slot("REVOKE_FAMILY", &tombstone[..4]);
                 one_slot("ATTACH", &[fam.clone(), acc.clone()]);
                 one_slot("forget_revocation DEL", &[ended, acc, spent]);
                 // Login: the registry pipeline (ZADD + EXPIRE x2) and the family pipeline
@@ -104,9 +115,19 @@ fn every_script_and_pipeline_of_a_user_and_a_family_touches_one_slot() {
                 // The JWT denylist: one EXISTS over the token's and the family's entries; the
                 // epoch's SET NX + GET pipeline.
                 let jti = Uuid::new_v4().to_string();
+                // The denylist's `EXISTS` also names the family's live marker (the JWT scope's
+                // families write it; the slot rule must hold whichever scope it is).
                 one_slot(
                     "denylist EXISTS",
-                    &[deny.token_key(&family, &jti), deny.family_key(&family)],
+                    &[
+                        deny.token_key(&family, &jti),
+                        deny.family_key(&family),
+                        live.clone(),
+                    ],
+                );
+                one_slot(
+                    "login family pipeline with its marker",
+                    &[fam.clone(), live],
                 );
                 let epoch = deny.epoch_key().to_owned();
                 one_slot("epoch pipeline", &[epoch.clone(), epoch]);

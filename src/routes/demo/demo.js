@@ -157,7 +157,11 @@
     if (!token) { text('jwt-claims', 'no token'); return; }
     const decoded = decodeJwt(token);
     if (!decoded) { text('jwt-claims', 'not a JWT'); return; }
-    const lines = ['header ' + JSON.stringify(decoded.header), 'claims {'];
+    const lines = ['header ' + JSON.stringify(decoded.header)];
+    lines.push(decoded.header.kid
+      ? '  // kid: the signing key, found by this name in /.well-known/jwks.json'
+      : '  // no kid: ' + decoded.header.alg + ' uses one secret, which only the server holds');
+    lines.push('claims {');
     const keys = Object.keys(decoded.claims);
     keys.forEach((key, i) => {
       const value = decoded.claims[key];
