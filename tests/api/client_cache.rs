@@ -544,3 +544,36 @@ async fn a_debug_reload_empties_the_cache() {
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_sparse_request_is_served_from_the_cache_after_one_heartbeat() {
+    // Requests further apart than the staleness bound find the proof lapsed every time. Real
+    // time is what is under test, so the test sleeps between requests.
+    const STALENESS: Duration = Duration::from_millis(50);
+    let redis = PrivateRedis::start();
+    let app = cached_app_on(&redis, |s| s.redis_cache_staleness = STALENESS).await;
+    let user = app.register().await;
+    for backend in [Backend::Redis, Backend::Jwt] {
+        let credential = app.login(backend, &user).await;
+        cache_on(&app, backend, &credential).await;
+        let cache = cache_of(backend);
+        let counters = || async {
+            (
+                cache_metric(&app, "authlab_redis_cache_hits_total", cache).await,
+                cache_metric(&app, "authlab_redis_cache_misses_total", cache).await,
+                cache_metric(&app, "authlab_redis_cache_heartbeats_total", cache).await,
+            )
+        };
+        for _ in 0..3 {
+            tokio::time::sleep(STALENESS * 3).await;
+            let (hits, misses, beats) = counters().await;
+            assert_eq!(app.me(backend, &credential).await.status(), StatusCode::OK);
+            let (hits_after, misses_after, beats_after) = counters().await;
+            // Every key the check looks up (one token, or the JWT denylist's keys) waited for
+            // the same heartbeat and was then served from memory: nothing was read again.
+            assert!(hits_after > hits, "{backend}: {hits} -> {hits_after} hits");
+            assert_eq!(misses_after, misses, "{backend}: no lookup went to Redis");
+            assert_eq!(beats_after - beats, 1.0, "{backend}: one shared heartbeat");
+        }
+    }
+}

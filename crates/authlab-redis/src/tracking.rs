@@ -42,6 +42,23 @@
 //!   time), and a miss carries its own proof. An idle instance sends Redis nothing at all; a busy
 //!   one at most 2/W heartbeats a second, fewer when its misses bring the proof. A failed heartbeat
 //!   drops the connection (flush, reconnect); so does a failed miss, after a heartbeat confirms it.
+//! - **A lapsed proof is renewed, not thrown away with the entries.** When requests are further
+//!   apart than W, nearly every lookup finds the proof lapsed. Treating that as a miss cost a
+//!   sparse request more than no cache at all (a miss is `GET`, `PTTL` and the mark's `GET` per
+//!   key, and a JWT check looks up four keys). So a lookup that finds the proof lapsed but its
+//!   entry present (flushes empty the entries, so it is of the current generation) waits for
+//!   **one heartbeat started after it**, shared by every lookup waiting at the time (on a
+//!   cluster, the heartbeat of the key's master), and is then served from memory if that
+//!   heartbeat proved trust and the entry is still there. Why that is safe: the heartbeat sent
+//!   at `s` is answered after every invalidation Redis queued before `s`, and those are applied
+//!   before the answer is seen; an entry still present after the answer was therefore valid at
+//!   `s`, so serving it is as safe as a miss sent at `s` (whose reply, too, is only as fresh as
+//!   `s`). The proof is looked at before the entry, never after. If the entry is absent, or the
+//!   heartbeat fails, flushes the entries or is not answered within the connection's response
+//!   timeout, the lookup is a miss as before (which answers, or fails with 503). A sparse request
+//!   costs one round trip and one command (the heartbeat) instead of three per key. The wait is
+//!   its own boxed future, created only after the synchronous hit path (see
+//!   [`TrackedCache::peek`]) has failed, so a hit costs what it did.
 //! - **A silently replaced dataset empties the cache**: `SWAPDB` (and anything else that swaps
 //!   the data under a live connection without an invalidation) is caught by the *dataset mark*,
 //!   a random value kept under one key ([`CacheConfig::dataset_mark_key`]). Every proof reads it
@@ -102,7 +119,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 
 use crate::cache::{Entries, Nanos, Stored};
-use crate::cluster_cache::{ClusterTrackers, Signal, SlotView};
+use crate::cluster_cache::{ClusterTrackers, Signal, SlotView, slot_of};
 use crate::sentinel::SentinelMaster;
 use crate::topology::RedisTarget;
 use crate::{RedisBackendError, RedisConnection, RedisTimeouts};
@@ -125,7 +142,7 @@ pub struct CacheConfig {
     /// tracking connection was sent less than this long ago, so it is the longest a silent
     /// failure (hung Redis, lost network, starved thread) can let a revocation go unseen.
     /// Default 5 ms (`--redis-cache-staleness`). A hit that finds the proof older than W/2 wakes
-    /// one heartbeat.
+    /// one heartbeat; a lookup that finds it lapsed waits for one (see the module docs).
     pub staleness_bound: Duration,
     /// Connect and reply timeouts of the tracking connection; a heartbeat that times out drops it.
     pub timeouts: RedisTimeouts,
@@ -152,7 +169,7 @@ impl CacheConfig {
 /// On a cluster, the sums over the masters' trackers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Lookups answered from memory.
+    /// Lookups answered from memory (some after a heartbeat, when the proof had lapsed).
     pub hits: u64,
     /// Lookups that went to Redis (not cached, expired, or the cache not trusted at the moment).
     pub misses: u64,
@@ -161,7 +178,8 @@ pub struct CacheStats {
     /// Times a tracker's entries were emptied: a disconnect, a failed heartbeat, `FLUSHALL`, a
     /// node that gave up slots or was silent too long.
     pub flushes: u64,
-    /// Heartbeats sent: woken by hits whose proof was getting old, or by a failure.
+    /// Heartbeats sent: woken by hits whose proof was getting old, by lookups that found it
+    /// lapsed, or by a failure.
     pub heartbeats: u64,
     /// Entries removed to stay within the capacity.
     pub evictions: u64,
@@ -280,6 +298,12 @@ pub(crate) struct Local {
     generation: AtomicU64,
     /// A heartbeat has been asked for and not yet answered (one in flight at a time).
     beat_wanted: AtomicBool,
+    /// When the newest heartbeat that has finished (answered or failed) was started (cache
+    /// clock; 0: none yet): a lookup waiting on a lapsed proof stops waiting once a heartbeat
+    /// started after it has finished.
+    answered: AtomicU64,
+    /// Wakes the lookups waiting on a lapsed proof: a heartbeat finished, or the connection went.
+    beaten: Notify,
     /// Wakes the tracking thread for a heartbeat (or to stop).
     pub(crate) wake: Notify,
     staleness_bound: Nanos,
@@ -356,6 +380,17 @@ impl Local {
             .load()
             .as_ref()
             .is_some_and(|view| view.serves(slot))
+    }
+
+    /// Whether a lookup that began at `asked` may be served from the entries at `now`: a proof
+    /// sent at or after `asked` was acknowledged (the lapsed path: see the module docs), or the
+    /// newest proof is younger than the staleness bound (the rule of a hit). Read before the
+    /// entries, like [`Local::trusted`]. Unlike it, asks for no heartbeat.
+    fn proven_since(&self, asked: Nanos, now: Nanos) -> bool {
+        let beat = self.beat.load(Ordering::Acquire);
+        beat != 0
+            && (beat >= asked || now.saturating_sub(beat) < self.staleness_bound)
+            && !self.master_moved()
     }
 
     /// Behind Sentinel: the watcher saw the master change since the live connection was made.
@@ -523,6 +558,8 @@ impl Tracker {
             last_beat: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             beat_wanted: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
+            beaten: Notify::new(),
             wake: Notify::new(),
             staleness_bound: nanos(config.staleness_bound),
             mark: std::sync::Mutex::new(None),
@@ -561,6 +598,39 @@ impl Tracker {
     /// Whether a tracking connection is up (misses are read on it).
     pub(crate) fn is_live(&self) -> bool {
         self.live.load().is_some()
+    }
+
+    /// The lapsed path (see the module docs): the proof has lapsed but `key`'s entry is here.
+    /// Waits for one heartbeat started after this call (shared with every other waiter) and
+    /// returns the entry if that heartbeat proved trust and left it in place. `None` sends the
+    /// lookup to Redis: the entry is absent, the heartbeat failed or flushed the entries, or no
+    /// answer came within the response timeout. `slot`: on a cluster, the key's, which the
+    /// proof's view must serve.
+    pub(crate) async fn await_proof(&self, key: &str, slot: Option<u16>) -> Option<Stored> {
+        let local = &self.local;
+        let asked = local.now();
+        let deadline = tokio::time::Instant::now() + self.config.timeouts.response;
+        loop {
+            // Listening before looking, so a heartbeat that ends in between still wakes us.
+            let beaten = local.beaten.notified();
+            tokio::pin!(beaten);
+            beaten.as_mut().enable();
+            let now = local.now();
+            // The proof first, then the entry: an invalidation applied before the proof's
+            // reply has removed the entry by the time the proof is seen.
+            if local.proven_since(asked, now) {
+                return match slot {
+                    Some(slot) if !local.serves(slot) => None,
+                    _ => local.entries.get(key, now),
+                };
+            }
+            let started = local.answered.load(Ordering::Acquire);
+            if local.entries.get(key, now).is_none() || !self.is_live() || started >= asked {
+                return None;
+            }
+            local.want_beat();
+            tokio::time::timeout_at(deadline, beaten).await.ok()?;
+        }
     }
 
     /// A miss: read `key` on the tracking connection and keep the answer if nothing changed it
@@ -717,7 +787,30 @@ impl TrackedCache {
             self.record_hits(1);
             return Ok(value);
         }
-        Box::pin(self.read_through(key, remember_missing)).await
+        Box::pin(self.after_lapse(key, remember_missing)).await
+    }
+
+    /// Not a hit: if the proof has lapsed but the entry is here, one heartbeat (shared with
+    /// every concurrent lookup) may prove it still good (see [`Tracker::await_proof`]); else,
+    /// or if it does not, a miss.
+    async fn after_lapse(
+        &self,
+        key: &str,
+        remember_missing: bool,
+    ) -> Result<Stored, RedisBackendError> {
+        let tracker = match &self.trackers {
+            Trackers::One(tracker) => Some((tracker.clone(), None)),
+            Trackers::Cluster(cluster) => cluster
+                .tracker_for(key)
+                .map(|tracker| (tracker, Some(slot_of(key)))),
+        };
+        if let Some((tracker, slot)) = tracker
+            && let Some(value) = tracker.await_proof(key, slot).await
+        {
+            self.record_hits(1);
+            return Ok(value);
+        }
+        self.read_through(key, remember_missing).await
     }
 
     /// The value under `key` if the cache holds it and is trusted now, without going to Redis
@@ -866,6 +959,8 @@ async fn track(tracker: Arc<Tracker>) {
         }
         tracker.live.store(None);
         local.flush("the tracking connection is being replaced");
+        // Lookups waiting on a lapsed proof find their entries gone: they go to Redis.
+        local.beaten.notify_waiters();
         if !tracker.stop.load(Ordering::Acquire) {
             tokio::time::sleep(tracker.config.timeouts.retry_after).await;
         }
@@ -1048,9 +1143,13 @@ async fn heartbeat(tracker: &Tracker, last_sweep: &mut Instant) -> Option<redis:
         let _ = woken;
         if local.beat_wanted.load(Ordering::Acquire) {
             local.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+            let started = local.now();
             let beat = beat(tracker, &mut conn, live.generation).await;
-            // Answered (or failed): the next lookup that needs one may ask again.
+            // Answered (or failed): the next lookup that needs one may ask again, and the
+            // lookups waiting on this one look at what it proved.
             local.beat_wanted.store(false, Ordering::Release);
+            local.answered.fetch_max(started, Ordering::AcqRel);
+            local.beaten.notify_waiters();
             if let Err(err) = beat {
                 return Some(err);
             }

@@ -16,11 +16,14 @@ fn prefix() -> String {
 }
 
 async fn start(capacity: usize) -> (TrackedCache, Arc<RedisConnection>) {
+    start_with(CacheConfig::new(capacity)).await
+}
+
+async fn start_with(config: CacheConfig) -> (TrackedCache, Arc<RedisConnection>) {
     let conn = Arc::new(
         RedisConnection::new(&redis_url(), RedisTimeouts::default()).expect("a Redis URL"),
     );
-    let cache = TrackedCache::start(&redis_url(), CacheConfig::new(capacity), conn.clone())
-        .expect("the cache starts");
+    let cache = TrackedCache::start(&redis_url(), config, conn.clone()).expect("the cache starts");
     // Until its tracking connection is up the cache serves nothing from memory. A read on it is
     // a proof (trust is earned on demand), so read, then ask: trusted right after a read means
     // the read went over the tracking connection.
@@ -164,5 +167,72 @@ async fn the_cache_never_holds_more_entries_than_its_capacity() {
     let stats = cache.stats();
     assert!(stats.evictions > 0, "{stats:?}");
     assert_eq!(stats.capacity, 16);
+    conn.delete_prefix(&prefix).await.expect("clean-up");
+}
+
+/// A staleness bound small enough that every lookup of the sparse tests below finds the proof
+/// lapsed: they wait [`SPARSE_GAP`] between lookups.
+const SMALL_BOUND: Duration = Duration::from_millis(2);
+/// More than [`SMALL_BOUND`]: the gap between two sparse lookups. Real time is what these tests
+/// are about (the proof lapses with it), so they sleep.
+const SPARSE_GAP: Duration = Duration::from_millis(10);
+
+fn sparse_config() -> CacheConfig {
+    CacheConfig {
+        staleness_bound: SMALL_BOUND,
+        ..CacheConfig::new(100)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_key_looked_up_after_the_proof_lapsed_costs_one_heartbeat_and_no_read() {
+    let (cache, conn) = start_with(sparse_config()).await;
+    let key = format!("{}warm", prefix());
+    let () = conn
+        .query(redis::cmd("SET").arg(&key).arg("v").arg("EX").arg(60))
+        .await
+        .expect("written");
+    assert_eq!(cache.get(&key, false).await.unwrap().as_deref(), Some("v"));
+    for _ in 0..5 {
+        tokio::time::sleep(SPARSE_GAP).await;
+        assert!(!cache.is_trusted(), "the proof lapsed in {SPARSE_GAP:?}");
+        let before = cache.stats();
+        assert_eq!(cache.get(&key, false).await.unwrap().as_deref(), Some("v"));
+        let after = cache.stats();
+        // Served from memory once one heartbeat proved it still good: no GET of the key.
+        assert_eq!(after.hits - before.hits, 1, "{before:?} -> {after:?}");
+        assert_eq!(after.misses, before.misses, "{before:?} -> {after:?}");
+        assert_eq!(
+            after.heartbeats - before.heartbeats,
+            1,
+            "{before:?} -> {after:?}"
+        );
+    }
+    conn.delete_prefix(&key).await.expect("clean-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_elsewhere_is_refused_by_the_first_lookup_after_the_proof_lapsed() {
+    let (cache, conn) = start_with(sparse_config()).await;
+    let prefix = prefix();
+    for i in 0..50 {
+        let key = format!("{prefix}{i}");
+        let () = conn
+            .query(redis::cmd("SET").arg(&key).arg("v").arg("EX").arg(60))
+            .await
+            .expect("written");
+        assert_eq!(cache.get(&key, false).await.unwrap().as_deref(), Some("v"));
+        tokio::time::sleep(SPARSE_GAP).await;
+        // Revoked on another connection, and acknowledged: the lookup right after it may run
+        // before the invalidation reached the tracking connection, but the heartbeat it waits
+        // for is sent after the DEL, so its reply comes after the invalidation.
+        let deleted: i64 = conn
+            .query(redis::cmd("DEL").arg(&key))
+            .await
+            .expect("deleted");
+        assert_eq!(deleted, 1);
+        assert_eq!(cache.get(&key, false).await.unwrap(), None, "{key}");
+    }
+    assert!(cache.stats().invalidations >= 50, "{:?}", cache.stats());
     conn.delete_prefix(&prefix).await.expect("clean-up");
 }
