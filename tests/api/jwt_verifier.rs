@@ -652,3 +652,61 @@ async fn sighup_rereads_the_key_directory_at_once() {
     assert_eq!(refused, StatusCode::UNAUTHORIZED, "the pruned key's token");
     std::fs::remove_dir_all(dir.path()).unwrap();
 }
+
+/// An issuer and a verifier on the same Redis `url` (a Cluster's seeds or a Sentinel set), for
+/// both asymmetric algorithms and both denylist modes: the verifier accepts the issuer's token,
+/// and refuses it once the issuer has logged it out (the denylist entry the issuer wrote, read
+/// by the verifier through the same topology; in the cached mode, after the verifier's cache had
+/// served it).
+async fn issuer_and_verifier_share_a_topology(url: String) {
+    use authlab::config::DenylistMode;
+    for alg in [KeyAlg::EdDSA, KeyAlg::ES256] {
+        for denylist in [DenylistMode::On, DenylistMode::Cached] {
+            let dir = key_dir(alg);
+            let issuer = spawn_app_with(|settings| {
+                issuer_settings(settings, &dir, alg);
+                settings.redis.url = url.clone();
+                settings.jwt_denylist = denylist;
+            })
+            .await;
+            let verifier = spawn_app_with(|settings| {
+                verifier_settings(settings, jwks_url(&issuer), &issuer);
+                settings.redis.url = url.clone();
+                settings.jwt_denylist = denylist;
+            })
+            .await;
+            wait_ready(&verifier).await;
+            let (_, credential) = issuer.logged_in(Backend::Jwt).await;
+            for _ in 0..2 {
+                assert_eq!(
+                    verifier.me(Backend::Jwt, &credential).await.status(),
+                    StatusCode::OK,
+                    "{alg:?}, denylist {denylist:?}"
+                );
+            }
+            assert_eq!(
+                issuer.logout(Backend::Jwt, &credential).await.status(),
+                StatusCode::NO_CONTENT
+            );
+            assert_error(
+                verifier.me(Backend::Jwt, &credential).await,
+                StatusCode::UNAUTHORIZED,
+                "token_revoked",
+            )
+            .await;
+            std::fs::remove_dir_all(dir.path()).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_issuer_and_a_verifier_on_a_redis_cluster_share_the_denylist() {
+    let cluster = crate::redis_cluster::RedisCluster::shared();
+    issuer_and_verifier_share_a_topology(cluster.url()).await;
+}
+
+#[tokio::test]
+async fn an_issuer_and_a_verifier_behind_sentinel_share_the_denylist() {
+    let set = crate::sentinel::SentinelSet::start().await;
+    issuer_and_verifier_share_a_topology(set.url()).await;
+}
