@@ -226,8 +226,7 @@ impl Instances {
         }
         // What to build, in order: each mode's issuer if it has one, the mode, its twin if it
         // has one. A verifier names the index of its issuer, whose JWKS URL it gets once that
-        // issuer is bound to a port (the issuer is built, not yet serving: the verifier's first
-        // fetch waits in the listen queue, and `/readyz` tells when it landed).
+        // issuer is built and serving (`/readyz` tells when the verifier's first fetch landed).
         let mut to_build: Vec<(Settings, Option<usize>)> = Vec::new();
         for (mode, settings, issuer) in &configured {
             let jwks_of = issuer.as_ref().map(|issuer| {
@@ -244,28 +243,35 @@ impl Instances {
             .name("compare-servers".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let mut apps: Vec<Application> = Vec::new();
+                    let mut ready: Vec<(u16, ServerHandle)> = Vec::new();
+                    let mut running = Vec::new();
                     for (mut settings, jwks_of) in to_build {
-                        if let Some(issuer) = jwks_of.and_then(|i| apps.get(i)) {
-                            settings.jwks_url = Some(format!(
-                                "http://127.0.0.1:{}/.well-known/jwks.json",
-                                issuer.port()
-                            ));
+                        if let Some((issuer, _)) = jwks_of.and_then(|i| ready.get(i)) {
+                            settings.jwks_url =
+                                Some(format!("http://127.0.0.1:{issuer}/.well-known/jwks.json"));
                         }
                         match Application::build(settings).await {
-                            Ok(app) => apps.push(app),
-                            Err(err) => return drop(tx.send(Err(err))),
+                            Ok(app) => {
+                                ready.push((app.port(), app.handle()));
+                                // Served at once: a verifier built later fetches its JWKS from
+                                // an issuer built before it.
+                                running.push(actix_web::rt::spawn(app.run_until_stopped()));
+                            }
+                            Err(err) => {
+                                for (_, handle) in &ready {
+                                    handle.stop(false).await;
+                                }
+                                return drop(tx.send(Err(err)));
+                            }
                         }
                     }
-                    let ready: Vec<(u16, ServerHandle)> =
-                        apps.iter().map(|a| (a.port(), a.handle())).collect();
+                    let handles: Vec<ServerHandle> =
+                        ready.iter().map(|(_, handle)| handle.clone()).collect();
                     if tx.send(Ok(ready)).is_err() {
-                        return;
+                        for handle in &handles {
+                            handle.stop(false).await;
+                        }
                     }
-                    let running: Vec<_> = apps
-                        .into_iter()
-                        .map(|app| actix_web::rt::spawn(app.run_until_stopped()))
-                        .collect();
                     for server in running {
                         let _ = server.await;
                     }
