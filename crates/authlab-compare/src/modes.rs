@@ -5,9 +5,11 @@
 //! server's own [`Settings`] parser ([`Mode::settings`]), so a mode is exactly what a reader gets
 //! by starting `authlab serve` with those flags; only what the run owns (the address, the
 //! temporary user database, the Redis URL and key prefix, the JWT secret, the worker count) is
-//! set on top. Every round runs `/hello`, then every mode in this order, then `/hello` again, so
-//! noise on the machine hits every mode alike; a metrics-off mode comes right after the mode it
-//! is paired with, so the two see the same machine.
+//! set on top (a verifier, a mode with an [`Mode::issuer`], holds no JWT secret: it checks the
+//! tokens of an issuer instance the run starts for it). Every round runs `/hello`, then every
+//! mode in this order, then `/hello` again, so noise on the machine hits every mode alike; a
+//! metrics-off mode comes right after the mode it is paired with, so the two see the same
+//! machine.
 //!
 //! A mode whose flag the server does not have is not in the table (the unit test
 //! `every_mode_parses_with_the_servers_own_flags` fails otherwise): nothing is measured under a
