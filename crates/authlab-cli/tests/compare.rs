@@ -349,6 +349,64 @@ fn a_short_run_reports_one_row_per_chosen_mode_and_revocation_latency_across_two
 }
 
 #[test]
+fn a_verifier_mode_is_measured_on_a_verifier_with_a_token_from_its_issuer() {
+    let tmp = scratch();
+    let out = compare(&tmp)
+        .args([
+            "--skip-memory",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0s",
+            "--duration",
+            "100ms",
+            "--login-duration",
+            "50ms",
+            "--modes",
+            "jwt-verifier",
+            "--revocation-samples",
+            "0",
+            "--out",
+        ])
+        .arg(tmp.join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    let report = report_json(&tmp.join("report"));
+    let routes = report["routes"].as_array().unwrap();
+    let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "/hello",
+            "/jwt/me (EdDSA verifier, denylist off)",
+            "/hello (again)"
+        ]
+    );
+    let row = &routes[1];
+    assert_eq!(row["mode"], "jwt-verifier");
+    assert_eq!(
+        row["flags"],
+        "--role verifier --jwt-denylist off \
+         (tokens from --role issuer --jwt-denylist off --jwt-alg EdDSA)"
+    );
+    // The verifier accepted the issuer's token on every request: all 200, none refused (401),
+    // none unavailable for want of keys (503).
+    assert!(row["requests_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+    assert_eq!(row["errors"], 0, "{row}");
+    let statuses = row["status_counts"].as_object().unwrap();
+    assert_eq!(statuses.keys().collect::<Vec<_>>(), vec!["200"], "{row}");
+    // The login cost ran on the issuer (a verifier answers a login with 501): only 200s.
+    let logins = report["login"]["status_counts"].as_object().unwrap();
+    assert_eq!(logins.keys().collect::<Vec<_>>(), vec!["200"], "{report}");
+    assert_eq!(report["scale_out"], serde_json::json!([]));
+    assert_eq!(run_dirs(&tmp), Vec::<String>::new());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn an_unknown_mode_is_refused_with_the_list_of_modes() {
     let tmp = scratch();
     let out = compare(&tmp)

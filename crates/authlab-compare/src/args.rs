@@ -22,8 +22,9 @@ pub struct CompareArgs {
     /// The modes to measure, comma-separated (default: every one): session,
     /// session-metrics-off, redis, redis-cached, redis-deadpool, redis-deadpool-fast, jwt,
     /// jwt-metrics-off, jwt-denylist, jwt-denylist-cached, jwt-eddsa, jwt-eddsa-uncached,
-    /// jwt-es256. Each is an instance started with the
-    /// `authlab serve` flags of its row in report.md; `/hello` always runs.
+    /// jwt-es256, jwt-verifier. Each is an instance started with the `authlab serve` flags of its
+    /// row in report.md (jwt-verifier: a `--role verifier` instance, with tokens from an issuer
+    /// instance of its own); `/hello` always runs.
     #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = crate::modes::parse_key)]
     pub modes: Vec<String>,
 

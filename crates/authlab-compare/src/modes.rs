@@ -5,9 +5,11 @@
 //! server's own [`Settings`] parser ([`Mode::settings`]), so a mode is exactly what a reader gets
 //! by starting `authlab serve` with those flags; only what the run owns (the address, the
 //! temporary user database, the Redis URL and key prefix, the JWT secret, the worker count) is
-//! set on top. Every round runs `/hello`, then every mode in this order, then `/hello` again, so
-//! noise on the machine hits every mode alike; a metrics-off mode comes right after the mode it
-//! is paired with, so the two see the same machine.
+//! set on top (a verifier, a mode with an [`Mode::issuer`], holds no JWT secret: it checks the
+//! tokens of an issuer instance the run starts for it). Every round runs `/hello`, then every
+//! mode in this order, then `/hello` again, so noise on the machine hits every mode alike; a
+//! metrics-off mode comes right after the mode it is paired with, so the two see the same
+//! machine.
 //!
 //! A mode whose flag the server does not have is not in the table (the unit test
 //! `every_mode_parses_with_the_servers_own_flags` fails otherwise): nothing is measured under a
@@ -55,6 +57,12 @@ pub struct Mode {
     pub revocable: bool,
     /// For a `--metrics off` mode: the row of the mode it is the metrics-off twin of.
     pub metrics_off_of: Option<&'static str>,
+    /// For a mode measured on a `--role verifier` instance: the `authlab serve` flags of the
+    /// separate issuer instance its tokens come from. The run starts that issuer first (with
+    /// the run's key directory for its `--jwt-alg`), points the verifier's `--jwks-url` at the
+    /// issuer's `/.well-known/jwks.json`, logs in on the issuer, and measures `/me` on the
+    /// verifier. `None`: the mode's own instance issues its tokens.
+    pub issuer: Option<&'static [&'static str]>,
 }
 
 /// The row of `/session/me`.
@@ -81,6 +89,9 @@ pub const JWT_EDDSA: &str = "/jwt/me (EdDSA, denylist off)";
 pub const JWT_EDDSA_UNCACHED: &str = "/jwt/me (EdDSA, no verify cache, denylist off)";
 /// The row of `/jwt/me` signed with ES256, through the verified-token cache, denylist off.
 pub const JWT_ES256: &str = "/jwt/me (ES256, denylist off)";
+/// The row of `/jwt/me` on a verifier instance (`--role verifier`, the issuer's keys from its
+/// JWKS), EdDSA tokens from a separate issuer, through the verified-token cache, denylist off.
+pub const JWT_VERIFIER: &str = "/jwt/me (EdDSA verifier, denylist off)";
 /// The row of `/session/me` with `--metrics off`.
 pub const SESSION_METRICS_OFF: &str = "/session/me (metrics off)";
 /// The row of `/jwt/me` with the denylist and the metrics off.
@@ -134,6 +145,7 @@ pub const MODES: &[Mode] = &[
         scale_out: true,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "session-metrics-off",
@@ -145,6 +157,7 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: Some(SESSION),
+        issuer: None,
     },
     Mode {
         key: "redis",
@@ -156,6 +169,7 @@ pub const MODES: &[Mode] = &[
         scale_out: true,
         revocable: true,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "redis-cached",
@@ -167,6 +181,7 @@ pub const MODES: &[Mode] = &[
         scale_out: true,
         revocable: true,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "redis-deadpool",
@@ -178,6 +193,7 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "redis-deadpool-fast",
@@ -190,6 +206,7 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "jwt",
@@ -201,6 +218,7 @@ pub const MODES: &[Mode] = &[
         scale_out: true,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "jwt-metrics-off",
@@ -212,6 +230,7 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: Some(JWT_OFF),
+        issuer: None,
     },
     Mode {
         key: "jwt-denylist",
@@ -223,6 +242,7 @@ pub const MODES: &[Mode] = &[
         scale_out: true,
         revocable: true,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "jwt-denylist-cached",
@@ -234,6 +254,7 @@ pub const MODES: &[Mode] = &[
         scale_out: true,
         revocable: true,
         metrics_off_of: None,
+        issuer: None,
     },
     // The key-pair modes: the run generates a key directory per algorithm for them (setup).
     Mode {
@@ -246,6 +267,7 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "jwt-eddsa-uncached",
@@ -264,6 +286,7 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "jwt-es256",
@@ -275,6 +298,30 @@ pub const MODES: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
+    },
+    // A verifier instance: no private key, the issuer's public keys from its JWKS, the same
+    // denylist setting and verified-token cache (the default) as `jwt-eddsa`. Neither scale-out
+    // nor revocation: a verifier issues nothing to log out, and its twin would need an issuer of
+    // its own; the revocation probe's issuing instance is the mode's own.
+    Mode {
+        key: "jwt-verifier",
+        row: JWT_VERIFIER,
+        label: "jwt, EdDSA verifier, denylist off",
+        backend: Backend::Jwt,
+        flags: &["--role", "verifier", "--jwt-denylist", "off"],
+        target: None,
+        scale_out: false,
+        revocable: false,
+        metrics_off_of: None,
+        issuer: Some(&[
+            "--role",
+            "issuer",
+            "--jwt-denylist",
+            "off",
+            "--jwt-alg",
+            "EdDSA",
+        ]),
     },
 ];
 
@@ -291,6 +338,7 @@ pub const AS_SERVED: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "redis",
@@ -302,6 +350,7 @@ pub const AS_SERVED: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
     Mode {
         key: "jwt",
@@ -313,6 +362,7 @@ pub const AS_SERVED: &[Mode] = &[
         scale_out: false,
         revocable: false,
         metrics_off_of: None,
+        issuer: None,
     },
 ];
 
@@ -369,29 +419,49 @@ impl Mode {
         self.scale_out || self.revocable
     }
 
-    /// `--jwt-denylist off --metrics off`, or `(defaults)`.
+    /// `--jwt-denylist off --metrics off`, or `(defaults)`; a verifier's names its issuer's
+    /// too: `--role verifier ... (tokens from --role issuer ...)`.
     pub fn flags_text(&self) -> String {
-        if self.flags.is_empty() {
+        let own = if self.flags.is_empty() {
             "(defaults)".to_owned()
         } else {
             self.flags.join(" ")
+        };
+        match self.issuer {
+            Some(issuer) => format!("{own} (tokens from {})", issuer.join(" ")),
+            None => own,
         }
     }
 
     /// The settings of an instance of this mode: `authlab serve`'s parse of [`Mode::flags`],
     /// with what the run owns taken from `run` (address, database, Redis URL and timeout, key
-    /// prefix, JWT secret, workers).
+    /// prefix, JWT secret, workers). A verifier's (a mode with an [`Mode::issuer`]) holds no
+    /// secret and still lacks its `--jwks-url`: the run sets it once its issuer has a port.
     pub fn settings(&self, run: &Settings) -> Result<Settings, ModeFlagsError> {
+        let mut settings = self.parse(self.flags, run)?;
+        if self.issuer.is_some() {
+            settings.jwt_secret = None;
+        }
+        Ok(settings)
+    }
+
+    /// The settings of the issuer instance of a mode with an [`Mode::issuer`] (`None` for the
+    /// others), with what the run owns taken from `run`, as [`Mode::settings`].
+    pub fn issuer_settings(&self, run: &Settings) -> Result<Option<Settings>, ModeFlagsError> {
+        self.issuer.map(|flags| self.parse(flags, run)).transpose()
+    }
+
+    fn parse(&self, flags: &[&str], run: &Settings) -> Result<Settings, ModeFlagsError> {
         #[derive(clap::Parser)]
         struct Serve {
             #[command(flatten)]
             settings: Settings,
         }
-        let argv = std::iter::once("authlab").chain(self.flags.iter().copied());
+        let argv = std::iter::once("authlab").chain(flags.iter().copied());
         let mut settings = <Serve as clap::Parser>::try_parse_from(argv)
             .map_err(|source| ModeFlagsError {
                 key: self.key,
-                flags: self.flags.join(" "),
+                flags: flags.join(" "),
                 source,
             })?
             .settings;
@@ -408,7 +478,7 @@ impl Mode {
 
 #[cfg(test)]
 mod tests {
-    use authlab::config::{DenylistMode, Switch};
+    use authlab::config::{DenylistMode, JwtAlg, Role, Switch};
 
     use super::*;
 
@@ -416,6 +486,9 @@ mod tests {
     fn every_mode_parses_with_the_servers_own_flags() {
         for mode in MODES {
             if let Err(err) = mode.settings(&Settings::defaults()) {
+                panic!("{err}: {}", err.source);
+            }
+            if let Err(err) = mode.issuer_settings(&Settings::defaults()) {
                 panic!("{err}: {}", err.source);
             }
         }
@@ -457,6 +530,35 @@ mod tests {
                 .unwrap()
                 .jwt_denylist,
             DenylistMode::On
+        );
+    }
+
+    #[test]
+    fn a_verifier_mode_holds_no_secret_and_its_issuer_signs_with_a_key_pair() {
+        let mut run = Settings::defaults();
+        run.redis_prefix = "run:".to_owned();
+        run.jwt_secret = Some(secrecy::SecretString::from("s".repeat(64)));
+        let mode = by_key("jwt-verifier").unwrap();
+        let verifier = mode.settings(&run).unwrap();
+        assert_eq!(verifier.role, Role::Verifier);
+        assert!(verifier.jwt_secret.is_none(), "a verifier holds no secret");
+        assert_eq!(verifier.jwt_denylist, DenylistMode::Off);
+        let issuer = mode.issuer_settings(&run).unwrap().unwrap();
+        assert_eq!(issuer.role, Role::Issuer);
+        assert_eq!(issuer.jwt_alg, JwtAlg::EdDsa);
+        // The same denylist key space, so the verifier asks what the issuer's logouts write.
+        assert_eq!(issuer.redis_prefix, verifier.redis_prefix);
+        // The same verified-token cache as the key-pair modes that issue their own tokens.
+        let eddsa = by_key("jwt-eddsa").unwrap().settings(&run).unwrap();
+        assert_eq!(verifier.jwt_verify_cache, eddsa.jwt_verify_cache);
+        assert_eq!(verifier.jwt_denylist, eddsa.jwt_denylist);
+        assert!(!mode.needs_twin());
+        assert!(
+            by_key("jwt-eddsa")
+                .unwrap()
+                .issuer_settings(&run)
+                .unwrap()
+                .is_none()
         );
     }
 

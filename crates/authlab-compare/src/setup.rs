@@ -77,14 +77,24 @@ pub struct ModeInstance {
     /// A second instance with the same settings, sharing Redis, the JWT secret and the user
     /// database (in-process runs of modes with [`Mode::scale_out`] or [`Mode::revocable`]).
     pub twin: Option<SocketAddr>,
+    /// For a mode with an [`Mode::issuer`]: the issuer instance its credential is logged in on
+    /// (`addr` is then a verifier, which answers a login with 501).
+    pub issuer: Option<SocketAddr>,
+}
+
+impl ModeInstance {
+    /// Where the mode's credential is obtained: its issuer's instance, or its own.
+    pub fn login_addr(&self) -> SocketAddr {
+        self.issuer.unwrap_or(self.addr)
+    }
 }
 
 /// The servers a run talks to. In-process: an instance per mode ([`crate::modes`]) and a twin
 /// where a check needs a second one, all sharing Redis, the JWT secret and the user database.
 /// External: one address for every row.
 pub struct Instances {
-    /// The instance `/hello` and the login cost are measured on (the first mode's, or the
-    /// target).
+    /// The instance `/hello` and the login cost are measured on (the first mode's, its issuer's
+    /// when that mode is a verifier, or the target).
     pub hello: SocketAddr,
     /// Every mode of the run, in the order of a round.
     pub modes: Vec<ModeInstance>,
@@ -156,6 +166,7 @@ impl Instances {
                     mode,
                     addr,
                     twin: None,
+                    issuer: None,
                 })
                 .collect(),
             redis_prefix: String::new(),
@@ -203,13 +214,28 @@ impl Instances {
         for mode in modes::selected(&args.modes) {
             let mut settings = mode.settings(&base).map_err(CompareError::Mode)?;
             settings.jwt_keys_dir = key_dir(run_dir, settings.jwt_alg)?;
-            configured.push((mode, settings));
+            let issuer = mode.issuer_settings(&base).map_err(CompareError::Mode)?;
+            let issuer = match issuer {
+                Some(mut issuer) => {
+                    issuer.jwt_keys_dir = key_dir(run_dir, issuer.jwt_alg)?;
+                    Some(issuer)
+                }
+                None => None,
+            };
+            configured.push((mode, settings, issuer));
         }
-        let mut to_build = Vec::new();
-        for (mode, settings) in &configured {
-            to_build.push(settings.clone());
+        // What to build, in order: each mode's issuer if it has one, the mode, its twin if it
+        // has one. A verifier names the index of its issuer, whose JWKS URL it gets once that
+        // issuer is built and serving (`/readyz` tells when the verifier's first fetch landed).
+        let mut to_build: Vec<(Settings, Option<usize>)> = Vec::new();
+        for (mode, settings, issuer) in &configured {
+            let jwks_of = issuer.as_ref().map(|issuer| {
+                to_build.push((issuer.clone(), None));
+                to_build.len() - 1
+            });
+            to_build.push((settings.clone(), jwks_of));
             if mode.needs_twin() {
-                to_build.push(settings.clone());
+                to_build.push((settings.clone(), jwks_of));
             }
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -217,22 +243,35 @@ impl Instances {
             .name("compare-servers".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let mut apps = Vec::new();
-                    for settings in to_build {
+                    let mut ready: Vec<(u16, ServerHandle)> = Vec::new();
+                    let mut running = Vec::new();
+                    for (mut settings, jwks_of) in to_build {
+                        if let Some((issuer, _)) = jwks_of.and_then(|i| ready.get(i)) {
+                            settings.jwks_url =
+                                Some(format!("http://127.0.0.1:{issuer}/.well-known/jwks.json"));
+                        }
                         match Application::build(settings).await {
-                            Ok(app) => apps.push(app),
-                            Err(err) => return drop(tx.send(Err(err))),
+                            Ok(app) => {
+                                ready.push((app.port(), app.handle()));
+                                // Served at once: a verifier built later fetches its JWKS from
+                                // an issuer built before it.
+                                running.push(actix_web::rt::spawn(app.run_until_stopped()));
+                            }
+                            Err(err) => {
+                                for (_, handle) in &ready {
+                                    handle.stop(false).await;
+                                }
+                                return drop(tx.send(Err(err)));
+                            }
                         }
                     }
-                    let ready: Vec<(u16, ServerHandle)> =
-                        apps.iter().map(|a| (a.port(), a.handle())).collect();
+                    let handles: Vec<ServerHandle> =
+                        ready.iter().map(|(_, handle)| handle.clone()).collect();
                     if tx.send(Ok(ready)).is_err() {
-                        return;
+                        for handle in &handles {
+                            handle.stop(false).await;
+                        }
                     }
-                    let running: Vec<_> = apps
-                        .into_iter()
-                        .map(|app| actix_web::rt::spawn(app.run_until_stopped()))
-                        .collect();
                     for server in running {
                         let _ = server.await;
                     }
@@ -244,10 +283,15 @@ impl Instances {
             .map_err(|_| CompareError::ServerThread)?
             .map_err(CompareError::Startup)?;
         let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        // The servers were built in `to_build`'s order: each mode, then its twin if it has one.
+        // The servers were built in `to_build`'s order: each mode's issuer if it has one, the
+        // mode, then its twin if it has one.
         let mut ports = ready.iter().map(|(port, _)| addr(*port));
         let mut instances = Vec::new();
-        for (mode, _) in configured {
+        for (mode, _, issuer) in configured {
+            let issuer = match issuer {
+                Some(_) => Some(ports.next().ok_or(CompareError::ServerThread)?),
+                None => None,
+            };
             let first = ports.next().ok_or(CompareError::ServerThread)?;
             let twin = match mode.needs_twin() {
                 true => Some(ports.next().ok_or(CompareError::ServerThread)?),
@@ -257,10 +301,11 @@ impl Instances {
                 mode,
                 addr: first,
                 twin,
+                issuer,
             });
         }
         Ok(Self {
-            hello: instances.first().ok_or(CompareError::NoModes)?.addr,
+            hello: instances.first().ok_or(CompareError::NoModes)?.login_addr(),
             modes: instances,
             redis_prefix,
             handles: ready.into_iter().map(|(_, handle)| handle).collect(),
@@ -430,7 +475,31 @@ async fn log_in(
     Ok(CredentialHeader::Bearer(value))
 }
 
-/// Registers the user and logs it in on every mode's instance.
+/// How long a verifier may take to become ready (its first JWKS fetch from its issuer, on this
+/// machine) before the run gives up on it.
+const VERIFIER_READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits until the verifier at `addr` answers `/readyz` with 200: its first JWKS fetch has
+/// landed, so its `/me` checks tokens instead of answering 503.
+async fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), CompareError> {
+    let started = Instant::now();
+    loop {
+        let answer = status(&RequestSpec::get(addr, "/readyz"), timeout).await?;
+        if answer == 200 {
+            return Ok(());
+        }
+        if started.elapsed() >= VERIFIER_READY_WITHIN {
+            return Err(CompareError::Setup {
+                step: "wait for the verifier's first JWKS fetch (/readyz)",
+                status: answer,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers the user and logs it in on every mode's instance (a verifier's mode: on its
+/// issuer, once the verifier is ready).
 pub async fn log_in_everywhere(
     instances: &Instances,
     timeout: Duration,
@@ -438,8 +507,11 @@ pub async fn log_in_everywhere(
     register(instances.hello, timeout).await?;
     let mut credentials = Vec::new();
     for instance in &instances.modes {
+        if instance.issuer.is_some() {
+            wait_ready(instance.addr, timeout).await?;
+        }
         let backend = instance.mode.backend.name();
-        credentials.push(log_in(instance.addr, backend, timeout, "log in").await?);
+        credentials.push(log_in(instance.login_addr(), backend, timeout, "log in").await?);
     }
     Ok(Logins { credentials })
 }
