@@ -9,8 +9,9 @@
 //! - **Verify time at that population**: `verify` on ids spread over the whole map, timed in a
 //!   loop (a rough in-process figure; `cargo bench` has the careful one).
 //! - **Redis commands per request**: `INFO commandstats` before and after a route, so the count is
-//!   what Redis executed, not what the code is believed to send. Other clients of the same Redis
-//!   would add to it: run the comparison on a quiet Redis.
+//!   what Redis executed, not what the code is believed to send (on a Cluster, every master's
+//!   counters, summed). Other clients of the same Redis would add to it: run the comparison on a
+//!   quiet Redis.
 //! - **Redis memory per login**: `INFO memory` `used_memory` before and after N logins through
 //!   `RedisTokenAuthenticator::issue`, built as the server builds it, (each one an access-token key plus a refresh-token family
 //!   and its entry in the user's index; every login a distinct user, the worst case for the index)
@@ -158,8 +159,81 @@ async fn redis(url: &str) -> Result<redis::aio::MultiplexedConnection, redis::Re
 }
 
 async fn info(url: &str, section: &str) -> Result<String, redis::RedisError> {
-    let mut conn = redis(url).await?;
+    let mut conn = redis(&node_urls(url).await?[0]).await?;
     redis::cmd("INFO").arg(section).query_async(&mut conn).await
+}
+
+/// `INFO section` of every node that serves the run's requests: the one Redis, or every master
+/// of a Cluster (whose counters must be summed: each master counts only its own commands).
+async fn infos(url: &str, section: &str) -> Result<Vec<String>, redis::RedisError> {
+    let mut infos = Vec::new();
+    for node in node_urls(url).await? {
+        let mut conn = redis(&node).await?;
+        infos.push(
+            redis::cmd("INFO")
+                .arg(section)
+                .query_async(&mut conn)
+                .await?,
+        );
+    }
+    Ok(infos)
+}
+
+/// The plain `redis://` URLs of the nodes behind `url`: itself for one Redis; for a
+/// `redis+cluster://` URL, every master that holds slots, as the first seed that answers
+/// `CLUSTER NODES` lists them (with the URL's credentials). A Sentinel URL is not read (its
+/// master moves; `INFO` of a sentinel says nothing of the data).
+async fn node_urls(url: &str) -> Result<Vec<String>, redis::RedisError> {
+    let Some(rest) = url.strip_prefix("redis+cluster://") else {
+        return Ok(vec![url.to_owned()]);
+    };
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.split('/').next().unwrap_or(hosts);
+    let mut last_error = None;
+    for seed in hosts.split(',') {
+        let seed_url = format!("redis://{userinfo}{seed}");
+        let nodes: Result<String, _> = async {
+            let mut conn = redis(&seed_url).await?;
+            redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut conn)
+                .await
+        }
+        .await;
+        match nodes {
+            Ok(nodes) => {
+                let masters = masters_of(&nodes, &userinfo);
+                if !masters.is_empty() {
+                    return Ok(masters);
+                }
+            }
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "no seed of the cluster URL listed a master",
+        ))
+    }))
+}
+
+/// The `redis://` URL of every master holding slots in a `CLUSTER NODES` reply (`<id>
+/// <host:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`).
+fn masters_of(nodes: &str, userinfo: &str) -> Vec<String> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let is_master = fields.get(2)?.split(',').any(|flag| flag == "master");
+            let holds_slots = fields.len() > 8;
+            let addr = fields.get(1)?.split('@').next()?;
+            (is_master && holds_slots).then(|| format!("redis://{userinfo}{addr}"))
+        })
+        .collect()
 }
 
 fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
@@ -179,29 +253,37 @@ pub async fn redis_version(url: &str) -> Result<String, redis::RedisError> {
 /// Calls per command, as `INFO commandstats` reports them.
 pub type CommandStats = BTreeMap<String, u64>;
 
-/// Reads `INFO commandstats` (`cmdstat_get:calls=12,...` lines).
+/// Reads `INFO commandstats` (`cmdstat_get:calls=12,...` lines; on a Cluster, summed over the
+/// masters).
 pub async fn command_stats(url: &str) -> Result<CommandStats, redis::RedisError> {
-    let info = info(url, "commandstats").await?;
-    Ok(info
-        .lines()
-        .filter_map(|line| {
+    let mut stats = CommandStats::new();
+    for info in infos(url, "commandstats").await? {
+        let calls = info.lines().filter_map(|line| {
             let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
             let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect())
+            Some((name.to_owned(), calls.parse::<u64>().ok()?))
+        });
+        for (name, calls) in calls {
+            *stats.entry(name).or_default() += calls;
+        }
+    }
+    Ok(stats)
 }
 
 /// The CPU time Redis has used since it started (`INFO cpu`: `used_cpu_sys` + `used_cpu_user`),
-/// in seconds: its own work, the system calls of every reply included.
+/// in seconds: its own work, the system calls of every reply included (on a Cluster, summed over
+/// the masters).
 pub async fn redis_cpu_seconds(url: &str) -> Result<f64, redis::RedisError> {
-    let info = info(url, "cpu").await?;
-    let field = |name| {
-        info_field(&info, name)
-            .and_then(|value| value.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    Ok(field("used_cpu_sys") + field("used_cpu_user"))
+    let mut seconds = 0.0;
+    for info in infos(url, "cpu").await? {
+        let field = |name| {
+            info_field(&info, name)
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        seconds += field("used_cpu_sys") + field("used_cpu_user");
+    }
+    Ok(seconds)
 }
 
 /// Redis commands per HTTP request for one route, and what they cost Redis.
@@ -473,6 +555,21 @@ mod tests {
         assert_eq!(activity.hit_ratio, Some(0.95));
         assert_eq!(activity.entries, 3);
         assert!(cache_counters(&scrape(1, 1), "none").is_empty());
+    }
+
+    #[test]
+    fn the_masters_holding_slots_are_read_from_cluster_nodes() {
+        let nodes = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                     b2 127.0.0.1:7001@17001 slave a1 0 1 1 connected\n\
+                     c3 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-16383\n\
+                     d4 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected\n";
+        assert_eq!(
+            masters_of(nodes, ":secret@"),
+            [
+                "redis://:secret@127.0.0.1:7000",
+                "redis://:secret@127.0.0.1:7002"
+            ]
+        );
     }
 
     #[test]
