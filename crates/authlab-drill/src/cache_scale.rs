@@ -607,32 +607,14 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<CacheScaleReport, 
     write(&report, &args.out)?;
     drop(running);
     drop(redis);
-    if args.database_url.is_none() {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
-        }
-    }
+    crate::run::remove_scratch_database(args, &database);
     Ok(report)
 }
 
 /// Writes `cache-scale.json` and `cache-scale.md` to `out`.
 pub fn write(report: &CacheScaleReport, out: &Path) -> Result<(), DrillError> {
-    let json = out.join("cache-scale.json");
-    let text = serde_json::to_string_pretty(report).map_err(|e| DrillError::Io {
-        path: json.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    std::fs::write(&json, text).map_err(|source| DrillError::Io {
-        path: json.clone(),
-        source,
-    })?;
-    let command: Vec<String> = std::env::args()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect();
-    let md = out.join("cache-scale.md");
-    std::fs::write(&md, report.markdown(&command.join(" "))).map_err(|source| DrillError::Io {
-        path: md.clone(),
-        source,
+    crate::run::write_report_files(report, out, "cache-scale", |command| {
+        report.markdown(command)
     })
 }
 

@@ -51,6 +51,7 @@ use crate::balancer::{self, Balancer, Server};
 use crate::interrupt::Interrupt;
 use crate::load::User;
 use crate::procs::{self, Process};
+use crate::run::io_err;
 use crate::topology::{Ports, Redis, Topology, wait_until};
 
 /// How far the retired keys' keep time reaches past their last token (`keys rotate
@@ -62,13 +63,6 @@ const KEYS_RELOAD: &str = "1s";
 /// A token is "within its exp" if it has at least this much left when the request is sent
 /// (`exp` counts whole seconds).
 const EXP_MARGIN_S: u64 = 1;
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DrillError + '_ {
-    move |source| DrillError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
 
 fn step(message: &str) {
     eprintln!("drill: {message}");
@@ -1121,27 +1115,15 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<RotationReport, Dr
     drop(issuer_balancer);
     drop(running);
     drop(redis);
-    if args.database_url.is_none() {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
-        }
-    }
+    crate::run::remove_scratch_database(args, &database);
     Ok(report)
 }
 
 /// Writes `rotate-keys.json` and `rotate-keys.md` to `out`.
 pub fn write(report: &RotationReport, out: &Path) -> Result<(), DrillError> {
-    let json = out.join("rotate-keys.json");
-    let text = serde_json::to_string_pretty(report).map_err(|e| DrillError::Io {
-        path: json.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    std::fs::write(&json, text).map_err(io_err(&json))?;
-    let command: Vec<String> = std::env::args()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect();
-    let md = out.join("rotate-keys.md");
-    std::fs::write(&md, report.markdown(&command.join(" "))).map_err(io_err(&md))
+    crate::run::write_report_files(report, out, "rotate-keys", |command| {
+        report.markdown(command)
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::report::{self, DrillReport, Findings, RunInfo};
 use crate::scenario;
 use crate::topology::{Ports, Redis, wait_until};
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DrillError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DrillError + '_ {
     move |source| DrillError::Io {
         path: path.to_owned(),
         source,
@@ -230,17 +230,29 @@ pub fn run(args: &DrillArgs, interrupt: &Interrupt) -> Result<DrillReport, Drill
     drop(balancer);
     drop(running);
     drop(redis);
+    remove_scratch_database(args, &database);
+    Ok(report)
+}
+
+/// Removes the run's own SQLite user store (and its WAL files), unless `--database-url` named
+/// one of the user's.
+pub(crate) fn remove_scratch_database(args: &DrillArgs, database: &Path) {
     if args.database_url.is_none() {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
         }
     }
-    Ok(report)
 }
 
-/// Writes `drill.json`, `drill.md` and `timeline.svg` to `out`.
-pub fn write(report: &DrillReport, out: &Path) -> Result<(), DrillError> {
-    let json = out.join("drill.json");
+/// Writes `<stem>.json` (the report) and `<stem>.md` (`markdown` of the command line that ran
+/// it) to `out`: every scenario's report is these two files.
+pub(crate) fn write_report_files<T: serde::Serialize>(
+    report: &T,
+    out: &Path,
+    stem: &str,
+    markdown: impl FnOnce(&str) -> String,
+) -> Result<(), DrillError> {
+    let json = out.join(format!("{stem}.json"));
     let text = serde_json::to_string_pretty(report).map_err(|e| DrillError::Io {
         path: json.clone(),
         source: std::io::Error::other(e),
@@ -249,8 +261,14 @@ pub fn write(report: &DrillReport, out: &Path) -> Result<(), DrillError> {
     let command: Vec<String> = std::env::args()
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect();
-    let command = command.join(" ");
-    let md = out.join("drill.md");
-    std::fs::write(&md, report::markdown::render(report, &command)).map_err(io_err(&md))?;
+    let md = out.join(format!("{stem}.md"));
+    std::fs::write(&md, markdown(&command.join(" "))).map_err(io_err(&md))
+}
+
+/// Writes `drill.json`, `drill.md` and `timeline.svg` to `out`.
+pub fn write(report: &DrillReport, out: &Path) -> Result<(), DrillError> {
+    write_report_files(report, out, "drill", |command| {
+        report::markdown::render(report, command)
+    })?;
     report::svg::timeline(report, &out.join("timeline.svg"))
 }
