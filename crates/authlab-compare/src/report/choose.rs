@@ -72,11 +72,22 @@ pub fn statements(report: &Report) -> Vec<String> {
             } else {
                 "no Redis on the request path".to_owned()
             });
-            if let Some(instances) = route.instances_per_redis_core {
+            // A route that sends Redis nothing has no capacity line: what Redis did meanwhile
+            // was someone else's work.
+            let uses_redis = redis.commands_per_request >= 0.005 || route.cache.is_some();
+            if let Some(instances) = route.instances_per_redis_core.filter(|_| uses_redis) {
                 parts.push(format!(
                     "one Redis core carries about {instances:.1} instances like this one before Redis is the bottleneck"
                 ));
             }
+        }
+        if mode.flags.contains(&"--jwt-alg") || mode.issuer.is_some() {
+            parts.push(
+                "signed with a key pair: an instance checks it with the issuer's public JWKS \
+                 alone and cannot mint one (with HS256 every instance that checks a token holds \
+                 the secret that mints it)"
+                    .to_owned(),
+            );
         }
         if let Some(memory) = memory(report, mode) {
             parts.push(memory);
@@ -309,7 +320,10 @@ mod tests {
             off.contains("a logout cannot end it: still accepted (200)"),
             "{off}"
         );
+        // A route that sends Redis nothing gets no capacity line; HS256 is not a key pair.
+        assert!(!session.contains("one Redis core carries"), "{session}");
         let on = find(&s, "jwt, denylist on");
+        assert!(!on.contains("key pair"), "{on}");
         assert!(on.contains("(the slowest here)"), "{on}");
         assert!(
             on.contains("the other instance still accepts the credential"),
